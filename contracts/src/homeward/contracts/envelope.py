@@ -1,0 +1,269 @@
+"""The CloudEvents 1.0 envelope, and its Kafka protocol binding.
+
+Homeward writes structured mode (one JSON object, ``content-type:
+application/cloudevents+json``) and reads both structured and binary mode
+(attributes in ``ce_*`` headers, the payload alone as the value), so a message from
+any CloudEvents SDK or from a plain client such as kcat is readable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ContractError, FieldProblem, problems_from
+from .events import Payload, payload_class
+
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+JSON_CONTENT_TYPE = "application/json"
+SPECVERSION = "1.0"
+
+P = TypeVar("P", bound=Payload)
+
+_PARTNER_SOURCE_RE = re.compile(r"^urn:nhs:ods:(?P<ods>[A-Z0-9]{3,9})(?:[:/].*)?$")
+_SERVICE_SOURCE_RE = re.compile(r"^urn:homeward:(?P<service>[a-z]+)$")
+
+Headers = list[tuple[str, bytes]]
+
+
+def partner_source(ods: str, system: str | None = None) -> str:
+    """The ``source`` a partner organisation writes: ``urn:nhs:ods:<ODS>[/<system>]``."""
+    return f"urn:nhs:ods:{ods}" + (f"/{system}" if system else "")
+
+
+def service_source(service: str) -> str:
+    return f"urn:homeward:{service}"
+
+
+def source_organisation(source: str) -> str | None:
+    """The ODS code a partner ``source`` names, or None if it is not a partner source."""
+    m = _PARTNER_SOURCE_RE.match(source)
+    return m.group("ods") if m else None
+
+
+def source_service(source: str) -> str | None:
+    m = _SERVICE_SOURCE_RE.match(source)
+    return m.group("service") if m else None
+
+
+class Attributes(BaseModel):
+    """CloudEvents context attributes Homeward reads and writes."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    specversion: str = Field(description="CloudEvents version; must be 1.0")
+    id: str = Field(min_length=1, max_length=200, description="Unique per source; Homeward de-duplicates on it")
+    source: str = Field(
+        min_length=1,
+        description="urn:nhs:ods:<ODS> for a partner organisation, urn:homeward:<service> for a service",
+        examples=["urn:nhs:ods:QWU"],
+    )
+    type: str = Field(min_length=1, examples=["homeward.PlacementMade.v1"])
+    time: AwareDatetime = Field(description="When the fact happened in the sender's system (RFC 3339, with offset)")
+    subject: str | None = Field(default=None, description="The placement, referral or commissioner the event is about")
+    dataschema: str | None = None
+    datacontenttype: str | None = None
+    correlationid: str | None = Field(default=None, description="Ties together events of one piece of work")
+    causationid: str | None = Field(default=None, description="The id of the event that caused this one")
+
+
+@dataclass(frozen=True)
+class Event(Generic[P]):
+    """A validated CloudEvent with a typed payload."""
+
+    id: str
+    source: str
+    type: str
+    time: dt.datetime
+    data: P
+    subject: str | None = None
+    dataschema: str | None = None
+    correlationid: str | None = None
+    causationid: str | None = None
+    extensions: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.data.key()
+
+    @property
+    def organisation(self) -> str | None:
+        return source_organisation(self.source)
+
+    def attributes(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {
+            "specversion": SPECVERSION,
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+            "time": _rfc3339(self.time),
+            "datacontenttype": JSON_CONTENT_TYPE,
+        }
+        for name in ("subject", "dataschema", "correlationid", "causationid"):
+            value = getattr(self, name)
+            if value is not None:
+                attrs[name] = value
+        attrs.update(self.extensions)
+        return attrs
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.attributes()
+        out["data"] = self.data.model_dump(mode="json", exclude_none=True)
+        return out
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True).encode()
+
+    def to_kafka(self) -> tuple[bytes, bytes, Headers]:
+        """(key, value, headers) for a structured-mode Kafka record."""
+        return (
+            self.key.encode(),
+            self.to_json(),
+            [("content-type", STRUCTURED_CONTENT_TYPE.encode())],
+        )
+
+
+def _rfc3339(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def dataschema_for(payload_cls: type[Payload]) -> str:
+    return f"https://homeward.example/schemas/{payload_cls.event_type()}.json"
+
+
+def new_event(
+    data: P,
+    *,
+    source: str,
+    time: dt.datetime | None = None,
+    id: str | None = None,
+    subject: str | None = None,
+    correlationid: str | None = None,
+    causationid: str | None = None,
+) -> Event[P]:
+    """Build an event around a payload, filling id, time, subject and dataschema."""
+    return Event(
+        id=id or str(uuid.uuid4()),
+        source=source,
+        type=type(data).event_type(),
+        time=time or dt.datetime.now(dt.UTC),
+        data=data,
+        subject=subject or data.key(),
+        dataschema=dataschema_for(type(data)),
+        correlationid=correlationid,
+        causationid=causationid,
+    )
+
+
+def caused_by(
+    cause: Event[Any], data: P, *, source: str, id: str | None = None, time: dt.datetime | None = None
+) -> Event[P]:
+    """An event caused by another: it inherits the correlation id and names its cause."""
+    return new_event(
+        data,
+        source=source,
+        id=id,
+        time=time,
+        correlationid=cause.correlationid or cause.id,
+        causationid=cause.id,
+    )
+
+
+def _header(headers: Iterable[tuple[str, bytes | None]], name: str) -> str | None:
+    for key, value in headers:
+        if key.lower() == name and value is not None:
+            return value.decode("utf-8", errors="replace")
+    return None
+
+
+def parse_attributes(raw: Mapping[str, Any]) -> Attributes:
+    try:
+        attrs = Attributes.model_validate(raw)
+    except ValidationError as exc:
+        raise ContractError("invalid-envelope", "CloudEvents attributes are invalid", problems_from(exc)) from exc
+    if attrs.specversion != SPECVERSION:
+        raise ContractError(
+            "invalid-envelope",
+            "CloudEvents attributes are invalid",
+            [FieldProblem("specversion", f"must be {SPECVERSION!r}")],
+        )
+    return attrs
+
+
+def parse_event(raw: Mapping[str, Any], data: Any) -> Event[Payload]:
+    """Validate attributes and payload into a typed Event."""
+    attrs = parse_attributes(raw)
+    cls = payload_class(attrs.type)
+    if cls is None:
+        raise ContractError(
+            "unknown-type",
+            f"event type {attrs.type!r} is not in the Homeward contracts",
+            [FieldProblem("type", "unknown event type; expected homeward.<Name>.v<major>")],
+        )
+    if not isinstance(data, dict):
+        raise ContractError(
+            "invalid-payload",
+            f"{attrs.type} needs a JSON object as data",
+            [FieldProblem("data", "must be a JSON object")],
+        )
+    try:
+        payload = cls.model_validate_json(json.dumps(data))
+    except ValidationError as exc:
+        raise ContractError("invalid-payload", f"{attrs.type} payload is invalid", problems_from(exc, "data")) from exc
+    known = set(Attributes.model_fields)
+    extensions = {k: v for k, v in raw.items() if k not in known and k not in ("data", "data_base64")}
+    return Event(
+        id=attrs.id,
+        source=attrs.source,
+        type=attrs.type,
+        time=attrs.time,
+        data=payload,
+        subject=attrs.subject,
+        dataschema=attrs.dataschema,
+        correlationid=attrs.correlationid,
+        causationid=attrs.causationid,
+        extensions=extensions,
+    )
+
+
+def parse_json(value: bytes | str) -> Event[Payload]:
+    """Parse a structured-mode CloudEvent."""
+    try:
+        raw = json.loads(value)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ContractError("malformed-json", f"message is not valid JSON ({exc.__class__.__name__}: {exc})") from exc
+    if not isinstance(raw, dict):
+        raise ContractError("malformed-json", "a structured CloudEvent must be a JSON object")
+    return parse_event(raw, raw.get("data"))
+
+
+def parse_kafka(value: bytes | None, headers: Iterable[tuple[str, bytes | None]] = ()) -> Event[Payload]:
+    """Parse a Kafka record in structured or binary content mode."""
+    headers = list(headers)
+    if value is None:
+        raise ContractError("malformed-json", "message has no value (tombstone)")
+    if _header(headers, "ce_specversion") is None:
+        return parse_json(value)
+    raw: dict[str, Any] = {}
+    for key, hv in headers:
+        if key.lower().startswith("ce_") and hv is not None:
+            raw[key[3:].lower()] = hv.decode("utf-8", errors="replace")
+    content_type = _header(headers, "content-type")
+    if content_type and "json" not in content_type:
+        raise ContractError(
+            "invalid-envelope",
+            f"binary-mode data must be JSON, got content-type {content_type!r}",
+            [FieldProblem("content-type", "must be application/json")],
+        )
+    try:
+        data = json.loads(value)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ContractError("malformed-json", f"binary-mode data is not valid JSON ({exc})") from exc
+    return parse_event(raw, data)

@@ -1,0 +1,105 @@
+"""Kafka clients built from settings: FastStream's KafkaBroker for consuming, an
+idempotent acks=all aiokafka producer for the outbox relay and dead letters, and an
+admin client. Security (SASL/SSL) comes from settings only."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream.kafka import KafkaBroker
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+
+from homeward.contracts.topics import TopicSpec
+
+from .settings import KafkaSettings
+
+
+def _ssl_context(settings: KafkaSettings) -> ssl.SSLContext | None:
+    if settings.security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    return ssl.create_default_context(cafile=settings.ssl_cafile)
+
+
+def client_options(settings: KafkaSettings) -> dict[str, Any]:
+    """Connection and security options understood by every aiokafka client."""
+    opts: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "security_protocol": settings.security_protocol,
+    }
+    ctx = _ssl_context(settings)
+    if ctx is not None:
+        opts["ssl_context"] = ctx
+    if settings.security_protocol.startswith("SASL"):
+        opts["sasl_mechanism"] = settings.sasl_mechanism or "PLAIN"
+        opts["sasl_plain_username"] = settings.sasl_username
+        opts["sasl_plain_password"] = settings.sasl_password.get_secret_value() if settings.sasl_password else None
+    return opts
+
+
+def broker_security(settings: KafkaSettings) -> BaseSecurity | None:
+    ctx = _ssl_context(settings)
+    use_ssl = ctx is not None
+    if not settings.security_protocol.startswith("SASL"):
+        return BaseSecurity(ssl_context=ctx, use_ssl=use_ssl) if use_ssl else None
+    user = settings.sasl_username or ""
+    password = settings.sasl_password.get_secret_value() if settings.sasl_password else ""
+    mechanism = settings.sasl_mechanism or "PLAIN"
+    cls = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}[mechanism]
+    return cls(username=user, password=password, ssl_context=ctx, use_ssl=use_ssl)  # type: ignore[abstract]
+
+
+def make_broker(settings: KafkaSettings, service: str, **kwargs: Any) -> KafkaBroker:
+    """The service's FastStream broker. Its own producer is idempotent with acks=all too."""
+    return KafkaBroker(
+        settings.bootstrap_servers,
+        security=broker_security(settings),
+        client_id=f"{settings.client_id_prefix}-{service}",
+        acks="all",
+        enable_idempotence=True,
+        metadata_max_age_ms=settings.metadata_max_age_ms,
+        allow_auto_create_topics=False,
+        description=f"Homeward {service} service",
+        **kwargs,
+    )
+
+
+def make_producer(settings: KafkaSettings, service: str) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        client_id=f"{settings.client_id_prefix}-{service}-relay",
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        **client_options(settings),
+    )
+
+
+def make_admin(settings: KafkaSettings) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(client_id=f"{settings.client_id_prefix}-admin", **client_options(settings))
+
+
+async def ensure_topics(settings: KafkaSettings, topics: list[TopicSpec], replication: int = 1) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created."""
+    admin = make_admin(settings)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = [t for t in topics if t.name not in existing]
+        if not new:
+            return []
+        configs = [{"retention.ms": str(t.retention_ms)} if t.retention_ms is not None else {} for t in new]
+        try:
+            await admin.create_topics(
+                [
+                    NewTopic(t.name, num_partitions=t.partitions, replication_factor=replication, topic_configs=c)
+                    for t, c in zip(new, configs, strict=True)
+                ]
+            )
+        except TopicAlreadyExistsError:
+            pass
+        return [t.name for t in new]
+    finally:
+        await admin.close()

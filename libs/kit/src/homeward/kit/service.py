@@ -1,0 +1,284 @@
+"""Running a service: migrations, pool, FastStream subscribers, outbox relay, scheduled
+jobs and the HTTP app, in one process with a clean shutdown on SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import uvicorn
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.message import StreamMessage
+from faststream.specification import AsyncAPI
+from starlette.routing import BaseRoute
+
+from homeward.contracts import Payload
+
+from .clock import Clock, clock_from
+from .consumer import EventConsumer, Handler, InfrastructureError, Record
+from .db import create_pool, migrate
+from .http import build_app
+from .kafka import make_broker, make_producer
+from .logging import configure_logging, get_logger
+from .metrics import SCHEDULER_RUNS
+from .outbox import OutboxRelay
+from .settings import ServiceSettings
+from .topics import Topics
+
+log = get_logger(__name__)
+
+JobFn = Callable[[asyncpg.Pool, Clock], Awaitable[int]]  # type: ignore[type-arg]
+
+
+@dataclass
+class Job:
+    """A scheduled job; it must be safe to run on several replicas at once (idempotent)."""
+
+    name: str
+    run: JobFn
+    interval_s: float | None = None
+
+
+@dataclass
+class Subscription:
+    """What a service consumes: all partner topics (by pattern, so new partners are picked up
+    without a restart) and/or named internal topics of other services."""
+
+    partners: bool = False
+    services: Sequence[str] = ()
+
+    def resolve(self, topics: Topics) -> tuple[tuple[str, ...], str | None]:
+        if self.partners and self.services:
+            raise ValueError("a subscription is either the partner pattern or named topics")
+        if self.partners:
+            return (), topics.partner_pattern
+        return tuple(topics.internal(s) for s in self.services), None
+
+
+async def _raw_decoder(msg: StreamMessage[Any]) -> Any:
+    # Records are parsed by the contracts, not by FastStream, so malformed JSON reaches
+    # the dead-letter path instead of failing inside the framework.
+    return msg.body
+
+
+def subscribe(
+    broker: KafkaBroker,
+    consumer: EventConsumer,
+    subscription: Subscription,
+    *,
+    topics: Topics,
+    group_id: str,
+    max_records: int = 500,
+    batch_timeout_ms: int = 200,
+    auto_offset_reset: str = "earliest",
+    backoff_s: float = 2.0,
+    title: str | None = None,
+) -> Any:
+    names, pattern = subscription.resolve(topics)
+    sub = broker.subscriber(
+        *names,
+        pattern=pattern,
+        group_id=group_id,
+        batch=True,
+        max_records=max_records,
+        batch_timeout_ms=batch_timeout_ms,
+        auto_offset_reset=auto_offset_reset,  # type: ignore[arg-type]
+        ack_policy=AckPolicy.MANUAL,
+        decoder=_raw_decoder,
+        title=title,
+    )
+
+    @sub
+    async def on_batch(body: list[bytes], msg: KafkaMessage) -> None:
+        records = [Record.from_consumer_record(r) for r in msg.raw_message]
+        try:
+            await consumer.handle_batch(records)
+        except InfrastructureError as exc:
+            log.error("infrastructure unavailable; batch will be retried", error=str(exc), size=len(records))
+            await asyncio.sleep(backoff_s)
+            await msg.nack()
+            return
+        except Exception:
+            log.exception("batch failed unexpectedly; it will be retried", size=len(records))
+            await asyncio.sleep(backoff_s)
+            await msg.nack()
+            return
+        await msg.ack()
+
+    return sub
+
+
+@dataclass
+class ServiceDefinition:
+    name: str
+    settings: ServiceSettings
+    migrations: Path | None
+    handlers: Mapping[type[Payload], Handler] = field(default_factory=dict)
+    subscriptions: Sequence[Subscription] = ()
+    jobs: Sequence[Job] = ()
+    routes: Callable[[asyncpg.Pool, Clock], Sequence[BaseRoute]] | None = None  # type: ignore[type-arg]
+    publishes: Sequence[type[Payload]] = ()
+    version: str = "1.0.0"
+
+
+class ServiceRuntime:
+    def __init__(self, definition: ServiceDefinition, clock: Clock | None = None) -> None:
+        self.d = definition
+        self.settings = definition.settings
+        self.clock = clock or clock_from(self.settings.common.clock)
+        self.topics = Topics(self.settings.kafka.topic_namespace)
+        self.broker = make_broker(self.settings.kafka, definition.name)
+        self.pool: asyncpg.Pool | None = None  # type: ignore[type-arg]
+        self.relay: OutboxRelay | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._stop = asyncio.Event()
+        self._job_wake = asyncio.Event()
+        self.server: uvicorn.Server | None = None
+        for payload in definition.publishes:
+            topic = self.topics.internal(definition.name)
+            self.broker.publisher(topic, schema=payload, title=f"{topic}:{payload.name}")
+
+    def asyncapi(self) -> dict[str, Any]:
+        spec = AsyncAPI(self.broker, title=f"Homeward {self.d.name}", version=self.d.version)
+        return spec.to_specification().to_jsonable()  # type: ignore[no-any-return]
+
+    async def start(self) -> None:
+        s = self.settings
+        await migrate(s.database_url, self.d.name, self.d.migrations)
+        self.pool = await create_pool(s.database_url, s.pool_min_size, s.pool_max_size)
+        consumer = EventConsumer(
+            self.d.name,
+            self.pool,
+            self.d.handlers,
+            clock=self.clock,
+            retry_attempts=s.retry_attempts,
+            retry_backoff_s=s.retry_backoff_s,
+            topics=self.topics,
+        )
+        self.consumer = consumer
+        group = s.consumer_group or f"homeward-{self.d.name}"
+        for i, sub in enumerate(self.d.subscriptions):
+            subscribe(
+                self.broker,
+                consumer,
+                sub,
+                topics=self.topics,
+                group_id=group if i == 0 else f"{group}-{i}",
+                max_records=s.batch_max_records,
+                batch_timeout_ms=s.batch_timeout_ms,
+                auto_offset_reset=s.kafka.auto_offset_reset,
+                title=f"{self.d.name}:{'partners' if sub.partners else ','.join(sub.services)}",
+            )
+        producer = make_producer(s.kafka, self.d.name)
+        await producer.start()
+        self._producer = producer
+
+        async def send(topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> Any:
+            return await producer.send(topic, value=value, key=key, headers=headers)
+
+        self.relay = OutboxRelay(
+            self.pool,
+            send,
+            service=self.d.name,
+            batch_size=s.outbox_batch_size,
+            poll_interval_s=s.outbox_poll_interval_s,
+        )
+        self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
+        await self.broker.start()
+        for job in self.d.jobs:
+            self._tasks.append(asyncio.create_task(self._run_job(job), name=f"job-{job.name}"))
+        routes = self.d.routes(self.pool, self.clock) if self.d.routes else ()
+        app = build_app(
+            self.d.name,
+            checks={"postgres": self._pg_ready, "kafka": self._kafka_ready},
+            asyncapi=self.asyncapi,
+            routes=routes,
+            state={"pool": self.pool, "clock": self.clock, "runtime": self},
+        )
+        config = uvicorn.Config(app, host=s.http_host, port=s.http_port, log_config=None, access_log=False)
+        self.server = uvicorn.Server(config)
+        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._tasks.append(asyncio.create_task(self.server.serve(), name="http"))
+        log.info("service started", http=f"http://{s.http_host}:{s.http_port}", group=group)
+
+    async def _pg_ready(self) -> bool:
+        assert self.pool is not None
+        async with self.pool.acquire() as conn:
+            return await conn.fetchval("SELECT 1") == 1  # type: ignore[no-any-return]
+
+    async def _kafka_ready(self) -> bool:
+        return await self.broker.ping(timeout=3)
+
+    async def run_jobs_once(self) -> dict[str, int]:
+        assert self.pool is not None
+        return {job.name: await job.run(self.pool, self.clock) for job in self.d.jobs}
+
+    def wake_jobs(self) -> None:
+        self._job_wake.set()
+
+    async def _run_job(self, job: Job) -> None:
+        interval = job.interval_s or self.settings.scheduler_interval_s
+        assert self.pool is not None
+        while not self._stop.is_set():
+            try:
+                n = await job.run(self.pool, self.clock)
+                SCHEDULER_RUNS.labels(self.d.name, job.name, "ok").inc()
+                if n:
+                    log.info("job ran", job=job.name, emitted=n)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                SCHEDULER_RUNS.labels(self.d.name, job.name, "error").inc()
+                log.exception("job failed; will run again", job=job.name)
+            self._job_wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._job_wake.wait(), timeout=interval)
+
+    async def stop(self) -> None:
+        """Stop consuming first, then let the relay publish what is committed, then close."""
+        self._stop.set()
+        self._job_wake.set()
+        with contextlib.suppress(Exception):
+            await self.broker.stop()
+        if self.relay is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.relay.drain(), timeout=10)
+            await self.relay.stop()
+        if self.server is not None:
+            self.server.should_exit = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        with contextlib.suppress(Exception):
+            await self._producer.stop()
+        if self.pool is not None:
+            await self.pool.close()
+        log.info("service stopped")
+
+    async def run_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, self._stop.set)
+        await self.start()
+        try:
+            await self._stop.wait()
+        finally:
+            await self.stop()
+
+
+def run(definition: ServiceDefinition) -> None:
+    """Entry point used by each service's ``__main__``."""
+    common = definition.settings.common
+    configure_logging(definition.name, common.log_level, common.log_format)
+    asyncio.run(ServiceRuntime(definition).run_forever())

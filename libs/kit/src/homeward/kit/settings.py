@@ -1,0 +1,69 @@
+"""Settings from the environment (pydantic-settings).
+
+Shared settings use the ``HOMEWARD_`` prefix (``HOMEWARD_KAFKA_BOOTSTRAP_SERVERS``,
+``HOMEWARD_LOG_LEVEL``...); a service's own settings use ``HOMEWARD_<SERVICE>_``
+(``HOMEWARD_PLACEMENTS_DATABASE_URL``...). Kafka security is configuration only:
+setting ``HOMEWARD_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` and the SASL variables needs
+no code change.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HOMEWARD_KAFKA_", extra="ignore")
+
+    bootstrap_servers: str = "127.0.0.1:19092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    client_id_prefix: str = "homeward"
+    # How often a pattern subscription looks for new partner topics.
+    metadata_max_age_ms: int = 10_000
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    topic_namespace: str = Field(default="", description="Prefix of every topic name; empty in production")
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HOMEWARD_", extra="ignore")
+
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    patient_ref_key: SecretStr = Field(
+        default=SecretStr("homeward-development-key-change-me"),
+        description="Key of the keyed hash that turns an NHS number into a pseudonymous patient reference",
+    )
+    clock: dt.datetime | None = Field(
+        default=None, description="Run 'as of' this instant instead of the system clock (demos and tests)"
+    )
+
+
+class ServiceSettings(BaseSettings):
+    """Base for every service's settings. Subclasses set ``env_prefix``."""
+
+    model_config = SettingsConfigDict(env_prefix="HOMEWARD_SERVICE_", extra="ignore")
+
+    database_url: str = "postgresql://postgres:postgres@127.0.0.1:55432/postgres"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    consumer_group: str | None = None
+    batch_max_records: int = 500
+    batch_timeout_ms: int = 200
+    retry_attempts: int = 3
+    retry_backoff_s: float = 0.2
+    outbox_poll_interval_s: float = 1.0
+    outbox_batch_size: int = 500
+    scheduler_interval_s: float = 30.0
+    pool_min_size: int = 1
+    pool_max_size: int = 5
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    common: CommonSettings = Field(default_factory=CommonSettings)
