@@ -1,0 +1,467 @@
+"""Apache Kafka 4.1 in KRaft combined mode (one JVM: broker + controller).
+
+The jars come from Maven Central through ``stack/kafka/pom.xml``; the broker runs as
+``java -cp '.local/kafka/lib/*' kafka.Kafka .local/kafka/config/server.properties``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import functools
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Coroutine, Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from homeward.contracts.topics import TopicSpec
+
+from .config import StackConfig
+from .errors import StackError
+from .proc import Log, live_pid, port_open, port_taken_error, run, sha256_of, spawn_detached, tail, terminate
+from .status import ComponentStatus
+
+T = TypeVar("T")
+
+_LIB_MARKER = ".homeward-complete"
+_TOPIC_ALREADY_EXISTS = 36
+
+
+# ---- async plumbing -------------------------------------------------------------
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, also when called from code that already has a running loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="homeward-devstack", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def quiet_aiokafka() -> Iterator[None]:
+    """aiokafka logs every refused connection while the broker boots; hush it meanwhile."""
+    logger = logging.getLogger("aiokafka")
+    before = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
+# ---- prerequisites ---------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def java_binary() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and (Path(java_home) / "bin" / "java").is_file():
+        java = str(Path(java_home) / "bin" / "java")
+    else:
+        found = shutil.which("java")
+        if not found:
+            raise StackError(
+                "Java not found: Kafka 4.1 needs a Java 17+ runtime",
+                hint="apt-get install -y openjdk-17-jre-headless",
+            )
+        java = found
+    out = run([java, "-version"], timeout=60).stdout
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
+    if match:
+        major = int(match.group(1))
+        if major == 1 and match.group(2):
+            major = int(match.group(2))
+        if major < 17:
+            raise StackError(
+                f"{java} is Java {major}; Kafka 4.1 needs Java 17 or newer",
+                hint="apt-get install -y openjdk-17-jre-headless, and put it first on PATH or set JAVA_HOME",
+            )
+    return java
+
+
+def _libs_complete(cfg: StackConfig) -> bool:
+    marker = cfg.kafka_lib / _LIB_MARKER
+    try:
+        return marker.read_text().strip() == sha256_of(cfg.kafka_pom)
+    except OSError:
+        return False
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_MAVEN_BOILERPLATE = ("re-run maven", "for more information", "[help 1] http", "-> [help 1]$")
+
+
+def _maven_errors(output: str) -> str:
+    """Maven's own error lines, without colour codes and its generic advice."""
+    lines = [_ANSI.sub("", ln).rstrip() for ln in output.splitlines()]
+    errors = [
+        ln
+        for ln in lines
+        if ln.startswith("[ERROR]")
+        and ln.strip() != "[ERROR]"
+        and not any(b in ln.lower() for b in _MAVEN_BOILERPLATE[:3])
+    ]
+    return "\n".join((errors or [ln for ln in lines if ln.strip()])[-15:])
+
+
+def kafka_version(cfg: StackConfig) -> str:
+    match = re.search(r"<kafka.version>([^<]+)</kafka.version>", cfg.kafka_pom.read_text())
+    return match.group(1) if match else "?"
+
+
+def fetch_libs(cfg: StackConfig, log: Log) -> None:
+    """Copy the Kafka jars from Maven Central into .local/kafka/lib, unless already there."""
+    if _libs_complete(cfg):
+        return
+    mvn = shutil.which("mvn")
+    if not mvn:
+        raise StackError(
+            "Maven (mvn) not found: it fetches the Kafka jars from Maven Central",
+            hint="apt-get install -y maven",
+        )
+    partial = cfg.kafka_dir / "lib.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    log(f"kafka: downloading Kafka {kafka_version(cfg)} jars from Maven Central (first run only)...")
+    argv = [
+        mvn,
+        "-q",
+        "-B",
+        "-U",  # retry artifacts whose earlier download failed (Maven caches failures)
+        "-Dstyle.color=never",
+        "-f",
+        str(cfg.kafka_pom),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={partial}",
+    ]
+    try:
+        result = run(argv, cwd=cfg.root, timeout=900)
+    except Exception as exc:
+        raise StackError(f"could not run Maven: {exc}", hint="check that `mvn -v` works") from exc
+    jars = list(partial.glob("*.jar"))
+    if result.returncode != 0 or not any(j.name.startswith("kafka_2.13-") for j in jars):
+        quoted = _maven_errors(result.stdout) or "(mvn printed nothing)"
+        raise StackError(
+            f"Maven could not download the Kafka jars (exit code {result.returncode}):",
+            details=quoted,
+            hint="check that Maven Central is reachable (proxy/mirror settings in ~/.m2/settings.xml), then rerun; "
+            f"command: {' '.join(argv)}",
+        )
+    shutil.rmtree(cfg.kafka_lib, ignore_errors=True)
+    partial.rename(cfg.kafka_lib)
+    (cfg.kafka_lib / _LIB_MARKER).write_text(sha256_of(cfg.kafka_pom) + "\n")
+    log(f"kafka: {len(jars)} jars in {cfg.kafka_lib}")
+
+
+# ---- configuration ----------------------------------------------------------------
+def server_properties_path(cfg: StackConfig) -> Path:
+    return cfg.kafka_config / "server.properties"
+
+
+def _server_properties(cfg: StackConfig) -> str:
+    h = cfg.host
+    return f"""# Generated by homeward-stack on every `up`; edits are overwritten.
+# Single-node KRaft (broker + controller in one JVM) for local development and tests.
+node.id=1
+process.roles=broker,controller
+controller.quorum.voters=1@{h}:{cfg.controller_port}
+listeners=PLAINTEXT://{h}:{cfg.kafka_port},CONTROLLER://{h}:{cfg.controller_port}
+advertised.listeners=PLAINTEXT://{h}:{cfg.kafka_port}
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs={cfg.kafka_data}
+num.partitions=6
+default.replication.factor=1
+auto.create.topics.enable=false
+delete.topic.enable=true
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.retention.hours=168
+"""
+
+
+def _log4j2_properties(cfg: StackConfig) -> str:
+    logs = cfg.kafka_logs
+
+    def rolling(key: str, file: str) -> str:
+        return f"""
+appender.{key}.type = RollingFile
+appender.{key}.name = {key}
+appender.{key}.fileName = {logs / file}
+appender.{key}.filePattern = {logs / file}.%i
+appender.{key}.layout.type = PatternLayout
+appender.{key}.layout.pattern = [%d] %p %m (%c)%n
+appender.{key}.policies.type = Policies
+appender.{key}.policies.size.type = SizeBasedTriggeringPolicy
+appender.{key}.policies.size.size = 50MB
+appender.{key}.strategy.type = DefaultRolloverStrategy
+appender.{key}.strategy.max = 3
+"""
+
+    return (
+        "# Generated by homeward-stack (Log4j 2 properties format: no YAML jar needed).\n"
+        "status = warn\nname = homeward-kafka\n"
+        + rolling("server", "server.log")
+        + rolling("controller", "controller.log")
+        + rolling("statechange", "state-change.log")
+        + """
+rootLogger.level = INFO
+rootLogger.appenderRef.server.ref = server
+
+logger.controller.name = org.apache.kafka.controller
+logger.controller.level = INFO
+logger.controller.additivity = false
+logger.controller.appenderRef.controller.ref = controller
+
+logger.statechange.name = state.change.logger
+logger.statechange.level = INFO
+logger.statechange.additivity = false
+logger.statechange.appenderRef.statechange.ref = statechange
+
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+
+logger.network.name = kafka.network.RequestChannel$
+logger.network.level = WARN
+"""
+    )
+
+
+def write_config(cfg: StackConfig) -> None:
+    cfg.kafka_config.mkdir(parents=True, exist_ok=True)
+    cfg.kafka_logs.mkdir(parents=True, exist_ok=True)
+    cfg.kafka_data.mkdir(parents=True, exist_ok=True)
+    server_properties_path(cfg).write_text(_server_properties(cfg))
+    (cfg.kafka_config / "log4j2.properties").write_text(_log4j2_properties(cfg))
+
+
+def new_cluster_id() -> str:
+    """A random cluster id in Kafka's form: URL-safe base64 of a UUID, no padding."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cid.startswith("-"):
+            return cid
+
+
+def _java_base(cfg: StackConfig, java: str) -> list[str]:
+    return [
+        java,
+        f"-Dlog4j2.configurationFile={cfg.kafka_config / 'log4j2.properties'}",
+        f"-Dkafka.logs.dir={cfg.kafka_logs}",
+        "-Djava.awt.headless=true",
+    ]
+
+
+def format_storage(cfg: StackConfig, java: str, log: Log) -> None:
+    if (cfg.kafka_data / "meta.properties").is_file():
+        return
+    cluster_id = new_cluster_id()
+    log(f"kafka: formatting storage in {cfg.kafka_data} (cluster id {cluster_id})")
+    argv = [
+        *_java_base(cfg, java),
+        "-cp",
+        f"{cfg.kafka_lib}/*",
+        "kafka.tools.StorageTool",
+        "format",
+        "-t",
+        cluster_id,
+        "-c",
+        str(server_properties_path(cfg)),
+    ]
+    result = run(argv, cwd=cfg.kafka_dir, timeout=180)
+    if result.returncode != 0:
+        raise StackError(
+            "Kafka storage format failed:",
+            details=result.stdout[-3000:],
+            hint=f"if {cfg.kafka_data} holds a broken previous install, `homeward-stack down --wipe` and retry",
+        )
+    (cfg.kafka_dir / "cluster.id").write_text(cluster_id + "\n")
+
+
+# ---- lifecycle ------------------------------------------------------------------
+def running_pid(cfg: StackConfig) -> int | None:
+    return live_pid(cfg.kafka_pid_file, "kafka.Kafka", str(server_properties_path(cfg)))
+
+
+def prepare(cfg: StackConfig, log: Log) -> None:
+    """Everything before the broker can start: Java, jars, config, storage."""
+    if running_pid(cfg):
+        return
+    java = java_binary()
+    fetch_libs(cfg, log)
+    write_config(cfg)
+    format_storage(cfg, java, log)
+
+
+def start(cfg: StackConfig, log: Log) -> bool:
+    """Start the broker unless it already runs; True if it was started."""
+    if running_pid(cfg):
+        return False
+    for port, what, var in (
+        (cfg.kafka_port, "Kafka broker", "HOMEWARD_STACK_KAFKA_PORT"),
+        (cfg.controller_port, "Kafka KRaft controller", "HOMEWARD_STACK_KAFKA_CONTROLLER_PORT"),
+    ):
+        if port_open(cfg.host, port):
+            raise port_taken_error(what, port, var)
+    java = java_binary()
+    argv = [
+        *_java_base(cfg, java)[:1],
+        "-Xms256m",
+        f"-Xmx{cfg.kafka_heap}",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-XX:InitiatingHeapOccupancyPercent=35",
+        "-XX:+ExplicitGCInvokesConcurrent",
+        *_java_base(cfg, java)[1:],
+        "-cp",
+        f"{cfg.kafka_lib}/*",
+        "kafka.Kafka",
+        str(server_properties_path(cfg)),
+    ]
+    pid = spawn_detached(argv, cfg.kafka_logs / "kafka.out", cwd=cfg.kafka_dir)
+    cfg.kafka_pid_file.write_text(f"{pid}\n")
+    log(f"kafka: started (pid {pid}), logs in {cfg.kafka_logs}")
+    return True
+
+
+async def _probe(bootstrap: str) -> bool:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="homeward-stack", request_timeout_ms=5000)
+    try:
+        await asyncio.wait_for(admin.start(), 10)
+        info = await asyncio.wait_for(admin.describe_cluster(), 10)
+        return bool(info.get("brokers"))
+    except Exception:
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+def wait_ready(cfg: StackConfig, log: Log, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    with quiet_aiokafka():
+        while True:
+            pid = running_pid(cfg)
+            if pid is None:
+                raise StackError(
+                    "Kafka exited while starting; last lines of its logs:",
+                    details=tail(cfg.kafka_logs / "kafka.out", 15) + "\n" + tail(cfg.kafka_logs / "server.log", 15),
+                    hint=f"full logs in {cfg.kafka_logs}",
+                )
+            if port_open(cfg.host, cfg.kafka_port) and run_async(_probe(cfg.kafka_bootstrap)):
+                return
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"Kafka (pid {pid}) did not answer on {cfg.kafka_bootstrap} within {timeout:.0f}s:",
+                    details=tail(cfg.kafka_logs / "server.log", 20),
+                    hint=f"see {cfg.kafka_logs}; `homeward-stack down` then `up` to retry",
+                )
+            time.sleep(0.5)
+
+
+def stop(cfg: StackConfig, log: Log) -> bool:
+    pid = running_pid(cfg)
+    if pid is None:
+        cfg.kafka_pid_file.unlink(missing_ok=True)
+        return False
+    log(f"kafka: stopping (pid {pid})...")
+    terminate(pid, timeout=60, log=log, name="Kafka")
+    cfg.kafka_pid_file.unlink(missing_ok=True)
+    return True
+
+
+def status(cfg: StackConfig) -> ComponentStatus:
+    pid = running_pid(cfg)
+    addr = cfg.kafka_bootstrap
+    listening = port_open(cfg.host, cfg.kafka_port)
+    if pid and listening:
+        return ComponentStatus("kafka", "up", addr, pid)
+    if pid:
+        return ComponentStatus("kafka", "starting", addr, pid, "process runs but the port does not answer yet")
+    if listening:
+        return ComponentStatus("kafka", "foreign", addr, None, "port answers but is not this stack's broker")
+    return ComponentStatus("kafka", "down", addr)
+
+
+# ---- topics ----------------------------------------------------------------------
+async def _ensure_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> list[str]:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    wanted = list(specs)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="homeward-stack", request_timeout_ms=30000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in wanted if s.name not in existing]
+        if not missing:
+            return []
+        new = [
+            NewTopic(
+                s.name,
+                num_partitions=s.partitions,
+                replication_factor=1,
+                topic_configs={"retention.ms": str(s.retention_ms)} if s.retention_ms is not None else {},
+            )
+            for s in missing
+        ]
+        try:
+            response = await admin.create_topics(new, timeout_ms=30000)
+        except TopicAlreadyExistsError:
+            return []
+        failures = []
+        for entry in getattr(response, "topic_errors", []):
+            name, code = entry[0], entry[1]
+            message = entry[2] if len(entry) > 2 else ""
+            if code not in (0, _TOPIC_ALREADY_EXISTS):
+                failures.append(f"{name}: error {code} {message or ''}".strip())
+        if failures:
+            raise StackError("Kafka refused to create topics:", details="\n".join(failures))
+        return [s.name for s in missing]
+    finally:
+        await admin.close()
+
+
+def ensure_topics(cfg: StackConfig, specs: Iterable[TopicSpec]) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created."""
+    return run_async(_ensure_topics(cfg.kafka_bootstrap, specs))
+
+
+async def _list_topics(bootstrap: str) -> list[str]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="homeward-stack", request_timeout_ms=10000)
+    await admin.start()
+    try:
+        return sorted(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
+def list_topics(cfg: StackConfig) -> list[str]:
+    return run_async(_list_topics(cfg.kafka_bootstrap))

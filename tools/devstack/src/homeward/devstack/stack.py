@@ -1,0 +1,191 @@
+"""The whole stack: start what is not running, stop everything, report."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from homeward.contracts.topics import SERVICES, TopicSpec, declared_topics
+
+from . import kafka, mail, postgres
+from .config import PARTNERS_VAR, StackConfig, parse_partners
+from .errors import StackError
+from .proc import Log, file_lock, port_open, port_taken_error
+from .status import ComponentStatus
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    """Addresses of the running stack (all on loopback, dev credentials)."""
+
+    kafka_bootstrap: str
+    postgres_admin_dsn: str
+    smtp_host: str
+    smtp_port: int
+    mail_web_url: str
+    service_database_urls: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    @classmethod
+    def from_config(cls, cfg: StackConfig) -> StackInfo:
+        return cls(
+            kafka_bootstrap=cfg.kafka_bootstrap,
+            postgres_admin_dsn=cfg.pg_admin_dsn,
+            smtp_host=cfg.host,
+            smtp_port=cfg.smtp_port,
+            mail_web_url=cfg.mail_web_url,
+            service_database_urls={s: cfg.service_dsn(s) for s in SERVICES},
+        )
+
+    @property
+    def mail_api_url(self) -> str:
+        """MailDev's REST endpoint listing received messages as JSON."""
+        return f"{self.mail_web_url}/email"
+
+    def database_url(self, service: str) -> str:
+        return self.service_database_urls[service]
+
+    def as_env(self) -> dict[str, str]:
+        env = {
+            "HOMEWARD_KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+            "HOMEWARD_POSTGRES_ADMIN_DSN": self.postgres_admin_dsn,
+            "HOMEWARD_SMTP_HOST": self.smtp_host,
+            "HOMEWARD_SMTP_PORT": str(self.smtp_port),
+            "HOMEWARD_MAIL_WEB_URL": self.mail_web_url,
+        }
+        for service, url in self.service_database_urls.items():
+            env[f"HOMEWARD_{service.upper()}_DATABASE_URL"] = url
+        return env
+
+
+def stack_info(root: Path | None = None) -> StackInfo:
+    """The addresses the stack uses (whether or not it runs)."""
+    return StackInfo.from_config(StackConfig.load(root))
+
+
+def _partners(partners: tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    if partners is None:
+        return parse_partners(os.environ.get(PARTNERS_VAR))
+    return parse_partners(",".join(partners))
+
+
+def _preflight(cfg: StackConfig) -> None:
+    """Fail on a taken port before spending minutes on downloads."""
+    checks = []
+    if not kafka.running_pid(cfg):
+        checks += [
+            (cfg.kafka_port, "Kafka broker", "HOMEWARD_STACK_KAFKA_PORT"),
+            (cfg.controller_port, "Kafka KRaft controller", "HOMEWARD_STACK_KAFKA_CONTROLLER_PORT"),
+        ]
+    if not postgres.running_pid(cfg):
+        checks.append((cfg.pg_port, "PostgreSQL", "HOMEWARD_STACK_POSTGRES_PORT"))
+    if not mail.running_pid(cfg):
+        checks += [
+            (cfg.smtp_port, "SMTP (mail server)", "HOMEWARD_STACK_SMTP_PORT"),
+            (cfg.web_port, "mail web UI", "HOMEWARD_STACK_MAIL_WEB_PORT"),
+        ]
+    for port, what, var in checks:
+        if port_open(cfg.host, port):
+            raise port_taken_error(what, port, var)
+
+
+def _raise_first(errors: list[BaseException]) -> None:
+    if not errors:
+        return
+    if len(errors) == 1:
+        raise errors[0]
+    stack_errors = [e for e in errors if isinstance(e, StackError)]
+    if len(stack_errors) == len(errors):
+        raise StackError(
+            f"{len(errors)} parts of the stack failed:",
+            details="\n\n".join(e.render() for e in stack_errors),
+        )
+    raise errors[0]
+
+
+def ensure_up(
+    root: Path | None = None,
+    *,
+    partners: tuple[str, ...] | list[str] | None = None,
+    log: Log | None = None,
+) -> StackInfo:
+    """Start whatever part of the stack is not running, wait until it answers, then make
+    sure the declared Kafka topics and the per-service databases exist.
+
+    Idempotent and safe to call from several processes at once (a file lock
+    serialises them). ``partners`` defaults to ``$HOMEWARD_STACK_PARTNERS``.
+    """
+    say: Log = log or _stderr
+    cfg = StackConfig.load(root)
+    cfg.local.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    with file_lock(cfg.lock_file, say):
+        _preflight(cfg)
+        components = (kafka, postgres, mail)
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="devstack-prepare") as pool:
+            futures = [pool.submit(c.prepare, cfg, say) for c in components]
+        _raise_first([e for f in futures if (e := f.exception()) is not None])
+
+        started = []
+        if kafka.start(cfg, say):  # the JVM boots while PostgreSQL and MailDev start
+            started.append("kafka")
+        if postgres.start(cfg, say):
+            started.append("postgres")
+        if mail.start(cfg, say):
+            started.append("mail")
+        mail.wait_ready(cfg, say)
+        postgres.provision(cfg, say)
+        kafka.wait_ready(cfg, say)
+        created = kafka.ensure_topics(cfg, declared_topics(_partners(partners)))
+        if created:
+            say(f"kafka: created topics {', '.join(created)}")
+        if started:
+            say(f"stack: started {', '.join(started)} in {time.monotonic() - t0:.1f}s")
+    return StackInfo.from_config(cfg)
+
+
+def create_partner_topics(partners: list[str], root: Path | None = None) -> list[str]:
+    """Create ``partner.<ODS>.events`` for each partner (and any missing declared topic)."""
+    cfg = StackConfig.load(root)
+    if not kafka.running_pid(cfg) or not port_open(cfg.host, cfg.kafka_port):
+        raise StackError("Kafka is not running", hint="start it first: homeward-stack up")
+    specs: list[TopicSpec] = declared_topics(_partners(partners))
+    return kafka.ensure_topics(cfg, specs)
+
+
+def down(root: Path | None = None, *, wipe: bool = False, log: Log | None = None) -> list[str]:
+    """Stop everything this stack started; ``wipe`` also deletes its data (not the downloads)."""
+    say: Log = log or _stderr
+    cfg = StackConfig.load(root)
+    if not cfg.local.exists():
+        return []
+    stopped = []
+    with file_lock(cfg.lock_file, say):
+        if mail.stop(cfg, say):
+            stopped.append("mail")
+        if kafka.stop(cfg, say):
+            stopped.append("kafka")
+        if postgres.stop(cfg, say):
+            stopped.append("postgres")
+        if wipe:
+            for path in (cfg.kafka_data, cfg.kafka_dir / "cluster.id", cfg.pg_dir, cfg.mail_store):
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
+            say(f"wiped Kafka data, the PostgreSQL cluster and stored mail under {cfg.local}")
+    return stopped
+
+
+def status(root: Path | None = None) -> list[ComponentStatus]:
+    cfg = StackConfig.load(root)
+    return [kafka.status(cfg), postgres.status(cfg), mail.status(cfg)]

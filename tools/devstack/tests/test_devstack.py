@@ -1,0 +1,167 @@
+"""The native stack, started for real through ensure_up() (no mocks)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import smtplib
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from email.message import EmailMessage
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaTimeoutError, UnknownTopicOrPartitionError
+
+from homeward.contracts.topics import SERVICES, dead_letter_topic, declared_topics, internal_topic
+from homeward.devstack import StackConfig, StackInfo, ensure_up
+from homeward.devstack import kafka as kafka_part
+from homeward.devstack import mail as mail_part
+from homeward.devstack import postgres as pg_part
+
+
+@pytest.fixture(scope="module")
+def info() -> Iterator[StackInfo]:
+    yield ensure_up()
+
+
+def _pids() -> tuple[int | None, int | None, int | None]:
+    cfg = StackConfig.load()
+    return kafka_part.running_pid(cfg), pg_part.running_pid(cfg), mail_part.running_pid(cfg)
+
+
+def test_env_names_every_service(info: StackInfo) -> None:
+    env = info.as_env()
+    assert env["HOMEWARD_KAFKA_BOOTSTRAP_SERVERS"] == info.kafka_bootstrap
+    assert env["HOMEWARD_POSTGRES_ADMIN_DSN"] == info.postgres_admin_dsn
+    assert env["HOMEWARD_SMTP_PORT"] == str(info.smtp_port)
+    for service in SERVICES:
+        assert env[f"HOMEWARD_{service.upper()}_DATABASE_URL"].endswith(f"/homeward_{service}")
+
+
+def test_kafka_round_trip_on_a_declared_topic(info: StackInfo) -> None:
+    topic = internal_topic("referrals")
+    payload = uuid.uuid4().hex.encode()
+
+    async def go() -> bytes:
+        producer = AIOKafkaProducer(bootstrap_servers=info.kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            meta = await producer.send_and_wait(topic, payload, key=b"referral-1")
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(bootstrap_servers=info.kafka_bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tp = TopicPartition(topic, meta.partition)
+            consumer.assign([tp])
+            consumer.seek(tp, meta.offset)
+            msg = await asyncio.wait_for(consumer.getone(), 15)
+            return bytes(msg.value or b"")
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(go()) == payload
+
+
+def test_declared_topics_have_their_partitions_and_retention(info: StackInfo) -> None:
+    async def go() -> tuple[set[str], dict[str, int], str]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=info.kafka_bootstrap)
+        await admin.start()
+        try:
+            names = set(await admin.list_topics())
+            described = await admin.describe_topics([internal_topic("budget"), dead_letter_topic("budget")])
+            partitions = {t["topic"]: len(t["partitions"]) for t in described}
+            configs = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, dead_letter_topic("budget"), {"retention.ms": None})]
+            )
+            entries = configs[0].resources[0][4]
+            retention = next(e[1] for e in entries if e[0] == "retention.ms")
+            return names, partitions, retention
+        finally:
+            await admin.close()
+
+    names, partitions, retention = asyncio.run(go())
+    assert {t.name for t in declared_topics()} <= names
+    assert partitions == {internal_topic("budget"): 6, dead_letter_topic("budget"): 1}
+    assert retention == "-1"
+
+
+def test_kafka_refuses_to_auto_create_topics(info: StackInfo) -> None:
+    topic = f"not.declared.{uuid.uuid4().hex[:8]}"
+
+    async def go() -> list[str]:
+        producer = AIOKafkaProducer(bootstrap_servers=info.kafka_bootstrap, request_timeout_ms=2000)
+        await producer.start()
+        try:
+            # aiokafka gives up with one or the other depending on timing; either way no topic
+            with pytest.raises((KafkaTimeoutError, UnknownTopicOrPartitionError)):
+                await producer.send_and_wait(topic, b"x")
+        finally:
+            await producer.stop()
+        admin = AIOKafkaAdminClient(bootstrap_servers=info.kafka_bootstrap)
+        await admin.start()
+        try:
+            return list(await admin.list_topics())
+        finally:
+            await admin.close()
+
+    assert topic not in asyncio.run(go())
+
+
+def test_each_service_role_reaches_only_its_own_database(info: StackInfo) -> None:
+    async def go() -> None:
+        for service in SERVICES:
+            own = info.database_url(service)
+            conn = await asyncpg.connect(own)
+            try:
+                assert await conn.fetchval("SELECT current_database()") == f"homeward_{service}"
+                await conn.execute("CREATE TABLE IF NOT EXISTS devstack_probe (id int)")  # owns its schema
+            finally:
+                await conn.close()
+            other = next(s for s in SERVICES if s != service)
+            base, _, _ = own.rpartition("/")
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied for database"):
+                await asyncpg.connect(f"{base}/homeward_{other}")
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            await asyncpg.connect(
+                info.database_url("budget").replace("homeward_budget:homeward_budget", "homeward_budget:wrong")
+            )
+
+    asyncio.run(go())
+
+
+def test_smtp_message_shows_up_in_the_web_api(info: StackInfo) -> None:
+    subject = f"devstack probe {uuid.uuid4().hex}"
+    msg = EmailMessage()
+    msg["From"] = "noreply@homeward.test"
+    msg["To"] = "coordinator@example.test"
+    msg["Subject"] = subject
+    msg.set_content("Hello from the devstack test.")
+    with smtplib.SMTP(info.smtp_host, info.smtp_port, timeout=10) as smtp:
+        smtp.send_message(msg)
+
+    deadline = time.monotonic() + 10
+    found: list[dict[str, object]] = []
+    while time.monotonic() < deadline and not found:
+        with urllib.request.urlopen(info.mail_api_url, timeout=5) as resp:
+            found = [m for m in json.load(resp) if m.get("subject") == subject]
+        time.sleep(0.2)
+    assert found, f"{subject!r} not listed by {info.mail_api_url}"
+    assert found[0]["to"] == [{"address": "coordinator@example.test", "name": ""}]
+    assert "Hello from the devstack test." in str(found[0]["text"])
+
+
+def test_ensure_up_again_is_a_no_op(info: StackInfo) -> None:
+    before = _pids()
+    assert all(before)
+    started = time.monotonic()
+    again = ensure_up()
+    assert time.monotonic() - started < 15
+    assert again == info
+    assert _pids() == before
