@@ -1,0 +1,299 @@
+"""The main job: the native stack, the four services as separate processes, the
+scenario through Kafka, then the outcome on the terminal and on a status page."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from rich.console import Console
+
+from homeward.scenario import Scenario, ScenarioConfig, generate
+
+console = Console()
+
+SERVICES = ("referrals", "placements", "budget", "notifications")
+PORTS = {"referrals": 8001, "placements": 8002, "budget": 8003, "notifications": 8004}
+DASHBOARD_PORT = 8080
+ROLES = ("case_manager", "clinical_lead", "finance_lead", "bed_manager", "oap_lead")
+
+
+def repo_root() -> Path:
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "pyproject.toml").exists() and (parent / "services").is_dir():
+            return parent
+    return Path.cwd()
+
+
+@dataclass
+class RunPaths:
+    root: Path
+
+    @property
+    def run(self) -> Path:
+        return self.root / ".local" / "run"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / ".local" / "logs"
+
+    def pid(self, name: str) -> Path:
+        return self.run / f"{name}.pid"
+
+
+def service_env(stack_env: dict[str, str], paths: RunPaths, as_of: dt.date, scheduler_s: float = 5.0,
+                ports: dict[str, int] = PORTS) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(stack_env)
+    env["HOMEWARD_CLOCK"] = f"{as_of.isoformat()}T12:00:00Z"
+    env.setdefault("HOMEWARD_LOG_FORMAT", "json")
+    reference = str(paths.run / "reference.yaml")
+    for svc in SERVICES:
+        prefix = f"HOMEWARD_{svc.upper()}_"
+        env[prefix + "HTTP_PORT"] = str(ports[svc])
+        env[prefix + "SCHEDULER_INTERVAL_S"] = str(scheduler_s)
+    env["HOMEWARD_PLACEMENTS_REFERENCE_DATA"] = reference
+    env["HOMEWARD_REFERRALS_REFERENCE_DATA"] = reference
+    env["HOMEWARD_NOTIFICATIONS_SMTP_HOST"] = stack_env.get("HOMEWARD_SMTP_HOST", "127.0.0.1")
+    env["HOMEWARD_NOTIFICATIONS_SMTP_PORT"] = stack_env.get("HOMEWARD_SMTP_PORT", "1025")
+    return env
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def stop_services(root: Path | None = None, timeout: float = 30.0) -> int:
+    """SIGTERM each service (they finish their batch and drain the outbox), then wait."""
+    paths = RunPaths(root or repo_root())
+    stopped = 0
+    pids: list[tuple[Path, int]] = []
+    for name in (*SERVICES, "dashboard"):
+        f = paths.pid(name)
+        if not f.exists():
+            continue
+        try:
+            pid = int(f.read_text().strip())
+        except ValueError:
+            f.unlink(missing_ok=True)
+            continue
+        if _alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            pids.append((f, pid))
+        else:
+            f.unlink(missing_ok=True)
+    deadline = time.monotonic() + timeout
+    for f, pid in pids:
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        f.unlink(missing_ok=True)
+        stopped += 1
+    return stopped
+
+
+def start_process(name: str, args: list[str], env: dict[str, str], paths: RunPaths) -> int:
+    paths.run.mkdir(parents=True, exist_ok=True)
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    log = (paths.logs / f"{name}.log").open("ab")
+    proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True, cwd=paths.root)
+    paths.pid(name).write_text(str(proc.pid))
+    return proc.pid
+
+
+def start_services(env: dict[str, str], paths: RunPaths) -> dict[str, int]:
+    stop_services(paths.root)
+    return {svc: start_process(svc, [sys.executable, "-m", f"homeward.{svc}"], env, paths) for svc in SERVICES}
+
+
+def wait_ready(paths: RunPaths, timeout: float = 180.0, ports: dict[str, int] = PORTS) -> None:
+    deadline = time.monotonic() + timeout
+    pending = set(SERVICES)
+    while pending and time.monotonic() < deadline:
+        for svc in sorted(pending):
+            pid_file = paths.pid(svc)
+            if pid_file.exists() and not _alive(int(pid_file.read_text())):
+                tail = (paths.logs / f"{svc}.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"the {svc} service exited during start; its log ends:\n{tail}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{ports[svc]}/readyz", timeout=2).status_code == 200:
+                    pending.discard(svc)
+        time.sleep(0.5)
+    if pending:
+        raise RuntimeError(f"not ready after {timeout:.0f}s: {', '.join(sorted(pending))} (see .local/logs/)")
+
+
+def recipients_for(sc: Scenario) -> list[dict[str, Any]]:
+    """One member of staff per role per commissioner (invented addresses)."""
+    out = []
+    for c in sc.reference["commissioners"]:
+        for role in ROLES:
+            out.append({"email": f"{role.replace('_', '.')}@{c['code'].lower()}.nhs.invalid", "org": c["code"],
+                        "role": role, "name": f"{role.replace('_', ' ').title()} ({c['code']})"})
+    return out
+
+
+async def consumer_lag(bootstrap: str, group_prefix: str = "homeward-") -> int:
+    """Total lag over every Homeward consumer group."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        groups = [g[0] for g in await admin.list_consumer_groups() if str(g[0]).startswith(group_prefix)]
+        lag = 0
+        for group in groups:
+            offsets = await admin.list_consumer_group_offsets(group)
+            if not offsets:
+                continue
+            ends = await consumer.end_offsets(list(offsets))
+            lag += sum(max(0, ends[tp] - meta.offset) for tp, meta in offsets.items() if meta.offset >= 0)
+        return lag
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+def wait_settled(bootstrap: str, quiet_checks: int = 4, interval: float = 3.0, timeout: float = 600.0,
+                 group_prefix: str = "homeward-") -> None:
+    """Wait until no group has lag for several checks in a row (jobs run in between)."""
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    with console.status("waiting for the services to finish the work") as status:
+        while time.monotonic() < deadline and quiet < quiet_checks:
+            lag = asyncio.run(consumer_lag(bootstrap, group_prefix))
+            quiet = quiet + 1 if lag == 0 else 0
+            status.update(f"waiting for the services to finish the work (lag {lag})")
+            time.sleep(interval)
+
+
+def fetch_summary(sc_commissioners: list[str], as_of: dt.date, ports: dict[str, int] = PORTS) -> dict[str, Any]:
+    def get(svc: str, path: str, **params: Any) -> Any:
+        try:
+            r = httpx.get(f"http://127.0.0.1:{ports[svc]}{path}", params=params, timeout=30)
+            return r.json() if r.status_code == 200 else {"error": r.status_code}
+        except httpx.HTTPError as exc:
+            return {"error": str(exc)}
+
+    fy_start = as_of.year if as_of.month >= 4 else as_of.year - 1
+    fy = f"{fy_start}-{(fy_start + 1) % 100:02d}"
+    return {
+        "as_of": as_of.isoformat(),
+        "financial_year": fy,
+        "placements": get("placements", "/summary", as_of=as_of.isoformat()),
+        "positions": {c: get("budget", f"/positions/{c}", financial_year=fy, as_of=as_of.isoformat())
+                      for c in sc_commissioners},
+        "notifications": get("notifications", "/summary"),
+        "referrals": get("referrals", "/summary"),
+    }
+
+
+def _money(p: Any) -> str:
+    if not isinstance(p, int):
+        return "-"
+    return f"£{p // 100:,}"
+
+
+def print_summary(s: dict[str, Any], mail_url: str) -> None:
+    p = s["placements"]
+    console.rule(f"[bold]Homeward, as of {s['as_of']}")
+    console.print(f"Active placements: [bold]{p.get('active_out_of_area', '?')}[/] out of area, "
+                  f"[bold]{p.get('active_in_area', '?')}[/] in area")
+    console.print(f"Overdue reviews: [bold]{p.get('overdue_reviews', '?')}[/]")
+    console.print(f"Repatriations: [bold]{p.get('repatriations', '?')}[/]")
+    console.print(f"Budget positions, financial year {s['financial_year']}:")
+    for c, pos in s["positions"].items():
+        console.print(f"  {c}: allocated {_money(pos.get('allocated_pence'))}, spent {_money(pos.get('spent_pence'))}, "
+                      f"forecast {_money(pos.get('forecast_outturn_pence'))}, "
+                      f"headroom {_money(pos.get('headroom_pence'))}, savings {_money(pos.get('savings_year_pence'))}")
+    n = s["notifications"]
+    console.print(f"Emails sent: [bold]{n.get('sent', '?')}[/] (pending {n.get('pending', '?')}, "
+                  f"failed {n.get('failed', '?')})")
+    console.print(f"Staff emails: [link]{mail_url}[/]    Status page: http://127.0.0.1:{DASHBOARD_PORT}/")
+
+
+def main_job(*, seed: int, commissioners: int, providers: int, placements: int, as_of: dt.date,
+             detach: bool) -> int:
+    from homeward.devstack import StackError, ensure_up
+
+    from .main import send_scenario
+
+    paths = RunPaths(repo_root())
+    try:
+        console.print("[bold]1/5[/] starting Kafka, PostgreSQL and the mail server")
+        info = ensure_up()
+    except StackError as exc:
+        console.print(f"[red]{exc}[/]")
+        return 2
+    stack_env = info.as_env()
+    sc = generate(ScenarioConfig(seed=seed, commissioners=commissioners, distant_providers=providers,
+                                 placements=placements, as_of=as_of))
+    paths.run.mkdir(parents=True, exist_ok=True)
+    (paths.run / "reference.yaml").write_text(yaml.safe_dump(sc.reference, sort_keys=False))
+    (paths.run / "recipients.yaml").write_text(yaml.safe_dump(recipients_for(sc), sort_keys=False))
+    env = service_env(stack_env, paths, as_of)
+
+    console.print("[bold]2/5[/] starting the four services (logs in .local/logs/)")
+    start_services(env, paths)
+    try:
+        wait_ready(paths)
+    except RuntimeError as exc:
+        console.print(f"[red]{exc}[/]")
+        stop_services(paths.root)
+        return 1
+    subprocess.run([sys.executable, "-m", "homeward.notifications", "recipients", "import",
+                    str(paths.run / "recipients.yaml")], env=env, check=False, cwd=paths.root,
+                   stdout=subprocess.DEVNULL)
+
+    console.print(f"[bold]3/5[/] playing the Coming Home scenario: {len(sc.events)} events from "
+                  f"{len(sc.partners)} partners")
+    os.environ.update(stack_env)
+    asyncio.run(send_scenario(sc, info.kafka_bootstrap))
+    console.print("[bold]4/5[/] letting the services work")
+    wait_settled(info.kafka_bootstrap)
+    summary = fetch_summary([c["code"] for c in sc.reference["commissioners"]], as_of)
+    (paths.run / "summary.yaml").write_text(yaml.safe_dump(summary, sort_keys=False))
+    dash_env = dict(env)
+    dash_env["HOMEWARD_DASHBOARD_COMMISSIONERS"] = ",".join(c["code"] for c in sc.reference["commissioners"])
+    dash_env["HOMEWARD_DASHBOARD_AS_OF"] = as_of.isoformat()
+    dash_env["HOMEWARD_MAIL_WEB_URL"] = info.mail_web_url
+    start_process("dashboard", [sys.executable, "-m", "homeward.cli.dashboard"], dash_env, paths)
+    console.print("[bold]5/5[/] outcome")
+    print_summary(summary, info.mail_web_url)
+    if detach:
+        console.print("Everything keeps running. Stop with `make down`.")
+        return 0
+    console.print("Running. Ctrl-C stops the services cleanly (`make down` also stops the stack).")
+    stop = {"now": False}
+
+    def _stop(*_: Any) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    while not stop["now"]:
+        time.sleep(0.5)
+    console.print("stopping the services (each finishes its batch and publishes its outbox)")
+    stop_services(paths.root)
+    return 0

@@ -1,0 +1,100 @@
+"""The `homeward` CLI as partners and staff use it."""
+
+import asyncio
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from homeward.cli.main import app
+from homeward.contracts import parse_kafka
+from homeward.kit.testing import KafkaProbe, new_ods
+from homeward.scenario import ScenarioConfig, generate
+
+runner = CliRunner()
+
+VALID = {
+    "specversion": "1.0", "id": "cli-1", "source": "urn:nhs:ods:RX1", "type": "homeward.PlacementMade.v1",
+    "time": "2026-01-05T10:00:00Z",
+    "data": {
+        "placement_id": "PLC-RX1-000001", "nhs_number": "9990000018", "commissioner": "RX1", "provider": "8HA03",
+        "provider_site": "8HA0301", "bed_type": "picu", "cohort": "mental_health", "age_band": "adult",
+        "legal_status": "mha_s3", "programme": "mental_health", "start_date": "2026-01-05",
+        "daily_rate_pence": 54500,
+    },
+}
+
+
+def test_validate_accepts_a_valid_event(tmp_path: Path) -> None:
+    f = tmp_path / "e.json"
+    f.write_text(json.dumps(VALID))
+    result = runner.invoke(app, ["validate", str(f), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["events"][0]["type"] == "homeward.PlacementMade.v1"
+
+
+def test_validate_names_each_wrong_field(tmp_path: Path) -> None:
+    bad = json.loads(json.dumps(VALID))
+    bad["data"]["daily_rate_pence"] = 545.0
+    bad["data"]["nhs_number"] = "9990000019"
+    f = tmp_path / "e.jsonl"
+    f.write_text(json.dumps(VALID) + "\n" + json.dumps(bad) + "\n")
+    result = runner.invoke(app, ["validate", str(f)])
+    assert result.exit_code == 1
+    assert "1 valid, 1 invalid" in result.output
+    assert "data.daily_rate_pence" in result.output and "data.nhs_number" in result.output
+    assert "9990000019" not in result.output
+
+
+async def test_emit_produces_onto_the_partner_topic(tmp_path: Path, kafka: KafkaProbe, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    ods = new_ods()
+    await kafka.create(partners=[ods])
+    event = json.loads(json.dumps(VALID))
+    event["source"] = f"urn:nhs:ods:{ods}"
+    f = tmp_path / "e.json"
+    f.write_text(json.dumps(event))
+    monkeypatch.setenv("HOMEWARD_KAFKA_TOPIC_NAMESPACE", kafka.topics.namespace)
+    args = ["emit", str(f), "--as", ods, "--bootstrap", kafka.infra.kafka_bootstrap, "--json"]
+    result = await asyncio.to_thread(runner.invoke, app, args)  # the CLI runs its own event loop
+    assert result.exit_code == 0, result.output
+    [record] = await kafka.read(kafka.topics.partner(ods), until=lambda r: len(r) >= 1)
+    assert parse_kafka(record.value, record.headers).id == "cli-1"
+    assert record.key == b"PLC-RX1-000001"
+
+
+def test_emit_refuses_to_speak_for_another_organisation(tmp_path: Path) -> None:
+    f = tmp_path / "e.json"
+    f.write_text(json.dumps(VALID))
+    result = runner.invoke(app, ["emit", str(f), "--as", "QWU", "--bootstrap", "127.0.0.1:1"])
+    assert result.exit_code == 1
+    assert "would be dead-lettered" in " ".join(result.output.split())
+
+
+def test_scenario_is_reproducible_and_every_event_is_valid_and_from_its_sender() -> None:
+    a, b = generate(ScenarioConfig(seed=7)), generate(ScenarioConfig(seed=7))
+    assert [e.to_json() for _, e in a.events] == [e.to_json() for _, e in b.events]
+    assert [e.id for _, e in generate(ScenarioConfig(seed=8)).events] != [e.id for _, e in a.events]
+    for partner, event in a.events:
+        assert event.organisation == partner
+        assert parse_kafka(*event.to_kafka()[1:]).data == event.data
+    times = [e.time for _, e in a.events]
+    assert times == sorted(times)
+    counts = a.counts()
+    assert counts["PlacementMade"] > counts["ReferralReceived"]  # some people came home to a second placement
+    assert any(ep.out_of_area for ep in a.episodes) and any(not ep.out_of_area for ep in a.episodes)
+
+
+def test_scenario_scales_to_national_size() -> None:
+    sc = generate(ScenarioConfig(commissioners=42, distant_providers=200, placements=3000))
+    assert len(sc.reference["commissioners"]) == 42
+    assert len({s["provider"] for s in sc.reference["sites"]}) >= 200
+    assert sc.counts()["ReferralReceived"] == 3000
+
+
+def test_scenario_to_file(tmp_path: Path) -> None:
+    out, ref = tmp_path / "events.jsonl", tmp_path / "reference.yaml"
+    result = runner.invoke(app, ["scenario", "--placements", "20", "--out", str(out), "--reference-out", str(ref)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert lines and all(x["event"]["source"] == f"urn:nhs:ods:{x['partner']}" for x in lines)
+    assert "commissioners:" in ref.read_text()
