@@ -25,13 +25,25 @@ from homeward.contracts.topics import TopicSpec
 
 from .config import StackConfig
 from .errors import StackError
-from .proc import Log, live_pid, port_open, port_taken_error, run, sha256_of, spawn_detached, tail, terminate
+from .proc import (
+    Log,
+    live_pid,
+    port_open,
+    port_taken_error,
+    run,
+    sha256_of,
+    sibling_root,
+    spawn_detached,
+    tail,
+    terminate,
+)
 from .status import ComponentStatus
 
 T = TypeVar("T")
 
 _LIB_MARKER = ".homeward-complete"
 _TOPIC_ALREADY_EXISTS = 36
+SIBLING_SUFFIX = "/.local/kafka/config/server.properties"
 
 
 # ---- async plumbing -------------------------------------------------------------
@@ -46,7 +58,7 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     def target() -> None:
         try:
             box["value"] = asyncio.run(coro)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+        except BaseException as exc:  # re-raised in the caller's thread
             box["error"] = exc
 
     thread = threading.Thread(target=target, name="homeward-devstack", daemon=True)
@@ -199,6 +211,10 @@ transaction.state.log.min.isr=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
+# After a crash (kill -9, machine restart) the new broker incarnation waits for the old
+# session to expire before it may register; the default 9 s is needlessly long here.
+broker.heartbeat.interval.ms=1000
+broker.session.timeout.ms=5000
 log.retention.hours=168
 """
 
@@ -306,6 +322,13 @@ def running_pid(cfg: StackConfig) -> int | None:
     return live_pid(cfg.kafka_pid_file, "kafka.Kafka", str(server_properties_path(cfg)))
 
 
+def sibling(cfg: StackConfig) -> Path | None:
+    """Another checkout whose broker already holds our port (same stack, shared)."""
+    return sibling_root(
+        cfg.kafka_port, cfg.root, lambda args: args[-1] if "kafka.Kafka" in args else None, SIBLING_SUFFIX
+    )
+
+
 def prepare(cfg: StackConfig, log: Log) -> None:
     """Everything before the broker can start: Java, jars, config, storage."""
     if running_pid(cfg):
@@ -362,12 +385,13 @@ async def _probe(bootstrap: str) -> bool:
             await admin.close()
 
 
-def wait_ready(cfg: StackConfig, log: Log, timeout: float = 90) -> None:
+def wait_ready(cfg: StackConfig, log: Log, timeout: float = 90, *, shared: bool = False) -> None:
+    """Wait until the broker answers; ``shared``: it is another checkout's, no pid to watch."""
     deadline = time.monotonic() + timeout
     with quiet_aiokafka():
         while True:
             pid = running_pid(cfg)
-            if pid is None:
+            if pid is None and not shared:
                 raise StackError(
                     "Kafka exited while starting; last lines of its logs:",
                     details=tail(cfg.kafka_logs / "kafka.out", 15) + "\n" + tail(cfg.kafka_logs / "server.log", 15),
@@ -403,6 +427,9 @@ def status(cfg: StackConfig) -> ComponentStatus:
         return ComponentStatus("kafka", "up", addr, pid)
     if pid:
         return ComponentStatus("kafka", "starting", addr, pid, "process runs but the port does not answer yet")
+    other = sibling(cfg) if listening else None
+    if other:
+        return ComponentStatus("kafka", "up", addr, None, f"shared, from {other}")
     if listening:
         return ComponentStatus("kafka", "foreign", addr, None, "port answers but is not this stack's broker")
     return ComponentStatus("kafka", "down", addr)

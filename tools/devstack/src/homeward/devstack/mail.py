@@ -15,11 +15,24 @@ import shutil
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from .config import StackConfig
 from .errors import StackError
-from .proc import Log, live_pid, port_open, port_taken_error, run, sha256_of, spawn_detached, tail, terminate
+from .proc import (
+    Log,
+    arg_after,
+    live_pid,
+    port_open,
+    port_taken_error,
+    run,
+    sha256_of,
+    sibling_root,
+    spawn_detached,
+    tail,
+    terminate,
+)
 from .status import ComponentStatus
 
 _MARKER = ".homeward-installed"
@@ -72,6 +85,11 @@ def running_pid(cfg: StackConfig) -> int | None:
     return live_pid(cfg.mail_pid_file, "maildev", str(cfg.mail_store))
 
 
+def sibling(cfg: StackConfig) -> Path | None:
+    """Another checkout whose MailDev already holds our SMTP port (same stack, shared)."""
+    return sibling_root(cfg.smtp_port, cfg.root, lambda args: arg_after(args, "--mail-directory"), "/.local/mail/store")
+
+
 def prepare(cfg: StackConfig, log: Log) -> None:
     if running_pid(cfg):
         return
@@ -110,17 +128,18 @@ def start(cfg: StackConfig, log: Log) -> bool:
 
 def _healthy(cfg: StackConfig) -> bool:
     try:
-        with urllib.request.urlopen(f"{cfg.mail_web_url}/healthz", timeout=2) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(f"{cfg.mail_web_url}/healthz", timeout=2) as resp:  # loopback only
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError):
         return False
 
 
-def wait_ready(cfg: StackConfig, log: Log, timeout: float = 30) -> None:
+def wait_ready(cfg: StackConfig, log: Log, timeout: float = 30, *, shared: bool = False) -> None:
+    """Wait until SMTP and the web API answer; ``shared``: it is another checkout's MailDev."""
     deadline = time.monotonic() + timeout
     while True:
         pid = running_pid(cfg)
-        if pid is None:
+        if pid is None and not shared:
             raise StackError(
                 "MailDev exited while starting; last lines of its log:",
                 details=tail(cfg.mail_log / "maildev.log", 20),
@@ -149,12 +168,15 @@ def stop(cfg: StackConfig, log: Log) -> bool:
 
 def status(cfg: StackConfig) -> ComponentStatus:
     pid = running_pid(cfg)
-    addr = f"smtp://{cfg.host}:{cfg.smtp_port}  web {cfg.mail_web_url}"
+    addr = f"{cfg.host}:{cfg.smtp_port} {cfg.mail_web_url}"
     listening = port_open(cfg.host, cfg.smtp_port)
     if pid and listening:
         return ComponentStatus("mail", "up", addr, pid)
     if pid:
         return ComponentStatus("mail", "starting", addr, pid, "process runs but SMTP does not answer")
+    other = sibling(cfg) if listening else None
+    if other:
+        return ComponentStatus("mail", "up", addr, None, f"shared, from {other}")
     if listening:
         return ComponentStatus("mail", "foreign", addr, None, "port answers but is not this stack's MailDev")
     return ComponentStatus("mail", "down", addr)
@@ -162,6 +184,6 @@ def status(cfg: StackConfig) -> ComponentStatus:
 
 def list_messages(web_url: str) -> list[dict[str, Any]]:
     """Every message MailDev holds (``GET /email``)."""
-    with urllib.request.urlopen(f"{web_url}/email", timeout=5) as resp:  # noqa: S310 - loopback
+    with urllib.request.urlopen(f"{web_url}/email", timeout=5) as resp:  # loopback only
         data = json.load(resp)
     return list(data)

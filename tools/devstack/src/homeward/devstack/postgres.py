@@ -24,7 +24,7 @@ from homeward.contracts.topics import SERVICES
 from .config import PG_BINDIR_VAR, PG_SUPERUSER, PG_SUPERUSER_PASSWORD, StackConfig
 from .errors import StackError
 from .kafka import run_async
-from .proc import Log, live_pid, port_open, port_taken_error, run, tail
+from .proc import Log, arg_after, live_pid, port_open, port_taken_error, run, sibling_root, tail
 from .status import ComponentStatus
 
 PREFERRED_MAJOR = "15"
@@ -243,6 +243,11 @@ def running_pid(cfg: StackConfig) -> int | None:
     return live_pid(cfg.pg_data / "postmaster.pid", "postgres", str(cfg.pg_data))
 
 
+def sibling(cfg: StackConfig) -> Path | None:
+    """Another checkout whose PostgreSQL already holds our port (same stack, shared)."""
+    return sibling_root(cfg.pg_port, cfg.root, lambda args: arg_after(args, "-D"), "/.local/pg/data")
+
+
 def prepare(cfg: StackConfig, log: Log) -> None:
     if running_pid(cfg):
         return
@@ -312,6 +317,9 @@ def status(cfg: StackConfig) -> ComponentStatus:
         return ComponentStatus("postgres", "up", addr, pid)
     if pid:
         return ComponentStatus("postgres", "starting", addr, pid, "process runs but the port does not answer")
+    other = sibling(cfg) if listening else None
+    if other:
+        return ComponentStatus("postgres", "up", addr, None, f"shared, from {other}")
     if listening:
         return ComponentStatus("postgres", "foreign", addr, None, "port answers but is not this stack's server")
     return ComponentStatus("postgres", "down", addr)

@@ -72,7 +72,7 @@ def spawn_detached(argv: Sequence[str], log_path: Path, *, cwd: Path, env: dict[
     with open(log_path, "ab") as out:
         out.write(f"\n---- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(argv)}\n".encode())
         out.flush()
-        proc = subprocess.Popen(  # noqa: S603 - argv built by us
+        proc = subprocess.Popen(  # argv built by us, no shell
             list(argv),
             cwd=cwd,
             env=env,
@@ -151,8 +151,8 @@ def _summary(pid: int) -> str:
     return f"{args[0]} ... {' '.join(args[-3:])}"
 
 
-def port_owner(port: int) -> str | None:
-    """'pid N: command' of the process listening on ``port``, if it can be found."""
+def port_owner_pid(port: int) -> int | None:
+    """The pid listening on ``port`` (None if nothing listens or it cannot be seen)."""
     inodes = _listening_inodes(port)
     if not inodes:
         return None
@@ -164,10 +164,49 @@ def port_owner(port: int) -> str | None:
             for fd in (proc / "fd").iterdir():
                 with contextlib.suppress(OSError):
                     if os.readlink(fd) in targets:
-                        return f"pid {proc.name}: {_summary(int(proc.name))}"
+                        return int(proc.name)
         except OSError:
             continue
-    return "a process this user cannot inspect"
+    return None
+
+
+def port_owner(port: int) -> str | None:
+    """'pid N: command' of the process listening on ``port``, if it can be found."""
+    pid = port_owner_pid(port)
+    if pid is not None:
+        return f"pid {pid}: {_summary(pid)}"
+    return "a process this user cannot inspect" if _listening_inodes(port) else None
+
+
+def cmdline_args(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return []
+    return [a for a in raw.split("\0") if a]
+
+
+def arg_after(args: list[str], flag: str) -> str | None:
+    try:
+        return args[args.index(flag) + 1]
+    except (ValueError, IndexError):
+        return None
+
+
+def sibling_root(port: int, own_root: Path, find: Callable[[list[str]], str | None], suffix: str) -> Path | None:
+    """The checkout whose homeward-stack process listens on ``port``, if not ``own_root``.
+
+    ``find`` picks the state path out of that process's arguments; it must end with
+    ``suffix`` (e.g. ``/.local/pg/data``) for the process to count as a homeward stack.
+    """
+    pid = port_owner_pid(port)
+    if pid is None:
+        return None
+    path = find(cmdline_args(pid))
+    if not path or not path.endswith(suffix):
+        return None
+    root = Path(path[: -len(suffix)] or "/")
+    return None if root == own_root else root
 
 
 def port_taken_error(what: str, port: int, var: str) -> StackError:
@@ -211,7 +250,7 @@ def run(
     timeout: float | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run to completion, output captured (stdout and stderr merged)."""
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         list(argv),
         cwd=cwd,
         env=env,

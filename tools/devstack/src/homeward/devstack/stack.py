@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from homeward.contracts.topics import SERVICES, TopicSpec, declared_topics
+from homeward.contracts.topics import SERVICES, TopicSpec, declared_topics, partner_of, partner_topic
 
 from . import kafka, mail, postgres
 from .config import PARTNERS_VAR, StackConfig, parse_partners
@@ -74,21 +74,49 @@ def stack_info(root: Path | None = None) -> StackInfo:
 
 def _partners(partners: tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
     if partners is None:
-        return parse_partners(os.environ.get(PARTNERS_VAR))
-    return parse_partners(",".join(partners))
+        codes = parse_partners(os.environ.get(PARTNERS_VAR))
+        source = f"${PARTNERS_VAR}"
+    else:
+        codes = parse_partners(",".join(partners))
+        source = "--partner"
+    bad = [c for c in codes if partner_of(partner_topic(c)) is None]
+    if bad:
+        raise StackError(
+            f"{source}: {', '.join(bad)} is not an ODS code (3 to 9 letters or digits)",
+            hint="give ODS codes such as RXA or 8HV48, comma separated in the variable",
+        )
+    return codes
 
 
-def _preflight(cfg: StackConfig) -> None:
+def _shared(cfg: StackConfig, say: Log) -> dict[str, Path]:
+    """Parts already served on our ports by another checkout's homeward stack.
+
+    Two checkouts on one machine (a developer's and CI's fresh clone, say) use the same
+    ports; the second one uses the parts the first one started instead of failing on a
+    taken port. They are the same programs with the same dev credentials.
+    """
+    shared: dict[str, Path] = {}
+    for name, part in (("kafka", kafka), ("postgres", postgres), ("mail", mail)):
+        if part.running_pid(cfg):
+            continue
+        other = part.sibling(cfg)
+        if other is not None:
+            shared[name] = other
+            say(f"{name}: using the one already running from {other} (same ports)")
+    return shared
+
+
+def _preflight(cfg: StackConfig, shared: dict[str, Path]) -> None:
     """Fail on a taken port before spending minutes on downloads."""
     checks = []
-    if not kafka.running_pid(cfg):
+    if "kafka" not in shared and not kafka.running_pid(cfg):
         checks += [
             (cfg.kafka_port, "Kafka broker", "HOMEWARD_STACK_KAFKA_PORT"),
             (cfg.controller_port, "Kafka KRaft controller", "HOMEWARD_STACK_KAFKA_CONTROLLER_PORT"),
         ]
-    if not postgres.running_pid(cfg):
+    if "postgres" not in shared and not postgres.running_pid(cfg):
         checks.append((cfg.pg_port, "PostgreSQL", "HOMEWARD_STACK_POSTGRES_PORT"))
-    if not mail.running_pid(cfg):
+    if "mail" not in shared and not mail.running_pid(cfg):
         checks += [
             (cfg.smtp_port, "SMTP (mail server)", "HOMEWARD_STACK_SMTP_PORT"),
             (cfg.web_port, "mail web UI", "HOMEWARD_STACK_MAIL_WEB_PORT"),
@@ -126,26 +154,24 @@ def ensure_up(
     """
     say: Log = log or _stderr
     cfg = StackConfig.load(root)
+    wanted_partners = _partners(partners)
     cfg.local.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     with file_lock(cfg.lock_file, say):
-        _preflight(cfg)
-        components = (kafka, postgres, mail)
+        shared = _shared(cfg, say)
+        _preflight(cfg, shared)
+        parts = {"kafka": kafka, "postgres": postgres, "mail": mail}
+        own = [part for name, part in parts.items() if name not in shared]
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="devstack-prepare") as pool:
-            futures = [pool.submit(c.prepare, cfg, say) for c in components]
+            futures = [pool.submit(part.prepare, cfg, say) for part in own]
         _raise_first([e for f in futures if (e := f.exception()) is not None])
 
-        started = []
-        if kafka.start(cfg, say):  # the JVM boots while PostgreSQL and MailDev start
-            started.append("kafka")
-        if postgres.start(cfg, say):
-            started.append("postgres")
-        if mail.start(cfg, say):
-            started.append("mail")
-        mail.wait_ready(cfg, say)
+        # Kafka first: its JVM boots while PostgreSQL and MailDev start.
+        started = [name for name, part in parts.items() if part in own and part.start(cfg, say)]
+        mail.wait_ready(cfg, say, shared="mail" in shared)
         postgres.provision(cfg, say)
-        kafka.wait_ready(cfg, say)
-        created = kafka.ensure_topics(cfg, declared_topics(_partners(partners)))
+        kafka.wait_ready(cfg, say, shared="kafka" in shared)
+        created = kafka.ensure_topics(cfg, declared_topics(wanted_partners))
         if created:
             say(f"kafka: created topics {', '.join(created)}")
         if started:
@@ -156,7 +182,7 @@ def ensure_up(
 def create_partner_topics(partners: list[str], root: Path | None = None) -> list[str]:
     """Create ``partner.<ODS>.events`` for each partner (and any missing declared topic)."""
     cfg = StackConfig.load(root)
-    if not kafka.running_pid(cfg) or not port_open(cfg.host, cfg.kafka_port):
+    if not (kafka.running_pid(cfg) or kafka.sibling(cfg)) or not port_open(cfg.host, cfg.kafka_port):
         raise StackError("Kafka is not running", hint="start it first: homeward-stack up")
     specs: list[TopicSpec] = declared_topics(_partners(partners))
     return kafka.ensure_topics(cfg, specs)
@@ -176,6 +202,10 @@ def down(root: Path | None = None, *, wipe: bool = False, log: Log | None = None
             stopped.append("kafka")
         if postgres.stop(cfg, say):
             stopped.append("postgres")
+        for name, part in (("kafka", kafka), ("postgres", postgres), ("mail", mail)):
+            other = part.sibling(cfg)
+            if other is not None:
+                say(f"{name}: left running; it belongs to {other} (stop it there: homeward-stack down)")
         if wipe:
             for path in (cfg.kafka_data, cfg.kafka_dir / "cluster.id", cfg.pg_dir, cfg.mail_store):
                 if path.is_dir():
