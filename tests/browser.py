@@ -10,8 +10,14 @@ from pathlib import Path
 import pytest
 
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--disable-dev-shm-usage",
 ]
 
@@ -27,7 +33,10 @@ def dump_dom(url: str, timeout: float = 60) -> str:
     with tempfile.TemporaryDirectory() as profile:
         out = subprocess.run(
             [chromium(), *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=5000", "--dump-dom", url],
-            capture_output=True, text=True, timeout=timeout, check=True,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
         )
     return out.stdout
 
@@ -35,8 +44,9 @@ def dump_dom(url: str, timeout: float = 60) -> str:
 def screenshot(url: str, path: Path, timeout: float = 60) -> Path:
     with tempfile.TemporaryDirectory() as profile:
         subprocess.run(
-            [chromium(), *FLAGS, f"--user-data-dir={profile}", "--window-size=1280,900",
-             f"--screenshot={path}", url],
-            capture_output=True, timeout=timeout, check=True,
+            [chromium(), *FLAGS, f"--user-data-dir={profile}", "--window-size=1280,900", f"--screenshot={path}", url],
+            capture_output=True,
+            timeout=timeout,
+            check=True,
         )
     return path

@@ -4,22 +4,33 @@ import asyncio
 import json
 from pathlib import Path
 
+from homeward.contracts import parse_kafka
+from homeward.kit.testing import KafkaProbe, new_ods
 from typer.testing import CliRunner
 
 from homeward.cli.main import app
-from homeward.contracts import parse_kafka
-from homeward.kit.testing import KafkaProbe, new_ods
 from homeward.scenario import ScenarioConfig, generate
 
 runner = CliRunner()
 
 VALID = {
-    "specversion": "1.0", "id": "cli-1", "source": "urn:nhs:ods:RX1", "type": "homeward.PlacementMade.v1",
+    "specversion": "1.0",
+    "id": "cli-1",
+    "source": "urn:nhs:ods:RX1",
+    "type": "homeward.PlacementMade.v1",
     "time": "2026-01-05T10:00:00Z",
     "data": {
-        "placement_id": "PLC-RX1-000001", "nhs_number": "9990000018", "commissioner": "RX1", "provider": "8HA03",
-        "provider_site": "8HA0301", "bed_type": "picu", "cohort": "mental_health", "age_band": "adult",
-        "legal_status": "mha_s3", "programme": "mental_health", "start_date": "2026-01-05",
+        "placement_id": "PLC-RX1-000001",
+        "nhs_number": "9990000018",
+        "commissioner": "RX1",
+        "provider": "8HA03",
+        "provider_site": "8HA0301",
+        "bed_type": "picu",
+        "cohort": "mental_health",
+        "age_band": "adult",
+        "legal_status": "mha_s3",
+        "programme": "mental_health",
+        "start_date": "2026-01-05",
         "daily_rate_pence": 54500,
     },
 }

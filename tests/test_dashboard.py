@@ -25,9 +25,15 @@ def _summary() -> dict[str, Any]:
         "financial_year": "2026-27",
         "placements": {"active_out_of_area": 17, "active_in_area": 9, "overdue_reviews": 4, "repatriations": 13},
         "positions": {
-            "05A": {"allocated_pence": 1_250_000_00, "spent_pence": 734_512_34, "committed_pence": 400_000_00,
-                    "forecast_outturn_pence": 1_134_512_34, "headroom_pence": 115_487_66,
-                    "out_of_area_share_percent": 61, "savings_year_pence": 98_765_00},
+            "05A": {
+                "allocated_pence": 1_250_000_00,
+                "spent_pence": 734_512_34,
+                "committed_pence": 400_000_00,
+                "forecast_outturn_pence": 1_134_512_34,
+                "headroom_pence": 115_487_66,
+                "out_of_area_share_percent": 61,
+                "savings_year_pence": 98_765_00,
+            },
         },
         "notifications": {"sent": 42, "pending": 0, "failed": 0},
     }

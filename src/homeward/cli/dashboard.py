@@ -43,14 +43,14 @@ h1{{color:#005eb8}} .cards{{display:flex;gap:1rem;flex-wrap:wrap}}
 .card b{{display:block;font-size:2rem}} table{{border-collapse:collapse;background:#fff;margin-top:1rem}}
 td,th{{padding:.4rem .8rem;border-bottom:1px solid #d8dde0;text-align:right}} th{{text-align:left}}
 </style></head><body>
-<h1>Homeward</h1><p>As of <time id=as-of>{html.escape(summary['as_of'])}</time>,
-financial year {html.escape(summary['financial_year'])}</p>
+<h1>Homeward</h1><p>As of <time id=as-of>{html.escape(summary["as_of"])}</time>,
+financial year {html.escape(summary["financial_year"])}</p>
 <div class=cards>
-<div class=card id=out-of-area><b>{p.get('active_out_of_area', '–')}</b>placed out of area</div>
-<div class=card id=in-area><b>{p.get('active_in_area', '–')}</b>placed in area</div>
-<div class=card id=overdue><b>{p.get('overdue_reviews', '–')}</b>overdue reviews</div>
-<div class=card id=repatriations><b>{p.get('repatriations', '–')}</b>brought home</div>
-<div class=card id=emails><b>{n.get('sent', '–')}</b>emails sent</div>
+<div class=card id=out-of-area><b>{p.get("active_out_of_area", "–")}</b>placed out of area</div>
+<div class=card id=in-area><b>{p.get("active_in_area", "–")}</b>placed in area</div>
+<div class=card id=overdue><b>{p.get("overdue_reviews", "–")}</b>overdue reviews</div>
+<div class=card id=repatriations><b>{p.get("repatriations", "–")}</b>brought home</div>
+<div class=card id=emails><b>{n.get("sent", "–")}</b>emails sent</div>
 </div>
 <h2>Budget positions</h2>
 <table id=positions><thead><tr><th>Commissioner</th><th>Allocated</th><th>Spent</th><th>Committed</th>

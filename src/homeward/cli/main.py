@@ -14,12 +14,11 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+from homeward.contracts import ContractError, Event, Payload, parse_json, partner_topic, source_organisation
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
-
-from homeward.contracts import ContractError, Event, Payload, parse_json, partner_of, partner_topic, source_organisation
 
 app = typer.Typer(help="Homeward: bring people placed out of area home.", no_args_is_help=True)
 console = Console()
@@ -62,10 +61,15 @@ def validate(
             event = parse_json(raw)
             results.append({"line": line, "valid": True, "id": event.id, "type": event.type, "key": event.key})
         except ContractError as exc:
-            results.append({
-                "line": line, "valid": False, "reason": exc.kind, "message": exc.message,
-                "problems": [{"field": p.field, "problem": p.problem} for p in exc.problems],
-            })
+            results.append(
+                {
+                    "line": line,
+                    "valid": False,
+                    "reason": exc.kind,
+                    "message": exc.message,
+                    "problems": [{"field": p.field, "problem": p.problem} for p in exc.problems],
+                }
+            )
     bad = [r for r in results if not r["valid"]]
     if json_out:
         console.print_json(json.dumps({"valid": not bad, "events": results}))
@@ -85,7 +89,9 @@ def validate(
 def emit(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
     as_: Annotated[str, typer.Option("--as", help="Your organisation's ODS code: writes to partner.<ODS>.events")],
-    bootstrap: Annotated[str | None, typer.Option(help="Kafka bootstrap servers (default from HOMEWARD_KAFKA_*)")] = None,
+    bootstrap: Annotated[
+        str | None, typer.Option(help="Kafka bootstrap servers (default from HOMEWARD_KAFKA_*)")
+    ] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Validate events and produce them onto your partner topic (nothing is sent if any is invalid)."""
@@ -118,8 +124,14 @@ async def _produce(settings: Any, items: list[tuple[str, Event[Payload]]], progr
     producer = make_producer(settings, "cli")
     await producer.start()
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=err, disable=not progress or len(items) < 50) as bar:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            disable=not progress or len(items) < 50,
+        ) as bar:
             task = bar.add_task("producing", total=len(items))
             pending = []
             for topic, event in items:
@@ -184,15 +196,23 @@ def placements_list(
     json_out: JsonFlag = False,
 ) -> None:
     """Active placements."""
-    params = {"commissioner": commissioner, "cohort": cohort, "bed_type": bed_type, "as_of": as_of,
-              "out_of_area": None if out_of_area is None else str(out_of_area).lower()}
+    params = {
+        "commissioner": commissioner,
+        "cohort": cohort,
+        "bed_type": bed_type,
+        "as_of": as_of,
+        "out_of_area": None if out_of_area is None else str(out_of_area).lower(),
+    }
     data = _get("placements", "/placements", params)
     rows = data.get("placements", data) if isinstance(data, dict) else data
     if json_out:
         console.print_json(json.dumps(data))
         return
-    _table(rows, ["placement_id", "commissioner", "provider_site", "bed_type", "start_date", "out_of_area",
-                  "daily_rate_pence"], f"{len(rows)} active placement(s)")
+    _table(
+        rows,
+        ["placement_id", "commissioner", "provider_site", "bed_type", "start_date", "out_of_area", "daily_rate_pence"],
+        f"{len(rows)} active placement(s)",
+    )
 
 
 @placements_app.command("overdue")
@@ -207,8 +227,11 @@ def placements_overdue(
     if json_out:
         console.print_json(json.dumps(data))
         return
-    _table(rows, ["placement_id", "commissioner", "review_type", "due_date", "days_overdue"],
-           f"{len(rows)} overdue review(s)")
+    _table(
+        rows,
+        ["placement_id", "commissioner", "review_type", "due_date", "days_overdue"],
+        f"{len(rows)} overdue review(s)",
+    )
 
 
 @placements_app.command("repatriations")
@@ -223,8 +246,18 @@ def placements_repatriations(
     if json_out:
         console.print_json(json.dumps(data))
         return
-    _table(rows, ["from_placement_id", "to_placement_id", "commissioner", "repatriated_on",
-                  "from_daily_rate_pence", "to_daily_rate_pence"], f"{len(rows)} repatriation(s)")
+    _table(
+        rows,
+        [
+            "from_placement_id",
+            "to_placement_id",
+            "commissioner",
+            "repatriated_on",
+            "from_daily_rate_pence",
+            "to_daily_rate_pence",
+        ],
+        f"{len(rows)} repatriation(s)",
+    )
 
 
 @app.command()
@@ -266,9 +299,14 @@ def scenario(
     """Generate the Coming Home scenario and produce it onto the partners' topics (or to a file)."""
     from homeward.scenario import ScenarioConfig, generate
 
-    config = ScenarioConfig(seed=seed, commissioners=commissioners, distant_providers=providers,
-                            placements=placements, start=dt.date.fromisoformat(start),
-                            as_of=dt.date.fromisoformat(as_of))
+    config = ScenarioConfig(
+        seed=seed,
+        commissioners=commissioners,
+        distant_providers=providers,
+        placements=placements,
+        start=dt.date.fromisoformat(start),
+        as_of=dt.date.fromisoformat(as_of),
+    )
     sc = generate(config)
     if reference_out:
         import yaml
@@ -284,8 +322,10 @@ def scenario(
     if json_out:
         console.print_json(json.dumps(summary))
     else:
-        console.print(f"{len(sc.events)} events from {len(sc.partners)} partners: "
-                      + ", ".join(f"{k} {v}" for k, v in sorted(sc.counts().items())))
+        console.print(
+            f"{len(sc.events)} events from {len(sc.partners)} partners: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(sc.counts().items()))
+        )
 
 
 async def send_scenario(sc: Any, bootstrap: str | None = None, progress: bool = True) -> None:
@@ -311,8 +351,16 @@ def run(
     """The main job: start the stack and the four services, play the scenario, print the outcome, keep running."""
     from .runner import main_job
 
-    raise typer.Exit(main_job(seed=seed, commissioners=commissioners, providers=providers, placements=placements,
-                              as_of=dt.date.fromisoformat(as_of), detach=detach))
+    raise typer.Exit(
+        main_job(
+            seed=seed,
+            commissioners=commissioners,
+            providers=providers,
+            placements=placements,
+            as_of=dt.date.fromisoformat(as_of),
+            detach=detach,
+        )
+    )
 
 
 @app.command()

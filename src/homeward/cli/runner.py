@@ -53,8 +53,9 @@ class RunPaths:
         return self.run / f"{name}.pid"
 
 
-def service_env(stack_env: dict[str, str], paths: RunPaths, as_of: dt.date, scheduler_s: float = 5.0,
-                ports: dict[str, int] = PORTS) -> dict[str, str]:
+def service_env(
+    stack_env: dict[str, str], paths: RunPaths, as_of: dt.date, scheduler_s: float = 5.0, ports: dict[str, int] = PORTS
+) -> dict[str, str]:
     env = dict(os.environ)
     env.update(stack_env)
     env["HOMEWARD_CLOCK"] = f"{as_of.isoformat()}T12:00:00Z"
@@ -113,8 +114,15 @@ def start_process(name: str, args: list[str], env: dict[str, str], paths: RunPat
     paths.run.mkdir(parents=True, exist_ok=True)
     paths.logs.mkdir(parents=True, exist_ok=True)
     log = (paths.logs / f"{name}.log").open("ab")
-    proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True, cwd=paths.root)
+    proc = subprocess.Popen(
+        args,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=paths.root,
+    )
     paths.pid(name).write_text(str(proc.pid))
     return proc.pid
 
@@ -146,8 +154,14 @@ def recipients_for(sc: Scenario) -> list[dict[str, Any]]:
     out = []
     for c in sc.reference["commissioners"]:
         for role in ROLES:
-            out.append({"email": f"{role.replace('_', '.')}@{c['code'].lower()}.nhs.invalid", "org": c["code"],
-                        "role": role, "name": f"{role.replace('_', ' ').title()} ({c['code']})"})
+            out.append(
+                {
+                    "email": f"{role.replace('_', '.')}@{c['code'].lower()}.nhs.invalid",
+                    "org": c["code"],
+                    "role": role,
+                    "name": f"{role.replace('_', ' ').title()} ({c['code']})",
+                }
+            )
     return out
 
 
@@ -175,8 +189,13 @@ async def consumer_lag(bootstrap: str, group_prefix: str = "homeward-") -> int:
         await admin.close()
 
 
-def wait_settled(bootstrap: str, quiet_checks: int = 4, interval: float = 3.0, timeout: float = 600.0,
-                 group_prefix: str = "homeward-") -> None:
+def wait_settled(
+    bootstrap: str,
+    quiet_checks: int = 4,
+    interval: float = 3.0,
+    timeout: float = 600.0,
+    group_prefix: str = "homeward-",
+) -> None:
     """Wait until no group has lag for several checks in a row (jobs run in between)."""
     deadline = time.monotonic() + timeout
     quiet = 0
@@ -202,8 +221,9 @@ def fetch_summary(sc_commissioners: list[str], as_of: dt.date, ports: dict[str, 
         "as_of": as_of.isoformat(),
         "financial_year": fy,
         "placements": get("placements", "/summary", as_of=as_of.isoformat()),
-        "positions": {c: get("budget", f"/positions/{c}", financial_year=fy, as_of=as_of.isoformat())
-                      for c in sc_commissioners},
+        "positions": {
+            c: get("budget", f"/positions/{c}", financial_year=fy, as_of=as_of.isoformat()) for c in sc_commissioners
+        },
         "notifications": get("notifications", "/summary"),
         "referrals": get("referrals", "/summary"),
     }
@@ -218,23 +238,27 @@ def _money(p: Any) -> str:
 def print_summary(s: dict[str, Any], mail_url: str) -> None:
     p = s["placements"]
     console.rule(f"[bold]Homeward, as of {s['as_of']}")
-    console.print(f"Active placements: [bold]{p.get('active_out_of_area', '?')}[/] out of area, "
-                  f"[bold]{p.get('active_in_area', '?')}[/] in area")
+    console.print(
+        f"Active placements: [bold]{p.get('active_out_of_area', '?')}[/] out of area, "
+        f"[bold]{p.get('active_in_area', '?')}[/] in area"
+    )
     console.print(f"Overdue reviews: [bold]{p.get('overdue_reviews', '?')}[/]")
     console.print(f"Repatriations: [bold]{p.get('repatriations', '?')}[/]")
     console.print(f"Budget positions, financial year {s['financial_year']}:")
     for c, pos in s["positions"].items():
-        console.print(f"  {c}: allocated {_money(pos.get('allocated_pence'))}, spent {_money(pos.get('spent_pence'))}, "
-                      f"forecast {_money(pos.get('forecast_outturn_pence'))}, "
-                      f"headroom {_money(pos.get('headroom_pence'))}, savings {_money(pos.get('savings_year_pence'))}")
+        console.print(
+            f"  {c}: allocated {_money(pos.get('allocated_pence'))}, spent {_money(pos.get('spent_pence'))}, "
+            f"forecast {_money(pos.get('forecast_outturn_pence'))}, "
+            f"headroom {_money(pos.get('headroom_pence'))}, savings {_money(pos.get('savings_year_pence'))}"
+        )
     n = s["notifications"]
-    console.print(f"Emails sent: [bold]{n.get('sent', '?')}[/] (pending {n.get('pending', '?')}, "
-                  f"failed {n.get('failed', '?')})")
+    console.print(
+        f"Emails sent: [bold]{n.get('sent', '?')}[/] (pending {n.get('pending', '?')}, failed {n.get('failed', '?')})"
+    )
     console.print(f"Staff emails: [link]{mail_url}[/]    Status page: http://127.0.0.1:{DASHBOARD_PORT}/")
 
 
-def main_job(*, seed: int, commissioners: int, providers: int, placements: int, as_of: dt.date,
-             detach: bool) -> int:
+def main_job(*, seed: int, commissioners: int, providers: int, placements: int, as_of: dt.date, detach: bool) -> int:
     from homeward.devstack import StackError, ensure_up
 
     from .main import send_scenario
@@ -247,8 +271,11 @@ def main_job(*, seed: int, commissioners: int, providers: int, placements: int, 
         console.print(f"[red]{exc}[/]")
         return 2
     stack_env = info.as_env()
-    sc = generate(ScenarioConfig(seed=seed, commissioners=commissioners, distant_providers=providers,
-                                 placements=placements, as_of=as_of))
+    sc = generate(
+        ScenarioConfig(
+            seed=seed, commissioners=commissioners, distant_providers=providers, placements=placements, as_of=as_of
+        )
+    )
     paths.run.mkdir(parents=True, exist_ok=True)
     (paths.run / "reference.yaml").write_text(yaml.safe_dump(sc.reference, sort_keys=False))
     (paths.run / "recipients.yaml").write_text(yaml.safe_dump(recipients_for(sc), sort_keys=False))
@@ -262,12 +289,17 @@ def main_job(*, seed: int, commissioners: int, providers: int, placements: int, 
         console.print(f"[red]{exc}[/]")
         stop_services(paths.root)
         return 1
-    subprocess.run([sys.executable, "-m", "homeward.notifications", "recipients", "import",
-                    str(paths.run / "recipients.yaml")], env=env, check=False, cwd=paths.root,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "homeward.notifications", "recipients", "import", str(paths.run / "recipients.yaml")],
+        env=env,
+        check=False,
+        cwd=paths.root,
+        stdout=subprocess.DEVNULL,
+    )
 
-    console.print(f"[bold]3/5[/] playing the Coming Home scenario: {len(sc.events)} events from "
-                  f"{len(sc.partners)} partners")
+    console.print(
+        f"[bold]3/5[/] playing the Coming Home scenario: {len(sc.events)} events from {len(sc.partners)} partners"
+    )
     os.environ.update(stack_env)
     asyncio.run(send_scenario(sc, info.kafka_bootstrap))
     console.print("[bold]4/5[/] letting the services work")

@@ -65,10 +65,22 @@ CASE_MIX: list[tuple[Cohort, AgeBand, BedType, Programme, float, int]] = [
     (Cohort.MENTAL_HEALTH, AgeBand.ADULT, BedType.PICU, Programme.MENTAL_HEALTH, 0.12, 82000),
     (Cohort.MENTAL_HEALTH, AgeBand.ADULT, BedType.LOCKED_REHABILITATION, Programme.MENTAL_HEALTH, 0.12, 62000),
     (Cohort.DEMENTIA, AgeBand.OLDER_ADULT, BedType.OLDER_ADULT_DEMENTIA, Programme.MENTAL_HEALTH, 0.14, 48000),
-    (Cohort.LEARNING_DISABILITY_AND_AUTISM, AgeBand.ADULT, BedType.LD_AUTISM_INPATIENT,
-     Programme.LEARNING_DISABILITY_AND_AUTISM, 0.14, 75000),
-    (Cohort.AUTISM, AgeBand.CHILD, BedType.CAMHS_GENERAL_ADOLESCENT, Programme.LEARNING_DISABILITY_AND_AUTISM,
-     0.06, 95000),
+    (
+        Cohort.LEARNING_DISABILITY_AND_AUTISM,
+        AgeBand.ADULT,
+        BedType.LD_AUTISM_INPATIENT,
+        Programme.LEARNING_DISABILITY_AND_AUTISM,
+        0.14,
+        75000,
+    ),
+    (
+        Cohort.AUTISM,
+        AgeBand.CHILD,
+        BedType.CAMHS_GENERAL_ADOLESCENT,
+        Programme.LEARNING_DISABILITY_AND_AUTISM,
+        0.06,
+        95000,
+    ),
     (Cohort.MENTAL_HEALTH, AgeBand.ADULT, BedType.LOW_SECURE, Programme.SECURE_AND_FORENSIC, 0.08, 58000),
     (Cohort.LEARNING_DISABILITY, AgeBand.ADULT, BedType.MEDIUM_SECURE, Programme.SECURE_AND_FORENSIC, 0.04, 72000),
 ]
@@ -213,13 +225,33 @@ def generate(config: ScenarioConfig | None = None) -> Scenario:
     for i, (code, _) in enumerate(commissioners):
         provider = LOCAL_PROVIDER[0] if i < 3 else f"R{i:02d}"
         local_types = tuple(bt for bt in bed_types if bt not in SECURE or i == 0)
-        sites.append(Site(f"{provider}{i + 1:02d}", provider, code, f"Local unit {i + 1}", local_types,
-                          c.local_beds_per_type, False, rng.randint(3, 20)))
+        sites.append(
+            Site(
+                f"{provider}{i + 1:02d}",
+                provider,
+                code,
+                f"Local unit {i + 1}",
+                local_types,
+                c.local_beds_per_type,
+                False,
+                rng.randint(3, 20),
+            )
+        )
     for j in range(c.distant_providers):
         provider = f"8Z{j:03d}"
         area = _area_code(j)
-        sites.append(Site(f"{provider}01", provider, area, f"Independent hospital {j + 1}", tuple(bed_types),
-                          10_000, True, rng.choice([85, 140, 190, 240, 320])))
+        sites.append(
+            Site(
+                f"{provider}01",
+                provider,
+                area,
+                f"Independent hospital {j + 1}",
+                tuple(bed_types),
+                10_000,
+                True,
+                rng.choice([85, 140, 190, 240, 320]),
+            )
+        )
     local_site = {s.area: s for s in sites if not s.independent}
     distant = [s for s in sites if s.independent]
 
@@ -235,10 +267,19 @@ def generate(config: ScenarioConfig | None = None) -> Scenario:
         return site.beds - busy
 
     def capacity_report(site: Site, bed: BedType, day: dt.date) -> None:
-        b.emit(site.provider, BedAvailabilityUpdated(
-            provider=site.provider, site=site.code, site_area=site.area, bed_type=bed,
-            available_beds=max(0, free_beds(site, bed, day)), total_beds=site.beds,
-            as_of=b.at(day, 7)), b.at(day, 7))
+        b.emit(
+            site.provider,
+            BedAvailabilityUpdated(
+                provider=site.provider,
+                site=site.code,
+                site_area=site.area,
+                bed_type=bed,
+                available_beds=max(0, free_beds(site, bed, day)),
+                total_beds=site.beds,
+                as_of=b.at(day, 7),
+            ),
+            b.at(day, 7),
+        )
 
     # Every provider reports its starting capacity.
     for s in sites:
@@ -258,42 +299,80 @@ def generate(config: ScenarioConfig | None = None) -> Scenario:
         need = c.start + dt.timedelta(days=offset)
         urgency = rng.choice([Urgency.EMERGENCY, Urgency.URGENT, Urgency.URGENT, Urgency.ROUTINE])
         referral_id = f"REF-{commissioner}-{n + 1:06d}"
-        b.emit(commissioner, ReferralReceived(
-            referral_id=referral_id, nhs_number=nhs, commissioner=commissioner, bed_type=bed, cohort=cohort,
-            age_band=age, urgency=urgency, need_arose_at=b.at(need, 8)), b.at(need, 8))
+        b.emit(
+            commissioner,
+            ReferralReceived(
+                referral_id=referral_id,
+                nhs_number=nhs,
+                commissioner=commissioner,
+                bed_type=bed,
+                cohort=cohort,
+                age_band=age,
+                urgency=urgency,
+                need_arose_at=b.at(need, 8),
+            ),
+            b.at(need, 8),
+        )
         wait_days = {Urgency.EMERGENCY: 0, Urgency.URGENT: rng.randint(0, 2), Urgency.ROUTINE: rng.randint(2, 10)}[
-            urgency]
+            urgency
+        ]
         start = need + dt.timedelta(days=wait_days)
         stay = int(rng.lognormvariate(4.6, 0.7))  # median ~100 nights
         end: dt.date | None = start + dt.timedelta(days=max(3, stay))
         if end is not None and end >= c.as_of:
             end = None
         home = local_site.get(commissioner)
-        local_ok = home is not None and bed in home.bed_types and all(
-            free_beds(home, bed, start + dt.timedelta(days=d)) > 0
-            for d in range(0, ((end or c.as_of) - start).days, 7)
+        local_ok = (
+            home is not None
+            and bed in home.bed_types
+            and all(
+                free_beds(home, bed, start + dt.timedelta(days=d)) > 0
+                for d in range(0, ((end or c.as_of) - start).days, 7)
+            )
         )
         if local_ok and home is not None:
             site, ooa, reason = home, False, None
         else:
             site = rng.choice(distant)
             ooa = True
-            reason = rng.choices([OutOfAreaReason.NO_LOCAL_BED, OutOfAreaReason.PATIENT_CHOICE,
-                                  OutOfAreaReason.SAFEGUARDING], [0.85, 0.1, 0.05])[0]
+            reason = rng.choices(
+                [OutOfAreaReason.NO_LOCAL_BED, OutOfAreaReason.PATIENT_CHOICE, OutOfAreaReason.SAFEGUARDING],
+                [0.85, 0.1, 0.05],
+            )[0]
         rate = base_rate + (rng.randrange(0, 12000, 500) if site.independent else 0)
         funding = [(commissioner, 10_000)]
         if rng.random() < c.pooled_share and len(codes) >= 3 and commissioner in codes[:3]:
             # The pooled programme: the placing commissioner takes the odd basis point.
             others = [x for x in codes[:3] if x != commissioner]
             funding = [(commissioner, 3334), (others[0], 3333), (others[1], 3333)]
-        ep = Episode(f"PLC-{commissioner}-{n + 1:06d}", person, commissioner, site, bed, cohort, age, programme,
-                     start, end, rate, ooa, reason, funding)
+        ep = Episode(
+            f"PLC-{commissioner}-{n + 1:06d}",
+            person,
+            commissioner,
+            site,
+            bed,
+            cohort,
+            age,
+            programme,
+            start,
+            end,
+            rate,
+            ooa,
+            reason,
+            funding,
+        )
         ep_nhs = nhs
         _place(b, ep, ep_nhs, referral_id, occupancy, capacity_report)
         episodes.append(ep)
 
         # Repatriation: an out-of-area stay that ends while a local bed is free comes home.
-        if ooa and end is not None and home is not None and bed in home.bed_types and rng.random() < c.repatriation_rate:
+        if (
+            ooa
+            and end is not None
+            and home is not None
+            and bed in home.bed_types
+            and rng.random() < c.repatriation_rate
+        ):
             back_start = end + dt.timedelta(days=rng.choice([0, 0, 1, 2]))
             back_end = back_start + dt.timedelta(days=rng.randint(40, 200))
             if back_end >= c.as_of:
@@ -304,8 +383,22 @@ def generate(config: ScenarioConfig | None = None) -> Scenario:
                 free_beds(home, bed, back_start + dt.timedelta(days=d)) > 0
                 for d in range(0, ((back_end_opt or c.as_of) - back_start).days, 7)
             ):
-                back = Episode(f"PLC-{commissioner}-{n + 1:06d}H", person, commissioner, home, bed, cohort, age,
-                               programme, back_start, back_end_opt, base_rate, False, None, ep.funding)
+                back = Episode(
+                    f"PLC-{commissioner}-{n + 1:06d}H",
+                    person,
+                    commissioner,
+                    home,
+                    bed,
+                    cohort,
+                    age,
+                    programme,
+                    back_start,
+                    back_end_opt,
+                    base_rate,
+                    False,
+                    None,
+                    ep.funding,
+                )
                 explicit = rng.random() < 0.3
                 ep.end_reason = EndReason.REPATRIATED if explicit else EndReason.TRANSFER
                 ep.transfer_to = back.placement_id
@@ -322,20 +415,42 @@ def generate(config: ScenarioConfig | None = None) -> Scenario:
     return Scenario(c, reference, [(sender, e) for _, _, sender, e in b.events], episodes)
 
 
-def _place(b: _Builder, ep: Episode, nhs: str, referral_id: str | None,
-           occupancy: dict[tuple[str, BedType], list[tuple[dt.date, dt.date]]], capacity_report: Any) -> None:
+def _place(
+    b: _Builder,
+    ep: Episode,
+    nhs: str,
+    referral_id: str | None,
+    occupancy: dict[tuple[str, BedType], list[tuple[dt.date, dt.date]]],
+    capacity_report: Any,
+) -> None:
     occupancy[(ep.site.code, ep.bed_type)].append((ep.start, ep.end or dt.date.max))
     legal = LegalStatus.MHA_SECTION_3 if ep.bed_type not in SECURE else LegalStatus.MHA_SECTION_37_41
     if ep.cohort is Cohort.DEMENTIA:
         legal = LegalStatus.DEPRIVATION_OF_LIBERTY
-    b.emit(ep.commissioner, PlacementMade(
-        placement_id=ep.placement_id, referral_id=referral_id, nhs_number=nhs, commissioner=ep.commissioner,
-        provider=ep.site.provider, provider_site=ep.site.code, provider_site_area=ep.site.area,
-        independent_provider=ep.site.independent, bed_type=ep.bed_type, cohort=ep.cohort, age_band=ep.age_band,
-        legal_status=legal, programme=ep.programme, start_date=ep.start, daily_rate_pence=ep.rate,
-        out_of_area_reason=ep.reason, distance_from_home_km=ep.site.distance_km,
-        funding=[FundingShare(commissioner=f, share_bp=s) for f, s in ep.funding] if len(ep.funding) > 1 else [],
-    ), b.at(ep.start, 10))
+    b.emit(
+        ep.commissioner,
+        PlacementMade(
+            placement_id=ep.placement_id,
+            referral_id=referral_id,
+            nhs_number=nhs,
+            commissioner=ep.commissioner,
+            provider=ep.site.provider,
+            provider_site=ep.site.code,
+            provider_site_area=ep.site.area,
+            independent_provider=ep.site.independent,
+            bed_type=ep.bed_type,
+            cohort=ep.cohort,
+            age_band=ep.age_band,
+            legal_status=legal,
+            programme=ep.programme,
+            start_date=ep.start,
+            daily_rate_pence=ep.rate,
+            out_of_area_reason=ep.reason,
+            distance_from_home_km=ep.site.distance_km,
+            funding=[FundingShare(commissioner=f, share_bp=s) for f, s in ep.funding] if len(ep.funding) > 1 else [],
+        ),
+        b.at(ep.start, 10),
+    )
     if not ep.site.independent:
         capacity_report(ep.site, ep.bed_type, ep.start)
         if ep.end is not None:
@@ -353,8 +468,11 @@ def _reviews(b: _Builder, ep: Episode, c: ScenarioConfig) -> None:
                 held = due + dt.timedelta(days=b.rng.randint(20, 60))  # missed, held late (or never)
             if held >= last_day or held <= ep.start:
                 break
-            b.emit(ep.commissioner, ReviewCompleted(
-                placement_id=ep.placement_id, review_type=review_type, review_date=held), b.at(held, 15))
+            b.emit(
+                ep.commissioner,
+                ReviewCompleted(placement_id=ep.placement_id, review_type=review_type, review_date=held),
+                b.at(held, 15),
+            )
             due = held + dt.timedelta(days=interval)
 
 
@@ -364,20 +482,35 @@ def _rate_changes(b: _Builder, ep: Episode, c: ScenarioConfig) -> None:
         day = dt.date(year, 4, 1)
         if ep.start < day < min(ep.end or c.as_of, c.as_of) and b.rng.random() < 0.5:
             rate = rate * 103 // 100
-            b.emit(ep.commissioner, PlacementRateChanged(
-                placement_id=ep.placement_id, daily_rate_pence=rate, effective_date=day,
-                reason=RateChangeReason.ANNUAL_UPLIFT), b.at(day + dt.timedelta(days=b.rng.randint(0, 20)), 11))
+            b.emit(
+                ep.commissioner,
+                PlacementRateChanged(
+                    placement_id=ep.placement_id,
+                    daily_rate_pence=rate,
+                    effective_date=day,
+                    reason=RateChangeReason.ANNUAL_UPLIFT,
+                ),
+                b.at(day + dt.timedelta(days=b.rng.randint(0, 20)), 11),
+            )
 
 
 def _end(b: _Builder, ep: Episode) -> None:
     if ep.end is None:
         return
-    reason = ep.end_reason or b.rng.choice([EndReason.DISCHARGED_HOME, EndReason.DISCHARGED_TO_COMMUNITY,
-                                            EndReason.STEP_DOWN])
+    reason = ep.end_reason or b.rng.choice(
+        [EndReason.DISCHARGED_HOME, EndReason.DISCHARGED_TO_COMMUNITY, EndReason.STEP_DOWN]
+    )
     ep.end_reason = reason
-    b.emit(ep.commissioner, PlacementEnded(
-        placement_id=ep.placement_id, end_date=ep.end, end_reason=reason, transfer_to_placement_id=ep.transfer_to,
-    ), b.at(ep.end, 16))
+    b.emit(
+        ep.commissioner,
+        PlacementEnded(
+            placement_id=ep.placement_id,
+            end_date=ep.end,
+            end_reason=reason,
+            transfer_to_placement_id=ep.transfer_to,
+        ),
+        b.at(ep.end, 16),
+    )
 
 
 def _nights_in(ep: Episode, start: dt.date, end: dt.date) -> int:
@@ -391,14 +524,25 @@ def _budgets_and_invoices(b: _Builder, episodes: list[Episode], codes: list[str]
     for fy, fy_start, fy_end in _financial_years(c.start, c.as_of):
         for code in codes:
             for programme in Programme:
-                rough = sum(ep.rate * _nights_in(ep, fy_start, fy_end) for ep in episodes
-                            if ep.commissioner == code and ep.programme is programme)
+                rough = sum(
+                    ep.rate * _nights_in(ep, fy_start, fy_end)
+                    for ep in episodes
+                    if ep.commissioner == code and ep.programme is programme
+                )
                 factor = b.rng.choice([0.95, 1.05, 1.1, 1.2])
                 amount = max(100_000_00, int(rough * factor) // 100_000 * 100_000)
-                b.emit(code, BudgetAllocated(
-                    allocation_id=f"ALLOC-{code}-{fy}-{programme.value}", commissioner=code, financial_year=fy,
-                    programme=programme, amount_pence=amount, source=FundingSource.POOLED_FUND,
-                ), b.at(fy_start - dt.timedelta(days=20), 9))
+                b.emit(
+                    code,
+                    BudgetAllocated(
+                        allocation_id=f"ALLOC-{code}-{fy}-{programme.value}",
+                        commissioner=code,
+                        financial_year=fy,
+                        programme=programme,
+                        amount_pence=amount,
+                        source=FundingSource.POOLED_FUND,
+                    ),
+                    b.at(fy_start - dt.timedelta(days=20), 9),
+                )
     # Monthly invoices for the financial year that contains as_of, for months already over.
     fy_start = dt.date(c.as_of.year if c.as_of.month >= 4 else c.as_of.year - 1, 4, 1)
     month = fy_start
@@ -413,9 +557,18 @@ def _budgets_and_invoices(b: _Builder, episodes: list[Episode], codes: list[str]
             amount = ep.rate * nights  # the rate at the start; uplifts make some invoices differ
             if b.rng.random() < c.invoice_variance_rate:
                 amount = amount * 112 // 100
-            b.emit(ep.site.provider, InvoiceReceived(
-                invoice_id=f"INV-{ep.placement_id}-{month:%Y%m}", provider=ep.site.provider,
-                commissioner=ep.commissioner, placement_id=ep.placement_id, period_start=month,
-                period_end=nxt - dt.timedelta(days=1), amount_pence=amount, invoice_date=nxt,
-            ), b.at(nxt + dt.timedelta(days=3), 12))
+            b.emit(
+                ep.site.provider,
+                InvoiceReceived(
+                    invoice_id=f"INV-{ep.placement_id}-{month:%Y%m}",
+                    provider=ep.site.provider,
+                    commissioner=ep.commissioner,
+                    placement_id=ep.placement_id,
+                    period_start=month,
+                    period_end=nxt - dt.timedelta(days=1),
+                    amount_pence=amount,
+                    invoice_date=nxt,
+                ),
+                b.at(nxt + dt.timedelta(days=3), 12),
+            )
         month = nxt

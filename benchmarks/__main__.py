@@ -1,0 +1,131 @@
+"""Benchmarks: each prints its figures next to a baseline measured in the same run, on the
+same machine, so the comparison means something on a noisy 2-core box. Run `make bench`.
+
+1. contracts: validating events (parse_kafka) against plain json.loads of the same bytes.
+2. consumer: the kit's batch consumer on the real PostgreSQL, batches of 500 against
+   batches of 1 (what per-message commits would cost) — the reason services consume in batches.
+3. memory: peak memory of generating the national-scale scenario against the Coming Home one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import tracemalloc
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from homeward.contracts import parse_kafka
+
+from homeward.scenario import ScenarioConfig, generate
+
+
+def _best_of(fn: Callable[[], Any], repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def bench_contracts() -> None:
+    sc = generate(ScenarioConfig(placements=2000, seed=1))
+    records = [e.to_kafka() for _, e in sc.events]
+    n = len(records)
+    baseline = _best_of(lambda: [json.loads(v) for _, v, _ in records])
+    measured = _best_of(lambda: [parse_kafka(v, h) for _, v, h in records])
+    print(f"contracts: {n} events")
+    print(f"  baseline json.loads        {n / baseline:>12,.0f} events/s")
+    print(
+        f"  parse_kafka (validated)    {n / measured:>12,.0f} events/s   ({measured / baseline:.1f}x the baseline's time)"
+    )
+
+
+async def _consumer_rate(batch: int, total: int) -> float:
+    from homeward.contracts import new_event, partner_source
+    from homeward.contracts.events import BedAvailabilityUpdated
+    from homeward.devstack import ensure_up
+    from homeward.kit.consumer import EventConsumer, Record
+    from homeward.kit.db import create_pool, migrate
+
+    info = ensure_up()
+    import asyncpg
+
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(info.postgres_admin_dsn)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    dsn = info.postgres_admin_dsn.rpartition("/")[0] + "/" + name
+    try:
+        await migrate(dsn, "bench", None)
+        pool = await create_pool(dsn, 1, 2)
+
+        async def handle(event: Any, uow: Any) -> None:
+            await uow.conn.execute("SELECT 1")
+
+        consumer = EventConsumer("bench", pool, {BedAvailabilityUpdated: handle})
+        records = []
+        for i in range(total):
+            data = BedAvailabilityUpdated.model_validate_json(
+                json.dumps(
+                    {
+                        "provider": "RYG",
+                        "site": "RYG01",
+                        "site_area": "05A",
+                        "bed_type": "picu",
+                        "available_beds": i % 5,
+                        "as_of": "2026-01-01T00:00:00Z",
+                    }
+                )
+            )
+            _, value, headers = new_event(data, source=partner_source("RYG")).to_kafka()
+            records.append(Record("partner.RYG.events", 0, i, b"RYG01", value, tuple(headers)))
+        t = time.perf_counter()
+        for start in range(0, total, batch):
+            await consumer.handle_batch(records[start : start + batch])
+        elapsed = time.perf_counter() - t
+        await pool.close()
+        return total / elapsed
+    finally:
+        admin = await asyncpg.connect(info.postgres_admin_dsn)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def bench_consumer() -> None:
+    single = asyncio.run(_consumer_rate(1, 1000))
+    batched = asyncio.run(_consumer_rate(500, 5000))
+    print("consumer (inbox + handler + commit on the real PostgreSQL):")
+    print(f"  baseline batch of 1        {single:>12,.0f} events/s")
+    print(f"  batch of 500               {batched:>12,.0f} events/s   ({batched / single:.1f}x the baseline)")
+
+
+def bench_memory() -> None:
+    def peak(config: ScenarioConfig) -> tuple[int, int]:
+        tracemalloc.start()
+        sc = generate(config)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top, len(sc.events)
+
+    base, base_n = peak(ScenarioConfig())
+    national, national_n = peak(ScenarioConfig(commissioners=42, distant_providers=300, placements=20_000))
+    print("memory (scenario generation, peak traced):")
+    print(f"  baseline Coming Home       {base / 2**20:>10.1f} MiB for {base_n:,} events")
+    print(
+        f"  national scale             {national / 2**20:>10.1f} MiB for {national_n:,} events "
+        f"({national / national_n:,.0f} bytes/event vs {base / base_n:,.0f})"
+    )
+
+
+def main() -> None:
+    bench_contracts()
+    bench_memory()
+    bench_consumer()
+
+
+if __name__ == "__main__":
+    main()

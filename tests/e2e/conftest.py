@@ -1,0 +1,182 @@
+"""The whole system for end-to-end tests: the four services as separate processes on the
+real Kafka, PostgreSQL and mail server, each in its own topic namespace and databases so
+the run cannot see (or disturb) anything else on the same stack."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import yaml
+from homeward.kit.testing import Infra
+
+from homeward.cli.main import send_scenario
+from homeward.cli.runner import SERVICES, consumer_lag, recipients_for
+from homeward.scenario import Scenario, ScenarioConfig, generate
+
+AS_OF = dt.date(2026, 11, 20)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class System:
+    scenario: Scenario
+    namespace: str
+    ports: dict[str, int]
+    databases: dict[str, str]
+    infra: Infra
+    mail_domain: str
+    env: dict[str, str]
+    logs: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def url(self, service: str, path: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}{path}"
+
+    def get(self, service: str, path: str, **params: Any) -> Any:
+        r = httpx.get(self.url(service, path), params=params, timeout=60)
+        assert r.status_code == 200, f"{service}{path}: {r.status_code} {r.text[:500]}"
+        return r.json()
+
+    def log(self, service: str) -> str:
+        return (self.logs / f"{service}.log").read_text(errors="replace")
+
+
+async def _create_databases(admin_dsn: str, names: list[str]) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        for n in names:
+            await conn.execute(f'CREATE DATABASE "{n}"')
+    finally:
+        await conn.close()
+
+
+async def _drop_databases(admin_dsn: str, names: list[str]) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        for n in names:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def _wait_ready(system: System, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    pending = set(SERVICES)
+    while pending and time.monotonic() < deadline:
+        for svc in sorted(pending):
+            if system.procs[svc].poll() is not None:
+                pytest.fail(f"{svc} exited during start:\n{system.log(svc)[-3000:]}")
+            try:
+                if httpx.get(system.url(svc, "/readyz"), timeout=2).status_code == 200:
+                    pending.discard(svc)
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.5)
+    if pending:
+        pytest.fail(f"not ready: {pending}")
+
+
+def _wait_settled(system: System, quiet_checks: int = 4, interval: float = 3.0, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while time.monotonic() < deadline and quiet < quiet_checks:
+        lag = asyncio.run(consumer_lag(system.infra.kafka_bootstrap, group_prefix=system.namespace))
+        quiet = quiet + 1 if lag == 0 else 0
+        time.sleep(interval)
+    assert quiet >= quiet_checks, "the services did not finish the work in time"
+
+
+@pytest.fixture(scope="session")
+def system(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    namespace = f"e2e{secrets.token_hex(3)}."
+    scenario = generate(ScenarioConfig(seed=11, placements=60, as_of=AS_OF))
+    work = tmp_path_factory.mktemp("e2e")
+    dbs = {svc: f"e2e_{namespace[3:-1]}_{svc}" for svc in SERVICES}
+    asyncio.run(_create_databases(infra.postgres_admin_dsn, list(dbs.values())))
+    base = infra.postgres_admin_dsn.rpartition("/")[0]
+    mail_domain = f"{namespace[:-1]}.nhs.invalid"
+    (work / "reference.yaml").write_text(yaml.safe_dump(scenario.reference))
+    recipients = recipients_for(scenario)
+    for r in recipients:
+        r["email"] = r["email"].replace(".nhs.invalid", f".{mail_domain}")
+    (work / "recipients.yaml").write_text(yaml.safe_dump(recipients))
+    ports = {svc: free_port() for svc in SERVICES}
+    env = dict(os.environ)
+    env.update(
+        {
+            "HOMEWARD_KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap,
+            "HOMEWARD_KAFKA_TOPIC_NAMESPACE": namespace,
+            "HOMEWARD_KAFKA_METADATA_MAX_AGE_MS": "2000",
+            "HOMEWARD_CLOCK": f"{AS_OF.isoformat()}T12:00:00Z",
+            "HOMEWARD_LOG_FORMAT": "json",
+            "HOMEWARD_PLACEMENTS_REFERENCE_DATA": str(work / "reference.yaml"),
+            "HOMEWARD_REFERRALS_REFERENCE_DATA": str(work / "reference.yaml"),
+            "HOMEWARD_NOTIFICATIONS_SMTP_HOST": infra.smtp_host,
+            "HOMEWARD_NOTIFICATIONS_SMTP_PORT": str(infra.smtp_port),
+        }
+    )
+    for svc in SERVICES:
+        p = f"HOMEWARD_{svc.upper()}_"
+        env[p + "DATABASE_URL"] = f"{base}/{dbs[svc]}"
+        env[p + "HTTP_PORT"] = str(ports[svc])
+        env[p + "CONSUMER_GROUP"] = f"{namespace}homeward-{svc}"
+        env[p + "SCHEDULER_INTERVAL_S"] = "2"
+        env[p + "OUTBOX_POLL_INTERVAL_S"] = "0.5"
+    system = System(
+        scenario, namespace, ports, {s: f"{base}/{d}" for s, d in dbs.items()}, infra, mail_domain, env, work
+    )
+    try:
+        for svc in SERVICES:
+            log = (work / f"{svc}.log").open("wb")
+            system.procs[svc] = subprocess.Popen(
+                [sys.executable, "-m", f"homeward.{svc}"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        _wait_ready(system)
+        subprocess.run(
+            [sys.executable, "-m", "homeward.notifications", "recipients", "import", str(work / "recipients.yaml")],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        os.environ["HOMEWARD_KAFKA_TOPIC_NAMESPACE"] = namespace
+        try:
+            asyncio.run(send_scenario(scenario, infra.kafka_bootstrap, progress=False))
+        finally:
+            os.environ.pop("HOMEWARD_KAFKA_TOPIC_NAMESPACE", None)
+        _wait_settled(system)
+        yield system
+    finally:
+        for proc in system.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in system.procs.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        asyncio.run(_drop_databases(infra.postgres_admin_dsn, list(dbs.values())))
