@@ -1,0 +1,1 @@
+"""The referrals domain: pure rules and models, no I/O."""
