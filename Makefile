@@ -13,6 +13,7 @@ up: bootstrap       ## start Kafka, PostgreSQL and the mail server (idempotent)
 	@$(RUN) homeward-stack up
 
 down:               ## stop everything started by `make up` / `make run`
+	@$(RUN) homeward stop
 	@$(RUN) homeward-stack down
 
 status:             ## show what is running
