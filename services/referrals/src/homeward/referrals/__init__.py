@@ -1,0 +1,1 @@
+"""Homeward referrals: referral intake, local capacity matching and unmet need."""

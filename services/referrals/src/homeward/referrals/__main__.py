@@ -1,8 +1,12 @@
 """python -m homeward.referrals"""
 
+from homeward.kit.service import run
+
+from .entrypoints.app import build_definition
+
 
 def main() -> None:
-    raise SystemExit("the referrals service is not built yet")
+    run(build_definition())
 
 
 if __name__ == "__main__":

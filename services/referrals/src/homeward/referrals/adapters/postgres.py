@@ -1,0 +1,310 @@
+"""asyncpg implementations of the repository ports, on the handler's open transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any, TypeAlias
+
+import asyncpg
+from homeward.contracts.vocab import AgeBand, BedType, Cohort, LegalStatus, OutOfAreaReason, Urgency
+
+from ..domain.model import BedCount, Placement, Referral
+from ..ports import CapacityRepository, ReferralRepository, Repositories
+
+Connection: TypeAlias = asyncpg.Connection  # type: ignore[type-arg]
+
+
+def count_to_json(c: BedCount) -> dict[str, Any]:
+    return {
+        "site": c.site,
+        "provider": c.provider,
+        "area": c.area,
+        "bed_type": c.bed_type.value,
+        "available_beds": c.available_beds,
+        "total_beds": c.total_beds,
+        "as_of": c.as_of.isoformat(),
+    }
+
+
+def count_from_json(d: Mapping[str, Any]) -> BedCount:
+    return BedCount(
+        site=d["site"],
+        provider=d["provider"],
+        area=d["area"],
+        bed_type=BedType(d["bed_type"]),
+        available_beds=d["available_beds"],
+        total_beds=d.get("total_beds"),
+        as_of=dt.datetime.fromisoformat(d["as_of"]),
+    )
+
+
+def placement_to_json(p: Placement) -> dict[str, Any]:
+    return {
+        "placement_id": p.placement_id,
+        "referral_id": p.referral_id,
+        "commissioner": p.commissioner,
+        "provider": p.provider,
+        "site": p.site,
+        "site_area": p.site_area,
+        "bed_type": p.bed_type.value,
+        "start_date": p.start_date.isoformat(),
+        "out_of_area": p.out_of_area,
+        "out_of_area_reason": p.out_of_area_reason.value if p.out_of_area_reason else None,
+    }
+
+
+def placement_from_json(d: Mapping[str, Any]) -> Placement:
+    return Placement(
+        placement_id=d["placement_id"],
+        referral_id=d["referral_id"],
+        commissioner=d["commissioner"],
+        provider=d["provider"],
+        site=d["site"],
+        site_area=d["site_area"],
+        bed_type=BedType(d["bed_type"]),
+        start_date=dt.date.fromisoformat(d["start_date"]),
+        out_of_area=d["out_of_area"],
+        out_of_area_reason=OutOfAreaReason(d["out_of_area_reason"]) if d.get("out_of_area_reason") else None,
+    )
+
+
+def count_from_row(r: Mapping[str, Any]) -> BedCount:
+    return BedCount(
+        site=r["site"],
+        provider=r["provider"],
+        area=r["site_area"],
+        bed_type=BedType(r["bed_type"]),
+        available_beds=r["available_beds"],
+        total_beds=r["total_beds"],
+        as_of=r["as_of"],
+    )
+
+
+def referral_from_row(r: Mapping[str, Any]) -> Referral:
+    placement = None
+    if r["placement_id"] is not None:
+        placement = Placement(
+            placement_id=r["placement_id"],
+            referral_id=r["referral_id"],
+            commissioner=r["commissioner"],
+            provider=r["placed_provider"],
+            site=r["placed_site"],
+            site_area=r["placed_site_area"],
+            bed_type=BedType(r["placed_bed_type"]),
+            start_date=r["placed_on"],
+            out_of_area=r["out_of_area"],
+            out_of_area_reason=OutOfAreaReason(r["out_of_area_reason"]) if r["out_of_area_reason"] else None,
+        )
+    options = json.loads(r["local_options"]) if isinstance(r["local_options"], str) else r["local_options"]
+    return Referral(
+        referral_id=r["referral_id"],
+        patient_ref=r["patient_ref"],
+        commissioner=r["commissioner"],
+        home_area=r["home_area"],
+        bed_type=BedType(r["bed_type"]),
+        cohort=Cohort(r["cohort"]),
+        age_band=AgeBand(r["age_band"]),
+        urgency=Urgency(r["urgency"]),
+        legal_status=LegalStatus(r["legal_status"]) if r["legal_status"] else None,
+        need_arose_at=r["need_arose_at"],
+        received_at=r["received_at"],
+        local_options=tuple(count_from_json(o) for o in options),
+        placement=placement,
+        waited_hours=r["waited_hours"],
+    )
+
+
+class PgReferrals(ReferralRepository):
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    async def get(self, referral_id: str) -> Referral | None:
+        row = await self.conn.fetchrow("SELECT * FROM referrals WHERE referral_id = $1", referral_id)
+        return referral_from_row(row) if row else None
+
+    async def add(self, referral: Referral) -> None:
+        await self.conn.execute(
+            """INSERT INTO referrals (referral_id, patient_ref, commissioner, home_area, bed_type, cohort, age_band,
+                                      urgency, legal_status, need_arose_at, received_at, local_options)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb)""",
+            referral.referral_id,
+            referral.patient_ref,
+            referral.commissioner,
+            referral.home_area,
+            referral.bed_type.value,
+            referral.cohort.value,
+            referral.age_band.value,
+            referral.urgency.value,
+            referral.legal_status.value if referral.legal_status else None,
+            referral.need_arose_at,
+            referral.received_at,
+            json.dumps([count_to_json(o) for o in referral.local_options]),
+        )
+
+    async def save_placement(self, referral: Referral) -> bool:
+        p = referral.placement
+        assert p is not None
+        status = await self.conn.execute(
+            """UPDATE referrals SET placement_id = $2, placed_on = $3, placed_at = $4, placed_provider = $5,
+                      placed_site = $6, placed_site_area = $7, placed_bed_type = $8, out_of_area = $9,
+                      out_of_area_reason = $10, waited_hours = $11
+               WHERE referral_id = $1 AND placement_id IS NULL""",
+            referral.referral_id,
+            p.placement_id,
+            p.start_date,
+            p.placed_at,
+            p.provider,
+            p.site,
+            p.site_area,
+            p.bed_type.value,
+            p.out_of_area,
+            p.out_of_area_reason.value if p.out_of_area_reason else None,
+            referral.waited_hours,
+        )
+        return bool(status == "UPDATE 1")
+
+    async def park(self, placement: Placement) -> bool:
+        added = await self.conn.fetchval(
+            """INSERT INTO parked_placements (referral_id, placement_id, placement) VALUES ($1, $2, $3::jsonb)
+               ON CONFLICT DO NOTHING RETURNING 1""",
+            placement.referral_id,
+            placement.placement_id,
+            json.dumps(placement_to_json(placement)),
+        )
+        return added is not None
+
+    async def parked(self, referral_id: str) -> list[Placement]:
+        rows = await self.conn.fetch(
+            "SELECT placement FROM parked_placements WHERE referral_id = $1 AND problem IS NULL",
+            referral_id,
+        )
+        placements = [placement_from_json(json.loads(r["placement"])) for r in rows]
+        return sorted(placements, key=lambda p: (p.start_date, p.placement_id))
+
+    async def parked_with_referral(self, limit: int) -> list[Placement]:
+        rows = await self.conn.fetch(
+            """SELECT p.placement FROM parked_placements p JOIN referrals r USING (referral_id)
+               WHERE p.problem IS NULL ORDER BY p.referral_id, p.placement_id
+               LIMIT $1 FOR UPDATE OF p SKIP LOCKED""",
+            limit,
+        )
+        return [placement_from_json(json.loads(r["placement"])) for r in rows]
+
+    async def refuse_parked(self, referral_id: str, placement_id: str, problem: str) -> None:
+        await self.conn.execute(
+            "UPDATE parked_placements SET problem = $3 WHERE referral_id = $1 AND placement_id = $2",
+            referral_id,
+            placement_id,
+            problem,
+        )
+
+    async def unpark(self, referral_id: str, placement_id: str) -> None:
+        await self.conn.execute(
+            "DELETE FROM parked_placements WHERE referral_id = $1 AND placement_id = $2", referral_id, placement_id
+        )
+
+    async def open_at(self, at: dt.datetime) -> list[Referral]:
+        rows = await self.conn.fetch(
+            """SELECT * FROM referrals WHERE need_arose_at <= $1 AND (placed_at IS NULL OR placed_at > $1)
+               ORDER BY referral_id""",
+            at,
+        )
+        return [referral_from_row(r) for r in rows]
+
+    async def record_breach(
+        self, referral_id: str, threshold_hours: int, breached_at: dt.datetime, event_id: str
+    ) -> bool:
+        added = await self.conn.fetchval(
+            """INSERT INTO wait_breaches (referral_id, threshold_hours, breached_at, event_id) VALUES ($1, $2, $3, $4)
+               ON CONFLICT DO NOTHING RETURNING 1""",
+            referral_id,
+            threshold_hours,
+            breached_at,
+            event_id,
+        )
+        return added is not None
+
+
+def _area_lock(area: str, bed_type: BedType) -> int:
+    """A stable 63-bit advisory lock key for one area's total of one bed type."""
+    digest = hashlib.blake2b(f"capacity|{area}|{bed_type.value}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+class PgCapacity(CapacityRepository):
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    async def try_lock_area(self, area: str, bed_type: BedType) -> bool:
+        return bool(await self.conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _area_lock(area, bed_type)))
+
+    async def lock_area(self, area: str, bed_type: BedType) -> None:
+        await self.conn.execute("SELECT pg_advisory_xact_lock($1)", _area_lock(area, bed_type))
+
+    async def mark_unsettled(self, area: str, bed_type: BedType) -> None:
+        await self.conn.execute("INSERT INTO capacity_unsettled (area, bed_type) VALUES ($1, $2)", area, bed_type.value)
+
+    async def unsettled(self) -> list[tuple[str, BedType]]:
+        rows = await self.conn.fetch("SELECT DISTINCT area, bed_type FROM capacity_unsettled ORDER BY 1, 2")
+        return [(r["area"], BedType(r["bed_type"])) for r in rows]
+
+    async def settle(self, area: str, bed_type: BedType) -> int | None:
+        last = await self.conn.fetchval(
+            """WITH cleared AS (DELETE FROM capacity_unsettled WHERE area = $1 AND bed_type = $2 RETURNING id)
+               SELECT max(id) FROM cleared""",
+            area,
+            bed_type.value,
+        )
+        return int(last) if last is not None else None
+
+    async def held(self, site: str, bed_type: BedType) -> BedCount | None:
+        row = await self.conn.fetchrow(
+            "SELECT * FROM bed_availability WHERE site = $1 AND bed_type = $2", site, bed_type.value
+        )
+        return count_from_row(row) if row else None
+
+    async def record(self, event_id: str, count: BedCount, accepted: bool) -> None:
+        await self.conn.execute(
+            """INSERT INTO bed_reports (event_id, site, bed_type, provider, site_area, available_beds, total_beds,
+                                        as_of, accepted)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (event_id) DO NOTHING""",
+            event_id,
+            count.site,
+            count.bed_type.value,
+            count.provider,
+            count.area,
+            count.available_beds,
+            count.total_beds,
+            count.as_of,
+            accepted,
+        )
+
+    async def save(self, count: BedCount) -> None:
+        await self.conn.execute(
+            """INSERT INTO bed_availability (site, bed_type, provider, site_area, available_beds, total_beds, as_of)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)
+               ON CONFLICT (site, bed_type) DO UPDATE SET provider = EXCLUDED.provider,
+                   site_area = EXCLUDED.site_area, available_beds = EXCLUDED.available_beds,
+                   total_beds = EXCLUDED.total_beds, as_of = EXCLUDED.as_of
+               WHERE bed_availability.as_of < EXCLUDED.as_of""",
+            count.site,
+            count.bed_type.value,
+            count.provider,
+            count.area,
+            count.available_beds,
+            count.total_beds,
+            count.as_of,
+        )
+
+    async def in_area(self, area: str, bed_type: BedType) -> list[BedCount]:
+        rows = await self.conn.fetch(
+            "SELECT * FROM bed_availability WHERE site_area = $1 AND bed_type = $2 ORDER BY site", area, bed_type.value
+        )
+        return [count_from_row(r) for r in rows]
+
+
+def pg_repositories(conn: Connection) -> Repositories:
+    return Repositories(referrals=PgReferrals(conn), capacity=PgCapacity(conn))

@@ -1,0 +1,111 @@
+"""Referrals, bed counts and placements as the referrals service sees them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+
+from homeward.contracts.vocab import AgeBand, BedType, Cohort, LegalStatus, OutOfAreaReason, Urgency
+
+from .rules import start_of_day, whole_hours
+
+
+@dataclass(frozen=True)
+class BedCount:
+    """Free beds of one type at one site, as counted by its provider at ``as_of``."""
+
+    site: str
+    provider: str
+    area: str
+    bed_type: BedType
+    available_beds: int
+    total_beds: int | None
+    as_of: dt.datetime
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A placement registered against a referral (from placements' PlacementRegistered)."""
+
+    placement_id: str
+    referral_id: str
+    commissioner: str
+    provider: str
+    site: str
+    site_area: str
+    bed_type: BedType
+    start_date: dt.date
+    out_of_area: bool
+    out_of_area_reason: OutOfAreaReason | None = None
+
+    @property
+    def placed_at(self) -> dt.datetime:
+        return start_of_day(self.start_date)
+
+
+class PlacementOutcome(StrEnum):
+    CLOSED = "closed"
+    ALREADY_PLACED = "already-placed"
+    ANSWERED_BY_ANOTHER = "answered-by-another"
+    WRONG_COMMISSIONER = "wrong-commissioner"
+
+
+@dataclass
+class Referral:
+    referral_id: str
+    patient_ref: str
+    commissioner: str
+    home_area: str
+    bed_type: BedType
+    cohort: Cohort
+    age_band: AgeBand
+    urgency: Urgency
+    need_arose_at: dt.datetime
+    received_at: dt.datetime
+    legal_status: LegalStatus | None = None
+    local_options: tuple[BedCount, ...] = ()
+    placement: Placement | None = None
+    waited_hours: int | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.placement is None
+
+    def open_at(self, at: dt.datetime) -> bool:
+        """Waiting at instant ``at``: the need had arisen and no placement had started."""
+        return self.need_arose_at <= at and (self.placement is None or self.placement.placed_at > at)
+
+    def wait_hours(self, at: dt.datetime) -> int:
+        return whole_hours(self.need_arose_at, at)
+
+    def same_request(self, other: Referral) -> bool:
+        """True when ``other`` asks for the same thing (a resend), whatever its event id."""
+        keys = (
+            "patient_ref",
+            "commissioner",
+            "home_area",
+            "bed_type",
+            "cohort",
+            "age_band",
+            "urgency",
+            "need_arose_at",
+            "legal_status",
+        )
+        return all(getattr(self, k) == getattr(other, k) for k in keys)
+
+    def place(self, placement: Placement) -> PlacementOutcome:
+        """Close the referral with ``placement``; the waiting time runs to the placement's start."""
+        if placement.commissioner != self.commissioner:
+            return PlacementOutcome.WRONG_COMMISSIONER
+        if self.placement is not None:
+            if self.placement.placement_id == placement.placement_id:
+                return PlacementOutcome.ALREADY_PLACED
+            return PlacementOutcome.ANSWERED_BY_ANOTHER
+        self.placement = placement
+        self.waited_hours = whole_hours(self.need_arose_at, placement.placed_at)
+        return PlacementOutcome.CLOSED
+
+    @property
+    def placed_out_of_area(self) -> bool:
+        return self.placement is not None and self.placement.out_of_area

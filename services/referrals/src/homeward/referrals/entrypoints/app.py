@@ -1,0 +1,46 @@
+"""Wiring: the one place that builds the real dependencies and the service definition."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from homeward.contracts.events import (
+    LocalCapacityChanged,
+    LocalCapacityUnavailable,
+    ReferralTriaged,
+    ReferralWaitBreached,
+)
+from homeward.kit.reference import load_reference
+from homeward.kit.service import ServiceDefinition, Subscription
+
+from ..adapters.postgres import pg_repositories
+from ..handlers import Dependencies, build_handlers
+from ..settings import ReferralsSettings
+from . import http
+from .jobs import SERVICE, capacity_job, wait_breach_job
+
+
+def migrations_dir() -> Path:
+    """Migrations ship inside the wheel; in a source checkout they sit at the service root."""
+    here = Path(__file__).resolve()
+    packaged = here.parents[1] / "migrations"
+    return packaged if packaged.is_dir() else here.parents[4] / "migrations"
+
+
+def build_definition(settings: ReferralsSettings | None = None) -> ServiceDefinition:
+    settings = settings or ReferralsSettings()
+    deps = Dependencies(
+        repositories=lambda uow: pg_repositories(uow.conn),
+        reference=load_reference(settings.reference_data),
+        patient_ref_key=settings.common.patient_ref_key.get_secret_value(),
+    )
+    return ServiceDefinition(
+        name=SERVICE,
+        settings=settings,
+        migrations=migrations_dir(),
+        handlers=build_handlers(deps),
+        subscriptions=[Subscription(partners=True), Subscription(services=["placements"])],
+        jobs=[wait_breach_job(settings), capacity_job(settings)],
+        routes=lambda pool, clock: http.routes(pool, clock, settings.wait_thresholds_hours),
+        publishes=[ReferralTriaged, LocalCapacityUnavailable, ReferralWaitBreached, LocalCapacityChanged],
+    )

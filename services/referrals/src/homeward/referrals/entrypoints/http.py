@@ -1,0 +1,206 @@
+"""The JSON read API. Every query takes an optional ``as_of=YYYY-MM-DD``: the answer as it
+stood at the end of that day (UTC); without it, as of the service clock's now."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from enum import StrEnum
+from typing import Any, TypeVar
+
+import asyncpg
+from homeward.contracts.vocab import BedType, Urgency
+from homeward.kit.clock import Clock
+from homeward.kit.http import query_date
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from ..adapters.postgres import count_to_json
+from ..adapters.queries import ReadModel
+from ..domain.model import BedCount, Referral
+from ..domain.reports import time_to_placement, unmet_need
+from ..domain.rules import area_total, breached_thresholds, end_of_day, next_threshold
+
+E = TypeVar("E", bound=StrEnum)
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class BadQuery(ValueError):
+    pass
+
+
+def _enum(request: Request, name: str, cls: type[E]) -> E | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return cls(raw)
+    except ValueError as exc:
+        raise BadQuery(f"{name} must be one of {', '.join(m.value for m in cls)}") from exc
+
+
+def _date(request: Request, name: str) -> dt.date | None:
+    try:
+        value: dt.date | None = query_date(request, name)
+    except ValueError as exc:
+        raise BadQuery(str(exc)) from exc
+    return value
+
+
+def _text(request: Request, name: str) -> str | None:
+    raw = request.query_params.get(name)
+    return raw.strip().upper() if raw and raw.strip() else None
+
+
+def _earliest(*dates: dt.date | None) -> dt.date | None:
+    given = [d for d in dates if d is not None]
+    return min(given) if given else None
+
+
+def _guard(endpoint: Endpoint) -> Endpoint:
+    async def guarded(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except BadQuery as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+
+    return guarded
+
+
+def referral_json(referral: Referral, at: dt.datetime, thresholds: Mapping[Urgency, Sequence[int]]) -> dict[str, Any]:
+    limits = thresholds.get(referral.urgency, ())
+    placement = referral.placement
+    return {
+        "referral_id": referral.referral_id,
+        "patient_ref": referral.patient_ref,
+        "commissioner": referral.commissioner,
+        "home_area": referral.home_area,
+        "bed_type": referral.bed_type.value,
+        "cohort": referral.cohort.value,
+        "age_band": referral.age_band.value,
+        "urgency": referral.urgency.value,
+        "need_arose_at": referral.need_arose_at.isoformat(),
+        "received_at": referral.received_at.isoformat(),
+        "open": referral.open_at(at),
+        "waited_hours": referral.wait_hours(at) if referral.open_at(at) else referral.waited_hours,
+        "breached_thresholds": breached_thresholds(referral.need_arose_at, limits, at) if referral.open_at(at) else [],
+        "next_threshold_hours": next_threshold(referral.need_arose_at, limits, at) if referral.open_at(at) else None,
+        "local_options_at_triage": [count_to_json(o) for o in referral.local_options],
+        "placement": None
+        if placement is None
+        else {
+            "placement_id": placement.placement_id,
+            "provider": placement.provider,
+            "site": placement.site,
+            "site_area": placement.site_area,
+            "start_date": placement.start_date.isoformat(),
+            "out_of_area": placement.out_of_area,
+            "out_of_area_reason": placement.out_of_area_reason.value if placement.out_of_area_reason else None,
+        },
+    }
+
+
+def capacity_json(counts: Sequence[BedCount]) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, str], list[BedCount]] = {}
+    for c in counts:
+        groups.setdefault((c.area, c.bed_type.value), []).append(c)
+    return [
+        {
+            "area": area,
+            "bed_type": bed_type,
+            "available_beds": area_total(sites),
+            "as_of": max(s.as_of for s in sites).isoformat(),
+            "sites": [
+                {
+                    "site": s.site,
+                    "provider": s.provider,
+                    "available_beds": s.available_beds,
+                    "total_beds": s.total_beds,
+                    "as_of": s.as_of.isoformat(),
+                }
+                for s in sorted(sites, key=lambda s: s.site)
+            ],
+        }
+        for (area, bed_type), sites in sorted(groups.items())
+    ]
+
+
+def routes(
+    pool: asyncpg.Pool,  # type: ignore[type-arg]
+    clock: Clock,
+    thresholds: Mapping[Urgency, Sequence[int]],
+) -> list[BaseRoute]:
+    read = ReadModel(pool)
+
+    def instant(request: Request) -> tuple[dt.date | None, dt.datetime]:
+        as_of = _date(request, "as_of")
+        return as_of, end_of_day(as_of) if as_of else clock.now()
+
+    async def open_referrals(request: Request) -> Response:
+        _, at = instant(request)
+        commissioner = _text(request, "commissioner")
+        urgency = _enum(request, "urgency", Urgency)
+        rows = await read.open_referrals(at, commissioner, urgency)
+        items = [referral_json(r, at, thresholds) for r in rows]
+        items.sort(key=lambda r: (-r["waited_hours"], r["referral_id"]))
+        return JSONResponse({"as_of": at.isoformat(), "count": len(items), "referrals": items})
+
+    async def one_referral(request: Request) -> Response:
+        _, at = instant(request)
+        referral = await read.referral(request.path_params["referral_id"])
+        if referral is None:
+            return JSONResponse({"error": "no such referral"}, status_code=404)
+        body = referral_json(referral, at, thresholds)
+        body["wait_breaches"] = await read.breaches(referral.referral_id)
+        return JSONResponse(body)
+
+    async def capacity(request: Request) -> Response:
+        as_of, at = instant(request)
+        counts = await read.capacity(at if as_of else None, _text(request, "area"), _enum(request, "bed_type", BedType))
+        return JSONResponse({"as_of": at.isoformat(), "capacity": capacity_json(counts)})
+
+    async def unmet(request: Request) -> Response:
+        as_of, at = instant(request)
+        first = _date(request, "from")
+        last = _earliest(_date(request, "to"), as_of or at.date())
+        placements = await read.out_of_area_placements(
+            first, last, _text(request, "area"), _text(request, "commissioner")
+        )
+        rows = [dataclasses.asdict(r) for r in unmet_need(placements)]
+        return JSONResponse(
+            {
+                "from": first.isoformat() if first else None,
+                "to": last.isoformat() if last else None,
+                "total": sum(r["count"] for r in rows),
+                "rows": rows,
+            }
+        )
+
+    async def time_to_place(request: Request) -> Response:
+        as_of, at = instant(request)
+        first = _date(request, "from")
+        last = _earliest(_date(request, "to"), as_of or at.date())
+        overall, by_urgency = time_to_placement(await read.placement_waits(first, last, _text(request, "commissioner")))
+        return JSONResponse(
+            {
+                "from": first.isoformat() if first else None,
+                "to": last.isoformat() if last else None,
+                **dataclasses.asdict(overall),
+                "by_urgency": {u: dataclasses.asdict(s) for u, s in by_urgency.items()},
+            }
+        )
+
+    async def summary(request: Request) -> Response:
+        _, at = instant(request)
+        return JSONResponse({"service": "referrals", "as_of": at.isoformat(), **await read.counts(at)})
+
+    return [
+        Route("/referrals/open", _guard(open_referrals)),
+        Route("/referrals/{referral_id}", _guard(one_referral)),
+        Route("/capacity", _guard(capacity)),
+        Route("/unmet-need", _guard(unmet)),
+        Route("/time-to-placement", _guard(time_to_place)),
+        Route("/summary", _guard(summary)),
+    ]

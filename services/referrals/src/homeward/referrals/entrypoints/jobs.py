@@ -1,0 +1,98 @@
+"""Scheduled jobs. Ids are deterministic and what was done is recorded in the database, so
+replicas running a job at the same moment publish each fact once.
+
+* ``waits``: apply parked placements whose referral has arrived meanwhile, then report each
+  wait threshold an open referral has reached.
+* ``capacity``: publish the area totals that a concurrent change left unsettled.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from typing import TypeAlias
+
+import asyncpg
+from homeward.contracts import Payload, new_event, service_source
+from homeward.kit import outbox
+from homeward.kit.clock import Clock
+from homeward.kit.logging import get_logger
+from homeward.kit.service import Job
+from homeward.kit.topics import Topics
+
+from ..adapters.postgres import PgCapacity, PgReferrals
+from ..handlers import Publish, apply_parked_placements, report_wait_breaches, settle_capacity
+from ..settings import ReferralsSettings
+
+SERVICE = "referrals"
+
+log = get_logger(__name__)
+
+Connection: TypeAlias = asyncpg.Connection  # type: ignore[type-arg]
+
+
+class _Outbox:
+    """Publishes through the outbox in the job's transaction, counting what was queued."""
+
+    def __init__(self, topics: Topics, now: dt.datetime) -> None:
+        self.topics = topics
+        self.now = now
+        self.queued = 0
+
+    def on(self, conn: Connection) -> Publish:
+        async def publish(payload: Payload, event_id: str) -> bool:
+            event = new_event(payload, source=service_source(SERVICE), id=event_id, time=self.now)
+            added = await outbox.add(conn, self.topics.internal(SERVICE), event)
+            self.queued += int(added)
+            return added
+
+        return publish
+
+
+async def _in_transaction(
+    pool: asyncpg.Pool,  # type: ignore[type-arg]
+    work: Callable[[Connection], Awaitable[int]],
+) -> int:
+    async with pool.acquire() as conn, conn.transaction():
+        return await work(conn)
+
+
+def wait_breach_job(settings: ReferralsSettings) -> Job:
+    topics = Topics(settings.kafka.topic_namespace)
+    thresholds = settings.wait_thresholds_hours
+
+    async def run(pool: asyncpg.Pool, clock: Clock) -> int:  # type: ignore[type-arg]
+        out = _Outbox(topics, clock.now())
+
+        async def apply_one(conn: Connection) -> int:
+            return await apply_parked_placements(PgReferrals(conn), out.on(conn), limit=1)
+
+        async def breaches(conn: Connection) -> int:
+            return await report_wait_breaches(PgReferrals(conn), out.on(conn), out.now, thresholds)
+
+        try:
+            # One parked placement per transaction, so the job never holds one referral while
+            # waiting for another (which could deadlock with a consumer's batch).
+            while await _in_transaction(pool, apply_one):
+                pass
+        except Exception:
+            log.exception("applying parked placements failed; wait breaches are still reported")
+        await _in_transaction(pool, breaches)
+        return out.queued
+
+    return Job(name="waits", run=run)
+
+
+def capacity_job(settings: ReferralsSettings) -> Job:
+    topics = Topics(settings.kafka.topic_namespace)
+
+    async def run(pool: asyncpg.Pool, clock: Clock) -> int:  # type: ignore[type-arg]
+        out = _Outbox(topics, clock.now())
+
+        async def settle(conn: Connection) -> int:
+            return await settle_capacity(PgCapacity(conn), out.on(conn), out.now)
+
+        await _in_transaction(pool, settle)
+        return out.queued
+
+    return Job(name="capacity", run=run)

@@ -1,0 +1,95 @@
+"""Repository ports: what the use cases need from storage. Adapters implement them with
+asyncpg (``adapters/postgres.py``); the unit tests implement them in memory."""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from dataclasses import dataclass
+
+from homeward.contracts.vocab import BedType
+
+from .domain.model import BedCount, Placement, Referral
+
+
+class ReferralRepository(abc.ABC):
+    @abc.abstractmethod
+    async def get(self, referral_id: str) -> Referral | None: ...
+
+    @abc.abstractmethod
+    async def add(self, referral: Referral) -> None: ...
+
+    @abc.abstractmethod
+    async def save_placement(self, referral: Referral) -> bool:
+        """Store the placement that closed ``referral``; False if another closed it first."""
+
+    @abc.abstractmethod
+    async def park(self, placement: Placement) -> bool:
+        """Keep a placement whose referral is unknown; False if it was parked already."""
+
+    @abc.abstractmethod
+    async def parked(self, referral_id: str) -> list[Placement]:
+        """Placements parked for ``referral_id`` (without a problem), earliest start first."""
+
+    @abc.abstractmethod
+    async def parked_with_referral(self, limit: int) -> list[Placement]:
+        """Parked placements whose referral has arrived since, claimed for this transaction."""
+
+    @abc.abstractmethod
+    async def unpark(self, referral_id: str, placement_id: str) -> None: ...
+
+    @abc.abstractmethod
+    async def refuse_parked(self, referral_id: str, placement_id: str, problem: str) -> None:
+        """Keep a parked placement that cannot be applied, with the reason, out of further attempts."""
+
+    @abc.abstractmethod
+    async def open_at(self, at: dt.datetime) -> list[Referral]:
+        """Referrals waiting at instant ``at``, in referral id order."""
+
+    @abc.abstractmethod
+    async def record_breach(
+        self, referral_id: str, threshold_hours: int, breached_at: dt.datetime, event_id: str
+    ) -> bool:
+        """Record that a wait threshold was reported; False if it was recorded before."""
+
+
+class CapacityRepository(abc.ABC):
+    @abc.abstractmethod
+    async def try_lock_area(self, area: str, bed_type: BedType) -> bool:
+        """Take the right to publish one area's total until the transaction ends, without waiting."""
+
+    @abc.abstractmethod
+    async def lock_area(self, area: str, bed_type: BedType) -> None:
+        """Take the same right, waiting for it (only the capacity job waits)."""
+
+    @abc.abstractmethod
+    async def mark_unsettled(self, area: str, bed_type: BedType) -> None:
+        """Note that an area's total changed without being published."""
+
+    @abc.abstractmethod
+    async def unsettled(self) -> list[tuple[str, BedType]]:
+        """Areas and bed types noted as unsettled, in a fixed order."""
+
+    @abc.abstractmethod
+    async def settle(self, area: str, bed_type: BedType) -> int | None:
+        """Clear an area's unsettled notes; the last note's id, or None if there were none left."""
+
+    @abc.abstractmethod
+    async def held(self, site: str, bed_type: BedType) -> BedCount | None: ...
+
+    @abc.abstractmethod
+    async def record(self, event_id: str, count: BedCount, accepted: bool) -> None:
+        """Keep every report received, accepted or stale, for "as of" questions."""
+
+    @abc.abstractmethod
+    async def save(self, count: BedCount) -> None:
+        """Make ``count`` the figure held for its site and bed type."""
+
+    @abc.abstractmethod
+    async def in_area(self, area: str, bed_type: BedType) -> list[BedCount]: ...
+
+
+@dataclass(frozen=True)
+class Repositories:
+    referrals: ReferralRepository
+    capacity: CapacityRepository

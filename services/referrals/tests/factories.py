@@ -1,0 +1,242 @@
+"""Builders of valid referrals-service events, and in-memory fakes of the repository ports."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from homeward.contracts import Event, Payload, new_event, partner_source, service_source
+from homeward.contracts.events import BedAvailabilityUpdated, PlacementRegistered, ReferralReceived
+from homeward.contracts.identifiers import nhs_number_check_digit
+from homeward.contracts.vocab import BedType
+from homeward.kit.clock import FixedClock
+from homeward.kit.reference import ReferenceData
+from homeward.referrals.domain.model import BedCount, Placement, Referral
+from homeward.referrals.handlers import Dependencies
+from homeward.referrals.ports import CapacityRepository, ReferralRepository, Repositories
+
+KEY = "test-patient-ref-key"
+T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+
+
+def nhs_numbers(count: int, start: int = 0) -> list[str]:
+    """Valid NHS numbers from the test range 999 000 0000 to 999 999 9999."""
+    out: list[str] = []
+    n = start
+    while len(out) < count:
+        first_nine = f"999{n:06d}"
+        check = nhs_number_check_digit(first_nine)
+        if check is not None:
+            out.append(first_nine + str(check))
+        n += 1
+    return out
+
+
+NHS_A, NHS_B, NHS_C, NHS_D = nhs_numbers(4, start=123)
+
+
+def referral(referral_id: str, commissioner: str, **extra: Any) -> ReferralReceived:
+    data = {
+        "referral_id": referral_id,
+        "nhs_number": NHS_A,
+        "commissioner": commissioner,
+        "bed_type": "picu",
+        "cohort": "mental_health",
+        "age_band": "adult",
+        "urgency": "urgent",
+        "need_arose_at": T0.isoformat(),
+        **extra,
+    }
+    return ReferralReceived.model_validate_json(json.dumps(data))
+
+
+def beds(
+    provider: str, site: str, area: str, available: int, as_of: dt.datetime, **extra: Any
+) -> BedAvailabilityUpdated:
+    data = {
+        "provider": provider,
+        "site": site,
+        "site_area": area,
+        "bed_type": "picu",
+        "available_beds": available,
+        "as_of": as_of.isoformat(),
+        **extra,
+    }
+    return BedAvailabilityUpdated.model_validate_json(json.dumps(data))
+
+
+def registered(
+    placement_id: str,
+    referral_id: str | None,
+    commissioner: str,
+    *,
+    site: str,
+    site_area: str,
+    out_of_area: bool,
+    reason: str | None = None,
+    start_date: str = "2026-03-04",
+    provider: str = "8HA03",
+    bed_type: str = "picu",
+) -> PlacementRegistered:
+    data: dict[str, Any] = {
+        "placement_id": placement_id,
+        "referral_id": referral_id,
+        "patient_ref": "pt_" + "0" * 32,
+        "commissioner": commissioner,
+        "commissioner_area": commissioner,
+        "provider": provider,
+        "provider_site": site,
+        "provider_site_area": site_area,
+        "bed_type": bed_type,
+        "setting": "inpatient",
+        "cohort": "mental_health",
+        "age_band": "adult",
+        "legal_status": "mha_s3",
+        "programme": "mental_health",
+        "start_date": start_date,
+        "daily_rate_pence": 54500,
+        "out_of_area": out_of_area,
+        "out_of_area_reason": reason,
+        "inappropriate": out_of_area and reason == "10",
+        "funding": [{"commissioner": commissioner, "share_bp": 10000}],
+    }
+    return PlacementRegistered.model_validate_json(json.dumps(data))
+
+
+def from_partner(payload: Payload, ods: str, **kw: Any) -> Event[Any]:
+    return new_event(payload, source=partner_source(ods), **kw)
+
+
+def from_placements(payload: Payload, **kw: Any) -> Event[Any]:
+    return new_event(payload, source=service_source("placements"), **kw)
+
+
+# ------------------------------------------------------------------------------------ fakes
+
+
+class FakeReferrals(ReferralRepository):
+    def __init__(self) -> None:
+        self.rows: dict[str, Referral] = {}
+        self.parked_rows: dict[tuple[str, str], Placement] = {}
+        self.breaches: dict[tuple[str, int], dt.datetime] = {}
+        self.problems: dict[tuple[str, str], str] = {}
+
+    async def get(self, referral_id: str) -> Referral | None:
+        found = self.rows.get(referral_id)
+        return None if found is None else Referral(**{**found.__dict__})
+
+    async def add(self, referral: Referral) -> None:
+        assert referral.referral_id not in self.rows
+        self.rows[referral.referral_id] = Referral(**{**referral.__dict__})
+
+    async def save_placement(self, referral: Referral) -> bool:
+        if self.rows[referral.referral_id].placement is not None:
+            return False
+        self.rows[referral.referral_id] = Referral(**{**referral.__dict__})
+        return True
+
+    async def park(self, placement: Placement) -> bool:
+        key = (placement.referral_id, placement.placement_id)
+        if key in self.parked_rows:
+            return False
+        self.parked_rows[key] = placement
+        return True
+
+    async def parked(self, referral_id: str) -> list[Placement]:
+        found = [p for (r, i), p in self.parked_rows.items() if r == referral_id and (r, i) not in self.problems]
+        return sorted(found, key=lambda p: (p.start_date, p.placement_id))
+
+    async def parked_with_referral(self, limit: int) -> list[Placement]:
+        found = [p for k, p in sorted(self.parked_rows.items()) if k[0] in self.rows and k not in self.problems]
+        return found[:limit]
+
+    async def unpark(self, referral_id: str, placement_id: str) -> None:
+        self.parked_rows.pop((referral_id, placement_id), None)
+
+    async def refuse_parked(self, referral_id: str, placement_id: str, problem: str) -> None:
+        self.problems[(referral_id, placement_id)] = problem
+
+    async def open_at(self, at: dt.datetime) -> list[Referral]:
+        return [r for _, r in sorted(self.rows.items()) if r.open_at(at)]
+
+    async def record_breach(
+        self, referral_id: str, threshold_hours: int, breached_at: dt.datetime, event_id: str
+    ) -> bool:
+        if (referral_id, threshold_hours) in self.breaches:
+            return False
+        self.breaches[(referral_id, threshold_hours)] = breached_at
+        return True
+
+
+class FakeCapacity(CapacityRepository):
+    def __init__(self) -> None:
+        self.held_counts: dict[tuple[str, BedType], BedCount] = {}
+        self.reports: list[tuple[str, BedCount, bool]] = []
+        self.busy: set[str] = set()
+        """Areas whose total another transaction is publishing right now."""
+        self.notes: list[tuple[str, BedType]] = []
+
+    async def try_lock_area(self, area: str, bed_type: BedType) -> bool:
+        return area not in self.busy
+
+    async def lock_area(self, area: str, bed_type: BedType) -> None:
+        assert area not in self.busy, "the fake cannot wait"
+
+    async def mark_unsettled(self, area: str, bed_type: BedType) -> None:
+        self.notes.append((area, bed_type))
+
+    async def unsettled(self) -> list[tuple[str, BedType]]:
+        return sorted(set(self.notes))
+
+    async def settle(self, area: str, bed_type: BedType) -> int | None:
+        ids = [i for i, note in enumerate(self.notes, 1) if note == (area, bed_type)]
+        self.notes = [n for n in self.notes if n != (area, bed_type)]
+        return max(ids) if ids else None
+
+    async def held(self, site: str, bed_type: BedType) -> BedCount | None:
+        return self.held_counts.get((site, bed_type))
+
+    async def record(self, event_id: str, count: BedCount, accepted: bool) -> None:
+        self.reports.append((event_id, count, accepted))
+
+    async def save(self, count: BedCount) -> None:
+        self.held_counts[(count.site, count.bed_type)] = count
+
+    async def in_area(self, area: str, bed_type: BedType) -> list[BedCount]:
+        return sorted(
+            (c for c in self.held_counts.values() if c.area == area and c.bed_type == bed_type), key=lambda c: c.site
+        )
+
+
+@dataclass
+class FakeUnitOfWork:
+    """Stands in for the kit's UnitOfWork: records what would go to the outbox, once per id."""
+
+    clock: FixedClock = field(default_factory=lambda: FixedClock(T0))
+    published: dict[str, Payload] = field(default_factory=dict)
+    conn: None = None
+
+    async def publish(self, data: Payload, *, id: str | None = None, **_: Any) -> bool:
+        assert id is not None, "the referrals service always publishes with a deterministic id"
+        if id in self.published:
+            return False
+        self.published[id] = data
+        return True
+
+    def of(self, cls: type[Payload]) -> list[Any]:
+        return [p for p in self.published.values() if isinstance(p, cls)]
+
+
+@dataclass
+class World:
+    referrals: FakeReferrals = field(default_factory=FakeReferrals)
+    capacity: FakeCapacity = field(default_factory=FakeCapacity)
+    reference: ReferenceData = field(default_factory=ReferenceData)
+    uow: FakeUnitOfWork = field(default_factory=FakeUnitOfWork)
+
+    @property
+    def deps(self) -> Dependencies:
+        repos = Repositories(referrals=self.referrals, capacity=self.capacity)
+        return Dependencies(repositories=lambda _uow: repos, reference=self.reference, patient_ref_key=KEY)

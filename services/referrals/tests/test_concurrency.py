@@ -1,0 +1,137 @@
+"""Two consumers (or replicas) handling related events at the same moment, on the real
+PostgreSQL: each transaction cannot see the other's uncommitted work, and the jobs settle it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from homeward.contracts import Event, parse_json
+from homeward.contracts.events import LocalCapacityChanged, LocalCapacityUnavailable
+from homeward.contracts.vocab import BedType
+from homeward.kit.clock import FixedClock
+from homeward.kit.consumer import UnitOfWork
+from homeward.kit.db import create_pool, migrate
+from homeward.kit.reference import ReferenceData
+from homeward.kit.settings import CommonSettings, KafkaSettings
+from homeward.kit.topics import Topics
+from homeward.referrals.adapters.postgres import pg_repositories
+from homeward.referrals.domain.model import Placement
+from homeward.referrals.entrypoints.app import migrations_dir
+from homeward.referrals.entrypoints.jobs import capacity_job, wait_breach_job
+from homeward.referrals.handlers import (
+    Dependencies,
+    bed_availability_updated,
+    placement_registered,
+    referral_received,
+)
+from homeward.referrals.settings import ReferralsSettings
+
+from .factories import KEY, T0, beds, from_partner, from_placements, referral, registered
+
+H = dt.timedelta(hours=1)
+TOPICS = Topics("t.")
+DEPS = Dependencies(repositories=lambda uow: pg_repositories(uow.conn), reference=ReferenceData(), patient_ref_key=KEY)
+SETTINGS = ReferralsSettings(
+    kafka=KafkaSettings(topic_namespace="t."),
+    common=CommonSettings(patient_ref_key=KEY),  # type: ignore[arg-type]
+)
+
+
+@pytest.fixture
+async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:  # type: ignore[type-arg]
+    await migrate(database, "referrals", migrations_dir())
+    pool = await create_pool(database, 2, 6)
+    yield pool
+    await pool.close()
+
+
+class Open:
+    """A consumer's batch transaction, held open until ``commit``."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.tx = conn.transaction()
+
+    async def handle(self, handler: Any, event: Event[Any]) -> None:
+        uow = UnitOfWork(self.conn, "referrals", FixedClock(T0 + 100 * H), cause=event, topics=TOPICS)
+        await handler(event, uow, DEPS)
+
+    async def commit(self) -> None:
+        await self.tx.commit()
+
+
+async def begin(pool: Any) -> Open:
+    conn = await pool.acquire()
+    batch = Open(conn)
+    await batch.tx.start()
+    return batch
+
+
+async def published(pool: Any, cls: type[Any]) -> list[Any]:
+    async with pool.acquire() as conn:
+        rows = await conn.fetch("SELECT value FROM outbox WHERE event_type = $1 ORDER BY id", cls.event_type())
+    return [parse_json(bytes(r["value"])).data for r in rows]
+
+
+async def test_a_referral_and_its_placement_handled_at_once_are_joined_by_the_waits_job(pool: Any) -> None:
+    referrals_batch, placements_batch = await begin(pool), await begin(pool)
+    await referrals_batch.handle(referral_received, from_partner(referral("REF-1", "QWU"), "QWU"))
+    placed = registered("PLC-1", "REF-1", "QWU", site="8HA0301", site_area="QHM", out_of_area=True, reason="10")
+    await placements_batch.handle(placement_registered, from_placements(placed))
+    await referrals_batch.commit()
+    await placements_batch.commit()
+    for batch in (referrals_batch, placements_batch):
+        await pool.release(batch.conn)
+
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM parked_placements") == 1, "neither could see the other"
+    assert await published(pool, LocalCapacityUnavailable) == []
+
+    job = wait_breach_job(SETTINGS)
+    await job.run(pool, FixedClock(T0 + H))
+    await job.run(pool, FixedClock(T0 + H))
+    (gap,) = await published(pool, LocalCapacityUnavailable)
+    assert (gap.referral_id, gap.placement_id) == ("REF-1", "PLC-1")
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT placement_id FROM referrals WHERE referral_id = 'REF-1'") == "PLC-1"
+        assert await conn.fetchval("SELECT count(*) FROM parked_placements") == 0
+
+
+async def test_two_sites_of_one_area_counted_at_once_settle_to_the_right_total(pool: Any) -> None:
+    first, second = await begin(pool), await begin(pool)
+    await first.handle(bed_availability_updated, from_partner(beds("RYG", "RYG01", "QWU", 2, T0), "RYG"))
+    await second.handle(bed_availability_updated, from_partner(beds("RJX", "RJX01", "QWU", 3, T0 + H), "RJX"))
+    await first.commit()
+    await second.commit()
+    for batch in (first, second):
+        await pool.release(batch.conn)
+    assert [c.available_beds for c in await published(pool, LocalCapacityChanged)] == [2], "the second had to wait"
+
+    job = capacity_job(SETTINGS)
+    assert await job.run(pool, FixedClock(T0 + 2 * H)) == 1
+    assert await job.run(pool, FixedClock(T0 + 2 * H)) == 0
+    totals = [(c.area, c.available_beds, c.as_of) for c in await published(pool, LocalCapacityChanged)]
+    assert totals == [("QWU", 2, T0), ("QWU", 5, T0 + H)]
+
+
+async def test_a_referral_closed_meanwhile_is_not_closed_again_by_a_stale_copy(pool: Any) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        uow = UnitOfWork(conn, "referrals", FixedClock(T0), topics=TOPICS)
+        await referral_received(from_partner(referral("REF-1", "QWU"), "QWU"), uow, DEPS)
+        repo = pg_repositories(conn).referrals
+        stale, fresh = await repo.get("REF-1"), await repo.get("REF-1")
+        assert stale is not None and fresh is not None
+        fresh.place(_placement("PLC-1"))
+        stale.place(_placement("PLC-2"))
+        assert await repo.save_placement(fresh)
+        assert not await repo.save_placement(stale)
+        stored = await repo.get("REF-1")
+        assert stored is not None and stored.placement is not None and stored.placement.placement_id == "PLC-1"
+
+
+def _placement(placement_id: str) -> Placement:
+    return Placement(placement_id, "REF-1", "QWU", "8HA03", "8HA0301", "QHM", BedType.PICU, dt.date(2026, 3, 4), True)

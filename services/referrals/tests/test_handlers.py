@@ -1,0 +1,314 @@
+"""Use cases against in-memory repositories: triage, capacity, placements and waits."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from homeward.contracts import Payload
+from homeward.contracts.events import (
+    LocalCapacityChanged,
+    LocalCapacityUnavailable,
+    ReferralTriaged,
+    ReferralWaitBreached,
+)
+from homeward.contracts.vocab import BedType, OutOfAreaReason, Urgency
+from homeward.kit.consumer import Rejected
+from homeward.kit.pseudonym import patient_ref
+from homeward.kit.reference import Commissioner, ReferenceData, Site
+from homeward.referrals.domain.model import Placement
+from homeward.referrals.handlers import (
+    apply_parked_placements,
+    bed_availability_updated,
+    placement_registered,
+    referral_received,
+    report_wait_breaches,
+    settle_capacity,
+)
+from homeward.referrals.settings import ReferralsSettings
+
+from .factories import (
+    KEY,
+    NHS_A,
+    NHS_B,
+    T0,
+    World,
+    beds,
+    from_partner,
+    from_placements,
+    referral,
+    registered,
+)
+
+H = dt.timedelta(hours=1)
+
+
+async def refer(world: World, referral_id: str = "REF-1", commissioner: str = "QWU", **extra: Any) -> None:
+    sender = extra.pop("sender", commissioner)
+    await referral_received(from_partner(referral(referral_id, commissioner, **extra), sender), world.uow, world.deps)  # type: ignore[arg-type]
+
+
+async def report(
+    world: World, provider: str, site: str, area: str, available: int, as_of: dt.datetime, **kw: Any
+) -> None:
+    event = from_partner(beds(provider, site, area, available, as_of, **kw), kw.pop("sender", provider))
+    await bed_availability_updated(event, world.uow, world.deps)  # type: ignore[arg-type]
+
+
+async def place(world: World, *args: Any, **kw: Any) -> None:
+    await placement_registered(from_placements(registered(*args, **kw)), world.uow, world.deps)  # type: ignore[arg-type]
+
+
+async def test_triage_lists_in_area_sites_with_free_beds_best_first() -> None:
+    w = World()
+    await report(w, "RYG", "RYG01", "QWU", 1, T0)
+    await report(w, "RYG", "RYG02", "QWU", 3, T0 - H)
+    await report(w, "RJX", "RJX01", "QWU", 0, T0)
+    await report(w, "8HA03", "8HA0301", "QHM", 5, T0)
+    await refer(w)
+    (triaged,) = w.uow.of(ReferralTriaged)
+    assert [(o.site, o.available_beds) for o in triaged.local_options] == [("RYG02", 3), ("RYG01", 1)]
+    assert triaged.home_area == "QWU"
+    assert triaged.patient_ref == patient_ref(NHS_A, KEY)
+
+
+async def test_triage_uses_the_stated_home_area_over_the_commissioners_area() -> None:
+    w = World()
+    await report(w, "RYG", "RYG01", "QWU", 2, T0)
+    await report(w, "8HA03", "8HA0301", "QHM", 5, T0)
+    await refer(w, home_area="QHM")
+    (triaged,) = w.uow.of(ReferralTriaged)
+    assert [o.site for o in triaged.local_options] == ["8HA0301"]
+
+
+async def test_commissioner_area_comes_from_reference_data() -> None:
+    w = World(reference=ReferenceData(commissioners={"D4U1Y": Commissioner("D4U1Y", "QWU")}))
+    await report(w, "RYG", "RYG01", "QWU", 2, T0)
+    await refer(w, commissioner="D4U1Y")
+    (triaged,) = w.uow.of(ReferralTriaged)
+    assert (triaged.home_area, [o.site for o in triaged.local_options]) == ("QWU", ["RYG01"])
+
+
+async def test_stale_and_equal_time_counts_are_ignored_and_publish_nothing() -> None:
+    w = World()
+    await report(w, "RYG", "RYG01", "QWU", 2, T0)
+    await report(w, "RYG", "RYG01", "QWU", 7, T0 - H)
+    await report(w, "RYG", "RYG01", "QWU", 9, T0)
+    assert [(c.available_beds, ok) for _, c, ok in w.capacity.reports] == [(2, True), (7, False), (9, False)]
+    (changed,) = w.uow.of(LocalCapacityChanged)
+    assert (changed.area, changed.available_beds, changed.as_of) == ("QWU", 2, T0)
+    await refer(w)
+    assert [o.available_beds for o in w.uow.of(ReferralTriaged)[0].local_options] == [2]
+
+
+async def test_each_accepted_count_publishes_the_area_total() -> None:
+    w = World()
+    await report(w, "RYG", "RYG01", "QWU", 2, T0)
+    await report(w, "RJX", "RJX01", "QWU", 3, T0 + H)
+    await report(w, "RYG", "RYG01", "QWU", 0, T0 + 2 * H)
+    totals = [(c.available_beds, c.as_of) for c in w.uow.of(LocalCapacityChanged)]
+    assert totals == [(2, T0), (5, T0 + H), (3, T0 + 2 * H)]
+
+
+async def test_a_site_moving_area_republishes_both_areas() -> None:
+    w = World()
+    await report(w, "RYG", "RYG01", "QWU", 2, T0)
+    await report(w, "RYG", "RYG01", "QHM", 2, T0 + H)
+    last_two = [(c.area, c.available_beds) for c in w.uow.of(LocalCapacityChanged)][1:]
+    assert sorted(last_two) == [("QHM", 2), ("QWU", 0)]
+
+
+async def test_a_total_another_transaction_is_publishing_is_left_to_the_capacity_job() -> None:
+    w = World()
+    await report(w, "RYG", "RYG01", "QWU", 2, T0)
+    w.capacity.busy.add("QWU")
+    await report(w, "RJX", "RJX01", "QWU", 3, T0 + H)
+    assert [c.available_beds for c in w.uow.of(LocalCapacityChanged)] == [2]
+    assert w.capacity.notes == [("QWU", BedType.PICU)]
+    w.capacity.busy.clear()
+    assert await settle_capacity(w.capacity, _publish(w), T0 + 2 * H) == 1
+    assert [(c.available_beds, c.as_of) for c in w.uow.of(LocalCapacityChanged)] == [(2, T0), (5, T0 + H)]
+    assert await settle_capacity(w.capacity, _publish(w), T0 + 2 * H) == 0
+
+
+async def test_a_provider_may_not_report_another_providers_beds() -> None:
+    w = World()
+    with pytest.raises(Rejected) as exc:
+        await report(w, "RYG", "RYG01", "QWU", 2, T0, sender="RJX")
+    assert exc.value.reason == "not-party"
+    assert w.capacity.held_counts == {}
+
+
+async def test_a_count_contradicting_the_reference_data_is_refused() -> None:
+    w = World(reference=ReferenceData(sites={"RYG01": Site("RYG01", "RYG", "QWU")}))
+    with pytest.raises(Rejected) as exc:
+        await report(w, "RJX", "RYG01", "QWU", 2, T0)
+    assert exc.value.reason == "not-party"
+    with pytest.raises(Rejected) as exc:
+        await report(w, "RYG", "RYG01", "QHM", 2, T0)
+    assert exc.value.reason == "conflict"
+
+
+async def test_only_the_commissioner_or_a_local_provider_may_refer() -> None:
+    w = World(reference=ReferenceData(sites={"RYG01": Site("RYG01", "RYG", "QWU")}))
+    with pytest.raises(Rejected) as exc:
+        await refer(w, sender="QHM")
+    assert exc.value.reason == "not-party"
+    await refer(w, "REF-2", sender="RYG")
+    assert len(w.uow.of(ReferralTriaged)) == 1
+
+
+async def test_a_resent_referral_is_a_no_op_and_a_changed_one_is_a_conflict() -> None:
+    w = World()
+    await refer(w)
+    await refer(w)
+    assert len(w.uow.of(ReferralTriaged)) == 1
+    with pytest.raises(Rejected) as exc:
+        await refer(w, urgency="emergency")
+    assert exc.value.reason == "conflict"
+    with pytest.raises(Rejected) as exc:
+        await refer(w, commissioner="QHM")
+    assert exc.value.reason == "conflict"
+
+
+async def test_an_out_of_area_placement_closes_the_referral_and_reports_the_unmet_need() -> None:
+    w = World()
+    await refer(w)
+    await place(w, "PLC-1", "REF-1", "QWU", site="8HA0301", site_area="QHM", out_of_area=True, reason="10")
+    (gap,) = w.uow.of(LocalCapacityUnavailable)
+    assert (gap.referral_id, gap.placement_id, gap.home_area, gap.bed_type.value) == ("REF-1", "PLC-1", "QWU", "picu")
+    assert (gap.placed_site, gap.placed_on, gap.out_of_area_reason) == (
+        "8HA0301",
+        dt.date(2026, 3, 4),
+        OutOfAreaReason.NO_LOCAL_BED,
+    )
+    assert gap.waited_hours == 39
+    stored = w.referrals.rows["REF-1"]
+    assert not stored.is_open and stored.waited_hours == 39
+
+
+async def test_an_in_area_placement_closes_the_referral_without_an_unmet_need_signal() -> None:
+    w = World()
+    await refer(w)
+    await place(w, "PLC-1", "REF-1", "QWU", site="RYG01", site_area="QWU", out_of_area=False)
+    assert w.uow.of(LocalCapacityUnavailable) == []
+    assert not w.referrals.rows["REF-1"].is_open
+
+
+async def test_an_out_of_area_placement_with_no_reason_given_still_signals_the_gap() -> None:
+    w = World()
+    await refer(w)
+    await place(w, "PLC-1", "REF-1", "QWU", site="8HA0301", site_area="QHM", out_of_area=True)
+    (gap,) = w.uow.of(LocalCapacityUnavailable)
+    assert gap.out_of_area_reason is None
+
+
+async def test_a_placement_without_a_referral_is_ignored() -> None:
+    w = World()
+    await refer(w)
+    await place(w, "PLC-1", None, "QWU", site="8HA0301", site_area="QHM", out_of_area=True, reason="10")
+    assert w.uow.of(LocalCapacityUnavailable) == [] and w.referrals.parked_rows == {}
+    assert w.referrals.rows["REF-1"].is_open
+
+
+async def test_a_placement_before_its_referral_is_parked_and_applied_when_the_referral_arrives() -> None:
+    w = World()
+    await place(w, "PLC-1", "REF-1", "QWU", site="8HA0301", site_area="QHM", out_of_area=True, reason="14")
+    assert list(w.referrals.parked_rows) == [("REF-1", "PLC-1")]
+    assert w.uow.of(LocalCapacityUnavailable) == []
+    await refer(w)
+    assert len(w.uow.of(ReferralTriaged)) == 1
+    (gap,) = w.uow.of(LocalCapacityUnavailable)
+    assert gap.out_of_area_reason is OutOfAreaReason.PATIENT_CHOICE
+    assert w.referrals.parked_rows == {}
+    assert not w.referrals.rows["REF-1"].is_open
+
+
+async def test_a_placement_parked_while_its_referral_was_being_handled_is_applied_later() -> None:
+    w = World()
+    await refer(w)  # the referral commits...
+    placement = _placement("PLC-1", commissioner="QWU")
+    await w.referrals.park(placement)  # ...while the placement, unable to see it, was parked
+    assert w.referrals.rows["REF-1"].is_open
+    assert await apply_parked_placements(w.referrals, _publish(w)) == 1
+    assert not w.referrals.rows["REF-1"].is_open and w.referrals.parked_rows == {}
+    assert [g.placement_id for g in w.uow.of(LocalCapacityUnavailable)] == ["PLC-1"]
+    assert await apply_parked_placements(w.referrals, _publish(w)) == 0
+
+
+async def test_a_parked_placement_of_another_commissioner_is_kept_with_the_problem_and_not_retried() -> None:
+    w = World()
+    await w.referrals.park(_placement("PLC-9", commissioner="QHM"))
+    await refer(w)
+    assert w.referrals.rows["REF-1"].is_open
+    assert "QWU" in w.referrals.problems[("REF-1", "PLC-9")]
+    assert await apply_parked_placements(w.referrals, _publish(w)) == 0
+    assert w.uow.of(LocalCapacityUnavailable) == []
+
+
+def _placement(placement_id: str, commissioner: str) -> Placement:
+    return Placement(
+        placement_id, "REF-1", commissioner, "8HA03", "8HA0301", "QHM", BedType.PICU, dt.date(2026, 3, 4), True, None
+    )
+
+
+def _publish(w: World) -> Any:
+    async def publish(payload: Payload, event_id: str) -> bool:
+        return await w.uow.publish(payload, id=event_id)
+
+    return publish
+
+
+async def test_a_placement_for_another_commissioners_referral_is_refused() -> None:
+    w = World()
+    await refer(w)
+    with pytest.raises(Rejected) as exc:
+        await place(w, "PLC-1", "REF-1", "QHM", site="8HA0301", site_area="QHM", out_of_area=True, reason="10")
+    assert exc.value.reason == "not-party"
+    assert w.referrals.rows["REF-1"].is_open
+
+
+async def test_a_second_placement_for_a_closed_referral_changes_nothing() -> None:
+    w = World()
+    await refer(w)
+    await place(w, "PLC-1", "REF-1", "QWU", site="8HA0301", site_area="QHM", out_of_area=True, reason="10")
+    await place(w, "PLC-1", "REF-1", "QWU", site="8HA0301", site_area="QHM", out_of_area=True, reason="10")
+    await place(w, "PLC-2", "REF-1", "QWU", site="9XY0101", site_area="QHM", out_of_area=True, reason="10")
+    assert len(w.uow.of(LocalCapacityUnavailable)) == 1
+    placement = w.referrals.rows["REF-1"].placement
+    assert placement is not None and placement.placement_id == "PLC-1"
+
+
+async def _breaches(w: World, at: dt.datetime, thresholds: dict[Urgency, list[int]] | None = None) -> int:
+    limits = thresholds or ReferralsSettings().wait_thresholds_hours
+    return await report_wait_breaches(w.referrals, _publish(w), at, limits)
+
+
+async def test_wait_breaches_are_reported_once_per_threshold_while_the_referral_is_open() -> None:
+    w = World()
+    await refer(w, "REF-U", urgency="urgent")
+    await refer(w, "REF-E", urgency="emergency", nhs_number=NHS_B)
+    assert await _breaches(w, T0 + 3 * H) == 0
+    assert await _breaches(w, T0 + 4 * H) == 1
+    assert await _breaches(w, T0 + 4 * H) == 0
+    assert await _breaches(w, T0 + 30 * H) == 2  # emergency 12h and urgent 24h
+    reported = sorted((b.referral_id, b.threshold_hours, b.waited_hours) for b in w.uow.of(ReferralWaitBreached))
+    assert reported == [("REF-E", 4, 4), ("REF-E", 12, 30), ("REF-U", 24, 30)]
+    await place(w, "PLC-1", "REF-U", "QWU", site="RYG01", site_area="QWU", out_of_area=False, start_date="2026-03-03")
+    assert await _breaches(w, T0 + 100 * H) == 0  # REF-U placed; REF-E has no threshold beyond 12h
+
+
+async def test_wait_thresholds_come_from_settings() -> None:
+    w = World()
+    await refer(w, urgency="routine")
+    assert await _breaches(w, T0 + 2 * H, {Urgency.ROUTINE: [1, 2]}) == 2
+
+
+def test_wait_thresholds_can_be_set_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOMEWARD_REFERRALS_WAIT_THRESHOLDS_HOURS", '{"emergency": [6, 2, 2], "routine": [200]}')
+    settings = ReferralsSettings()
+    assert settings.wait_thresholds_hours == {Urgency.EMERGENCY: [2, 6], Urgency.ROUTINE: [200]}
+    monkeypatch.setenv("HOMEWARD_REFERRALS_WAIT_THRESHOLDS_HOURS", '{"urgent": [0]}')
+    with pytest.raises(ValueError, match="at least 1"):
+        ReferralsSettings()
