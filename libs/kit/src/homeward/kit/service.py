@@ -254,8 +254,13 @@ class ServiceRuntime:
             await self.relay.stop()
         if self.server is not None:
             self.server.should_exit = True
+            http = next((t for t in self._tasks if t.get_name() == "http"), None)
+            if http is not None:
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(asyncio.shield(http), timeout=5)
         for task in self._tasks:
-            task.cancel()
+            if not task.done():
+                task.cancel()
         for task in self._tasks:
             with contextlib.suppress(BaseException):
                 await task

@@ -1,8 +1,22 @@
-"""python -m homeward.notifications"""
+"""``python -m homeward.notifications`` runs the service; with arguments it is the admin CLI
+(``homeward-notifications recipients add ...``)."""
+
+from __future__ import annotations
+
+import sys
 
 
 def main() -> None:
-    raise SystemExit("the notifications service is not built yet")
+    if len(sys.argv) > 1:
+        from .entrypoints.cli import app
+
+        app()
+        return
+    from homeward.kit.service import run
+
+    from .entrypoints.app import build_definition
+
+    run(build_definition())
 
 
 if __name__ == "__main__":

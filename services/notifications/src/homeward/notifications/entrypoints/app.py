@@ -1,0 +1,39 @@
+"""Wiring: the notifications service as the kit runs it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from homeward.contracts.events import NotificationFailed, NotificationSent
+from homeward.kit.service import ServiceDefinition, Subscription
+
+from ..adapters.postgres import PgAlertRepository
+from ..adapters.templates import JinjaRenderer
+from ..domain.alerts import DEFAULT_RESPOND_WITHIN_DAYS, HANDLED, AlertPolicy
+from ..handlers import RecordAlert
+from ..ports import Mailer
+from ..settings import NotificationsSettings
+from . import http
+from .jobs import digest_job, sender_job
+
+SERVICE = "notifications"
+MIGRATIONS = Path(__file__).resolve().parents[4] / "migrations"
+
+
+def build_definition(
+    settings: NotificationsSettings | None = None, *, mailer: Mailer | None = None
+) -> ServiceDefinition:
+    settings = settings or NotificationsSettings()
+    renderer = JinjaRenderer()
+    policy = AlertPolicy(respond_within_days={**DEFAULT_RESPOND_WITHIN_DAYS, **settings.respond_within_days})
+    record = RecordAlert(PgAlertRepository, renderer, policy)
+    return ServiceDefinition(
+        name=SERVICE,
+        settings=settings,
+        migrations=MIGRATIONS,
+        handlers={payload: record for payload in HANDLED},
+        subscriptions=[Subscription(services=["placements", "referrals", "budget"])],
+        jobs=[sender_job(settings, mailer), digest_job(settings, renderer)],
+        routes=http.routes,
+        publishes=[NotificationSent, NotificationFailed],
+    )

@@ -1,0 +1,94 @@
+"""Use case: an alert-worthy event arrives; record one notification per recipient.
+
+The handler only records. It runs in the consuming transaction, so the notification rows
+commit together with the inbox entry: a redelivered event finds its inbox entry and records
+nothing, and (event, recipient) is unique besides. The sender job sends what was recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from homeward.contracts import Event
+from homeward.kit.consumer import UnitOfWork
+from homeward.kit.logging import get_logger
+
+from .domain.alerts import Alert, AlertPolicy, alert_from
+from .domain.model import Recipient, message_id, notification_id, route
+from .ports import AlertRepository, NotificationRecord, OutgoingEmail, RenderedEmail, Renderer
+
+log = get_logger(__name__)
+
+RepositoryFactory = Callable[[asyncpg.Connection], AlertRepository]  # type: ignore[type-arg]
+
+
+@dataclass
+class RecordAlert:
+    repository: RepositoryFactory
+    renderer: Renderer
+    policy: AlertPolicy
+
+    async def __call__(self, event: Event[Any], uow: UnitOfWork[Any]) -> None:
+        alert = alert_from(event, self.policy)
+        if alert is None:
+            return
+        repo = self.repository(uow.conn)
+        recipients = route(alert, await repo.candidates(alert.name, alert.organisations))
+        if not recipients:
+            log.info("alert has no recipients", alert=alert.name, reference=alert.reference)
+            return
+        rendered: RenderedEmail | None = None
+        recorded = 0
+        for r in recipients:
+            if not r.digest and rendered is None:
+                rendered = self.renderer.alert(alert)
+            if await repo.record(*_notification(alert, r, rendered, uow)):
+                recorded += 1
+        log.info("alert recorded", alert=alert.name, reference=alert.reference, recipients=recorded)
+
+
+def _notification(
+    alert: Alert, r: Recipient, rendered: RenderedEmail | None, uow: UnitOfWork[Any]
+) -> tuple[NotificationRecord, OutgoingEmail | None]:
+    now = uow.clock.now()
+    nid = notification_id(alert.event_id, r.id)
+    email = None
+    if not r.digest:
+        assert rendered is not None
+        email = OutgoingEmail(
+            id=nid,
+            message_id=message_id(nid),
+            kind="alert",
+            recipient_id=r.id,
+            to_address=r.email,
+            to_name=r.display_name,
+            subject=rendered.subject,
+            body_text=rendered.text,
+            body_html=rendered.html,
+            created_at=now,
+        )
+    record = NotificationRecord(
+        id=nid,
+        cause_event_id=alert.event_id,
+        cause_event_type=alert.event_type,
+        event_name=alert.name,
+        correlation_id=alert.correlation_id,
+        occurred_at=alert.occurred_at,
+        recipient_id=r.id,
+        email_address=r.email,
+        organisation=r.organisation,
+        role=r.role,
+        reference=alert.reference,
+        escalation_level=alert.escalation_level,
+        subject=alert.subject,
+        due_by=alert.due_by,
+        facts=alert.facts,
+        digest=r.digest,
+        email_id=email.id if email else None,
+        message_id=email.message_id if email else None,
+        recorded_at=now,
+    )
+    return record, email

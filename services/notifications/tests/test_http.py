@@ -1,0 +1,110 @@
+"""The read API over a real PostgreSQL: the sent-mail log and its filters, 'as of' a day."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from homeward.contracts.vocab import Role
+from homeward.kit.clock import FixedClock
+from homeward.kit.consumer import UnitOfWork
+from homeward.kit.db import migrate
+from homeward.kit.topics import Topics
+from homeward.notifications import management
+from homeward.notifications.adapters.postgres import PgAlertRepository, PgDirectory, PgEmailQueue
+from homeward.notifications.adapters.templates import JinjaRenderer
+from homeward.notifications.domain.alerts import AlertPolicy
+from homeward.notifications.domain.recipients import RecipientSpec
+from homeward.notifications.entrypoints import http
+from homeward.notifications.entrypoints.app import MIGRATIONS
+from homeward.notifications.handlers import RecordAlert
+from notifications_support import sample_event
+from starlette.applications import Starlette
+
+pytestmark = pytest.mark.integration
+
+DAY1 = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)
+DAY2 = dt.datetime(2026, 3, 11, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:  # type: ignore[type-arg]
+    await migrate(database, "notifications", MIGRATIONS)
+    p = await asyncpg.create_pool(database, min_size=1, max_size=3)
+    assert p is not None
+    yield p
+    await p.close()
+
+
+async def _record(pool: asyncpg.Pool, event: Any, at: dt.datetime) -> None:  # type: ignore[type-arg]
+    handler = RecordAlert(PgAlertRepository, JinjaRenderer(), AlertPolicy())
+    async with pool.acquire() as conn, conn.transaction():
+        await handler(event, UnitOfWork(conn, "notifications", FixedClock(at)))
+
+
+@pytest.fixture
+async def api(pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[type-arg]
+    async with pool.acquire() as conn, conn.transaction():
+        d = PgDirectory(conn)
+        await management.add_recipient(d, RecipientSpec("case@05a.nhs.uk", "05A", Role.CASE_MANAGER))
+        await management.add_recipient(d, RecipientSpec("case@05h.nhs.uk", "05H", Role.CASE_MANAGER))
+        await management.add_recipient(d, RecipientSpec("daily@05a.nhs.uk", "05A", Role.CASE_MANAGER, digest=True))
+    await _record(pool, sample_event("ReviewOverdue"), DAY1)
+    await _record(pool, sample_event("ReviewDueSoon", "05H"), DAY2)
+    queue = PgEmailQueue(pool, Topics("t."))
+    (claimed,) = [e for e in await queue.claim_due(10, 60) if e.to_address == "case@05a.nhs.uk"]
+    async with queue.settlement() as s:
+        await s.mark_sent(claimed.id, DAY2)
+    app = Starlette(routes=list(http.routes(pool, FixedClock(DAY2))))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://n") as client:
+        yield client
+
+
+async def _log(api: httpx.AsyncClient, **params: str) -> list[tuple[str, str, str]]:
+    response = await api.get("/notifications", params=params)
+    assert response.status_code == 200, response.text
+    return [(n["recipient"], n["event_type"], n["status"]) for n in response.json()["notifications"]]
+
+
+async def test_the_log_filters_by_organisation_event_status_and_date(api: httpx.AsyncClient) -> None:
+    everything = await _log(api)
+    assert sorted(everything) == [
+        ("case@05a.nhs.uk", "ReviewOverdue", "sent"),
+        ("case@05h.nhs.uk", "ReviewDueSoon", "pending"),
+        ("daily@05a.nhs.uk", "ReviewOverdue", "pending"),
+    ]
+    assert sorted(await _log(api, org="05a")) == [
+        ("case@05a.nhs.uk", "ReviewOverdue", "sent"),
+        ("daily@05a.nhs.uk", "ReviewOverdue", "pending"),
+    ]
+    assert await _log(api, event_type="homeward.ReviewDueSoon.v1") == [("case@05h.nhs.uk", "ReviewDueSoon", "pending")]
+    assert await _log(api, status="sent") == [("case@05a.nhs.uk", "ReviewOverdue", "sent")]
+    assert len(await _log(api, **{"from": "2026-03-11"})) == 1
+    assert len(await _log(api, to="2026-03-10")) == 2
+    first = (await api.get("/notifications", params={"status": "sent"})).json()["notifications"][0]
+    assert first["message_id"].endswith("@homeward>") and first["subject"].startswith("Action needed by ")
+
+
+async def test_as_of_shows_the_log_as_it_stood_that_day(api: httpx.AsyncClient) -> None:
+    assert sorted(await _log(api, as_of="2026-03-10")) == [
+        ("case@05a.nhs.uk", "ReviewOverdue", "pending"),
+        ("daily@05a.nhs.uk", "ReviewOverdue", "pending"),
+    ]
+    summary = (await api.get("/summary", params={"as_of": "2026-03-10"})).json()
+    assert (summary["sent"], summary["pending"], summary["failed"]) == (0, 2, 0)
+    today = (await api.get("/summary")).json()
+    assert (today["sent"], today["pending"], today["failed"], today["recipients"]) == (1, 2, 0, 3)
+    assert today["by_event_type"]["ReviewOverdue"] == {"sent": 1, "pending": 1, "failed": 0}
+
+
+@pytest.mark.parametrize(
+    "query", ["as_of=yesterday", "status=lost", "event_type=PlacementMade", "limit=0", "from=2026-13-01"]
+)
+async def test_bad_query_parameters_are_refused_with_a_reason(api: httpx.AsyncClient, query: str) -> None:
+    response = await api.get(f"/notifications?{query}")
+    assert response.status_code == 400
+    assert response.json()["error"]

@@ -1,0 +1,368 @@
+"""The service end to end on the real Kafka, the real PostgreSQL and a real SMTP server
+(aiosmtpd), reading the delivered messages back with Python's email parser."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from email.message import EmailMessage
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from homeward.contracts import parse_kafka
+from homeward.contracts.vocab import Role
+from homeward.kit.clock import FixedClock
+from homeward.kit.logging import NHS_NUMBER_LIKE
+from homeward.kit.service import ServiceRuntime
+from homeward.kit.testing import KafkaProbe, eventually
+from homeward.kit.topics import Topics
+from homeward.notifications import management
+from homeward.notifications.adapters.postgres import PgDirectory, PgEmailQueue
+from homeward.notifications.adapters.smtp import SmtpMailer
+from homeward.notifications.domain.recipients import RecipientSpec
+from homeward.notifications.entrypoints import http
+from homeward.notifications.entrypoints.app import build_definition
+from homeward.notifications.entrypoints.jobs import smtp_config
+from homeward.notifications.ports import MailConnection, Mailer, OutgoingEmail
+from homeward.notifications.settings import NotificationsSettings
+from notifications_support import PERSONAL_STRINGS, SOURCES, SmtpServer, sample_data, sample_event
+from starlette.applications import Starlette
+
+pytestmark = pytest.mark.integration
+
+NOW = dt.datetime(2026, 3, 12, 12, 0, tzinfo=dt.UTC)
+SENT_TYPE = "homeward.NotificationSent.v1"
+FAILED_TYPE = "homeward.NotificationFailed.v1"
+
+
+def _settings(database: str, kafka: KafkaProbe, smtp: SmtpServer, **overrides: Any) -> NotificationsSettings:
+    return NotificationsSettings(
+        database_url=database,
+        http_port=0,
+        consumer_group=f"t-notifications-{uuid.uuid4().hex[:8]}",
+        batch_timeout_ms=50,
+        retry_backoff_s=0.01,
+        outbox_poll_interval_s=0.2,
+        scheduler_interval_s=0.3,
+        sender_interval_s=0.1,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp.port,
+        smtp_timeout_s=5,
+        backoff_base_s=0.05,
+        backoff_max_s=0.2,
+        send_lease_s=0.5,
+        kafka=kafka.settings.model_copy(update={"metadata_max_age_ms": 1000}),
+        **overrides,
+    )
+
+
+@asynccontextmanager
+async def _running(
+    settings: NotificationsSettings, mailer: Mailer | None = None, clock: FixedClock | None = None
+) -> AsyncIterator[ServiceRuntime]:
+    runtime = ServiceRuntime(build_definition(settings, mailer=mailer), clock=clock or FixedClock(NOW))
+    await runtime.start()
+    try:
+        yield runtime
+    finally:
+        await runtime.stop()
+
+
+async def _staff(database: str, *people: tuple[str, str, Role], digest: Sequence[str] = ()) -> None:
+    conn = await asyncpg.connect(database)
+    try:
+        async with conn.transaction():
+            d = PgDirectory(conn)
+            for email, org, role in people:
+                await management.add_recipient(d, RecipientSpec(email, org, role, digest=email in digest))
+    finally:
+        await conn.close()
+
+
+async def _send(kafka: KafkaProbe, name: str, commissioner: str = "05A", *, id: str | None = None, **extra: Any) -> str:
+    """Publish as the upstream service does, with personal data the contract must drop on the way in."""
+    event = sample_event(name, commissioner, id=id, **extra)
+    raw = {**event.to_dict(), "data": sample_data(name, commissioner, **extra)}
+    await kafka.send_raw(
+        kafka.topics.internal(SOURCES[name]),
+        json.dumps(raw).encode(),
+        key=event.key.encode(),
+        headers=[("content-type", b"application/cloudevents+json")],
+    )
+    return event.id
+
+
+async def _scalar(database: str, sql: str, *args: Any) -> Any:
+    conn = await asyncpg.connect(database)
+    try:
+        return await conn.fetchval(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def _all_handled_and_settled(database: str, event_ids: Sequence[str]) -> bool:
+    handled = await _scalar(database, "SELECT count(*) FROM inbox WHERE event_id = ANY($1::text[])", list(event_ids))
+    pending = await _scalar(database, "SELECT count(*) FROM emails WHERE status = 'pending'")
+    return bool(handled == len(set(event_ids)) and pending == 0)
+
+
+async def _assert_nothing_more_is_sent(runtime: ServiceRuntime, database: str, smtp: SmtpServer) -> None:
+    """Let every lease and backoff run out, run the sender again: nothing already sent goes out again."""
+    before = len(smtp.messages())
+    await _scalar(database, "UPDATE emails SET next_attempt_at = now() - interval '1 day'")
+    await runtime.run_jobs_once()
+    assert len(smtp.messages()) == before
+
+
+def _to(msg: EmailMessage) -> str:
+    return str(msg["To"].addresses[0].addr_spec)
+
+
+def _deliveries(smtp: SmtpServer) -> list[tuple[str, str]]:
+    return sorted((_to(m), str(m["Subject"])) for m in smtp.messages())
+
+
+async def test_alerts_reach_exactly_the_subscribed_people_once_each(
+    database: str, kafka: KafkaProbe, smtp_server: SmtpServer
+) -> None:
+    async with _running(_settings(database, kafka, smtp_server)) as runtime:
+        channels = json.dumps(runtime.asyncapi())
+        assert "NotificationSent" in channels and "NotificationFailed" in channels
+        await _staff(
+            database,
+            ("case@05a.nhs.uk", "05A", Role.CASE_MANAGER),
+            ("lead@05a.nhs.uk", "05A", Role.CLINICAL_LEAD),
+            ("finance@05a.nhs.uk", "05A", Role.FINANCE_LEAD),
+            ("oap@05a.nhs.uk", "05A", Role.OAP_LEAD),
+            ("optout@05a.nhs.uk", "05A", Role.CASE_MANAGER),
+            ("case@05h.nhs.uk", "05H", Role.CASE_MANAGER),
+        )
+        conn = await asyncpg.connect(database)
+        try:
+            await management.opt_out(PgDirectory(conn), "optout@05a.nhs.uk", "ReviewOverdue", NOW)
+        finally:
+            await conn.close()
+        ids = [
+            await _send(kafka, "ReviewOverdue", placement_id="PLC-A-1", escalation_level=1),
+            await _send(kafka, "ReviewOverdue", placement_id="PLC-B-2", escalation_level=2, days_overdue=35),
+            await _send(kafka, "PlacementRegistered", placement_id="PLC-IN-3", out_of_area=False, inappropriate=False),
+            await _send(kafka, "PlacementRegistered", placement_id="PLC-OUT-4"),
+            await _send(kafka, "BudgetThresholdBreached"),
+            await _send(kafka, "ReviewDueSoon", "05H", placement_id="PLC-H-5"),
+        ]
+        assert await eventually(lambda: _all_handled_and_settled(database, ids), timeout=60)
+        delivered = [
+            (to, next(r for r in ("PLC-A-1", "PLC-B-2", "PLC-OUT-4", "PLC-H-5", "2025-26") if r in s))
+            for to, s in _deliveries(smtp_server)
+        ]
+        assert sorted(delivered) == sorted(
+            [
+                ("case@05a.nhs.uk", "PLC-A-1"),
+                ("case@05a.nhs.uk", "PLC-B-2"),
+                ("lead@05a.nhs.uk", "PLC-B-2"),
+                ("oap@05a.nhs.uk", "PLC-OUT-4"),
+                ("finance@05a.nhs.uk", "2025-26"),
+                ("case@05h.nhs.uk", "PLC-H-5"),
+            ]
+        )
+        escalated = [s for _, s in _deliveries(smtp_server) if "PLC-B-2" in s]
+        assert len(escalated) == 2 and all("(escalation level 2): CTR overdue 35 days" in s for s in escalated)
+        for msg in smtp_server.messages():
+            assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+            assert msg["Subject"].startswith("Action needed by ")
+            raw = msg.as_string() + msg.get_body(("plain",)).get_content() + msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
+            assert NHS_NUMBER_LIKE.search(raw) is None
+            assert not [p for p in PERSONAL_STRINGS if p in raw]
+        records = await kafka.read(kafka.topics.internal("notifications"), until=lambda r: len(r) >= 6)
+        sent = [parse_kafka(r.value, r.headers) for r in records]
+        assert sorted(e.data.message_id for e in sent) == sorted(m["Message-ID"] for m in smtp_server.messages())
+        assert {e.causationid for e in sent} <= set(ids)
+
+
+async def test_a_duplicate_event_sends_nothing_twice(database: str, kafka: KafkaProbe, smtp_server: SmtpServer) -> None:
+    async with _running(_settings(database, kafka, smtp_server)) as runtime:
+        await _staff(database, ("case@05a.nhs.uk", "05A", Role.CASE_MANAGER))
+        first = await _send(kafka, "ReviewDueSoon", id="due-soon-once")
+        await _send(kafka, "ReviewDueSoon", id="due-soon-once")
+        # Same placement, so the same partition: when this one is handled the copy was too.
+        later = await _send(kafka, "ReviewDueSoon", id="due-soon-later", due_date="2026-04-02", days_until_due=21)
+        assert await eventually(lambda: _all_handled_and_settled(database, [first, later]), timeout=60)
+        subjects = [s for _, s in _deliveries(smtp_server)]
+        assert len(subjects) == 2
+        assert len([s for s in subjects if "in 14 days" in s]) == 1
+        assert await _scalar(database, "SELECT count(*) FROM notifications") == 2
+        await _assert_nothing_more_is_sent(runtime, database, smtp_server)
+
+
+async def test_smtp_down_then_back_delivers_every_email_and_none_twice(
+    database: str, kafka: KafkaProbe, stopped_smtp_server: SmtpServer
+) -> None:
+    smtp = stopped_smtp_server
+    async with _running(_settings(database, kafka, smtp, max_attempts=1000)) as runtime:
+        await _staff(
+            database, ("case@05a.nhs.uk", "05A", Role.CASE_MANAGER), ("lead@05a.nhs.uk", "05A", Role.CLINICAL_LEAD)
+        )
+        ids = [
+            await _send(kafka, "ReviewOverdue", escalation_level=2),
+            await _send(kafka, "ReviewDueSoon"),
+        ]
+
+        async def retried_while_down() -> bool:
+            n = await _scalar(
+                database,
+                "SELECT count(*) FROM emails WHERE status = 'pending' AND attempts >= 2 AND last_error IS NOT NULL",
+            )
+            return bool(n == 3)
+
+        assert await eventually(retried_while_down, timeout=60)
+        assert smtp.messages() == []
+        smtp.start()
+        assert await eventually(lambda: _all_handled_and_settled(database, ids), timeout=60)
+        ids_delivered = [m["Message-ID"] for m in smtp.messages()]
+        assert len(ids_delivered) == len(set(ids_delivered)) == 3
+        assert await _scalar(database, "SELECT count(*) FROM emails WHERE status = 'sent'") == 3
+        assert await _scalar(database, "SELECT count(*) FROM outbox WHERE event_type = $1", SENT_TYPE) == 3
+        await _assert_nothing_more_is_sent(runtime, database, smtp)
+
+
+class _CrashAfterSending(Mailer):
+    """Hands the message to the real server, then dies before the row can be marked sent."""
+
+    def __init__(self, inner: Mailer, crashes: int = 1) -> None:
+        self.inner = inner
+        self.crashes = crashes
+
+    def connect(self) -> AbstractAsyncContextManager[MailConnection]:
+        return self._connect()
+
+    @asynccontextmanager
+    async def _connect(self) -> AsyncIterator[MailConnection]:
+        async with self.inner.connect() as connection:
+            yield _Crashing(connection, self)
+
+
+class _Crashing(MailConnection):
+    def __init__(self, connection: MailConnection, owner: _CrashAfterSending) -> None:
+        self.connection = connection
+        self.owner = owner
+
+    async def send(self, email: OutgoingEmail, date: dt.datetime) -> None:
+        await self.connection.send(email, date)
+        if self.owner.crashes:
+            self.owner.crashes -= 1
+            raise RuntimeError("killed after the SMTP server accepted the message")
+
+
+async def test_a_crash_between_send_and_mark_sent_is_recognisable_by_message_id(
+    database: str, kafka: KafkaProbe, smtp_server: SmtpServer
+) -> None:
+    settings = _settings(database, kafka, smtp_server)
+    crashing = _CrashAfterSending(SmtpMailer(smtp_config(settings)))
+    async with _running(settings, mailer=crashing) as runtime:
+        await _staff(database, ("case@05a.nhs.uk", "05A", Role.CASE_MANAGER))
+        event_id = await _send(kafka, "ReviewDueSoon")
+        assert await eventually(lambda: _all_handled_and_settled(database, [event_id]), timeout=60)
+        first, second = smtp_server.messages()
+        assert first["Message-ID"] == second["Message-ID"]
+        assert first["Subject"] == second["Subject"]
+        conn = await asyncpg.connect(database)
+        try:
+            row = await conn.fetchrow("SELECT status, attempts, message_id FROM emails")
+            assert row is not None
+            assert (row["status"], row["attempts"], row["message_id"]) == ("sent", 2, first["Message-ID"])
+            assert await conn.fetchval("SELECT count(*) FROM outbox WHERE event_type = $1", SENT_TYPE) == 1
+        finally:
+            await conn.close()
+        await _assert_nothing_more_is_sent(runtime, database, smtp_server)
+
+
+async def test_failed_emails_are_kept_reported_and_can_be_queued_again(
+    database: str, kafka: KafkaProbe, stopped_smtp_server: SmtpServer
+) -> None:
+    smtp = stopped_smtp_server
+    settings = _settings(database, kafka, smtp, max_attempts=2)
+    async with _running(settings) as runtime:
+        await _staff(
+            database,
+            (
+                "finance@05a.nhs.uk",
+                "05A",
+                Role.FINANCE_LEAD,
+            ),
+            ("case@05h.nhs.uk", "05H", Role.CASE_MANAGER),
+        )
+        event_id = await _send(kafka, "InvoiceVarianceFound")
+        records = await kafka.read(kafka.topics.internal("notifications"), until=lambda r: len(r) >= 1)
+        failed = parse_kafka(records[0].value, records[0].headers)
+        assert failed.type == FAILED_TYPE
+        assert (failed.data.attempts, failed.data.role, failed.causationid) == (2, Role.FINANCE_LEAD, event_id)
+
+        assert runtime.pool is not None
+        app = Starlette(routes=list(http.routes(runtime.pool, runtime.clock)))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notifications") as api:
+            listed = (await api.get("/notifications/failed", params={"org": "05a"})).json()["notifications"]
+            assert [(n["recipient"], n["event_type"], n["status"], n["attempts"]) for n in listed] == [
+                ("finance@05a.nhs.uk", "InvoiceVarianceFound", "failed", 2)
+            ]
+            assert "cannot reach the SMTP server" in listed[0]["last_error"]
+            assert (await api.get("/notifications/failed", params={"org": "05H"})).json()["notifications"] == []
+            summary = (await api.get("/summary")).json()
+            assert (summary["sent"], summary["pending"], summary["failed"]) == (0, 0, 1)
+            yesterday = (await api.get("/summary", params={"as_of": "2026-03-11"})).json()
+            assert (yesterday["sent"], yesterday["pending"], yesterday["failed"]) == (0, 0, 0)
+            people = (await api.get("/subscriptions", params={"org": "05A"})).json()["recipients"]
+            assert [p["email"] for p in people] == ["finance@05a.nhs.uk"]
+            assert {s["event_type"] for s in people[0]["subscriptions"]} == {
+                "BudgetThresholdBreached",
+                "InvoiceVarianceFound",
+                "PatientRepatriated",
+            }
+            assert (await api.get("/notifications", params={"status": "lost"})).status_code == 400
+
+            smtp.start()
+            assert await PgEmailQueue(runtime.pool, Topics(settings.kafka.topic_namespace)).requeue_failed() == 1
+            assert await eventually(lambda: _all_handled_and_settled(database, [event_id]), timeout=60)
+            (msg,) = smtp.messages()
+            assert "INV-8Z104-5531" in msg["Subject"]
+            log = (await api.get("/notifications", params={"event_type": "InvoiceVarianceFound"})).json()
+            assert [n["status"] for n in log["notifications"]] == ["sent"]
+            assert log["notifications"][0]["message_id"] == msg["Message-ID"]
+
+
+async def test_digest_readers_get_one_email_listing_their_alerts_the_next_morning(
+    database: str, kafka: KafkaProbe, smtp_server: SmtpServer
+) -> None:
+    clock = FixedClock(NOW)
+    async with _running(_settings(database, kafka, smtp_server, digest_hour=7), clock=clock):
+        await _staff(
+            database,
+            ("case@05a.nhs.uk", "05A", Role.CASE_MANAGER),
+            ("daily@05a.nhs.uk", "05A", Role.CASE_MANAGER),
+            digest=["daily@05a.nhs.uk"],
+        )
+        ids = [
+            await _send(kafka, "ReviewDueSoon"),
+            await _send(kafka, "ReviewOverdue", placement_id="PLC-D-9"),
+        ]
+        assert await eventually(lambda: _all_handled_and_settled(database, ids), timeout=60)
+        assert sorted(to for to, _ in _deliveries(smtp_server)) == ["case@05a.nhs.uk", "case@05a.nhs.uk"]
+        assert await _scalar(database, "SELECT count(*) FROM notifications WHERE digest AND status = 'pending'") == 2
+
+        clock.set(dt.datetime(2026, 3, 13, 7, 5, tzinfo=dt.UTC))
+
+        async def digest_delivered() -> list[EmailMessage]:
+            return [m for m in smtp_server.messages() if _to(m) == "daily@05a.nhs.uk"]
+
+        (digest,) = await eventually(digest_delivered, timeout=30)
+        assert digest["Subject"] == ("Action needed by 19 Mar 2026: 2 alerts in your Homeward digest for 13 Mar 2026")
+        body = digest.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        assert "PLC-D-9" in body and "PLC-05A-000124" in body
+        assert await eventually(
+            lambda: _scalar(database, "SELECT count(*) = 2 FROM notifications WHERE digest AND status = 'sent'")
+        )
+        assert await _scalar(database, "SELECT count(*) FROM emails WHERE kind = 'digest'") == 1
