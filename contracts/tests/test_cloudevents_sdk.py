@@ -5,7 +5,6 @@ import json
 
 from cloudevents.core.bindings.kafka import KafkaMessage, from_kafka_event, to_binary_event, to_structured_event
 from cloudevents.core.v1.event import CloudEvent
-
 from homeward.contracts import new_event, parse_kafka, partner_source
 from homeward.contracts.events import PlacementMade
 

@@ -1,6 +1,4 @@
 import pytest
-from pydantic import BaseModel
-
 from homeward.contracts.identifiers import (
     NhsNumber,
     OdsCode,
@@ -9,6 +7,7 @@ from homeward.contracts.identifiers import (
     nhs_number_check_digit,
     nhs_number_problem,
 )
+from pydantic import BaseModel
 
 from .factories import test_nhs_numbers
 

@@ -6,7 +6,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from homeward.contracts import new_event, parse_kafka, partner_source
 from homeward.contracts.events import PlacementMade
 from homeward.kit.testing import KafkaProbe, new_ods

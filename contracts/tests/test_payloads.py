@@ -1,7 +1,6 @@
 import json
 
 import pytest
-
 from homeward.contracts import ContractError, parse_json
 from homeward.contracts.events import EVENT_TYPES, INBOUND, INTERNAL, PlacementMade
 from homeward.contracts.vocab import OutOfAreaReason

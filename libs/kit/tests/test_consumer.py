@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-
 from homeward.contracts import Event, new_event, parse_kafka, partner_source
 from homeward.contracts.events import PlacementMade
 from homeward.kit.clock import FixedClock

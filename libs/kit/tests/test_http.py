@@ -1,5 +1,4 @@
 import httpx
-
 from homeward.kit.db import create_pool, migrate
 from homeward.kit.http import build_app
 from homeward.kit.metrics import EVENTS_HANDLED

@@ -4,7 +4,6 @@ import logging
 
 import pytest
 import structlog
-
 from homeward.kit.clock import FixedClock
 from homeward.kit.kafka import broker_security, client_options
 from homeward.kit.logging import configure_logging, get_logger, redact_text

@@ -2,7 +2,6 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-
 from homeward.kit.db import MigrationError, migrate
 
 

@@ -9,7 +9,6 @@ import sys
 import uuid
 
 import asyncpg
-
 from homeward.contracts import new_event, parse_kafka, service_source
 from homeward.contracts.events import LocalCapacityChanged
 from homeward.kit import outbox

@@ -32,7 +32,6 @@ from typing import Any, Generic, TypeVar
 
 import asyncpg
 import structlog
-
 from homeward.contracts import (
     ContractError,
     Event,
@@ -48,9 +47,9 @@ from homeward.contracts import (
 
 from . import inbox, outbox
 from .clock import Clock, SystemClock
-from .topics import Topics
 from .logging import get_logger, redact_text
 from .metrics import BATCH_SECONDS, DEAD_LETTERS, EVENTS_HANDLED
+from .topics import Topics
 
 log = get_logger(__name__)
 

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
-
 from homeward.contracts import Event
 
 from .logging import get_logger

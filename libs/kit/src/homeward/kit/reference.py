@@ -62,8 +62,10 @@ def load_reference(path: Path | str | None) -> ReferenceData:
     except (OSError, yaml.YAMLError) as exc:
         raise ReferenceDataError(f"cannot read reference data {p}: {exc}") from exc
     try:
-        commissioners = {c["code"]: Commissioner(c["code"], c.get("area", c["code"]), c.get("name", ""))
-                         for c in raw.get("commissioners", [])}
+        commissioners = {
+            c["code"]: Commissioner(c["code"], c.get("area", c["code"]), c.get("name", ""))
+            for c in raw.get("commissioners", [])
+        }
         sites = {s["code"]: Site(s["code"], s["provider"], s["area"], s.get("name", "")) for s in raw.get("sites", [])}
     except (KeyError, TypeError) as exc:
         raise ReferenceDataError(f"{p}: every commissioner needs code; every site needs code, provider, area") from exc

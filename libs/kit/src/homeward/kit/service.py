@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,9 +18,8 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 from faststream.specification import AsyncAPI
-from starlette.routing import BaseRoute
-
 from homeward.contracts import Payload
+from starlette.routing import BaseRoute
 
 from .clock import Clock, clock_from
 from .consumer import EventConsumer, Handler, InfrastructureError, Record
@@ -36,6 +35,15 @@ from .topics import Topics
 log = get_logger(__name__)
 
 JobFn = Callable[[asyncpg.Pool, Clock], Awaitable[int]]  # type: ignore[type-arg]
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the runtime owns SIGTERM/SIGINT and stops
+    consuming first, then the HTTP server."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 @dataclass
@@ -83,7 +91,7 @@ def subscribe(
     title: str | None = None,
 ) -> Any:
     names, pattern = subscription.resolve(topics)
-    sub = broker.subscriber(
+    sub = broker.subscriber(  # type: ignore[call-overload]
         *names,
         pattern=pattern,
         group_id=group_id,
@@ -204,8 +212,7 @@ class ServiceRuntime:
             state={"pool": self.pool, "clock": self.clock, "runtime": self},
         )
         config = uvicorn.Config(app, host=s.http_host, port=s.http_port, log_config=None, access_log=False)
-        self.server = uvicorn.Server(config)
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self.server = _QuietServer(config)
         self._tasks.append(asyncio.create_task(self.server.serve(), name="http"))
         log.info("service started", http=f"http://{s.http_host}:{s.http_port}", group=group)
 

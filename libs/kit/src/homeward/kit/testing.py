@@ -25,7 +25,6 @@ from typing import Any
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-
 from homeward.contracts import Event
 
 from .kafka import ensure_topics
