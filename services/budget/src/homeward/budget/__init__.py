@@ -1,0 +1,1 @@
+"""Homeward budget: the double-entry ledger of delegated commissioning spend."""

@@ -1,9 +1,6 @@
-"""python -m homeward.budget"""
+"""python -m homeward.budget [check | position | accrue | serve]"""
 
-
-def main() -> None:
-    raise SystemExit("the budget service is not built yet")
-
+from homeward.budget.entrypoints.cli import main
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,1 @@
+"""The budget's pure domain: money, calendar, ledger rules, streams, positions. No I/O here."""

@@ -1,0 +1,478 @@
+"""Use cases: each consumed event, and the accrual job, as a change to the ledger.
+
+Every use case takes the ledger write lock first, reads the stream it changes, lets the
+domain plan the transfers, posts them, and then checks the thresholds of every commissioner
+and year whose forecast may have moved. Events are published only through the outbox
+(``uow.publish`` in handlers, an outbox writer in the job), with deterministic ids.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from homeward.contracts import Event, Payload, parse_json, source_service
+from homeward.contracts.events import (
+    BudgetAllocated,
+    BudgetThresholdBreached,
+    InvoiceReceived,
+    InvoiceVarianceFound,
+    PatientRepatriated,
+    PlacementClosed,
+    PlacementRateChanged,
+    PlacementRegistered,
+)
+from homeward.contracts.vocab import Programme
+from homeward.kit.clock import Clock
+from homeward.kit.consumer import Rejected, UnitOfWork, stable_id
+from homeward.kit.logging import get_logger
+
+from .domain.calendar import fy_label, parse_fy, twelve_months_from
+from .domain.invoices import accrued_for_period, assess
+from .domain.ledger import AccountKey, AccountKind, LedgerName, Transfer, TransferKind, transfer_id
+from .domain.money import funding_shares
+from .domain.position import position
+from .domain.records import Allocation, Invoice, InvoiceStatus
+from .domain.schedule import RateSchedule
+from .domain.streams import Stream, StreamKind, placement_stream_id, saving_stream_id
+from .domain.thresholds import ALL_PROGRAMMES, evaluate
+from .ports import BudgetRepository
+
+log = get_logger(__name__)
+
+
+class Publish(Protocol):
+    async def __call__(self, payload: Payload, *, id: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Rules:
+    thresholds_percent: tuple[int, ...] = (90, 100)
+    invoice_tolerance_pence: int = 100_00
+    invoice_tolerance_percent: int = 2
+
+
+@dataclass
+class Context:
+    repo: BudgetRepository
+    publish: Publish
+    today: dt.date
+    now: dt.datetime
+    rules: Rules
+
+
+CommissionerYear = tuple[str, int]
+
+
+def _forecast_keys(transfers: Iterable[Transfer]) -> set[CommissionerYear]:
+    """Commissioners and years whose forecast outturn a set of transfers may change (accrual does not)."""
+    return {
+        (t.debit.commissioner, parse_fy(t.debit.financial_year))
+        for t in transfers
+        if t.debit.ledger is LedgerName.BUDGET and t.purpose != "accrual"
+    }
+
+
+async def _save_and_post(ctx: Context, stream: Stream, transfers: list[Transfer]) -> None:
+    await ctx.repo.save_stream(stream)
+    await ctx.repo.post(transfers)
+
+
+async def reconcile_stream(ctx: Context, stream: Stream, *, cause: str, at: dt.datetime) -> set[CommissionerYear]:
+    book = await ctx.repo.stream_book(stream)
+    transfers = stream.reconcile(book, today=ctx.today, cause=cause, natural=at.date(), event_at=at)
+    await _save_and_post(ctx, stream, transfers)
+    return _forecast_keys(transfers)
+
+
+async def check_thresholds(ctx: Context, keys: Iterable[CommissionerYear]) -> int:
+    emitted = 0
+    for commissioner, year in sorted(set(keys)):
+        fy = fy_label(year)
+        pos = position(await ctx.repo.balances(commissioner, fy), commissioner, fy)
+        groups = [(ALL_PROGRAMMES, pos.total), *sorted(pos.by_programme.items())]
+        for programme, figures in groups:
+            for percent in ctx.rules.thresholds_percent:
+                state = await ctx.repo.threshold_state(commissioner, fy, programme, percent)
+                new, fire = evaluate(state, figures.allocated, figures.forecast_outturn, percent)
+                if new != state:
+                    await ctx.repo.save_threshold_state(commissioner, fy, programme, percent, new)
+                if not fire:
+                    continue
+                alert = BudgetThresholdBreached(
+                    commissioner=commissioner,
+                    financial_year=fy,
+                    programme=None if programme == ALL_PROGRAMMES else Programme(programme),
+                    threshold_percent=percent,
+                    allocated_pence=max(figures.allocated, 0),
+                    forecast_outturn_pence=max(figures.forecast_outturn, 0),
+                    as_of=ctx.today,
+                )
+                key = stable_id("BudgetThresholdBreached", commissioner, fy, programme, percent, new.arm)
+                if await ctx.publish(alert, id=key):
+                    emitted += 1
+                    log.info(
+                        "budget threshold breached",
+                        commissioner=commissioner,
+                        financial_year=fy,
+                        programme=programme,
+                        threshold_percent=percent,
+                    )
+    return emitted
+
+
+# --------------------------------------------------------------------------- allocations
+
+
+async def allocate(ctx: Context, event: Event[BudgetAllocated]) -> None:
+    d = event.data
+    allowed = {d.commissioner} | ({d.source_organisation} if d.source_organisation else set())
+    if event.organisation not in allowed:
+        raise Rejected(
+            "not-party",
+            f"organisation {event.organisation} may not allocate {d.commissioner}'s budget; "
+            "only the commissioner or the source_organisation named in the allocation may",
+        )
+    try:
+        year = parse_fy(d.financial_year)
+    except ValueError as exc:
+        raise Rejected("invalid-financial-year", str(exc)) from exc
+    await ctx.repo.lock()
+    new = Allocation(
+        commissioner=d.commissioner,
+        allocation_id=d.allocation_id,
+        financial_year=fy_label(year),
+        programme=d.programme.value,
+        amount=d.amount_pence,
+        source=d.source.value,
+        source_organisation=d.source_organisation,
+        event_ids=(event.id,),
+    )
+    old = await ctx.repo.get_allocation(d.commissioner, d.allocation_id)
+    if old is not None and event.id in old.event_ids:
+        return
+    if old is not None and not old.same_budget(new):
+        raise Rejected(
+            "conflict",
+            f"allocation {d.allocation_id} was recorded for another year, programme or source; "
+            "send a new allocation_id instead",
+        )
+    change = d.amount_pence - (old.amount if old else 0)
+    if old is not None:
+        new = replace(new, event_ids=(*old.event_ids, event.id))
+    if change == 0:
+        await ctx.repo.save_allocation(new)
+        return
+    source = AccountKey(
+        LedgerName.BUDGET,
+        d.commissioner,
+        new.financial_year,
+        new.programme,
+        AccountKind.SOURCE,
+        d.source_organisation or d.source.value,
+    )
+    budget = AccountKey(LedgerName.BUDGET, d.commissioner, new.financial_year, new.programme, AccountKind.BUDGET)
+    transfer = Transfer(
+        id=transfer_id(event.id, "allocation", d.commissioner, d.allocation_id),
+        kind=TransferKind.POSTED,
+        debit=source if change > 0 else budget,
+        credit=budget if change > 0 else source,
+        amount=abs(change),
+        purpose="allocation" if old is None else "allocation-revision",
+        effective_on=event.time.date(),
+        event_at=event.time,
+        cause=event.id,
+        funder=d.commissioner,
+        financial_year=new.financial_year,
+        metadata={"allocation_id": d.allocation_id, "source": d.source.value},
+    )
+    await ctx.repo.post([transfer])
+    await ctx.repo.save_allocation(new)
+    await check_thresholds(ctx, {(d.commissioner, year)})
+
+
+# ---------------------------------------------------------------------------- placements
+
+
+def _placement_stream(d: PlacementRegistered) -> Stream:
+    try:
+        shares = funding_shares([(f.commissioner, f.share_bp) for f in d.funding], d.commissioner)
+    except ValueError as exc:
+        raise Rejected("invalid-funding", str(exc)) from exc
+    return Stream(
+        id=placement_stream_id(d.placement_id),
+        kind=StreamKind.PLACEMENT,
+        placement_id=d.placement_id,
+        commissioner=d.commissioner,
+        programme=d.programme.value,
+        provider=d.provider,
+        out_of_area=d.out_of_area,
+        schedule=RateSchedule.starting(d.start_date, d.daily_rate_pence),
+        shares=shares,
+        planned_end=d.planned_end_date,
+        details={
+            "patient_ref": d.patient_ref,
+            "provider_site": d.provider_site,
+            "provider_site_area": d.provider_site_area,
+            "commissioner_area": d.commissioner_area,
+            "bed_type": d.bed_type.value,
+            "setting": d.setting.value,
+            "cohort": d.cohort.value,
+            "independent_provider": d.independent_provider,
+            "inappropriate": d.inappropriate,
+        },
+    )
+
+
+async def register_placement(ctx: Context, event: Event[PlacementRegistered]) -> None:
+    await ctx.repo.lock()
+    stream = _placement_stream(event.data)
+    existing = await ctx.repo.get_stream(stream.id)
+    if existing is not None:
+        if existing.facts() != stream.facts():
+            raise Rejected("conflict", f"placement {stream.placement_id} was registered with other terms")
+        return
+    keys = await reconcile_stream(ctx, stream, cause=event.id, at=event.time)
+    for raw in await ctx.repo.take_parked(stream.placement_id):
+        parked = parse_json(raw)
+        log.info("applying parked event", placement_id=stream.placement_id, parked_type=parked.type)
+        if isinstance(parked.data, PlacementRateChanged):
+            keys |= await _change_rate(ctx, stream, parked)  # type: ignore[arg-type]
+        elif isinstance(parked.data, PlacementClosed):
+            keys |= await _close(ctx, stream, parked)  # type: ignore[arg-type]
+    await _match_invoices(ctx, stream)
+    await check_thresholds(ctx, keys)
+
+
+async def _park_unknown(ctx: Context, event: Event[Any], placement_id: str) -> None:
+    await ctx.repo.park(placement_id, event.id, event.type, event.to_json().decode(), "placement not registered yet")
+    log.info("event parked until its placement is registered", placement_id=placement_id)
+
+
+async def _change_rate(ctx: Context, stream: Stream, event: Event[PlacementRateChanged]) -> set[CommissionerYear]:
+    if event.id in stream.applied_events:
+        return set()
+    d = event.data
+    stream.schedule = stream.schedule.with_rate_from(d.effective_date, d.daily_rate_pence)
+    stream.applied_events = (*stream.applied_events, event.id)
+    return await reconcile_stream(ctx, stream, cause=event.id, at=event.time)
+
+
+async def change_rate(ctx: Context, event: Event[PlacementRateChanged]) -> None:
+    if source_service(event.source) != "placements":
+        # A partner's own rate change reaches the budget once placements has checked and re-published it.
+        return
+    await ctx.repo.lock()
+    stream = await ctx.repo.get_stream(placement_stream_id(event.data.placement_id))
+    if stream is None:
+        await _park_unknown(ctx, event, event.data.placement_id)
+        return
+    keys = await _change_rate(ctx, stream, event)
+    await _recheck_invoices(ctx, stream)
+    await check_thresholds(ctx, keys)
+
+
+async def _close(ctx: Context, stream: Stream, event: Event[PlacementClosed]) -> set[CommissionerYear]:
+    if event.id in stream.applied_events:
+        return set()
+    stream.end = event.data.end_date
+    stream.applied_events = (*stream.applied_events, event.id)
+    return await reconcile_stream(ctx, stream, cause=event.id, at=event.time)
+
+
+async def close_placement(ctx: Context, event: Event[PlacementClosed]) -> None:
+    await ctx.repo.lock()
+    stream = await ctx.repo.get_stream(placement_stream_id(event.data.placement_id))
+    if stream is None:
+        await _park_unknown(ctx, event, event.data.placement_id)
+        return
+    keys = await _close(ctx, stream, event)
+    await _recheck_invoices(ctx, stream)
+    await check_thresholds(ctx, keys)
+
+
+async def record_repatriation(ctx: Context, event: Event[PatientRepatriated]) -> None:
+    d = event.data
+    await ctx.repo.lock()
+    try:
+        shares = funding_shares([(f.commissioner, f.share_bp) for f in d.funding], d.commissioner)
+    except ValueError as exc:
+        raise Rejected("invalid-funding", str(exc)) from exc
+    stream = Stream(
+        id=saving_stream_id(d.from_placement_id),
+        kind=StreamKind.SAVING,
+        placement_id=d.from_placement_id,
+        commissioner=d.commissioner,
+        programme=d.programme.value,
+        provider="",
+        out_of_area=False,
+        schedule=RateSchedule.starting(d.repatriated_on, d.from_daily_rate_pence - d.to_daily_rate_pence),
+        shares=shares,
+        end=twelve_months_from(d.repatriated_on),
+        details={
+            "patient_ref": d.patient_ref,
+            "to_placement_id": d.to_placement_id,
+            "from_site": d.from_site,
+            "to_site": d.to_site,
+            "from_daily_rate_pence": d.from_daily_rate_pence,
+            "to_daily_rate_pence": d.to_daily_rate_pence,
+            "explicit": d.explicit,
+        },
+    )
+    existing = await ctx.repo.get_stream(stream.id)
+    if existing is not None:
+        if (existing.facts(), existing.end) != (stream.facts(), stream.end):
+            raise Rejected("conflict", f"the repatriation from {d.from_placement_id} was recorded with other terms")
+        return
+    await reconcile_stream(ctx, stream, cause=event.id, at=event.time)
+
+
+# ------------------------------------------------------------------------------ invoices
+
+
+async def receive_invoice(ctx: Context, event: Event[InvoiceReceived]) -> None:
+    d = event.data
+    if event.organisation != d.provider:
+        raise Rejected("not-party", f"only the invoicing provider {d.provider} may send its invoice")
+    await ctx.repo.lock()
+    invoice = Invoice(
+        provider=d.provider,
+        invoice_id=d.invoice_id,
+        commissioner=d.commissioner,
+        placement_id=d.placement_id,
+        period_start=d.period_start,
+        period_end=d.period_end,
+        amount=d.amount_pence,
+        event_id=event.id,
+    )
+    old = await ctx.repo.get_invoice(d.provider, d.invoice_id)
+    if old is not None:
+        if not old.same_claim(invoice):
+            raise Rejected("conflict", f"invoice {d.invoice_id} was received before with other figures")
+        return
+    stream = await ctx.repo.get_stream(placement_stream_id(d.placement_id))
+    if stream is None:
+        await ctx.repo.save_invoice(invoice)
+        log.info("invoice parked until its placement is registered", placement_id=d.placement_id)
+        return
+    refusal = _not_party(invoice, stream)
+    if refusal:
+        raise Rejected("not-party", refusal)
+    await _assess(ctx, invoice, stream)
+
+
+def _not_party(invoice: Invoice, stream: Stream) -> str | None:
+    if invoice.provider != stream.provider:
+        return f"{invoice.provider} is not the provider of placement {invoice.placement_id}"
+    if invoice.commissioner not in (stream.commissioner, *stream.funders):
+        return f"{invoice.commissioner} does not fund placement {invoice.placement_id}"
+    return None
+
+
+async def _assess(ctx: Context, invoice: Invoice, stream: Stream) -> None:
+    accrued = accrued_for_period(stream.schedule, stream.stay_end, invoice.period_start, invoice.period_end)
+    a = assess(invoice.amount, accrued, ctx.rules.invoice_tolerance_pence, ctx.rules.invoice_tolerance_percent)
+    matched = replace(
+        invoice,
+        status=InvoiceStatus.MATCHED,
+        accrued=a.accrued,
+        variance=a.variance,
+        tolerance=a.tolerance,
+        flagged=a.beyond_tolerance,
+        reason=None,
+    )
+    await ctx.repo.save_invoice(matched)
+    if not a.beyond_tolerance:
+        return
+    alert = InvoiceVarianceFound(
+        invoice_id=invoice.invoice_id,
+        placement_id=invoice.placement_id,
+        provider=invoice.provider,
+        commissioner=invoice.commissioner,
+        period_start=invoice.period_start,
+        period_end=invoice.period_end,
+        invoiced_pence=invoice.amount,
+        accrued_pence=max(a.accrued, 0),
+        variance_pence=a.variance,
+        tolerance_pence=a.tolerance,
+    )
+    # One alert per invoice and accrued figure: a later rate change that moves the accrual re-checks it.
+    await ctx.publish(alert, id=stable_id("InvoiceVarianceFound", invoice.provider, invoice.invoice_id, a.accrued))
+    log.info("invoice variance found", invoice_id=invoice.invoice_id, variance_pence=a.variance)
+
+
+async def _match_invoices(ctx: Context, stream: Stream) -> None:
+    for invoice in await ctx.repo.invoices_for_placement(stream.placement_id):
+        if invoice.status is not InvoiceStatus.PARKED:
+            continue
+        refusal = _not_party(invoice, stream)
+        if refusal:
+            await ctx.repo.save_invoice(replace(invoice, status=InvoiceStatus.REFUSED, reason=refusal))
+            log.warning("parked invoice refused", invoice_id=invoice.invoice_id, reason="not-party")
+            continue
+        await _assess(ctx, invoice, stream)
+
+
+async def _recheck_invoices(ctx: Context, stream: Stream) -> None:
+    for invoice in await ctx.repo.invoices_for_placement(stream.placement_id):
+        if invoice.status is InvoiceStatus.MATCHED:
+            await _assess(ctx, invoice, stream)
+
+
+# ------------------------------------------------------------------------------- accrual
+
+
+async def accrue_stream(ctx: Context, stream_id: str) -> tuple[int, int]:
+    """Accrue one stream up to today; returns (transfers posted, alerts raised)."""
+    await ctx.repo.lock()
+    stream = await ctx.repo.get_stream(stream_id)
+    if stream is None:
+        return 0, 0
+    book = await ctx.repo.stream_book(stream)
+    transfers = stream.accrue(book, today=ctx.today, event_at=ctx.now)
+    if not transfers:
+        return 0, 0
+    await _save_and_post(ctx, stream, transfers)
+    return len(transfers), await check_thresholds(ctx, _forecast_keys(transfers))
+
+
+# ----------------------------------------------------------------------- kit handlers
+
+
+RepositoryFactory = Callable[[UnitOfWork[Any]], BudgetRepository]
+UseCase = Callable[[Context, Event[Any]], Awaitable[None]]
+
+
+class Handlers:
+    """Binds the use cases to the kit's ``(event, uow)`` handler shape."""
+
+    def __init__(self, repository: RepositoryFactory, rules: Rules) -> None:
+        self.repository = repository
+        self.rules = rules
+
+    def context(self, uow: UnitOfWork[Any], clock: Clock | None = None) -> Context:
+        clock = clock or uow.clock
+
+        async def publish(payload: Payload, *, id: str) -> bool:
+            return await uow.publish(payload, id=id)
+
+        return Context(self.repository(uow), publish, clock.today(), clock.now(), self.rules)
+
+    def _bind(self, use_case: UseCase) -> Callable[[Event[Any], UnitOfWork[Any]], Awaitable[None]]:
+        async def handle(event: Event[Any], uow: UnitOfWork[Any]) -> None:
+            await use_case(self.context(uow), event)
+
+        handle.__name__ = use_case.__name__
+        return handle
+
+    def mapping(self) -> dict[type[Payload], Callable[[Event[Any], UnitOfWork[Any]], Awaitable[None]]]:
+        return {
+            BudgetAllocated: self._bind(allocate),
+            InvoiceReceived: self._bind(receive_invoice),
+            PlacementRegistered: self._bind(register_placement),
+            PlacementRateChanged: self._bind(change_rate),
+            PlacementClosed: self._bind(close_placement),
+            PatientRepatriated: self._bind(record_repatriation),
+        }

@@ -1,0 +1,20 @@
+"""Settings of the budget service (environment prefix ``HOMEWARD_BUDGET_``)."""
+
+from __future__ import annotations
+
+from homeward.kit.settings import ServiceSettings
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+
+class BudgetSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="HOMEWARD_BUDGET_", extra="ignore")
+
+    http_port: int = 8003
+    thresholds_percent: list[int] = Field(
+        default_factory=lambda: [90, 100],
+        description="Raise BudgetThresholdBreached when forecast outturn reaches these percentages of the allocation",
+    )
+    invoice_tolerance_pence: int = Field(default=100_00, ge=0, description="Variance always tolerated, in pence")
+    invoice_tolerance_percent: int = Field(default=2, ge=0, description="Variance tolerated as a percent of accrual")
+    accrual_batch_size: int = Field(default=200, ge=1, description="Placements the accrual job reads at a time")

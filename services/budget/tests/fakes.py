@@ -1,0 +1,290 @@
+"""In-memory fakes of the budget's ports, and event builders, for unit and property tests."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+from homeward.budget.domain.ledger import AccountKey, Balance, Book, Transfer
+from homeward.budget.domain.records import Allocation, Invoice
+from homeward.budget.domain.streams import Stream, StreamBook
+from homeward.budget.domain.thresholds import ThresholdState
+from homeward.budget.handlers import Context, Rules
+from homeward.budget.ports import BudgetRepository
+from homeward.contracts import Event, Payload, new_event, partner_source, service_source
+from homeward.contracts.events import (
+    BudgetAllocated,
+    InvoiceReceived,
+    PatientRepatriated,
+    PlacementClosed,
+    PlacementRateChanged,
+    PlacementRegistered,
+)
+
+PATIENT = "pt_" + "ab" * 16
+
+
+class FakeRepository(BudgetRepository):
+    def __init__(self) -> None:
+        self.book = Book()
+        self.streams: dict[str, Stream] = {}
+        self.allocations: dict[tuple[str, str], Allocation] = {}
+        self.invoices: dict[tuple[str, str], Invoice] = {}
+        self.parked: list[tuple[str, str, str]] = []
+        self.thresholds: dict[tuple[str, str, str, int], ThresholdState] = {}
+        self.locks = 0
+
+    async def lock(self) -> None:
+        self.locks += 1
+
+    async def get_stream(self, stream_id: str) -> Stream | None:
+        return copy.deepcopy(self.streams.get(stream_id))
+
+    async def save_stream(self, stream: Stream) -> None:
+        self.streams[stream.id] = copy.deepcopy(stream)
+
+    async def stream_book(self, stream: Stream) -> StreamBook:
+        book = StreamBook()
+        for t in self.book.transfers.values():
+            if t.stream_id == stream.id:
+                book.record(t)
+        return book
+
+    async def streams_to_accrue(self, today: dt.date, after: str, limit: int) -> list[str]:
+        due = []
+        for sid, s in sorted(self.streams.items()):
+            limit_day = today if s.stay_end is None else min(today, s.stay_end)
+            if sid > after and s.accrued_through < limit_day:
+                due.append(sid)
+        return due[:limit]
+
+    async def post(self, transfers: Sequence[Transfer]) -> int:
+        return self.book.post_all(transfers)
+
+    async def balances(self, commissioner: str, financial_year: str) -> dict[AccountKey, Balance]:
+        return {
+            k: copy.copy(v)
+            for k, v in self.book.accounts.items()
+            if k.commissioner == commissioner and k.financial_year == financial_year
+        }
+
+    async def get_allocation(self, commissioner: str, allocation_id: str) -> Allocation | None:
+        return self.allocations.get((commissioner, allocation_id))
+
+    async def save_allocation(self, allocation: Allocation) -> None:
+        self.allocations[(allocation.commissioner, allocation.allocation_id)] = allocation
+
+    async def get_invoice(self, provider: str, invoice_id: str) -> Invoice | None:
+        return self.invoices.get((provider, invoice_id))
+
+    async def save_invoice(self, invoice: Invoice) -> None:
+        self.invoices[(invoice.provider, invoice.invoice_id)] = invoice
+
+    async def invoices_for_placement(self, placement_id: str) -> list[Invoice]:
+        return [i for i in self.invoices.values() if i.placement_id == placement_id]
+
+    async def park(self, placement_id: str, event_id: str, event_type: str, event_json: str, reason: str) -> None:
+        if all(e != event_id for _, e, _ in self.parked):
+            self.parked.append((placement_id, event_id, event_json))
+
+    async def take_parked(self, placement_id: str) -> list[str]:
+        taken = [j for p, _, j in self.parked if p == placement_id]
+        self.parked = [x for x in self.parked if x[0] != placement_id]
+        return taken
+
+    async def threshold_state(
+        self, commissioner: str, financial_year: str, programme: str, percent: int
+    ) -> ThresholdState:
+        return self.thresholds.get((commissioner, financial_year, programme, percent), ThresholdState())
+
+    async def save_threshold_state(
+        self, commissioner: str, financial_year: str, programme: str, percent: int, state: ThresholdState
+    ) -> None:
+        self.thresholds[(commissioner, financial_year, programme, percent)] = state
+
+
+class FakeOutbox:
+    """Keeps what was published; like the real outbox, an id is queued once."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, Payload] = {}
+
+    async def __call__(self, payload: Payload, *, id: str) -> bool:
+        if id in self.events:
+            return False
+        self.events[id] = payload
+        return True
+
+    def of(self, cls: type[Payload]) -> list[Any]:
+        return [p for p in self.events.values() if isinstance(p, cls)]
+
+
+class Harness:
+    """A fake repository and outbox with a movable date, for driving the use cases."""
+
+    def __init__(self, today: dt.date, rules: Rules | None = None) -> None:
+        self.repo = FakeRepository()
+        self.outbox = FakeOutbox()
+        self.today = today
+        self.rules = rules or Rules()
+
+    def ctx(self) -> Context:
+        now = dt.datetime.combine(self.today, dt.time(12), tzinfo=dt.UTC)
+        return Context(self.repo, self.outbox, self.today, now, self.rules)
+
+
+_ids = itertools.count(1)
+
+
+def at(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(9), tzinfo=dt.UTC)
+
+
+def from_placements(payload: Payload, day: dt.date, id: str | None = None) -> Event[Any]:
+    return new_event(payload, source=service_source("placements"), time=at(day), id=id or f"evt-{next(_ids)}")
+
+
+def from_partner(payload: Payload, org: str, day: dt.date, id: str | None = None) -> Event[Any]:
+    return new_event(payload, source=partner_source(org), time=at(day), id=id or f"evt-{next(_ids)}")
+
+
+def registered(
+    placement_id: str,
+    *,
+    start: dt.date,
+    rate: int,
+    commissioner: str = "05A",
+    provider: str = "8Z001",
+    out_of_area: bool = True,
+    planned_end: dt.date | None = None,
+    funding: Sequence[tuple[str, int]] = (),
+    programme: str = "mental_health",
+) -> PlacementRegistered:
+    shares = list(funding) or [(commissioner, 10_000)]
+    return PlacementRegistered.model_validate(
+        {
+            "placement_id": placement_id,
+            "patient_ref": PATIENT,
+            "commissioner": commissioner,
+            "commissioner_area": commissioner,
+            "provider": provider,
+            "provider_site": provider + "01",
+            "provider_site_area": "QXX" if out_of_area else commissioner,
+            "bed_type": "adult_acute",
+            "setting": "inpatient",
+            "cohort": "mental_health",
+            "age_band": "adult",
+            "legal_status": "mha_s3",
+            "programme": programme,
+            "start_date": start,
+            "planned_end_date": planned_end,
+            "daily_rate_pence": rate,
+            "out_of_area": out_of_area,
+            "inappropriate": out_of_area,
+            "funding": [{"commissioner": c, "share_bp": bp} for c, bp in shares],
+        },
+        strict=False,
+    )
+
+
+def rate_changed(placement_id: str, effective: dt.date, rate: int, previous: int | None = None) -> PlacementRateChanged:
+    return PlacementRateChanged.model_validate(
+        {
+            "placement_id": placement_id,
+            "daily_rate_pence": rate,
+            "effective_date": effective,
+            "previous_daily_rate_pence": previous,
+            "commissioner": "05A",
+        },
+        strict=False,
+    )
+
+
+def closed(placement_id: str, end: dt.date, start: dt.date, commissioner: str = "05A") -> PlacementClosed:
+    return PlacementClosed.model_validate(
+        {
+            "placement_id": placement_id,
+            "patient_ref": PATIENT,
+            "commissioner": commissioner,
+            "provider_site": "8Z00101",
+            "end_date": end,
+            "end_reason": "transfer",
+            "out_of_area": True,
+            "length_of_stay_nights": max(0, (end - start).days),
+        },
+        strict=False,
+    )
+
+
+def repatriated(
+    from_id: str,
+    *,
+    on: dt.date,
+    from_rate: int,
+    to_rate: int,
+    commissioner: str = "05A",
+    funding: Sequence[tuple[str, int]] = (),
+) -> PatientRepatriated:
+    return PatientRepatriated.model_validate(
+        {
+            "patient_ref": PATIENT,
+            "commissioner": commissioner,
+            "programme": "mental_health",
+            "from_placement_id": from_id,
+            "to_placement_id": from_id + "-HOME",
+            "from_site": "8Z00101",
+            "to_site": "RYG01",
+            "from_daily_rate_pence": from_rate,
+            "to_daily_rate_pence": to_rate,
+            "repatriated_on": on,
+            "explicit": False,
+            "funding": [{"commissioner": c, "share_bp": bp} for c, bp in funding],
+        },
+        strict=False,
+    )
+
+
+def allocated(
+    commissioner: str,
+    amount: int,
+    fy: str = "2026-27",
+    allocation_id: str = "ALLOC-1",
+    programme: str = "mental_health",
+) -> BudgetAllocated:
+    return BudgetAllocated.model_validate(
+        {
+            "allocation_id": allocation_id,
+            "commissioner": commissioner,
+            "financial_year": fy,
+            "programme": programme,
+            "amount_pence": amount,
+            "source": "nhs_england",
+        },
+        strict=False,
+    )
+
+
+def invoice(
+    invoice_id: str,
+    placement_id: str,
+    first: dt.date,
+    last: dt.date,
+    amount: int,
+    provider: str = "8Z001",
+    commissioner: str = "05A",
+) -> InvoiceReceived:
+    return InvoiceReceived.model_validate(
+        {
+            "invoice_id": invoice_id,
+            "provider": provider,
+            "commissioner": commissioner,
+            "placement_id": placement_id,
+            "period_start": first,
+            "period_end": last,
+            "amount_pence": amount,
+        },
+        strict=False,
+    )

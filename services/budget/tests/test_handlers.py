@@ -1,0 +1,120 @@
+"""Use-case rules with the in-memory fakes: authorisation, conflicts, parking and replays."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from homeward.budget.domain.position import position
+from homeward.budget.domain.records import InvoiceStatus
+from homeward.budget.handlers import (
+    allocate,
+    change_rate,
+    close_placement,
+    receive_invoice,
+    register_placement,
+)
+from homeward.contracts import new_event, partner_source
+from homeward.contracts.events import InvoiceVarianceFound
+from homeward.kit.consumer import Rejected
+
+from .fakes import Harness, allocated, closed, from_partner, from_placements, invoice, rate_changed, registered
+
+D = dt.date
+
+
+async def test_allocation_is_accepted_from_the_commissioner_or_the_named_source_only() -> None:
+    h = Harness(D(2026, 4, 1))
+    await allocate(h.ctx(), from_partner(allocated("05A", 1_000), "05A", h.today))
+    lead = allocated("05A", 2_000, allocation_id="ALLOC-2").model_copy(update={"source_organisation": "RYG"})
+    await allocate(h.ctx(), from_partner(lead, "RYG", h.today))
+    with pytest.raises(Rejected) as refused:
+        await allocate(h.ctx(), from_partner(allocated("05A", 5_000, allocation_id="ALLOC-3"), "05H", h.today))
+    assert refused.value.reason == "not-party"
+    assert position(h.repo.book.accounts, "05A", "2026-27").total.allocated == 3_000
+
+
+async def test_a_revised_allocation_posts_the_difference_and_an_old_revision_replayed_changes_nothing() -> None:
+    h = Harness(D(2026, 4, 1))
+    first = from_partner(allocated("05A", 10_000), "05A", h.today)
+    await allocate(h.ctx(), first)
+    await allocate(h.ctx(), from_partner(allocated("05A", 12_500), "05A", h.today))
+    await allocate(h.ctx(), first)
+    assert position(h.repo.book.accounts, "05A", "2026-27").total.allocated == 12_500
+    assert [t.purpose for t in h.repo.book.transfers.values()] == ["allocation", "allocation-revision"]
+    with pytest.raises(Rejected) as conflict:
+        await allocate(h.ctx(), from_partner(allocated("05A", 1, fy="2027-28"), "05A", h.today))
+    assert conflict.value.reason == "conflict"
+
+
+async def test_allocation_with_an_impossible_financial_year_is_rejected() -> None:
+    h = Harness(D(2026, 4, 1))
+    with pytest.raises(Rejected) as refused:
+        await allocate(h.ctx(), from_partner(allocated("05A", 1, fy="2026-28"), "05A", h.today))
+    assert refused.value.reason == "invalid-financial-year"
+
+
+async def test_rate_change_and_closure_before_registration_are_parked_then_applied() -> None:
+    h = Harness(D(2026, 5, 1))
+    await change_rate(h.ctx(), from_placements(rate_changed("P1", D(2026, 4, 11), 2000), h.today))
+    await close_placement(h.ctx(), from_placements(closed("P1", D(2026, 4, 21), D(2026, 4, 1)), h.today))
+    assert h.repo.book.transfers == {}
+    assert len(h.repo.parked) == 2
+    await register_placement(h.ctx(), from_placements(registered("P1", start=D(2026, 4, 1), rate=1000), h.today))
+    assert h.repo.parked == []
+    # 10 nights at £10 and 10 at £20, committed until the accrual job posts them.
+    assert position(h.repo.book.accounts, "05A", "2026-27").total.committed == 10 * 1000 + 10 * 2000
+
+
+async def test_a_partners_own_rate_change_is_left_to_placements_to_republish() -> None:
+    h = Harness(D(2026, 4, 2))
+    await register_placement(h.ctx(), from_placements(registered("P1", start=D(2026, 4, 1), rate=1000), h.today))
+    before = len(h.repo.book.transfers)
+    raw = new_event(rate_changed("P1", D(2026, 4, 1), 9999), source=partner_source("8Z001"))
+    await change_rate(h.ctx(), raw)
+    assert len(h.repo.book.transfers) == before
+
+
+async def test_registering_the_same_placement_with_other_terms_is_a_conflict() -> None:
+    h = Harness(D(2026, 4, 2))
+    await register_placement(h.ctx(), from_placements(registered("P1", start=D(2026, 4, 1), rate=1000), h.today))
+    await register_placement(h.ctx(), from_placements(registered("P1", start=D(2026, 4, 1), rate=1000), h.today))
+    with pytest.raises(Rejected) as conflict:
+        await register_placement(h.ctx(), from_placements(registered("P1", start=D(2026, 4, 1), rate=1001), h.today))
+    assert conflict.value.reason == "conflict"
+
+
+async def test_invoice_only_from_its_provider_and_for_its_placement() -> None:
+    h = Harness(D(2026, 5, 1))
+    await register_placement(h.ctx(), from_placements(registered("P1", start=D(2026, 4, 1), rate=1000), h.today))
+    claim = invoice("INV-1", "P1", D(2026, 4, 1), D(2026, 4, 30), 30_000)
+    with pytest.raises(Rejected) as wrong_sender:
+        await receive_invoice(h.ctx(), from_partner(claim, "05A", h.today))
+    assert wrong_sender.value.reason == "not-party"
+    other = invoice("INV-2", "P1", D(2026, 4, 1), D(2026, 4, 30), 30_000, provider="8Z999")
+    with pytest.raises(Rejected) as wrong_provider:
+        await receive_invoice(h.ctx(), from_partner(other, "8Z999", h.today))
+    assert wrong_provider.value.reason == "not-party"
+
+
+async def test_an_invoice_for_an_unknown_placement_is_parked_and_matched_when_it_arrives() -> None:
+    h = Harness(D(2026, 5, 1))
+    claim = invoice("INV-1", "P1", D(2026, 4, 1), D(2026, 4, 30), 90_000)
+    await receive_invoice(h.ctx(), from_partner(claim, "8Z001", h.today))
+    assert h.repo.invoices[("8Z001", "INV-1")].status is InvoiceStatus.PARKED
+    assert h.outbox.events == {}
+    await register_placement(h.ctx(), from_placements(registered("P1", start=D(2026, 4, 1), rate=1000), h.today))
+    matched = h.repo.invoices[("8Z001", "INV-1")]
+    assert (matched.status, matched.accrued, matched.variance) == (InvoiceStatus.MATCHED, 30_000, 60_000)
+    assert [a.invoice_id for a in h.outbox.of(InvoiceVarianceFound)] == ["INV-1"]
+
+
+async def test_a_back_dated_rate_change_that_explains_an_invoice_raises_no_new_alert() -> None:
+    h = Harness(D(2026, 5, 1))
+    await register_placement(h.ctx(), from_placements(registered("P1", start=D(2026, 4, 1), rate=10_000), h.today))
+    claim = invoice("INV-1", "P1", D(2026, 4, 1), D(2026, 4, 30), 360_000)  # £12,000 a night claimed
+    await receive_invoice(h.ctx(), from_partner(claim, "8Z001", h.today))
+    assert len(h.outbox.of(InvoiceVarianceFound)) == 1
+    await change_rate(h.ctx(), from_placements(rate_changed("P1", D(2026, 4, 1), 12_000), h.today))
+    assert h.repo.invoices[("8Z001", "INV-1")].variance == 0
+    assert len(h.outbox.of(InvoiceVarianceFound)) == 1

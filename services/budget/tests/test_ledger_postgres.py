@@ -1,0 +1,175 @@
+"""The ledger on the real PostgreSQL: append-only enforcement, draws within commitments, the
+invariant check, "as of" balances, and accrual run concurrently posting once."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from homeward.budget.adapters import postgres as q
+from homeward.budget.adapters.postgres import PgBudgetRepository
+from homeward.budget.domain.position import position
+from homeward.budget.entrypoints.app import migrations_dir
+from homeward.budget.entrypoints.jobs import run_accrual
+from homeward.budget.handlers import Context, Rules, change_rate, record_repatriation, register_placement
+from homeward.kit.clock import FixedClock
+from homeward.kit.db import create_pool, migrate
+from homeward.kit.topics import Topics
+
+from .fakes import FakeOutbox, from_placements, rate_changed, registered, repatriated
+
+pytestmark = pytest.mark.integration
+D = dt.date
+
+
+@pytest.fixture
+async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:  # type: ignore[type-arg]
+    await migrate(database, "budget", migrations_dir())
+    p = await create_pool(database, 1, 4)
+    yield p
+    await p.close()
+
+
+async def _handle(pool: asyncpg.Pool, today: dt.date, use_case, event) -> FakeOutbox:  # type: ignore[no-untyped-def,type-arg]
+    outbox = FakeOutbox()
+    async with pool.acquire() as conn, conn.transaction():
+        now = dt.datetime.combine(today, dt.time(12), tzinfo=dt.UTC)
+        await use_case(Context(PgBudgetRepository(conn), outbox, today, now, Rules()), event)
+    return outbox
+
+
+async def _seed(pool: asyncpg.Pool) -> None:  # type: ignore[type-arg]
+    pooled = registered("P1", start=D(2026, 3, 20), rate=62000, funding=[("05A", 3334), ("05H", 3333), ("05R", 3333)])
+    await _handle(pool, D(2026, 3, 21), register_placement, from_placements(pooled, D(2026, 3, 21)))
+    await _handle(
+        pool,
+        D(2026, 3, 21),
+        register_placement,
+        from_placements(registered("P2", start=D(2026, 1, 5), rate=54500), D(2026, 3, 21)),
+    )
+    saving = repatriated("P3", on=D(2026, 3, 1), from_rate=62000, to_rate=35000)
+    await _handle(pool, D(2026, 3, 21), record_repatriation, from_placements(saving, D(2026, 3, 21)))
+
+
+async def test_transfers_refuse_update_delete_and_truncate(pool: asyncpg.Pool) -> None:  # type: ignore[type-arg]
+    await _seed(pool)
+    async with pool.acquire() as conn:
+        for sql in (
+            "UPDATE transfers SET amount = amount + 1",
+            "DELETE FROM transfers",
+            "TRUNCATE transfers CASCADE",
+            "DELETE FROM accounts",
+        ):
+            with pytest.raises(asyncpg.exceptions.RestrictViolationError, match=r"append-only|never deleted"):
+                await conn.execute(sql)
+        assert await conn.fetchval("SELECT count(*) FROM transfers") > 0
+
+
+async def test_the_database_refuses_to_draw_more_than_a_commitment_holds(pool: asyncpg.Pool) -> None:  # type: ignore[type-arg]
+    await _seed(pool)
+    async with pool.acquire() as conn:
+        pending = await conn.fetchrow("SELECT * FROM transfers WHERE kind = 'pending' LIMIT 1")
+        with pytest.raises(asyncpg.RaiseError, match="would draw"):
+            await conn.execute(
+                """INSERT INTO transfers (id, kind, debit_account_id, credit_account_id, amount, pending_id, purpose,
+                       cause, effective_on, event_at)
+                   VALUES (gen_random_uuid(), 'post_pending', $1, $2, $3, $4, 'accrual', 'test', now(), now())""",
+                pending["debit_account_id"],
+                pending["credit_account_id"],
+                pending["amount"] + 1,
+                pending["id"],
+            )
+
+
+async def test_check_passes_on_a_real_ledger_and_finds_a_tampered_balance(pool: asyncpg.Pool) -> None:  # type: ignore[type-arg]
+    await _seed(pool)
+    await run_accrual(pool, FixedClock(D(2026, 4, 10)), topics=Topics(), rules=Rules())
+    event = from_placements(rate_changed("P2", D(2026, 2, 1), 60000), D(2026, 4, 11))
+    await _handle(pool, D(2026, 4, 11), change_rate, event)
+    async with pool.acquire() as conn:
+        report = await q.check(conn)
+        assert report.ok, report.problems
+        assert report.streams == 3
+        assert report.totals["budget"]["debits_posted"] == report.totals["budget"]["credits_posted"] > 0
+        await conn.execute(
+            "UPDATE accounts SET credits_posted = credits_posted + 1 WHERE id = (SELECT min(id) FROM accounts)"
+        )
+        tampered = await q.check(conn)
+    assert not tampered.ok
+    assert any("cached balance" in p for p in tampered.problems)
+    assert any("posted debits" in p for p in tampered.problems)
+
+
+async def test_positions_from_entries_as_of_today_equal_the_cached_balances(pool: asyncpg.Pool) -> None:  # type: ignore[type-arg]
+    await _seed(pool)
+    await run_accrual(pool, FixedClock(D(2026, 4, 10)), topics=Topics(), rules=Rules())
+    async with pool.acquire() as conn:
+        for fy in ("2025-26", "2026-27"):
+            cached = position(await PgBudgetRepository(conn).balances("05A", fy), "05A", fy).total
+            summed = position(await q.balances_as_of(conn, D(2026, 4, 10), "05A"), "05A", fy).total
+            assert cached == summed
+        # P2 (£545, from 5 Jan) as of 1 Feb, before the late accrual run: nothing recorded yet.
+        early = position(await q.balances_as_of(conn, D(2026, 2, 1), "05A"), "05A", "2025-26").total
+        assert early.spent == 0
+        # As of 10 April: P2 86 nights to 31 March, plus P1's 05A share of 12 nights, spent in 2025-26.
+        p1_share = 12 * 20671  # £620 split 3334/3333/3333: 05A 20670.8 -> 20671 (largest fraction takes the penny)
+        assert position(await q.balances_as_of(conn, D(2026, 4, 10), "05A"), "05A", "2025-26").total.spent == (
+            86 * 54500 + p1_share
+        )
+
+
+async def test_two_accrual_runs_at_once_post_each_night_once(pool: asyncpg.Pool) -> None:  # type: ignore[type-arg]
+    await _seed(pool)
+    clock = FixedClock(D(2026, 6, 15))
+    await asyncio.gather(
+        run_accrual(pool, clock, topics=Topics(), rules=Rules(), batch_size=1),
+        run_accrual(pool, clock, topics=Topics(), rules=Rules(), batch_size=2),
+    )
+    await run_accrual(pool, clock, topics=Topics(), rules=Rules())
+    async with pool.acquire() as conn:
+        report = await q.check(conn)
+        assert report.ok, report.problems
+        duplicated = await conn.fetchval(
+            """SELECT count(*) FROM (SELECT stream_id, funder, range_start FROM transfers WHERE purpose = 'accrual'
+               GROUP BY 1, 2, 3 HAVING count(*) > 1) d"""
+        )
+        assert duplicated == 0
+        spent = position(await q.balances_as_of(conn, clock.today(), "05A"), "05A", "2026-27").total.spent
+    # 1 April - 14 June: 75 nights of P2 at £545 and of 05A's share of P1 at £206.71.
+    assert spent == 75 * 54500 + 75 * 20671
+
+
+async def test_cli_check_and_position_read_the_service_database(
+    pool: asyncpg.Pool,  # type: ignore[type-arg]
+    database: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from homeward.budget.entrypoints.cli import main
+
+    await _seed(pool)
+    monkeypatch.setenv("HOMEWARD_BUDGET_DATABASE_URL", database)
+    monkeypatch.setenv("HOMEWARD_CLOCK", "2026-04-10T12:00:00Z")
+    with pytest.raises(SystemExit) as accrued:
+        await asyncio.to_thread(main, ["accrue"])
+    assert accrued.value.code == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as checked:
+        await asyncio.to_thread(main, ["check"])
+    assert checked.value.code == 0
+    assert '"ok": true' in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        await asyncio.to_thread(main, ["position", "05A", "--financial-year", "2025-26"])
+    out = capsys.readouterr().out
+    assert '"spent_pence": ' + str(86 * 54500 + 12 * 20671) in out
+
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE accounts SET debits_posted = debits_posted + 5 WHERE id = (SELECT max(id) FROM accounts)"
+        )
+    with pytest.raises(SystemExit) as broken:
+        await asyncio.to_thread(main, ["check", "--no-streams"])
+    assert broken.value.code == 1
