@@ -16,7 +16,13 @@ async def test_health_readiness_and_metrics(database: str) -> None:
     async def kafka() -> bool:
         return kafka_up["value"]
 
-    app = build_app("svc", {"postgres": pg, "kafka": kafka}, asyncapi=lambda: {"asyncapi": "3.0.0"})
+    runs: list[int] = []
+
+    async def run_jobs() -> dict[str, int]:
+        runs.append(1)
+        return {"reviews": 3}
+
+    app = build_app("svc", {"postgres": pg, "kafka": kafka}, asyncapi=lambda: {"asyncapi": "3.0.0"}, run_jobs=run_jobs)
     EVENTS_HANDLED.labels("svc", "homeward.X.v1", "handled").inc()
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
@@ -29,5 +35,7 @@ async def test_health_readiness_and_metrics(database: str) -> None:
             metrics = (await client.get("/metrics")).text
             assert 'homeward_events_handled_total{outcome="handled",service="svc",type="homeward.X.v1"}' in metrics
             assert (await client.get("/asyncapi.json")).json()["asyncapi"] == "3.0.0"
+            assert (await client.post("/admin/run-jobs")).json() == {"ran": {"reviews": 3}}
+            assert runs == [1]
     finally:
         await pool.close()

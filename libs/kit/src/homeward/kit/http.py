@@ -22,6 +22,7 @@ def build_app(
     asyncapi: Callable[[], dict[str, Any]] | None = None,
     routes: Sequence[BaseRoute] = (),
     state: dict[str, Any] | None = None,
+    run_jobs: Callable[[], Awaitable[dict[str, int]]] | None = None,
 ) -> Starlette:
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok", "service": service})
@@ -47,12 +48,20 @@ def build_app(
             return JSONResponse({"error": "no AsyncAPI document"}, status_code=404)
         return JSONResponse(asyncapi())
 
+    async def run_jobs_now(_: Request) -> Response:
+        # Operators (and the main job after a replay) run the schedulers now instead of waiting
+        # for the interval. Jobs are idempotent, so a run beside the scheduled one is harmless.
+        if run_jobs is None:
+            return JSONResponse({"error": "this service has no jobs"}, status_code=404)
+        return JSONResponse({"ran": await run_jobs()})
+
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
             Route("/asyncapi.json", asyncapi_doc),
+            Route("/admin/run-jobs", run_jobs_now, methods=["POST"]),
             *routes,
         ]
     )

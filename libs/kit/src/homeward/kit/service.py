@@ -210,6 +210,7 @@ class ServiceRuntime:
             asyncapi=self.asyncapi,
             routes=routes,
             state={"pool": self.pool, "clock": self.clock, "runtime": self},
+            run_jobs=self.run_jobs_once,
         )
         config = uvicorn.Config(app, host=s.http_host, port=s.http_port, log_config=None, access_log=False)
         self.server = _QuietServer(config)
