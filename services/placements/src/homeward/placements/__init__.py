@@ -1,0 +1,1 @@
+"""Homeward placements: the placement register, review schedules, ReviewOverdue and PatientRepatriated."""

@@ -1,8 +1,14 @@
-"""python -m homeward.placements"""
+"""python -m homeward.placements: run the placements service."""
+
+from __future__ import annotations
 
 
 def main() -> None:
-    raise SystemExit("the placements service is not built yet")
+    from homeward.kit.service import run
+
+    from .entrypoints.app import build_definition
+
+    run(build_definition())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,68 @@
+"""Wiring: settings, reference data, review policy, handlers, subscriptions, jobs and routes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from homeward.contracts.events import (
+    PatientRepatriated,
+    PlacementClosed,
+    PlacementRateChanged,
+    PlacementRegistered,
+    ReviewDueSoon,
+    ReviewOverdue,
+)
+from homeward.kit.reference import load_reference
+from homeward.kit.service import ServiceDefinition, Subscription
+from homeward.kit.topics import Topics
+
+from ..adapters.policy_file import load_policy
+from ..adapters.repository import PgPlacementRepository, PlacementRepository
+from ..handlers import Context, PlacementHandlers
+from ..settings import PlacementsSettings
+from .http import build_routes
+from .jobs import SERVICE, jobs
+
+MIGRATIONS = Path(__file__).resolve().parents[4] / "migrations"
+
+PUBLISHES = (
+    PlacementRegistered,
+    PlacementRateChanged,
+    PlacementClosed,
+    ReviewDueSoon,
+    ReviewOverdue,
+    PatientRepatriated,
+)
+
+
+def build_context(settings: PlacementsSettings) -> Context:
+    return Context(
+        reference=load_reference(settings.reference_data),
+        policy=load_policy(settings.review_policy_path()),
+        patient_ref_key=settings.common.patient_ref_key.get_secret_value(),
+        repatriation_window_days=settings.repatriation_window_days,
+    )
+
+
+def build_definition(settings: PlacementsSettings | None = None) -> ServiceDefinition:
+    settings = settings or PlacementsSettings()
+    if not MIGRATIONS.is_dir():
+        # Without this the kit would find no migrations and the service would run with no tables.
+        raise RuntimeError(f"the placements migrations are not at {MIGRATIONS}; run from the source tree")
+    topics = Topics(settings.kafka.topic_namespace)
+
+    def repository_for(uow: Any) -> PlacementRepository:
+        return PgPlacementRepository(uow.conn, dlq_topic=topics.dlq(SERVICE), partner_topic=topics.partner)
+
+    handlers = PlacementHandlers(build_context(settings), repository_for)
+    return ServiceDefinition(
+        name=SERVICE,
+        settings=settings,
+        migrations=MIGRATIONS,
+        handlers=handlers.mapping(),
+        subscriptions=[Subscription(partners=True), Subscription(services=["referrals"])],
+        jobs=jobs(topics, settings.park_expiry_days),
+        routes=build_routes,
+        publishes=PUBLISHES,
+    )

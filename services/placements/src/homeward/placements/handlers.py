@@ -1,0 +1,403 @@
+"""Use cases: each partner fact checked and applied to the register, through the repository port.
+
+A handler is ``(event, uow)``: ``uow.publish`` queues an outgoing event in the same
+transaction, ``uow.clock`` is the injectable clock. ``Refused`` from the domain becomes the
+kit's ``Rejected`` (the dead-letter topic, with the reason). Work on one placement is
+serialised across replicas by a transaction-scoped lock, and so is repatriation matching for
+one person, so two facts arriving at once on different partitions cannot miss each other.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from homeward.contracts import ContractError, Event, Payload
+from homeward.contracts.envelope import parse_event
+from homeward.contracts.events import (
+    BedAvailabilityUpdated,
+    LocalCapacityChanged,
+    PlacementClosed,
+    PlacementEnded,
+    PlacementMade,
+    PlacementRateChanged,
+    ReviewCompleted,
+)
+from homeward.contracts.vocab import EndReason
+from homeward.kit.clock import Clock
+from homeward.kit.consumer import Rejected, stable_id
+from homeward.kit.logging import get_logger
+from homeward.kit.pseudonym import patient_ref
+from homeward.kit.reference import ReferenceData
+
+from .adapters.repository import ParkedEvent, PlacementRepository
+from .domain import (
+    Ending,
+    Placement,
+    Refused,
+    Review,
+    ReviewPolicy,
+    SiteFact,
+    best_source,
+    best_target,
+    check_stated,
+    register,
+    repatriation,
+    resolve_site_area,
+)
+
+log = get_logger(__name__)
+
+PARKED_REASON = "placement-unknown"
+
+
+class Work(Protocol):
+    """What a handler needs from the unit of work (the kit's ``UnitOfWork`` or a test fake)."""
+
+    clock: Clock
+
+    async def publish(self, data: Payload, *, id: str | None = None) -> bool: ...
+
+
+RepositoryFor = Callable[[Any], PlacementRepository]
+Handler = Callable[[Event[Any], Any], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Context:
+    reference: ReferenceData
+    policy: ReviewPolicy
+    patient_ref_key: str
+    repatriation_window_days: int = 14
+
+
+def placement_key(placement_id: str) -> str:
+    return f"placement:{placement_id}"
+
+
+def patient_key(ref: str) -> str:
+    return f"patient:{ref}"
+
+
+def _rejecting(fn: Callable[[Event[Any], Any], Awaitable[None]]) -> Handler:
+    @functools.wraps(fn)
+    async def handle(event: Event[Any], uow: Any) -> None:
+        try:
+            await fn(event, uow)
+        except Refused as exc:
+            raise Rejected(exc.reason, exc.message) from exc
+
+    return handle
+
+
+class PlacementHandlers:
+    def __init__(self, ctx: Context, repository_for: RepositoryFor) -> None:
+        self.ctx = ctx
+        self.repository_for = repository_for
+
+    def mapping(self) -> dict[type[Payload], Handler]:
+        return {
+            PlacementMade: _rejecting(self.placement_made),
+            PlacementRateChanged: _rejecting(self.rate_changed),
+            ReviewCompleted: _rejecting(self.review_completed),
+            PlacementEnded: _rejecting(self.placement_ended),
+            BedAvailabilityUpdated: _rejecting(self.bed_availability_updated),
+            LocalCapacityChanged: _rejecting(self.local_capacity_changed),
+        }
+
+    # ------------------------------------------------------------------ PlacementMade
+
+    async def placement_made(self, event: Event[PlacementMade], uow: Work) -> None:
+        made = event.data
+        pid = made.placement_id
+        parties = {made.commissioner, made.provider, *(f.commissioner for f in made.funding)}
+        if event.organisation not in parties:
+            raise Refused(
+                "not-party",
+                f"organisation {event.organisation} is not the commissioner, the provider or a funder of "
+                f"placement {pid}, so it may not state it",
+            )
+        repo = self.repository_for(uow)
+        await repo.lock(placement_key(pid))
+        existing = await repo.get(pid)
+        learned = await repo.learned_site(made.provider_site)
+        site_area = resolve_site_area(
+            made.provider_site_area,
+            self.ctx.reference.site_area(made.provider_site),
+            learned.area if learned else None,
+        )
+        if site_area is None and existing is not None:
+            site_area = existing.provider_site_area
+        if site_area is None:
+            raise Refused(
+                "unknown-site",
+                f"the commissioning area of site {made.provider_site} is not known, so Homeward cannot tell "
+                f"whether placement {pid} is out of area: send provider_site_area (the ODS code of the sub-ICB "
+                "location or ICB the site lies in) on the PlacementMade",
+            )
+        ref = patient_ref(made.nhs_number, self.ctx.patient_ref_key)
+        placement = register(
+            made,
+            patient_ref=ref,
+            commissioner_area=self.ctx.reference.commissioner_area(made.commissioner),
+            site_area=site_area,
+            event_id=event.id,
+            event_time=event.time,
+            policy=self.ctx.policy,
+        )
+        if existing is not None:
+            differences = existing.differences(placement)
+            if not differences:
+                log.info("placement stated again with the same facts; nothing to do", placement_id=pid)
+                return
+            raise Refused(
+                "conflict",
+                f"placement {pid} is already registered with different {', '.join(differences)}; "
+                "a correction needs a new placement id or the original facts",
+            )
+        if made.provider_site_area is not None:
+            await repo.learn_site(
+                SiteFact(
+                    made.provider_site, made.provider, made.provider_site_area, event.time, "PlacementMade", event.id
+                )
+            )
+        await repo.lock(patient_key(ref))
+        await repo.add(placement, made.nhs_number)
+        await uow.publish(placement.registered_payload(), id=stable_id("PlacementRegistered", pid))
+        log.info(
+            "placement registered",
+            placement_id=pid,
+            commissioner=placement.commissioner,
+            out_of_area=placement.out_of_area,
+            reviews=[t.value for t in placement.schedules],
+        )
+        placement = await self._apply_parked(placement, uow, repo)
+        await self._match_arrival(placement, uow, repo)
+
+    async def _apply_parked(self, placement: Placement, uow: Work, repo: PlacementRepository) -> Placement:
+        """Apply what arrived before the placement, in event-time order, in this transaction."""
+        for parked in await repo.parked_for(placement.placement_id):
+            now = uow.clock.now()
+            try:
+                event = parse_event(parked.event, parked.event.get("data"))
+                async with repo.savepoint():
+                    await self._apply(event, uow, repo, placement)
+            except (Refused, Rejected, ContractError) as exc:
+                reason = exc.kind if isinstance(exc, ContractError) else exc.reason
+                message = str(exc) if isinstance(exc, ContractError) else exc.message
+                await repo.dead_letter(parked, reason, message, now)
+                await repo.resolve_parked(parked.event_id, "rejected", f"{reason}: {message}", now)
+                log.warning(
+                    "parked event rejected when its placement arrived",
+                    placement_id=placement.placement_id,
+                    parked_event_id=parked.event_id,
+                    reason=reason,
+                )
+                # The aggregate may hold a half-applied change: read back what committed.
+                placement = await repo.get(placement.placement_id) or placement
+                continue
+            await repo.resolve_parked(
+                parked.event_id, "applied", f"applied when placement {placement.placement_id} was registered", now
+            )
+            log.info("parked event applied", placement_id=placement.placement_id, parked_event_id=parked.event_id)
+        return placement
+
+    # ------------------------------------------------------------------ facts about a known placement
+
+    async def rate_changed(self, event: Event[PlacementRateChanged], uow: Work) -> None:
+        await self._about_placement(event, uow)
+
+    async def review_completed(self, event: Event[ReviewCompleted], uow: Work) -> None:
+        await self._about_placement(event, uow)
+
+    async def placement_ended(self, event: Event[PlacementEnded], uow: Work) -> None:
+        await self._about_placement(event, uow)
+
+    async def _about_placement(self, event: Event[Any], uow: Work) -> None:
+        pid = event.data.placement_id
+        repo = self.repository_for(uow)
+        await repo.lock(placement_key(pid))
+        placement = await repo.get(pid)
+        if placement is None:
+            await repo.park(
+                ParkedEvent(
+                    event_id=event.id,
+                    placement_id=pid,
+                    event_type=event.type,
+                    event_time=event.time,
+                    organisation=event.organisation,
+                    event=event.to_dict(),
+                    reason=PARKED_REASON,
+                    parked_at=uow.clock.now(),
+                )
+            )
+            log.info("event parked until its placement is known", placement_id=pid)
+            return
+        await self._apply(event, uow, repo, placement)
+
+    async def _apply(self, event: Event[Any], uow: Work, repo: PlacementRepository, placement: Placement) -> None:
+        if event.organisation not in placement.parties():
+            raise Refused(
+                "not-party",
+                f"organisation {event.organisation} is not the commissioner, the provider or a funder of "
+                f"placement {placement.placement_id}",
+            )
+        data = event.data
+        if isinstance(data, PlacementRateChanged):
+            await self._apply_rate(event, uow, repo, placement)
+        elif isinstance(data, ReviewCompleted):
+            await self._apply_review(event, repo, placement)
+        elif isinstance(data, PlacementEnded):
+            await self._apply_end(event, uow, repo, placement)
+        else:  # pragma: no cover - only the three types above are parked or dispatched here
+            raise Refused("unsupported", f"{event.type} is not about a placement")
+
+    async def _apply_rate(
+        self, event: Event[PlacementRateChanged], uow: Work, repo: PlacementRepository, placement: Placement
+    ) -> None:
+        data = event.data
+        change = placement.change_rate(data.daily_rate_pence, data.effective_date, data.reason, event.id, event.time)
+        if change.outcome == "duplicate":
+            log.info("rate already in force from that date; nothing to do", placement_id=placement.placement_id)
+            return
+        await repo.add_rate(placement.placement_id, change.entry)
+        if change.outcome == "superseded":
+            log.info(
+                "rate statement recorded; a later statement for the same date stands",
+                placement_id=placement.placement_id,
+            )
+            return
+        await uow.publish(
+            PlacementRateChanged(
+                placement_id=placement.placement_id,
+                daily_rate_pence=data.daily_rate_pence,
+                effective_date=data.effective_date,
+                reason=data.reason,
+                previous_daily_rate_pence=change.previous_daily_rate_pence,
+                commissioner=placement.commissioner,
+            ),
+            id=stable_id("PlacementRateChanged", placement.placement_id, event.id),
+        )
+
+    async def _apply_review(
+        self, event: Event[ReviewCompleted], repo: PlacementRepository, placement: Placement
+    ) -> None:
+        data = event.data
+        review = Review(data.review_type, data.review_date, data.outcome, data.next_review_due, event.id)
+        outcome, schedule = placement.record_review(review)
+        if outcome == "duplicate":
+            log.info("review already recorded; nothing to do", placement_id=placement.placement_id)
+            return
+        await repo.add_review(placement.placement_id, review, schedule)
+        log.info(
+            "review recorded",
+            placement_id=placement.placement_id,
+            review_type=review.review_type.value,
+            next_due=schedule.due_date.isoformat() if schedule else None,
+        )
+
+    async def _apply_end(
+        self, event: Event[PlacementEnded], uow: Work, repo: PlacementRepository, placement: Placement
+    ) -> None:
+        data = event.data
+        ending = Ending(data.end_date, data.end_reason, data.transfer_to_placement_id, event.id)
+        if data.end_reason is EndReason.REPATRIATED and data.transfer_to_placement_id is not None:
+            target = await repo.get(data.transfer_to_placement_id)
+            if target is not None:
+                check_stated(placement, target)
+        if placement.end(ending) == "duplicate":
+            log.info("end already recorded; nothing to do", placement_id=placement.placement_id)
+            return
+        await repo.save_ending(placement.placement_id, ending)
+        await uow.publish(
+            PlacementClosed(
+                placement_id=placement.placement_id,
+                patient_ref=placement.patient_ref,
+                commissioner=placement.commissioner,
+                provider_site=placement.provider_site,
+                end_date=ending.end_date,
+                end_reason=ending.end_reason,
+                out_of_area=placement.out_of_area,
+                length_of_stay_nights=(ending.end_date - placement.start_date).days,
+            ),
+            id=stable_id("PlacementClosed", placement.placement_id),
+        )
+        log.info("placement closed", placement_id=placement.placement_id, end_reason=ending.end_reason.value)
+        await repo.lock(patient_key(placement.patient_ref))
+        await self._match_departure(placement, uow, repo)
+
+    # ------------------------------------------------------------------ repatriation
+
+    async def _match_departure(self, source: Placement, uow: Work, repo: PlacementRepository) -> None:
+        ending = source.ending
+        assert ending is not None
+        if ending.end_reason is EndReason.REPATRIATED and ending.transfer_to_placement_id is not None:
+            target = await repo.get(ending.transfer_to_placement_id)
+            if target is None:
+                log.info(
+                    "repatriation stated; waiting for the placement moved to",
+                    placement_id=source.placement_id,
+                    to_placement_id=ending.transfer_to_placement_id,
+                )
+                return
+            await self._record_repatriation(source, target, uow, repo, explicit=True)
+        elif ending.end_reason is EndReason.TRANSFER and source.out_of_area:
+            candidates = await repo.arrival_candidates(source.patient_ref)
+            target = best_target(source, candidates, self.ctx.repatriation_window_days)
+            if target is not None:
+                await self._record_repatriation(source, target, uow, repo, explicit=False)
+
+    async def _match_arrival(self, target: Placement, uow: Work, repo: PlacementRepository) -> None:
+        for source in await repo.stated_repatriations_to(target.placement_id):
+            if source.patient_ref != target.patient_ref:
+                log.warning(
+                    "a stated repatriation names a placement for another person; not counted",
+                    placement_id=source.placement_id,
+                    to_placement_id=target.placement_id,
+                )
+                continue
+            if await self._record_repatriation(source, target, uow, repo, explicit=True):
+                return
+        if target.out_of_area:
+            return
+        sources = await repo.transfer_sources(target.patient_ref)
+        matched = best_source(target, sources, self.ctx.repatriation_window_days)
+        if matched is not None:
+            await self._record_repatriation(matched, target, uow, repo, explicit=False)
+
+    async def _record_repatriation(
+        self, source: Placement, target: Placement, uow: Work, repo: PlacementRepository, *, explicit: bool
+    ) -> bool:
+        move = repatriation(source, target, explicit=explicit)
+        event_id = stable_id("PatientRepatriated", source.placement_id)
+        if not await repo.add_repatriation(move, event_id, uow.clock.now()):
+            return False
+        await uow.publish(move.payload(), id=event_id)
+        log.info(
+            "patient repatriated",
+            from_placement_id=source.placement_id,
+            to_placement_id=target.placement_id,
+            explicit=explicit,
+        )
+        return True
+
+    # ------------------------------------------------------------------ reference facts
+
+    async def bed_availability_updated(self, event: Event[BedAvailabilityUpdated], uow: Work) -> None:
+        data = event.data
+        if event.organisation != data.provider:
+            raise Refused(
+                "not-party",
+                f"organisation {event.organisation} may not report beds at a site of provider {data.provider}",
+            )
+        repo = self.repository_for(uow)
+        await repo.learn_site(
+            SiteFact(data.site, data.provider, data.site_area, data.as_of, "BedAvailabilityUpdated", event.id)
+        )
+
+    async def local_capacity_changed(self, event: Event[LocalCapacityChanged], uow: Work) -> None:
+        data = event.data
+        repo = self.repository_for(uow)
+        await repo.record_capacity(data.area, data.bed_type, data.available_beds, data.as_of, event.id)

@@ -1,0 +1,33 @@
+"""Settings of the placements service (environment prefix ``HOMEWARD_PLACEMENTS_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from homeward.kit.settings import ServiceSettings
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+DEFAULT_REVIEW_POLICY = Path(__file__).parent / "review_policy.csv"
+
+
+class PlacementsSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="HOMEWARD_PLACEMENTS_", extra="ignore")
+
+    database_url: str = "postgresql://homeward_placements:homeward_placements@127.0.0.1:55432/homeward_placements"
+    http_port: int = 8002
+    reference_data: Path | None = Field(
+        default=None, description="YAML of commissioners' and sites' commissioning areas (homeward.kit.reference)"
+    )
+    review_policy: Path | None = Field(
+        default=None, description="CSV review policy replacing the committed review_policy.csv"
+    )
+    repatriation_window_days: int = Field(
+        default=14, ge=0, description="How far apart an out-of-area end and an in-area start may be to match"
+    )
+    park_expiry_days: int = Field(
+        default=30, ge=1, description="After how many days a parked event whose placement never came is marked expired"
+    )
+
+    def review_policy_path(self) -> Path:
+        return self.review_policy or DEFAULT_REVIEW_POLICY

@@ -1,0 +1,133 @@
+"""The review scheduler against the real PostgreSQL: exactly once per due date and level, with
+two replicas running at the same moment and after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from homeward.contracts.events import PlacementMade
+from homeward.contracts.identifiers import nhs_number_check_digit
+from homeward.kit.clock import FixedClock
+from homeward.kit.consumer import UnitOfWork
+from homeward.kit.db import create_pool, migrate
+from homeward.kit.topics import Topics
+from homeward.placements.adapters.repository import PgPlacementRepository
+from homeward.placements.entrypoints.app import MIGRATIONS
+from homeward.placements.entrypoints.jobs import ParkedExpiry, ReviewScheduler
+from homeward.placements.handlers import PlacementHandlers
+from placements_support import Register, event, placement_made, review
+
+TOPICS = Topics("sched.")
+
+
+def nhs(i: int) -> str:
+    n = 0
+    while True:
+        nine = f"999{500000 + i * 20 + n:06d}"
+        check = nhs_number_check_digit(nine)
+        if check is not None:
+            return nine + str(check)
+        n += 1
+
+
+@pytest.fixture
+async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
+    await migrate(database, "placements", MIGRATIONS)
+    p = await create_pool(database, 1, 6)
+    yield p
+    await p.close()
+
+
+async def handle(pool: asyncpg.Pool, handlers: PlacementHandlers, e: Any, clock: FixedClock) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        uow: UnitOfWork[Any] = UnitOfWork(conn, "placements", clock, cause=e, topics=TOPICS)
+        await handlers.mapping()[type(e.data)](e, uow)
+
+
+async def outbox_counts(pool: asyncpg.Pool) -> dict[str, int]:
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            """SELECT event_type, count(*) AS n, count(DISTINCT event_id) AS ids FROM outbox
+               WHERE topic = $1 GROUP BY event_type""",
+            TOPICS.internal("placements"),
+        )
+    assert all(r["n"] == r["ids"] for r in rows)
+    return {r["event_type"].split(".")[1]: int(r["n"]) for r in rows}
+
+
+async def test_two_replicas_running_the_scheduler_at_once_emit_each_alert_once(
+    pool: asyncpg.Pool, database: str
+) -> None:
+    clock = FixedClock(dt.date(2026, 1, 1))
+    wiring = Register()
+    handlers = PlacementHandlers(
+        wiring.ctx,
+        lambda uow: PgPlacementRepository(uow.conn, dlq_topic=TOPICS.dlq("placements"), partner_topic=TOPICS.partner),
+    )
+    # Twenty adults placed out of area on 1-20 January 2026: oversight visits due 56 days later,
+    # 26 February to 17 March.
+    for day in range(1, 21):
+        made: PlacementMade = placement_made(f"PLC-{day:02d}", nhs=nhs(day), start=f"2026-01-{day:02d}")
+        await handle(pool, handlers, event(made), clock)
+    # One visit held on time: its next visit is due 56 days after the review, not within the window.
+    await handle(pool, handlers, event(review("PLC-01", "oversight_visit", "2026-02-20")), clock)
+
+    # As of 10 March: due 26 Feb - 9 Mar is overdue (2-12 Jan, 11 placements, PLC-01 was visited);
+    # due 10-17 Mar is due soon (13-20 Jan, 8 placements).
+    clock.set(dt.date(2026, 3, 10))
+    first, second = ReviewScheduler(TOPICS), ReviewScheduler(TOPICS)
+    emitted = await asyncio.gather(first.run(pool, clock), second.run(pool, clock))
+    assert sum(emitted) == 19
+    assert await outbox_counts(pool) == {"PlacementRegistered": 20, "ReviewOverdue": 11, "ReviewDueSoon": 8}
+
+    # A restart: a new pool and a new scheduler, as of the same day, say nothing new.
+    await pool.close()
+    restarted = await create_pool(database, 1, 4)
+    try:
+        assert await ReviewScheduler(TOPICS).run(restarted, clock) == 0
+        # On 20 March, placements of 2-8 Jan (due 26 Feb - 5 Mar) are more than 14 days overdue: level 2,
+        # once. 9-12 Jan stay at level 1 (nothing new); 13-20 Jan (due 10-17 Mar) become overdue: level 1.
+        clock.set(dt.date(2026, 3, 20))
+        again = await asyncio.gather(*(ReviewScheduler(TOPICS).run(restarted, clock) for _ in range(3)))
+        assert sum(again) == 7 + 8
+        assert await outbox_counts(restarted) == {
+            "PlacementRegistered": 20,
+            "ReviewOverdue": 11 + 7 + 8,
+            "ReviewDueSoon": 8,
+        }
+        async with restarted.acquire() as conn:
+            levels = dict(
+                await conn.fetch("SELECT level, count(*) FROM review_alerts WHERE kind='overdue' GROUP BY level")
+            )
+        assert levels == {1: 11 + 8, 2: 7}
+    finally:
+        await restarted.close()
+
+
+async def test_events_parked_too_long_are_marked_expired_and_nothing_is_published(pool: asyncpg.Pool) -> None:
+    clock = FixedClock(dt.date(2026, 1, 1))
+    wiring = Register()
+    handlers = PlacementHandlers(
+        wiring.ctx,
+        lambda uow: PgPlacementRepository(uow.conn, dlq_topic=TOPICS.dlq("placements"), partner_topic=TOPICS.partner),
+    )
+    await handle(pool, handlers, event(review("PLC-GHOST", "oversight_visit", "2025-12-20")), clock)
+    clock.set(dt.date(2026, 1, 31))
+    assert await ParkedExpiry(30).run(pool, clock) == 0
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT status FROM parked_events") == "parked"
+    clock.set(dt.date(2026, 2, 1))
+    await ParkedExpiry(30).run(pool, clock)
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT status FROM parked_events") == "expired"
+        assert await conn.fetchval("SELECT count(*) FROM outbox") == 0
+    # If the placement does arrive after all, the expired event is still applied.
+    await handle(pool, handlers, event(placement_made("PLC-GHOST", start="2025-12-01")), clock)
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT status FROM parked_events") == "applied"
+        assert await conn.fetchval("SELECT count(*) FROM reviews WHERE placement_id = 'PLC-GHOST'") == 1
