@@ -22,7 +22,10 @@ import asyncpg
 import httpx
 import pytest
 import yaml
+from homeward.kit.kafka import ensure_topics
+from homeward.kit.settings import KafkaSettings
 from homeward.kit.testing import Infra
+from homeward.kit.topics import Topics
 
 from homeward.cli.main import send_scenario
 from homeward.cli.runner import SERVICES, consumer_lag, recipients_for, run_jobs
@@ -109,7 +112,7 @@ def _wait_settled(system: System, quiet_checks: int = 4, interval: float = 3.0, 
 @pytest.fixture(scope="session")
 def system(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     namespace = f"e2e{secrets.token_hex(3)}."
-    scenario = generate(ScenarioConfig(seed=11, placements=60, as_of=AS_OF))
+    scenario = generate(ScenarioConfig(seed=11, placements=200, as_of=AS_OF))
     work = tmp_path_factory.mktemp("e2e")
     dbs = {svc: f"e2e_{namespace[3:-1]}_{svc}" for svc in SERVICES}
     asyncio.run(_create_databases(infra.postgres_admin_dsn, list(dbs.values())))
@@ -146,6 +149,9 @@ def system(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         scenario, namespace, ports, {s: f"{base}/{d}" for s, d in dbs.items()}, infra, mail_domain, env, work
     )
     try:
+        # The init step's work (compose's init, `homeward-stack up` for the main job): topics first.
+        kafka = KafkaSettings(bootstrap_servers=infra.kafka_bootstrap)
+        asyncio.run(ensure_topics(kafka, Topics(namespace).declared(tuple(scenario.partners))))
         for svc in SERVICES:
             log = (work / f"{svc}.log").open("wb")
             system.procs[svc] = subprocess.Popen(

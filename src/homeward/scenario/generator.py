@@ -290,7 +290,7 @@ def generate(config: ScenarioConfig | None = None) -> Scenario:
     span = (c.as_of - c.start).days
     weights = [m[4] for m in CASE_MIX]
     episodes: list[Episode] = []
-    referral_days = sorted(rng.randrange(span - 7) for _ in range(c.placements))
+    referral_days = sorted(rng.randrange(span - 14) for _ in range(c.placements))  # placed before as_of
     for n, offset in enumerate(referral_days):
         commissioner = rng.choice(codes)
         cohort, age, bed, programme, _, base_rate = rng.choices(CASE_MIX, weights)[0]

@@ -1,0 +1,179 @@
+"""Expected outcomes computed from the generated partner events alone.
+
+This is a second, deliberately plain implementation of the rules the services apply
+(out of area, review schedules, repatriation matching, bed-day accrual and pooled
+splits), written from DOMAIN.md and the docs, not from the services' code. The
+end-to-end test compares the services' answers with it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from homeward.contracts.events import (
+    BudgetAllocated,
+    PlacementEnded,
+    PlacementMade,
+    PlacementRateChanged,
+    ReviewCompleted,
+)
+
+from homeward.scenario import Scenario
+
+REPATRIATION_WINDOW_DAYS = 14
+SECURE = {"low_secure", "medium_secure", "high_secure"}
+COMMUNITY = {"residential_care", "nursing_home_dementia", "supported_living"}
+LD = {"learning_disability", "autism", "learning_disability_and_autism"}
+
+
+@dataclass
+class P:
+    id: str
+    nhs: str
+    commissioner: str
+    provider: str
+    site: str
+    site_area: str
+    out_of_area: bool
+    cohort: str
+    age_band: str
+    bed_type: str
+    programme: str
+    start: dt.date
+    rates: list[tuple[dt.date, int]]
+    funding: list[tuple[str, int]]
+    end: dt.date | None = None
+    end_reason: str | None = None
+    transfer_to: str | None = None
+    reviews: dict[str, list[dt.date]] = field(default_factory=dict)
+
+    def rate_on(self, night: dt.date) -> int:
+        return [r for eff, r in sorted(self.rates) if eff <= night][-1]
+
+    def active_on(self, day: dt.date) -> bool:
+        return self.start <= day and (self.end is None or self.end > day)
+
+
+@dataclass
+class World:
+    placements: dict[str, P]
+    allocations: dict[tuple[str, str], int]
+
+
+def replay(sc: Scenario) -> World:
+    areas = {c["code"]: c["area"] for c in sc.reference["commissioners"]}
+    site_areas = {s["code"]: s["area"] for s in sc.reference["sites"]}
+    placements: dict[str, P] = {}
+    allocations: dict[tuple[str, str], int] = {}
+    for _, e in sc.events:
+        d: Any = e.data
+        if isinstance(d, PlacementMade):
+            site_area = d.provider_site_area or site_areas[d.provider_site]
+            funding = [(f.commissioner, f.share_bp) for f in d.funding] or [(d.commissioner, 10_000)]
+            placements[d.placement_id] = P(
+                d.placement_id,
+                d.nhs_number,
+                d.commissioner,
+                d.provider,
+                d.provider_site,
+                site_area,
+                site_area != areas.get(d.commissioner, d.commissioner),
+                d.cohort.value,
+                d.age_band.value,
+                d.bed_type.value,
+                d.programme.value,
+                d.start_date,
+                [(d.start_date, d.daily_rate_pence)],
+                funding,
+            )
+        elif isinstance(d, PlacementRateChanged):
+            placements[d.placement_id].rates.append((d.effective_date, d.daily_rate_pence))
+        elif isinstance(d, ReviewCompleted):
+            placements[d.placement_id].reviews.setdefault(d.review_type.value, []).append(d.review_date)
+        elif isinstance(d, PlacementEnded):
+            p = placements[d.placement_id]
+            p.end, p.end_reason, p.transfer_to = d.end_date, d.end_reason.value, d.transfer_to_placement_id
+        elif isinstance(d, BudgetAllocated):
+            key = (d.commissioner, d.financial_year)
+            allocations[key] = allocations.get(key, 0) + d.amount_pence
+    return World(placements, allocations)
+
+
+def active(world: World, as_of: dt.date) -> dict[str, bool]:
+    """Active placement id -> out of area."""
+    return {p.id: p.out_of_area for p in world.placements.values() if p.active_on(as_of)}
+
+
+def repatriations(world: World) -> set[tuple[str, str]]:
+    out = set()
+    for p in world.placements.values():
+        if not p.out_of_area or p.end is None:
+            continue
+        if p.end_reason == "repatriated" and p.transfer_to:
+            out.add((p.id, p.transfer_to))
+        elif p.end_reason == "transfer":
+            for q in world.placements.values():
+                if (
+                    q.nhs == p.nhs
+                    and not q.out_of_area
+                    and q.id != p.id
+                    and abs((q.start - p.end).days) <= REPATRIATION_WINDOW_DAYS
+                ):
+                    out.add((p.id, q.id))
+    return out
+
+
+def review_rules(p: P) -> dict[str, tuple[int, int]]:
+    """review type -> (interval days, escalate after days): DOMAIN.md frequencies."""
+    setting = "secure" if p.bed_type in SECURE else "community" if p.bed_type in COMMUNITY else "inpatient"
+    rules: dict[str, tuple[int, int]] = {}
+    if p.out_of_area:
+        rules["oversight_visit"] = (42 if p.age_band == "child" else 56, 14)
+    if p.cohort in LD:
+        if p.age_band == "child":
+            rules["cetr"] = (91, 14)
+        elif setting in ("inpatient", "secure"):
+            rules["ctr"] = (365 if setting == "secure" else 182, 28)
+    return rules
+
+
+def overdue(world: World, as_of: dt.date) -> dict[tuple[str, str], tuple[dt.date, int, int]]:
+    """(placement, review type) -> (due date, days overdue, escalation level), one per missed due date."""
+    out = {}
+    for p in world.placements.values():
+        for rtype, (interval, escalate) in review_rules(p).items():
+            held = p.reviews.get(rtype, [])
+            due = (max(held) if held else p.start) + dt.timedelta(days=interval)
+            if p.end is not None and due >= p.end:
+                continue
+            today = min(as_of, p.end) if p.end else as_of
+            if today > due:
+                days = (today - due).days
+                out[(p.id, rtype)] = (due, days, min(3, 1 + (days - 1) // escalate))
+    return out
+
+
+def split(amount: int, shares: list[tuple[str, int]]) -> dict[str, int]:
+    """Largest remainder on basis points: leftover pence to the largest fractions, then the
+    larger share, then ODS code order."""
+    parts = {c: amount * bp // 10_000 for c, bp in shares}
+    left = amount - sum(parts.values())
+    order = sorted(shares, key=lambda s: (-(amount * s[1] % 10_000), -s[1], s[0]))
+    for c, _ in order[:left]:
+        parts[c] += 1
+    return parts
+
+
+def spent(world: World, fy_start: dt.date, as_of: dt.date) -> dict[str, int]:
+    """Accrued spend per commissioner: every night before as_of in the financial year."""
+    out: dict[str, int] = {}
+    for p in world.placements.values():
+        night = max(p.start, fy_start)
+        last = min(p.end or as_of, as_of)
+        while night < last:
+            for c, pence in split(p.rate_on(night), p.funding).items():
+                out[c] = out.get(c, 0) + pence
+            night += dt.timedelta(days=1)
+    return out

@@ -1,0 +1,147 @@
+"""The Coming Home scenario through the whole system: four services as separate processes
+on the real Kafka, PostgreSQL and mail server. Every figure is checked against the oracle,
+which works from the generated partner events alone."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections import Counter
+from typing import Any
+
+import httpx
+import pytest
+from homeward.contracts import parse_kafka
+from homeward.kit.testing import KafkaProbe
+
+from . import oracle
+from .conftest import AS_OF, System
+
+pytestmark = pytest.mark.e2e
+
+FY = "2026-27"
+FY_START = dt.date(2026, 4, 1)
+
+
+@pytest.fixture(scope="module")
+def world(system: System) -> oracle.World:
+    return oracle.replay(system.scenario)
+
+
+def _internal(system: System, service: str, event_type: str) -> list[Any]:
+    probe = KafkaProbe(system.infra, system.namespace)
+
+    async def read() -> list[Any]:
+        try:
+            records = await probe.read(probe.topics.internal(service), timeout=10, until=lambda r: False)
+        finally:
+            await probe.close()
+        return [e for e in (parse_kafka(r.value, r.headers) for r in records) if e.type == event_type]
+
+    return asyncio.run(read())
+
+
+def test_no_valid_partner_event_was_dead_lettered(system: System) -> None:
+    probe = KafkaProbe(system.infra, system.namespace)
+
+    async def read() -> dict[str, list[str]]:
+        out = {}
+        try:
+            for svc in ("referrals", "placements", "budget", "notifications"):
+                records = await probe.read(probe.topics.dlq(svc), timeout=3, until=lambda r: False)
+                out[svc] = [dict(r.headers).get("homeward-dlq-error", b"").decode() for r in records]
+        finally:
+            await probe.close()
+        return out
+
+    assert asyncio.run(read()) == {"referrals": [], "placements": [], "budget": [], "notifications": []}
+
+
+def test_register_matches_the_partners_events(system: System, world: oracle.World) -> None:
+    expected = oracle.active(world, AS_OF)
+    got = system.get("placements", "/placements", as_of=AS_OF.isoformat(), limit=10_000)["placements"]
+    assert {p["placement_id"]: p["out_of_area"] for p in got} == expected
+    summary = system.get("placements", "/summary", as_of=AS_OF.isoformat())
+    assert summary["active_out_of_area"] == sum(expected.values())
+    assert summary["active_in_area"] == sum(not v for v in expected.values())
+    assert any(expected.values())
+    assert not all(expected.values())
+
+
+def test_every_review_overdue_exactly_once(system: System, world: oracle.World) -> None:
+    expected = oracle.overdue(world, AS_OF)
+    events = _internal(system, "placements", "homeward.ReviewOverdue.v1")
+    got = Counter((e.data.placement_id, e.data.review_type.value) for e in events)
+    assert set(got) == set(expected)
+    assert all(n == 1 for n in got.values()), [k for k, n in got.items() if n > 1]
+    for e in events:
+        due, days, level = expected[(e.data.placement_id, e.data.review_type.value)]
+        assert (e.data.due_date, e.data.days_overdue, e.data.escalation_level) == (due, days, level)
+    assert expected, "the scenario should contain missed reviews"
+
+
+def test_every_patient_repatriated_exactly_once(system: System, world: oracle.World) -> None:
+    expected = oracle.repatriations(world)
+    events = _internal(system, "placements", "homeward.PatientRepatriated.v1")
+    got = [(e.data.from_placement_id, e.data.to_placement_id) for e in events]
+    assert sorted(got) == sorted(expected)
+    for e in events:
+        src, dst = world.placements[e.data.from_placement_id], world.placements[e.data.to_placement_id]
+        assert e.data.from_daily_rate_pence == src.rate_on(src.end - dt.timedelta(days=1))  # type: ignore[operator]
+        assert e.data.to_daily_rate_pence == dst.rate_on(dst.start)
+        assert (e.data.from_site, e.data.to_site) == (src.site, dst.site)
+    assert expected, "the scenario should bring people home"
+
+
+def test_ledger_positions_to_the_penny(system: System, world: oracle.World) -> None:
+    spent = oracle.spent(world, FY_START, AS_OF)
+    for c in system.scenario.reference["commissioners"]:
+        code = c["code"]
+        pos = system.get("budget", f"/positions/{code}", financial_year=FY, as_of=AS_OF.isoformat())
+        assert pos["allocated_pence"] == world.allocations[(code, FY)], code
+        assert pos["spent_pence"] == spent.get(code, 0), code
+    system.get("budget", "/check")  # 200 only when debits equal credits and every balance matches its entries
+
+
+def _mails(system: System) -> list[dict[str, Any]]:
+    r = httpx.get(system.infra.mail_web_url.rstrip("/") + "/email", timeout=30)
+    r.raise_for_status()
+    return [m for m in r.json() if any(t["address"].endswith(system.mail_domain) for t in m.get("to", []))]
+
+
+def test_emails_delivered_to_the_right_people(system: System, world: oracle.World) -> None:
+    def address(role: str, org: str) -> str:
+        return f"{role.replace('_', '.')}@{org.lower()}.{system.mail_domain}"
+
+    expected: Counter[tuple[str, str, str]] = Counter()
+    for (pid, _), (_, _, level) in oracle.overdue(world, AS_OF).items():
+        c = world.placements[pid].commissioner
+        expected[(address("case_manager", c), "overdue", pid)] += 1
+        if level >= 2:
+            expected[(address("clinical_lead", c), "overdue", pid)] += 1
+    for pid, ooa in ((p.id, p.out_of_area) for p in world.placements.values()):
+        if ooa:
+            for org, _ in world.placements[pid].funding:
+                expected[(address("oap_lead", org), "new out-of-area placement", pid)] += 1
+    for src, _ in oracle.repatriations(world):
+        for org, _ in world.placements[src].funding:
+            for role in ("case_manager", "finance_lead"):
+                expected[(address(role, org), "moved home to", src)] += 1
+
+    assert expected, "the scenario should alert someone"
+    mails = _mails(system)
+    got: Counter[tuple[str, str, str]] = Counter()
+    for m in mails:
+        subject = m["subject"]
+        for keyword in ("overdue", "new out-of-area placement", "moved home to"):
+            if keyword in subject:
+                pid = next((p for p in world.placements if f"placement {p} " in subject + " "), None)
+                got[(m["to"][0]["address"], keyword, pid or "?")] += 1
+    assert got == expected
+
+    nhs_numbers = {p.nhs for p in world.placements.values()}
+    blob = json.dumps(mails)
+    assert not [n for n in nhs_numbers if n in blob]
+    sent = system.get("notifications", "/summary")
+    assert sent["sent"] == len(mails)
