@@ -109,3 +109,12 @@ def test_scenario_to_file(tmp_path: Path) -> None:
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert lines and all(x["event"]["source"] == f"urn:nhs:ods:{x['partner']}" for x in lines)
     assert "commissioners:" in ref.read_text()
+
+
+def test_pounds_for_people() -> None:
+    from homeward.cli.runner import pounds
+
+    assert pounds(123_456) == "£1,234"
+    assert pounds(-9_490_550) == "−£94,905"  # an overspend, truncated like the positive figures
+    assert pounds(0) == "£0"
+    assert pounds(None) == "–"

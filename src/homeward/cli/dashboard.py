@@ -14,13 +14,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
-from .runner import DASHBOARD_PORT, fetch_summary
+from .runner import DASHBOARD_PORT, fetch_summary, pounds
 
 
 def _money(p: Any) -> str:
-    if not isinstance(p, int):
-        return "&ndash;"
-    return f"&pound;{p // 100:,}"
+    return html.escape(pounds(p))
+
+
+def _percent(value: Any) -> str:
+    return "&ndash;" if value is None else f"{html.escape(str(value))}%"
 
 
 def render(summary: dict[str, Any], mail_url: str) -> str:
@@ -30,7 +32,7 @@ def render(summary: dict[str, Any], mail_url: str) -> str:
         f"<tr><th scope=row>{html.escape(c)}</th><td>{_money(pos.get('allocated_pence'))}</td>"
         f"<td>{_money(pos.get('spent_pence'))}</td><td>{_money(pos.get('committed_pence'))}</td>"
         f"<td>{_money(pos.get('forecast_outturn_pence'))}</td><td>{_money(pos.get('headroom_pence'))}</td>"
-        f"<td>{html.escape(str(pos.get('out_of_area_share_percent', '–')))}%</td>"
+        f"<td>{_percent(pos.get('out_of_area_share_percent'))}</td>"
         f"<td>{_money(pos.get('savings_year_pence'))}</td></tr>"
         for c, pos in summary["positions"].items()
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -121,6 +122,9 @@ def emit(
 async def _produce(settings: Any, items: list[tuple[str, Event[Payload]]], progress: bool = True) -> None:
     from homeward.kit.kafka import make_producer
 
+    # Freshly created topics answer "not leader" until their leaders are elected; the
+    # producer retries by itself, so its warnings would only alarm the person watching.
+    logging.getLogger("aiokafka.producer").setLevel(logging.ERROR)
     producer = make_producer(settings, "cli")
     await producer.start()
     try:

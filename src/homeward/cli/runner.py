@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import yaml
 from rich.console import Console
+from rich.table import Table
 
 from homeward.scenario import Scenario, ScenarioConfig, generate
 
@@ -80,12 +81,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
+MAIN = "main"  # the `homeward run` process that waits for Ctrl-C
+
+
 def stop_services(root: Path | None = None, timeout: float = 30.0) -> int:
     """SIGTERM each service (they finish their batch and drain the outbox), then wait."""
     paths = RunPaths(root or repo_root())
     stopped = 0
     pids: list[tuple[Path, int]] = []
-    for name in (*SERVICES, "dashboard"):
+    for name in (MAIN, *SERVICES, "dashboard"):
         f = paths.pid(name)
         if not f.exists():
             continue
@@ -93,6 +97,8 @@ def stop_services(root: Path | None = None, timeout: float = 30.0) -> int:
             pid = int(f.read_text().strip())
         except ValueError:
             f.unlink(missing_ok=True)
+            continue
+        if pid == os.getpid():
             continue
         if _alive(pid):
             os.kill(pid, signal.SIGTERM)
@@ -248,10 +254,11 @@ def fetch_summary(sc_commissioners: list[str], as_of: dt.date, ports: dict[str, 
     }
 
 
-def _money(p: Any) -> str:
+def pounds(p: Any) -> str:
+    """Whole pounds from integer pence, for people: "£1,234", "−£95", "–" when unknown."""
     if not isinstance(p, int):
-        return "-"
-    return f"£{p // 100:,}"
+        return "–"
+    return f"{'−' if p < 0 else ''}£{abs(p) // 100:,}"
 
 
 def print_summary(s: dict[str, Any], mail_url: str) -> None:
@@ -263,13 +270,28 @@ def print_summary(s: dict[str, Any], mail_url: str) -> None:
     )
     console.print(f"Overdue reviews: [bold]{p.get('overdue_reviews', '?')}[/]")
     console.print(f"Repatriations: [bold]{p.get('repatriations', '?')}[/]")
-    console.print(f"Budget positions, financial year {s['financial_year']}:")
+    table = Table(title=f"Budget positions, financial year {s['financial_year']}", title_justify="left")
+    table.add_column("Commissioner")
+    for heading in ("Allocated", "Spent", "Forecast", "Headroom", "Savings"):
+        table.add_column(heading, justify="right")
     for c, pos in s["positions"].items():
-        console.print(
-            f"  {c}: allocated {_money(pos.get('allocated_pence'))}, spent {_money(pos.get('spent_pence'))}, "
-            f"forecast {_money(pos.get('forecast_outturn_pence'))}, "
-            f"headroom {_money(pos.get('headroom_pence'))}, savings {_money(pos.get('savings_year_pence'))}"
+        table.add_row(
+            c,
+            *(
+                pounds(pos.get(k))
+                for k in (
+                    "allocated_pence",
+                    "spent_pence",
+                    "forecast_outturn_pence",
+                    "headroom_pence",
+                    "savings_year_pence",
+                )
+            ),
         )
+    console.print(table)
+    console.print(
+        "  (forecast: spent + committed to 31 March; savings: memo savings from people brought home, this year)"
+    )
     n = s["notifications"]
     console.print(
         f"Emails sent: [bold]{n.get('sent', '?')}[/] (pending {n.get('pending', '?')}, failed {n.get('failed', '?')})"
@@ -278,14 +300,15 @@ def print_summary(s: dict[str, Any], mail_url: str) -> None:
 
 
 def main_job(*, seed: int, commissioners: int, providers: int, placements: int, as_of: dt.date, detach: bool) -> int:
-    from homeward.devstack import StackError, ensure_up
+    from homeward.devstack import StackError, reset
 
     from .main import send_scenario
 
     paths = RunPaths(repo_root())
     try:
-        console.print("[bold]1/5[/] starting Kafka, PostgreSQL and the mail server")
-        info = ensure_up()
+        console.print("[bold]1/5[/] starting Kafka, PostgreSQL and the mail server, empty (each run starts afresh)")
+        stop_services(paths.root)
+        info = reset()
     except StackError as exc:
         console.print(f"[red]{exc}[/]")
         return 2
@@ -336,6 +359,7 @@ def main_job(*, seed: int, commissioners: int, providers: int, placements: int, 
         console.print("Everything keeps running. Stop with `make down`.")
         return 0
     console.print("Running. Ctrl-C stops the services cleanly (`make down` also stops the stack).")
+    paths.pid(MAIN).write_text(str(os.getpid()))  # so `homeward stop` or a new run ends this one too
     stop = {"now": False}
 
     def _stop(*_: Any) -> None:
@@ -347,4 +371,5 @@ def main_job(*, seed: int, commissioners: int, providers: int, placements: int, 
         time.sleep(0.5)
     console.print("stopping the services (each finishes its batch and publishes its outbox)")
     stop_services(paths.root)
+    paths.pid(MAIN).unlink(missing_ok=True)
     return 0

@@ -98,6 +98,7 @@ class ScenarioConfig:
     as_of: dt.date = dt.date(2026, 11, 20)
     local_beds_per_type: int = 1
     review_attendance: float = 0.8
+    review_never_held: float = 0.3  # of the missed reviews
     repatriation_rate: float = 0.7
     pooled_share: float = 0.2
     invoice_variance_rate: float = 0.08
@@ -464,8 +465,10 @@ def _reviews(b: _Builder, ep: Episode, c: ScenarioConfig) -> None:
         while due < last_day:
             if b.rng.random() < c.review_attendance:
                 held = due - dt.timedelta(days=b.rng.randint(0, 6))
+            elif b.rng.random() < c.review_never_held:
+                break  # missed and never held: overdue from here on
             else:
-                held = due + dt.timedelta(days=b.rng.randint(20, 60))  # missed, held late (or never)
+                held = due + dt.timedelta(days=b.rng.randint(20, 60))  # missed, held late
             if held >= last_day or held <= ep.start:
                 break
             b.emit(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from .config import StackConfig
 from .errors import StackError
-from .stack import StackInfo, create_partner_topics, down, ensure_up, stack_info, status
+from .stack import StackInfo, create_partner_topics, down, ensure_up, homeward_topics, reset, stack_info, status
 from .status import ComponentStatus
 
 __all__ = [
@@ -25,6 +25,8 @@ __all__ = [
     "create_partner_topics",
     "down",
     "ensure_up",
+    "homeward_topics",
+    "reset",
     "stack_info",
     "status",
 ]

@@ -115,6 +115,17 @@ def down(
 
 
 @app.command()
+def reset(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask first")] = False,
+) -> None:
+    """Empty the stack: delete Homeward's topics, recreate the service databases, delete stored mail."""
+    if not yes:
+        typer.confirm("Delete every Homeward topic, service database and stored email on this stack?", abort=True)
+    _guard(lambda: stack.reset(log=_log))
+    _say("stack is empty and ready", "bold green")
+
+
+@app.command()
 def status() -> None:
     """Show each part up/down with its address. Exit code 0 if all are up, 3 otherwise."""
     parts = _guard(lambda: stack.status())

@@ -492,3 +492,28 @@ async def _list_topics(bootstrap: str) -> list[str]:
 
 def list_topics(cfg: StackConfig) -> list[str]:
     return run_async(_list_topics(cfg.kafka_bootstrap))
+
+
+async def _delete_topics(bootstrap: str, names: list[str], timeout_s: float) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="homeward-stack", request_timeout_ms=30000)
+    await admin.start()
+    try:
+        await admin.delete_topics(names, timeout_ms=30000)
+        # Deletion finishes in the background; a topic of the same name cannot be created
+        # until the broker has forgotten the old one.
+        deadline = time.monotonic() + timeout_s
+        while set(names) & set(await admin.list_topics()):
+            if time.monotonic() > deadline:
+                left = sorted(set(names) & set(await admin.list_topics()))
+                raise StackError("Kafka did not finish deleting topics:", details="\n".join(left))
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+
+def delete_topics(cfg: StackConfig, names: list[str], timeout_s: float = 60) -> None:
+    """Delete the topics and wait until the broker no longer lists them."""
+    if names:
+        run_async(_delete_topics(cfg.kafka_bootstrap, names, timeout_s))

@@ -14,7 +14,9 @@ import json
 import shutil
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +189,14 @@ def list_messages(web_url: str) -> list[dict[str, Any]]:
     with urllib.request.urlopen(f"{web_url}/email", timeout=5) as resp:  # loopback only
         data = json.load(resp)
     return list(data)
+
+
+def delete_messages(web_url: str, which: Callable[[dict[str, Any]], bool] | None = None) -> int:
+    """Delete the messages MailDev holds (``DELETE /email/<id>``): all, or those ``which``
+    picks. Returns how many were deleted."""
+    doomed = [m for m in list_messages(web_url) if which is None or which(m)]
+    for m in doomed:
+        request = urllib.request.Request(f"{web_url}/email/{urllib.parse.quote(str(m['id']))}", method="DELETE")
+        with urllib.request.urlopen(request, timeout=5) as resp:  # loopback only
+            resp.read()
+    return len(doomed)

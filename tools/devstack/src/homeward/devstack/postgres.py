@@ -354,6 +354,28 @@ async def _provision(cfg: StackConfig, services: tuple[str, ...]) -> list[str]:
     return created
 
 
+async def _recreate(cfg: StackConfig, databases: dict[str, str]) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(cfg.pg_admin_dsn, timeout=15)
+    try:
+        for name, owner in databases.items():
+            assert re.fullmatch(r"[a-z_][a-z0-9_]*", name) and re.fullmatch(r"[a-z_][a-z0-9_]*", owner), name
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.execute(f'CREATE DATABASE "{name}" OWNER "{owner}"')
+            await conn.execute(f'REVOKE ALL ON DATABASE "{name}" FROM PUBLIC')
+    finally:
+        await conn.close()
+
+
+def recreate_databases(cfg: StackConfig, databases: dict[str, str]) -> None:
+    """Drop each database (closing its connections) and create it empty: name -> owner role."""
+    try:
+        run_async(_recreate(cfg, databases))
+    except Exception as exc:
+        raise StackError(f"could not recreate {', '.join(databases)} through {cfg.pg_admin_dsn}: {exc}") from exc
+
+
 def provision(cfg: StackConfig, log: Log, services: tuple[str, ...] = SERVICES) -> list[str]:
     try:
         created = run_async(_provision(cfg, services))

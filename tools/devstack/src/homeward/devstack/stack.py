@@ -188,6 +188,36 @@ def create_partner_topics(partners: list[str], root: Path | None = None) -> list
     return kafka.ensure_topics(cfg, specs)
 
 
+def homeward_topics(names: list[str], namespace: str = "") -> list[str]:
+    """The topics Homeward owns among ``names``: partner topics, internal and dead-letter topics."""
+    ours = {t.name for t in declared_topics()}
+    out = []
+    for name in names:
+        if not name.startswith(namespace):
+            continue
+        bare = name[len(namespace) :]
+        if partner_of(bare) is not None or bare in ours:
+            out.append(name)
+    return sorted(out)
+
+
+def reset(root: Path | None = None, *, log: Log | None = None) -> StackInfo:
+    """Start the stack if needed, then empty it: delete Homeward's topics (partner, internal,
+    dead-letter; never another namespace's), drop and recreate the service databases, and
+    delete the stored mail. The main job does this so every run starts from nothing."""
+    say: Log = log or _stderr
+    info = ensure_up(root, log=say)
+    cfg = StackConfig.load(root)
+    with file_lock(cfg.lock_file, say):
+        doomed = homeward_topics(kafka.list_topics(cfg))
+        kafka.delete_topics(cfg, doomed)
+        postgres.recreate_databases(cfg, {postgres.role_name(s): postgres.role_name(s) for s in SERVICES})
+        mail.delete_messages(cfg.mail_web_url)
+        kafka.ensure_topics(cfg, declared_topics(_partners(None)))
+    say(f"stack: reset ({len(doomed)} topics, {len(SERVICES)} databases, stored mail)")
+    return info
+
+
 def down(root: Path | None = None, *, wipe: bool = False, log: Log | None = None) -> list[str]:
     """Stop everything this stack started; ``wipe`` also deletes its data (not the downloads)."""
     say: Log = log or _stderr
