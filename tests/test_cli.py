@@ -112,9 +112,62 @@ def test_scenario_to_file(tmp_path: Path) -> None:
 
 
 def test_pounds_for_people() -> None:
-    from homeward.cli.runner import pounds
+    from homeward.cli.formatting import pounds
 
     assert pounds(123_456) == "£1,234"
     assert pounds(-9_490_550) == "−£94,905"  # an overspend, truncated like the positive figures
     assert pounds(0) == "£0"
     assert pounds(None) == "–"
+    assert pounds(-5, pennies=True) == "−£0.05"
+    assert pounds(123_456, pennies=True) == "£1,234.56"
+
+
+async def test_dlq_list_shows_why_without_the_payload_and_replay_puts_it_back(
+    kafka: KafkaProbe,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    from homeward.kit.consumer import DLQ_HEADER_PREFIX as H
+
+    ods = new_ods()
+    await kafka.create(partners=[ods])
+    source = kafka.topics.partner(ods)
+    original = json.dumps({**VALID, "source": f"urn:nhs:ods:{ods}"})[:-1].encode()  # cut short: not JSON
+    headers = [("traceparent", b"00-abc-01")]
+    await kafka.send_raw(
+        kafka.topics.dlq("placements"),
+        original,
+        key=b"PLC-RX1-000001",
+        headers=headers
+        + [
+            (H + "reason", b"malformed-json"),
+            (H + "error", b"malformed-json: message is not valid JSON"),
+            (H + "service", b"placements"),
+            (H + "topic", source.encode()),
+            (H + "partition", b"2"),
+            (H + "offset", b"41"),
+            (H + "at", b"2026-11-20T12:00:00+00:00"),
+        ],
+    )
+    monkeypatch.setenv("HOMEWARD_KAFKA_TOPIC_NAMESPACE", kafka.topics.namespace)
+    monkeypatch.setenv("HOMEWARD_KAFKA_BOOTSTRAP_SERVERS", kafka.infra.kafka_bootstrap)
+
+    listed = await asyncio.to_thread(runner.invoke, app, ["dlq", "list", "placements", "--json"])
+    assert listed.exit_code == 0, listed.output
+    [letter] = json.loads(listed.output)
+    assert letter["reason"] == "malformed-json"
+    assert letter["topic"] == source and letter["source"] == "2:41"
+    assert letter["at"].startswith("2026-11-20T12:00")
+    table = await asyncio.to_thread(runner.invoke, app, ["dlq", "list", "placements"])
+    assert "malformed-json" in table.output
+    assert "9990000018" not in listed.output + table.output  # never the payload
+
+    replayed = await asyncio.to_thread(runner.invoke, app, ["dlq", "replay", "placements", letter["id"]])
+    assert replayed.exit_code == 0, replayed.output
+    [record] = await kafka.read(source, until=lambda r: len(r) >= 1)
+    assert (record.key, record.value, list(record.headers)) == (b"PLC-RX1-000001", original, headers)
+
+    unknown = await asyncio.to_thread(runner.invoke, app, ["dlq", "replay", "placements", "0:999"])
+    assert unknown.exit_code == 1
+    assert "no dead letter 0:999" in unknown.output
+    wrong = await asyncio.to_thread(runner.invoke, app, ["dlq", "list", "nobody"])
+    assert wrong.exit_code == 2

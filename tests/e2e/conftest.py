@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import secrets
 import signal
@@ -22,6 +23,7 @@ import asyncpg
 import httpx
 import pytest
 import yaml
+from aiokafka import AIOKafkaProducer
 from homeward.kit.kafka import ensure_topics
 from homeward.kit.settings import KafkaSettings
 from homeward.kit.testing import Infra
@@ -109,6 +111,43 @@ def _wait_settled(system: System, quiet_checks: int = 4, interval: float = 3.0, 
     assert quiet >= quiet_checks, "the services did not finish the work in time"
 
 
+# What a careless or hostile partner might send, after the scenario: reason -> raw message.
+# The services must dead-letter each with its reason and carry on with the valid work.
+BAD_INPUT_REASONS = ("malformed-json", "invalid-payload", "unknown-type", "wrong-organisation")
+
+
+async def _send_bad_input(system: System) -> None:
+    from homeward.contracts.events import PlacementMade
+
+    sender, made = next((p, e) for p, e in system.scenario.events if isinstance(e.data, PlacementMade))
+    other = next(p for p in system.scenario.partners if p != sender)
+    topics = Topics(system.namespace)
+    producer = AIOKafkaProducer(bootstrap_servers=system.infra.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        good = made.to_dict()
+        bad_nhs = json.loads(json.dumps(good))
+        bad_nhs["id"] = "e2e-bad-nhs"
+        bad_nhs["data"]["nhs_number"] = bad_nhs["data"]["nhs_number"][:-1] + str(
+            (int(bad_nhs["data"]["nhs_number"][-1]) + 1) % 10
+        )
+        unknown = {**good, "id": "e2e-unknown", "type": "homeward.PlacementTeleported.v1"}
+        reused = json.loads(json.dumps(good))
+        reused["data"]["daily_rate_pence"] += 1  # the same id for a different event
+        wrong_org = {**good, "id": "e2e-wrong-org", "source": f"urn:nhs:ods:{sender}"}
+        sends = [
+            (topics.partner(sender), b'{"specversion": "1.0", "id": '),
+            (topics.partner(sender), json.dumps(bad_nhs).encode()),
+            (topics.partner(sender), json.dumps(unknown).encode()),
+            (topics.partner(sender), json.dumps(reused).encode()),
+            (topics.partner(other), json.dumps(wrong_org).encode()),  # speaking for someone else
+        ]
+        for topic, value in sends:
+            await producer.send_and_wait(topic, value, key=made.data.placement_id.encode())
+    finally:
+        await producer.stop()
+
+
 @pytest.fixture(scope="session")
 def system(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     namespace = f"e2e{secrets.token_hex(3)}."
@@ -174,6 +213,7 @@ def system(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
             asyncio.run(send_scenario(scenario, infra.kafka_bootstrap, progress=False))
         finally:
             os.environ.pop("HOMEWARD_KAFKA_TOPIC_NAMESPACE", None)
+        asyncio.run(_send_bad_input(system))
         _wait_settled(system)
         for _ in range(2):
             run_jobs(ports)

@@ -16,7 +16,7 @@ from homeward.contracts import parse_kafka
 from homeward.kit.testing import KafkaProbe
 
 from . import oracle
-from .conftest import AS_OF, System
+from .conftest import AS_OF, BAD_INPUT_REASONS, System
 
 pytestmark = pytest.mark.e2e
 
@@ -42,7 +42,7 @@ def _internal(system: System, service: str, event_type: str) -> list[Any]:
     return asyncio.run(read())
 
 
-def test_no_valid_partner_event_was_dead_lettered(system: System) -> None:
+def test_bad_input_is_dead_lettered_with_its_reason_and_nothing_else_is(system: System) -> None:
     probe = KafkaProbe(system.infra, system.namespace)
 
     async def read() -> dict[str, list[str]]:
@@ -50,12 +50,19 @@ def test_no_valid_partner_event_was_dead_lettered(system: System) -> None:
         try:
             for svc in ("referrals", "placements", "budget", "notifications"):
                 records = await probe.read(probe.topics.dlq(svc), timeout=3, until=lambda r: False)
-                out[svc] = [dict(r.headers).get("homeward-dlq-error", b"").decode() for r in records]
+                out[svc] = sorted(dict(r.headers).get("homeward-dlq-reason", b"").decode() for r in records)
         finally:
             await probe.close()
         return out
 
-    assert asyncio.run(read()) == {"referrals": [], "placements": [], "budget": [], "notifications": []}
+    dead = asyncio.run(read())
+    # Every service reading partner topics refuses what no contract allows; only those that
+    # handle PlacementMade notice a reused event id. No valid scenario event is refused.
+    for svc in ("referrals", "placements", "budget"):
+        assert sorted(set(dead[svc]) - {"conflicting-duplicate"}) == sorted(BAD_INPUT_REASONS), svc
+        assert len(dead[svc]) == len(set(dead[svc])), svc
+    assert "conflicting-duplicate" in dead["placements"]
+    assert dead["notifications"] == []
 
 
 def test_register_matches_the_partners_events(system: System, world: oracle.World) -> None:

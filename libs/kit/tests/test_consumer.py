@@ -48,7 +48,9 @@ async def handle_placement(event: Event[PlacementMade], uow: UnitOfWork[Any]) ->
 
 
 async def _start(tmp_path: Path, database: str, kafka: KafkaProbe) -> ServiceRuntime:
-    (tmp_path / "0001_seen.sql").write_text("CREATE TABLE seen (event_id text PRIMARY KEY, placement_id text);")
+    (tmp_path / "0001_seen.sql").write_text(
+        "CREATE TABLE seen (event_id text NOT NULL, placement_id text PRIMARY KEY);"
+    )
     settings = ServiceSettings(
         database_url=database,
         http_port=0,
@@ -99,10 +101,17 @@ async def test_bad_input_is_dead_lettered_with_reasons_and_valid_work_carries_on
         await kafka.send(topic, new_event(placement("PLC-POISON", ods), source=partner_source(ods)))
         await kafka.send(topic, new_event(placement("PLC-REFUSED", ods), source=partner_source(ods)))
         await kafka.send(topic, good)  # a redelivery of the same event id
+        reused = good.to_dict()
+        reused["data"]["daily_rate_pence"] = 99_900  # the same id for a different event
+        await kafka.send_raw(topic, json.dumps(reused).encode())
+        # CloudEvents ids are unique per source: another partner may use the same id.
+        same_id = new_event(placement("PLC-OTHER-1", other), source=partner_source(other), id=good.id)
+        await kafka.send(kafka.topics.partner(other), same_id)
         await kafka.send(topic, new_event(placement("PLC-GOOD-2", ods), source=partner_source(ods)))
 
-        assert await eventually(lambda: _seen_is(database, ["PLC-GOOD-1", "PLC-GOOD-2"]), timeout=60)
-        dlq = await kafka.read(kafka.topics.dlq("placements"), until=lambda r: len(r) >= 6, timeout=60)
+        want = ["PLC-GOOD-1", "PLC-GOOD-2", "PLC-OTHER-1"]
+        assert await eventually(lambda: _seen_is(database, want), timeout=60)
+        dlq = await kafka.read(kafka.topics.dlq("placements"), until=lambda r: len(r) >= 7, timeout=60)
         reasons = sorted(dict(r.headers)["homeward-dlq-reason"].decode() for r in dlq)
         assert reasons == sorted(
             [
@@ -112,6 +121,7 @@ async def test_bad_input_is_dead_lettered_with_reasons_and_valid_work_carries_on
                 "unknown-type",
                 "handler-failed",
                 "not-party",
+                "conflicting-duplicate",
             ]
         )
         for r in dlq:
@@ -122,7 +132,9 @@ async def test_bad_input_is_dead_lettered_with_reasons_and_valid_work_carries_on
         bad = next(r for r in dlq if dict(r.headers)["homeward-dlq-reason"] == b"invalid-payload")
         assert b"data.nhs_number" in dict(bad.headers)["homeward-dlq-error"]
         assert bad.value == json.dumps(bad_nhs).encode()  # the original bytes, untouched
-        assert await _seen(database) == ["PLC-GOOD-1", "PLC-GOOD-2"]  # the duplicate changed nothing
+        conflict = next(r for r in dlq if dict(r.headers)["homeward-dlq-reason"] == b"conflicting-duplicate")
+        assert good.id.encode() in dict(conflict.headers)["homeward-dlq-error"]
+        assert await _seen(database) == want  # the duplicates changed nothing
     finally:
         await runtime.stop()
 

@@ -14,7 +14,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
-from .runner import DASHBOARD_PORT, fetch_summary, pounds
+from .formatting import pounds
+from .runner import DASHBOARD_PORT, fetch_summary
 
 
 def _money(p: Any) -> str:

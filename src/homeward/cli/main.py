@@ -21,6 +21,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from .dlq import dlq_app
+from .formatting import pounds
+
 app = typer.Typer(help="Homeward: bring people placed out of area home.", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
@@ -179,12 +182,7 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def money(pence: int | None) -> str:
-    if pence is None:
-        return ""
-    sign = "-" if pence < 0 else ""
-    return f"{sign}£{abs(pence) // 100:,}.{abs(pence) % 100:02d}"
-
+app.add_typer(dlq_app, name="dlq")
 
 placements_app = typer.Typer(help="The placement register: placements, overdue reviews, repatriations.")
 app.add_typer(placements_app, name="placements")
@@ -281,7 +279,7 @@ def position(
     t.add_column("value", justify="right")
     for k, v in data.items():
         if isinstance(v, int) and not isinstance(v, bool) and k.endswith("pence"):
-            t.add_row(k.removesuffix("_pence").replace("_", " "), money(v))
+            t.add_row(k.removesuffix("_pence").replace("_", " "), pounds(v, pennies=True))
         elif not isinstance(v, dict | list):
             t.add_row(k.replace("_", " "), _fmt(v))
     console.print(t)

@@ -22,6 +22,8 @@ from rich.table import Table
 
 from homeward.scenario import Scenario, ScenarioConfig, generate
 
+from .formatting import pounds
+
 console = Console()
 
 SERVICES = ("referrals", "placements", "budget", "notifications")
@@ -252,13 +254,6 @@ def fetch_summary(sc_commissioners: list[str], as_of: dt.date, ports: dict[str, 
         "notifications": get("notifications", "/summary"),
         "referrals": get("referrals", "/summary"),
     }
-
-
-def pounds(p: Any) -> str:
-    """Whole pounds from integer pence, for people: "£1,234", "−£95", "–" when unknown."""
-    if not isinstance(p, int):
-        return "–"
-    return f"{'−' if p < 0 else ''}£{abs(p) // 100:,}"
 
 
 def print_summary(s: dict[str, Any], mail_url: str) -> None:

@@ -493,7 +493,10 @@ def _rate_changes(b: _Builder, ep: Episode, c: ScenarioConfig) -> None:
                     effective_date=day,
                     reason=RateChangeReason.ANNUAL_UPLIFT,
                 ),
-                b.at(day + dt.timedelta(days=b.rng.randint(0, 20)), 11),
+                # Stated within three weeks of taking effect, and before the placement ends.
+                b.at(
+                    min(day + dt.timedelta(days=b.rng.randint(0, 20)), (ep.end or c.as_of) - dt.timedelta(days=1)), 11
+                ),
             )
 
 

@@ -44,8 +44,10 @@ def test_env_names_every_service(info: StackInfo) -> None:
         assert env[f"HOMEWARD_{service.upper()}_DATABASE_URL"].endswith(f"/homeward_{service}")
 
 
-def test_kafka_round_trip_on_a_declared_topic(info: StackInfo) -> None:
-    topic = internal_topic("referrals")
+def test_kafka_round_trip(info: StackInfo) -> None:
+    # A topic of its own: a service on this stack would read anything written on a declared one.
+    topic = f"devstack.probe.{uuid.uuid4().hex[:8]}"
+    stack_kafka.ensure_topics(StackConfig.load(), [TopicSpec(topic, 3)])
     payload = uuid.uuid4().hex.encode()
 
     async def go() -> bytes:
@@ -66,7 +68,10 @@ def test_kafka_round_trip_on_a_declared_topic(info: StackInfo) -> None:
         finally:
             await consumer.stop()
 
-    assert asyncio.run(go()) == payload
+    try:
+        assert asyncio.run(go()) == payload
+    finally:
+        stack_kafka.delete_topics(StackConfig.load(), [topic])
 
 
 def test_declared_topics_have_their_partitions_and_retention(info: StackInfo) -> None:

@@ -165,6 +165,9 @@ def authorise(topic: str, event: Event[Any]) -> None:
             raise Rejected("wrong-source", f"only the {owner} service writes on {topic}, not {event.source!r}")
 
 
+DLQ_HEADER_PREFIX = "homeward-dlq-"  # reason, error, service, topic, partition, offset, at
+
+
 @dataclass
 class BatchResult:
     handled: int = 0
@@ -269,6 +272,10 @@ class EventConsumer:
                 await self._dead_letter(conn, record, exc.reason, exc.message, result)
                 EVENTS_HANDLED.labels(self.service, event.type, "rejected").inc()
                 return
+            except inbox.ConflictingDuplicate as exc:
+                await self._dead_letter(conn, record, "conflicting-duplicate", str(exc), result)
+                EVENTS_HANDLED.labels(self.service, event.type, "rejected").inc()
+                return
             except ContractError as exc:
                 await self._dead_letter(conn, record, exc.kind, str(exc), result)
                 EVENTS_HANDLED.labels(self.service, event.type, "rejected").inc()
@@ -297,14 +304,15 @@ class EventConsumer:
         error: str,
         result: BatchResult,
     ) -> None:
+        h = DLQ_HEADER_PREFIX
         headers = list(record.headers) + [
-            ("homeward-dlq-reason", reason.encode()),
-            ("homeward-dlq-error", redact_text(error)[:2000].encode()),
-            ("homeward-dlq-service", self.service.encode()),
-            ("homeward-dlq-topic", record.topic.encode()),
-            ("homeward-dlq-partition", str(record.partition).encode()),
-            ("homeward-dlq-offset", str(record.offset).encode()),
-            ("homeward-dlq-at", self.clock.now().isoformat().encode()),
+            (h + "reason", reason.encode()),
+            (h + "error", redact_text(error)[:2000].encode()),
+            (h + "service", self.service.encode()),
+            (h + "topic", record.topic.encode()),
+            (h + "partition", str(record.partition).encode()),
+            (h + "offset", str(record.offset).encode()),
+            (h + "at", self.clock.now().isoformat().encode()),
         ]
         await outbox.add_raw(
             conn,
