@@ -39,3 +39,53 @@ async def test_health_readiness_and_metrics(database: str) -> None:
             assert runs == [1]
     finally:
         await pool.close()
+
+
+async def test_query_helpers_answer_400_naming_the_parameter() -> None:
+    import datetime as dt
+    from enum import Enum
+
+    from homeward.kit.http import BadRequest, answers_bad_requests, query_bool, query_date, query_enum, query_int
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    class Colour(Enum):
+        RED = "red"
+        BLUE = "blue"
+
+    @answers_bad_requests
+    async def endpoint(request: Request) -> Response:
+        if request.query_params.get("refuse"):
+            raise BadRequest("refuse says no")
+        day = query_date(request)
+        return JSONResponse(
+            {
+                "as_of": day.isoformat() if isinstance(day, dt.date) else None,
+                "limit": query_int(request, "limit", 50, low=1, high=100),
+                "open": query_bool(request, "open"),
+                "colour": (c.value if (c := query_enum(request, "colour", Colour)) else None),
+            }
+        )
+
+    app = Starlette(routes=[Route("/q", endpoint)])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        good = await client.get("/q", params={"as_of": "2026-03-31", "limit": "7", "open": "yes", "colour": "blue"})
+        assert good.json() == {"as_of": "2026-03-31", "limit": 7, "open": True, "colour": "blue"}
+        assert (await client.get("/q", params={"limit": " "})).json() == {
+            "as_of": None,
+            "limit": 50,
+            "open": None,
+            "colour": None,
+        }
+        for params, message in [
+            ({"as_of": "31/03/2026"}, "as_of must be a date like 2026-03-31"),
+            ({"limit": "ten"}, "limit must be a whole number"),
+            ({"limit": "0"}, "limit must be between 1 and 100"),
+            ({"open": "maybe"}, "open must be true or false"),
+            ({"colour": "green"}, "colour must be one of red, blue"),
+            ({"refuse": "1"}, "refuse says no"),
+        ]:
+            r = await client.get("/q", params=params)
+            assert (r.status_code, r.json()) == (400, {"error": message}), params

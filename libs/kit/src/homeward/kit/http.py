@@ -4,8 +4,11 @@ the AsyncAPI document, and the service's own query routes."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import functools
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from enum import Enum
+from typing import Any, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -70,14 +73,79 @@ def build_app(
     return app
 
 
-def query_date(request: Request, name: str = "as_of") -> Any:
-    """Parse an optional ISO date query parameter; raises ValueError with a clear message."""
-    import datetime as dt
+# ---- the services' query routes -------------------------------------------------------
+Endpoint = Callable[[Request], Awaitable[Response]]
+E = TypeVar("E", bound=Enum)
 
+
+class BadRequest(ValueError):
+    """A query the caller must fix; :func:`answers_bad_requests` turns it into a 400
+    ``{"error": message}``. The message names the parameter and what it must be."""
+
+
+def answers_bad_requests(endpoint: Endpoint) -> Endpoint:
+    """Wrap a route's endpoint so that :class:`BadRequest` answers 400 instead of 500."""
+
+    @functools.wraps(endpoint)
+    async def guarded(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except BadRequest as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+
+    return guarded
+
+
+def _raw(request: Request, name: str) -> str | None:
     raw = request.query_params.get(name)
+    return None if raw is None or raw.strip() == "" else raw.strip()
+
+
+def query_date(request: Request, name: str = "as_of") -> dt.date | None:
+    """An optional ISO date parameter."""
+    raw = _raw(request, name)
     if raw is None:
         return None
     try:
         return dt.date.fromisoformat(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be a date like 2026-03-31") from exc
+    except ValueError:
+        raise BadRequest(f"{name} must be a date like 2026-03-31") from None
+
+
+def query_int(request: Request, name: str, default: int, *, low: int = 0, high: int | None = None) -> int:
+    """An optional whole number within [low, high]."""
+    raw = _raw(request, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be a whole number") from None
+    if value < low or (high is not None and value > high):
+        raise BadRequest(
+            f"{name} must be between {low} and {high}" if high is not None else f"{name} must be {low} or more"
+        )
+    return value
+
+
+def query_bool(request: Request, name: str) -> bool | None:
+    """An optional true/false (also 1/0, yes/no)."""
+    raw = _raw(request, name)
+    if raw is None:
+        return None
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no"):
+        return False
+    raise BadRequest(f"{name} must be true or false")
+
+
+def query_enum(request: Request, name: str, kind: type[E]) -> E | None:
+    """An optional member of a vocabulary, by its value."""
+    raw = _raw(request, name)
+    if raw is None:
+        return None
+    try:
+        return kind(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be one of {', '.join(str(m.value) for m in kind)}") from None

@@ -5,12 +5,11 @@ and spend sum the ledger entries effective on or before that date."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 from homeward.kit.clock import Clock
-from homeward.kit.http import query_date
+from homeward.kit.http import BadRequest, answers_bad_requests, query_date
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -19,19 +18,9 @@ from ..adapters import postgres as q
 from ..domain.calendar import fy_label, fy_of, parse_fy
 from ..domain.position import position, spend_by_provider
 
-Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-class BadRequest(ValueError):
-    pass
-
 
 def _as_of(request: Request, clock: Clock) -> dt.date:
-    try:
-        day = query_date(request)
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from exc
-    return day or clock.today()
+    return query_date(request) or clock.today()
 
 
 def _fy(request: Request, as_of: dt.date) -> str:
@@ -42,16 +31,6 @@ def _fy(request: Request, as_of: dt.date) -> str:
         return fy_label(parse_fy(label))
     except ValueError as exc:
         raise BadRequest(str(exc)) from exc
-
-
-def _guard(endpoint: Endpoint) -> Endpoint:
-    async def wrapped(request: Request) -> Response:
-        try:
-            return await endpoint(request)
-        except BadRequest as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-
-    return wrapped
 
 
 def build_routes(pool: asyncpg.Pool, clock: Clock) -> list[BaseRoute]:  # type: ignore[type-arg]
@@ -90,10 +69,7 @@ def build_routes(pool: asyncpg.Pool, clock: Clock) -> list[BaseRoute]:  # type: 
         )
 
     async def placement_ledger(request: Request) -> Response:
-        try:
-            as_of = query_date(request)
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from exc
+        as_of = query_date(request)
         async with pool.acquire() as conn:
             body = await q.placement_history(conn, request.path_params["placement_id"], as_of)
         if body is None:
@@ -113,10 +89,10 @@ def build_routes(pool: asyncpg.Pool, clock: Clock) -> list[BaseRoute]:  # type: 
         return JSONResponse(report.to_json(), status_code=200 if report.ok else 500)
 
     return [
-        Route("/positions", _guard(positions)),
-        Route("/positions/{commissioner}", _guard(commissioner_position)),
-        Route("/providers/{commissioner}/spend", _guard(provider_spend)),
-        Route("/placements/{placement_id}/ledger", _guard(placement_ledger)),
-        Route("/invoices/{commissioner}", _guard(invoices)),
-        Route("/check", _guard(check)),
+        Route("/positions", answers_bad_requests(positions)),
+        Route("/positions/{commissioner}", answers_bad_requests(commissioner_position)),
+        Route("/providers/{commissioner}/spend", answers_bad_requests(provider_spend)),
+        Route("/placements/{placement_id}/ledger", answers_bad_requests(placement_ledger)),
+        Route("/invoices/{commissioner}", answers_bad_requests(invoices)),
+        Route("/check", answers_bad_requests(check)),
     ]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
 from homeward.kit.clock import Clock
-from homeward.kit.http import query_date
+from homeward.kit.http import BadRequest, query_date, query_int
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -17,30 +16,6 @@ from ..adapters import queries
 from ..domain.recipients import InvalidInput, parse_event_type
 
 STATUSES = ("pending", "sent", "failed")
-
-
-class BadRequest(ValueError):
-    pass
-
-
-def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be a whole number") from None
-    if not low <= value <= high:
-        raise BadRequest(f"{name} must be between {low} and {high}")
-    return value
-
-
-def _date(request: Request, name: str) -> dt.date | None:
-    try:
-        return query_date(request, name)  # type: ignore[no-any-return]
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from None
 
 
 def _event_type(request: Request) -> str | None:
@@ -62,11 +37,11 @@ def _log_filter(request: Request, status: str | None = None) -> queries.LogFilte
         organisation=org.upper() if org else None,
         event_type=_event_type(request),
         status=status,
-        date_from=_date(request, "from"),
-        date_to=_date(request, "to"),
-        as_of=_date(request, "as_of"),
-        limit=_int(request, "limit", 200, 1, 1000),
-        offset=_int(request, "offset", 0, 0, 10**9),
+        date_from=query_date(request, "from"),
+        date_to=query_date(request, "to"),
+        as_of=query_date(request, "as_of"),
+        limit=query_int(request, "limit", 200, low=1, high=1000),
+        offset=query_int(request, "offset", 0, low=0, high=10**9),
     )
 
 
@@ -100,12 +75,12 @@ def routes(pool: asyncpg.Pool, clock: Clock) -> Sequence[BaseRoute]:  # type: ig
                 organisation=org.upper() if org else None,
                 role=role,
                 event_type=_event_type(request),
-                as_of=_date(request, "as_of"),
+                as_of=query_date(request, "as_of"),
             )
         }
 
     async def summary(request: Request, conn: asyncpg.Connection) -> Any:  # type: ignore[type-arg]
-        return await queries.summary(conn, _date(request, "as_of"))
+        return await queries.summary(conn, query_date(request, "as_of"))
 
     return [
         Route("/notifications", endpoint(log)),

@@ -4,15 +4,13 @@ by the service clock). Never returns an NHS number: people are identified by ``p
 from __future__ import annotations
 
 import datetime as dt
-import functools
-from collections.abc import Awaitable, Callable
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 from homeward.contracts.vocab import BedType, Cohort
 from homeward.kit.clock import Clock
-from homeward.kit.http import query_date
+from homeward.kit.http import BadRequest, answers_bad_requests, query_bool, query_date, query_enum, query_int
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -21,15 +19,7 @@ from ..adapters.read_model import ReadModel
 from ..adapters.repository import ParkedEvent
 from ..domain import Placement, RateEntry, ReviewSchedule, alert_for
 
-E = TypeVar("E", bound=Enum)
-Endpoint = Callable[[Request], Awaitable[Response]]
-
-
 COUNTS = ("active_out_of_area", "active_in_area", "inappropriate", "overdue_reviews", "repatriations")
-
-
-class BadRequest(ValueError):
-    pass
 
 
 def jsonable(value: Any) -> Any:
@@ -48,59 +38,6 @@ def jsonable(value: Any) -> Any:
 
 def ok(body: dict[str, Any]) -> JSONResponse:
     return JSONResponse(jsonable(body))
-
-
-def _handles_bad_requests(fn: Endpoint) -> Endpoint:
-    @functools.wraps(fn)
-    async def endpoint(request: Request) -> Response:
-        try:
-            return await fn(request)
-        except BadRequest as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-
-    return endpoint
-
-
-def _date(request: Request, name: str) -> dt.date | None:
-    try:
-        value: dt.date | None = query_date(request, name)
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from exc
-    return value
-
-
-def _enum(request: Request, name: str, kind: type[E]) -> E | None:
-    raw = request.query_params.get(name)
-    if raw in (None, ""):
-        return None
-    try:
-        return kind(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be one of {', '.join(m.value for m in kind)}") from None  # type: ignore[attr-defined]
-
-
-def _bool(request: Request, name: str) -> bool | None:
-    raw = request.query_params.get(name)
-    if raw in (None, ""):
-        return None
-    if raw.lower() in ("true", "1", "yes"):
-        return True
-    if raw.lower() in ("false", "0", "no"):
-        return False
-    raise BadRequest(f"{name} must be true or false")
-
-
-def _int(request: Request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be a whole number") from None
-    if value < 0:
-        raise BadRequest(f"{name} cannot be negative")
-    return value
 
 
 def placement_row(p: Placement, as_of: dt.date) -> dict[str, Any]:
@@ -197,22 +134,22 @@ def build_routes(pool: asyncpg.Pool, clock: Clock) -> list[BaseRoute]:  # type: 
     model = ReadModel(pool)
 
     def as_of(request: Request) -> dt.date:
-        return _date(request, "as_of") or clock.today()
+        return query_date(request, "as_of") or clock.today()
 
-    @_handles_bad_requests
+    @answers_bad_requests
     async def list_placements(request: Request) -> Response:
         day = as_of(request)
         found = await model.active(
             day,
             commissioner=request.query_params.get("commissioner") or None,
-            out_of_area=_bool(request, "out_of_area"),
-            cohort=_enum(request, "cohort", Cohort),
-            bed_type=_enum(request, "bed_type", BedType),
+            out_of_area=query_bool(request, "out_of_area"),
+            cohort=query_enum(request, "cohort", Cohort),
+            bed_type=query_enum(request, "bed_type", BedType),
         )
         rows = [placement_row(p, day) for p in found]
         return ok({"as_of": day, "count": len(rows), "placements": rows})
 
-    @_handles_bad_requests
+    @answers_bad_requests
     async def get_placement(request: Request) -> Response:
         day = as_of(request)
         pid = request.path_params["placement_id"]
@@ -263,24 +200,24 @@ def build_routes(pool: asyncpg.Pool, clock: Clock) -> list[BaseRoute]:  # type: 
         )
         return ok(body)
 
-    @_handles_bad_requests
+    @answers_bad_requests
     async def overdue_reviews(request: Request) -> Response:
         day = as_of(request)
         found = await model.active(day, commissioner=request.query_params.get("commissioner") or None)
         rows = overdue(found, day)
         return ok({"as_of": day, "count": len(rows), "reviews": rows})
 
-    @_handles_bad_requests
+    @answers_bad_requests
     async def upcoming_reviews(request: Request) -> Response:
         day = as_of(request)
-        within = _int(request, "within_days", 28)
+        within = query_int(request, "within_days", 28)
         found = await model.active(day, commissioner=request.query_params.get("commissioner") or None)
         rows = upcoming(found, day, within)
         return ok({"as_of": day, "within_days": within, "count": len(rows), "reviews": rows})
 
-    @_handles_bad_requests
+    @answers_bad_requests
     async def repatriations(request: Request) -> Response:
-        start, end = _date(request, "from"), _date(request, "to") or _date(request, "as_of")
+        start, end = query_date(request, "from"), query_date(request, "to") or query_date(request, "as_of")
         if start and end and end < start:
             raise BadRequest("to must not be before from")
         rows = await model.repatriations(
@@ -288,7 +225,7 @@ def build_routes(pool: asyncpg.Pool, clock: Clock) -> list[BaseRoute]:  # type: 
         )
         return ok({"from": start, "to": end, "count": len(rows), "repatriations": rows})
 
-    @_handles_bad_requests
+    @answers_bad_requests
     async def candidates(request: Request) -> Response:
         day = as_of(request)
         found = await model.active(day, commissioner=request.query_params.get("commissioner") or None, out_of_area=True)
@@ -307,13 +244,13 @@ def build_routes(pool: asyncpg.Pool, clock: Clock) -> list[BaseRoute]:  # type: 
                 )
         return ok({"as_of": day, "count": len(rows), "candidates": rows})
 
-    @_handles_bad_requests
+    @answers_bad_requests
     async def parked(request: Request) -> Response:
-        expired = bool(_bool(request, "expired"))
+        expired = bool(query_bool(request, "expired"))
         rows = [parked_row(e) for e in await model.parked(expired=expired)]
         return ok({"status": "expired" if expired else "parked", "count": len(rows), "parked": rows})
 
-    @_handles_bad_requests
+    @answers_bad_requests
     async def summary(request: Request) -> Response:
         day = as_of(request)
         found = await model.active(day)

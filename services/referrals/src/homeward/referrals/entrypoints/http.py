@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from enum import StrEnum
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import asyncpg
 from homeward.contracts.vocab import BedType, Urgency
 from homeward.kit.clock import Clock
-from homeward.kit.http import query_date
+from homeward.kit.http import answers_bad_requests, query_date, query_enum
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -23,31 +22,6 @@ from ..domain.model import BedCount, Referral
 from ..domain.reports import time_to_placement, unmet_need
 from ..domain.rules import area_total, breached_thresholds, end_of_day, next_threshold
 
-E = TypeVar("E", bound=StrEnum)
-Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-class BadQuery(ValueError):
-    pass
-
-
-def _enum(request: Request, name: str, cls: type[E]) -> E | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        return cls(raw)
-    except ValueError as exc:
-        raise BadQuery(f"{name} must be one of {', '.join(m.value for m in cls)}") from exc
-
-
-def _date(request: Request, name: str) -> dt.date | None:
-    try:
-        value: dt.date | None = query_date(request, name)
-    except ValueError as exc:
-        raise BadQuery(str(exc)) from exc
-    return value
-
 
 def _text(request: Request, name: str) -> str | None:
     raw = request.query_params.get(name)
@@ -57,16 +31,6 @@ def _text(request: Request, name: str) -> str | None:
 def _earliest(*dates: dt.date | None) -> dt.date | None:
     given = [d for d in dates if d is not None]
     return min(given) if given else None
-
-
-def _guard(endpoint: Endpoint) -> Endpoint:
-    async def guarded(request: Request) -> Response:
-        try:
-            return await endpoint(request)
-        except BadQuery as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-
-    return guarded
 
 
 def referral_json(referral: Referral, at: dt.datetime, thresholds: Mapping[Urgency, Sequence[int]]) -> dict[str, Any]:
@@ -135,13 +99,13 @@ def routes(
     read = ReadModel(pool)
 
     def instant(request: Request) -> tuple[dt.date | None, dt.datetime]:
-        as_of = _date(request, "as_of")
+        as_of = query_date(request, "as_of")
         return as_of, end_of_day(as_of) if as_of else clock.now()
 
     async def open_referrals(request: Request) -> Response:
         _, at = instant(request)
         commissioner = _text(request, "commissioner")
-        urgency = _enum(request, "urgency", Urgency)
+        urgency = query_enum(request, "urgency", Urgency)
         rows = await read.open_referrals(at, commissioner, urgency)
         items = [referral_json(r, at, thresholds) for r in rows]
         items.sort(key=lambda r: (-r["waited_hours"], r["referral_id"]))
@@ -158,13 +122,15 @@ def routes(
 
     async def capacity(request: Request) -> Response:
         as_of, at = instant(request)
-        counts = await read.capacity(at if as_of else None, _text(request, "area"), _enum(request, "bed_type", BedType))
+        counts = await read.capacity(
+            at if as_of else None, _text(request, "area"), query_enum(request, "bed_type", BedType)
+        )
         return JSONResponse({"as_of": at.isoformat(), "capacity": capacity_json(counts)})
 
     async def unmet(request: Request) -> Response:
         as_of, at = instant(request)
-        first = _date(request, "from")
-        last = _earliest(_date(request, "to"), as_of or at.date())
+        first = query_date(request, "from")
+        last = _earliest(query_date(request, "to"), as_of or at.date())
         placements = await read.out_of_area_placements(
             first, last, _text(request, "area"), _text(request, "commissioner")
         )
@@ -180,8 +146,8 @@ def routes(
 
     async def time_to_place(request: Request) -> Response:
         as_of, at = instant(request)
-        first = _date(request, "from")
-        last = _earliest(_date(request, "to"), as_of or at.date())
+        first = query_date(request, "from")
+        last = _earliest(query_date(request, "to"), as_of or at.date())
         overall, by_urgency = time_to_placement(await read.placement_waits(first, last, _text(request, "commissioner")))
         return JSONResponse(
             {
@@ -197,10 +163,10 @@ def routes(
         return JSONResponse({"service": "referrals", "as_of": at.isoformat(), **await read.counts(at)})
 
     return [
-        Route("/referrals/open", _guard(open_referrals)),
-        Route("/referrals/{referral_id}", _guard(one_referral)),
-        Route("/capacity", _guard(capacity)),
-        Route("/unmet-need", _guard(unmet)),
-        Route("/time-to-placement", _guard(time_to_place)),
-        Route("/summary", _guard(summary)),
+        Route("/referrals/open", answers_bad_requests(open_referrals)),
+        Route("/referrals/{referral_id}", answers_bad_requests(one_referral)),
+        Route("/capacity", answers_bad_requests(capacity)),
+        Route("/unmet-need", answers_bad_requests(unmet)),
+        Route("/time-to-placement", answers_bad_requests(time_to_place)),
+        Route("/summary", answers_bad_requests(summary)),
     ]
