@@ -152,3 +152,29 @@ def test_emails_delivered_to_the_right_people(system: System, world: oracle.Worl
     assert not [n for n in nhs_numbers if n in blob]
     sent = system.get("notifications", "/summary")
     assert sent["sent"] == len(mails)
+
+
+def test_no_nhs_number_leaves_the_partner_topics(system: System, world: oracle.World) -> None:
+    """NHS numbers come in on partner topics and may sit in placements' database; they never
+    appear in any service's log or on any internal topic."""
+    nhs_numbers = {p.nhs for p in world.placements.values()}
+    probe = KafkaProbe(system.infra, system.namespace)
+
+    async def internal_bytes() -> dict[str, bytes]:
+        out = {}
+        try:
+            for svc in ("referrals", "placements", "budget", "notifications"):
+                records = await probe.read(probe.topics.internal(svc), timeout=5, until=lambda r: False)
+                out[svc] = b"\n".join((r.value or b"") + b"".join(v for _, v in r.headers) for r in records)
+        finally:
+            await probe.close()
+        return out
+
+    topics = asyncio.run(internal_bytes())
+    assert all(topics.values()), "every service publishes something in the scenario"
+    for svc, blob in topics.items():
+        assert not [n for n in nhs_numbers if n.encode() in blob], f"an NHS number on homeward.{svc}.v1"
+    for svc in ("referrals", "placements", "budget", "notifications"):
+        log = system.log(svc)
+        assert "handled" in log or "service started" in log
+        assert not [n for n in nhs_numbers if n in log], f"an NHS number in the {svc} log"
