@@ -178,3 +178,33 @@ def test_no_nhs_number_leaves_the_partner_topics(system: System, world: oracle.W
         log = system.log(svc)
         assert "handled" in log or "service started" in log
         assert not [n for n in nhs_numbers if n in log], f"an NHS number in the {svc} log"
+
+
+def test_main_job_summary_shows_the_oracles_figures(system: System, world: oracle.World) -> None:
+    from homeward.cli import runner
+    from homeward.cli.formatting import pounds
+
+    commissioners = [c["code"] for c in system.scenario.reference["commissioners"]]
+    summary = runner.fetch_summary(commissioners, AS_OF, ports=system.ports)
+    active = oracle.active(world, AS_OF)
+    overdue_now = [k for k in oracle.overdue(world, AS_OF) if k[0] in active]
+    spent = oracle.spent(world, FY_START, AS_OF)
+    p = summary["placements"]
+    assert (p["active_out_of_area"], p["active_in_area"]) == (sum(active.values()), sum(not v for v in active.values()))
+    assert p["overdue_reviews"] == len(overdue_now)
+    assert p["repatriations"] == len(oracle.repatriations(world))
+    assert {c: summary["positions"][c]["spent_pence"] for c in commissioners} == {
+        c: spent.get(c, 0) for c in commissioners
+    }
+    assert summary["notifications"]["sent"] == len(_mails(system))
+
+    with runner.console.capture() as captured:
+        runner.print_summary(summary, system.infra.mail_web_url)
+    text = captured.get()
+    assert (
+        f"Active placements: {sum(active.values())} out of area, {sum(not v for v in active.values())} in area" in text
+    )
+    assert f"Overdue reviews: {len(overdue_now)}" in text
+    for c in commissioners:
+        assert pounds(spent.get(c, 0)) in text
+    assert system.infra.mail_web_url in text
