@@ -15,6 +15,8 @@ import pytest
 from homeward.contracts import parse_kafka
 from homeward.kit.testing import KafkaProbe
 
+from homeward.cli.formatting import pounds
+
 from . import oracle
 from .conftest import AS_OF, BAD_INPUT_REASONS, System
 
@@ -182,7 +184,6 @@ def test_no_nhs_number_leaves_the_partner_topics(system: System, world: oracle.W
 
 def test_main_job_summary_shows_the_oracles_figures(system: System, world: oracle.World) -> None:
     from homeward.cli import runner
-    from homeward.cli.formatting import pounds
 
     commissioners = [c["code"] for c in system.scenario.reference["commissioners"]]
     summary = runner.fetch_summary(commissioners, AS_OF, ports=system.ports)
@@ -208,3 +209,43 @@ def test_main_job_summary_shows_the_oracles_figures(system: System, world: oracl
     for c in commissioners:
         assert pounds(spent.get(c, 0)) in text
     assert system.infra.mail_web_url in text
+
+
+def test_staff_cli_answers_from_the_running_services(system: System, world: oracle.World) -> None:
+    """`homeward placements ...` and `homeward position` as staff run them, against the services."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    env.update({f"HOMEWARD_{svc.upper()}_URL": system.url(svc, "") for svc in system.ports})
+    env["COLUMNS"] = "200"
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "homeward.cli", *args], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    active = oracle.active(world, AS_OF)
+    listed = json.loads(cli("placements", "list", "--as-of", AS_OF.isoformat(), "--json"))
+    assert {p["placement_id"] for p in listed["placements"]} == set(active)
+    out_of_area = json.loads(cli("placements", "list", "--out-of-area", "--as-of", AS_OF.isoformat(), "--json"))
+    assert {p["placement_id"] for p in out_of_area["placements"]} == {k for k, v in active.items() if v}
+
+    overdue_now = {k for k in oracle.overdue(world, AS_OF) if k[0] in active}
+    overdue = json.loads(cli("placements", "overdue", "--as-of", AS_OF.isoformat(), "--json"))
+    assert {(r["placement_id"], r["review_type"]) for r in overdue["reviews"]} == overdue_now
+
+    moves = json.loads(cli("placements", "repatriations", "--json"))
+    assert {(r["from_placement_id"], r["to_placement_id"]) for r in moves["repatriations"]} == oracle.repatriations(
+        world
+    )
+
+    code = system.scenario.reference["commissioners"][0]["code"]
+    spent = oracle.spent(world, FY_START, AS_OF).get(code, 0)
+    pos = json.loads(cli("position", code, "--financial-year", FY, "--as-of", AS_OF.isoformat(), "--json"))
+    assert pos["spent_pence"] == spent
+    table = cli("position", code, "--financial-year", FY, "--as-of", AS_OF.isoformat())
+    assert pounds(spent, pennies=True) in table
