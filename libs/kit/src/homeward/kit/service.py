@@ -25,7 +25,7 @@ from .clock import Clock, clock_from
 from .consumer import EventConsumer, Handler, InfrastructureError, Record
 from .db import create_pool, migrate
 from .http import build_app
-from .kafka import make_broker, make_producer
+from .kafka import make_admin, make_broker, make_producer
 from .logging import configure_logging, get_logger
 from .metrics import SCHEDULER_RUNS
 from .outbox import OutboxRelay
@@ -33,6 +33,11 @@ from .settings import ServiceSettings
 from .topics import Topics
 
 log = get_logger(__name__)
+
+
+class StartupError(RuntimeError):
+    """The service cannot start for a reason an operator must fix; the message says what."""
+
 
 JobFn = Callable[[asyncpg.Pool, Clock], Awaitable[int]]  # type: ignore[type-arg]
 
@@ -158,8 +163,35 @@ class ServiceRuntime:
         spec = AsyncAPI(self.broker, title=f"Homeward {self.d.name}", version=self.d.version)
         return spec.to_specification().to_jsonable()  # type: ignore[no-any-return]
 
+    def needed_topics(self) -> list[str]:
+        """The named topics this service writes or reads (partner topics are found by pattern)."""
+        names = [self.topics.internal(self.d.name), self.topics.dlq(self.d.name)]
+        names += [self.topics.internal(s) for sub in self.d.subscriptions for s in sub.services]
+        return sorted(set(names))
+
+    async def _check_topics(self) -> None:
+        admin = make_admin(self.settings.kafka)
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+        except Exception as exc:
+            raise StartupError(
+                f"cannot reach Kafka at {self.settings.kafka.bootstrap_servers}: {type(exc).__name__}: {exc}"
+            ) from exc
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
+        missing = [t for t in self.needed_topics() if t not in existing]
+        if missing:
+            raise StartupError(
+                f"Kafka has no topic {', '.join(missing)}. Topics are created by the init step, not by the "
+                "services: `homeward-stack up` on the native stack, `docker compose run --rm init` with compose, "
+                "the KafkaTopic resources under deploy/ on Kubernetes"
+            )
+
     async def start(self) -> None:
         s = self.settings
+        await self._check_topics()
         await migrate(s.database_url, self.d.name, self.d.migrations)
         self.pool = await create_pool(s.database_url, s.pool_min_size, s.pool_max_size)
         consumer = EventConsumer(
@@ -294,4 +326,8 @@ def run(definition: ServiceDefinition) -> None:
     """Entry point used by each service's ``__main__``."""
     common = definition.settings.common
     configure_logging(definition.name, common.log_level, common.log_format)
-    asyncio.run(ServiceRuntime(definition).run_forever())
+    try:
+        asyncio.run(ServiceRuntime(definition).run_forever())
+    except StartupError as exc:
+        log.error("cannot start", reason=str(exc))
+        raise SystemExit(1) from None
