@@ -109,10 +109,14 @@ def test_threshold_fires_once_and_rearms_only_after_falling_back() -> None:
     s0 = ThresholdState()
     s1, fire1 = evaluate(s0, allocated=1000, forecast=900, percent=90)
     s2, fire2 = evaluate(s1, 1000, 950, 90)
-    s3, fire3 = evaluate(s2, 1000, 899, 90)
+    wobble, fire_w = evaluate(s2, 1000, 899, 90)  # just below: not re-armed (margin 5 points)
+    assert (wobble, fire_w) == (s2, False)
+    assert evaluate(wobble, 1000, 901, 90) == (s2, False)
+    s3, fire3 = evaluate(s2, 1000, 849, 90)  # clearly below: re-armed
     s4, fire4 = evaluate(s3, 1000, 901, 90)
     assert (fire1, fire2, fire3, fire4) == (True, False, False, True)
     assert (s1.arm, s4.arm) == (0, 1)
+    assert evaluate(s2, 1000, 899, 90, rearm_margin=0)[0].arm == 1  # margin 0: any fall re-arms
     assert evaluate(s0, allocated=0, forecast=10**9, percent=90) == (s0, False)
 
 

@@ -12,7 +12,7 @@ import pytest
 from homeward.budget.adapters import postgres as q
 from homeward.budget.adapters.postgres import PgBudgetRepository
 from homeward.budget.domain.position import position
-from homeward.budget.entrypoints.app import migrations_dir
+from homeward.budget.entrypoints.app import MIGRATIONS
 from homeward.budget.entrypoints.jobs import run_accrual
 from homeward.budget.handlers import Context, Rules, change_rate, record_repatriation, register_placement
 from homeward.kit.clock import FixedClock
@@ -27,7 +27,7 @@ D = dt.date
 
 @pytest.fixture
 async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:  # type: ignore[type-arg]
-    await migrate(database, "budget", migrations_dir())
+    await migrate(database, "budget", MIGRATIONS)
     p = await create_pool(database, 1, 4)
     yield p
     await p.close()

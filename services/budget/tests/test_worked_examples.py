@@ -192,3 +192,22 @@ async def test_threshold_alerts_once_per_crossing_and_again_only_after_falling_b
     totals = [a for a in h.outbox.of(BudgetThresholdBreached) if a.programme is None]
     assert [a.threshold_percent for a in totals] == [90, 100, 100]
     assert totals[-1].forecast_outturn_pence == 365 * 25000 + 10 * 1000 + 365 * 3000
+
+
+async def test_no_threshold_alert_for_a_closed_financial_year() -> None:
+    # Today is 1 May 2026: 2025-26 has closed. A late statement of a placement that took its
+    # forecast to 109.5% changes the ledger but alerts nobody; the open year still alerts.
+    h = Harness(D(2026, 5, 1), Rules(thresholds_percent=(90, 100)))
+    await allocate(h.ctx(), from_partner(allocated("05A", 10_000_000, fy="2025-26"), "05A", D(2025, 4, 1)))
+    # £300 x 365 nights of 2025-26 = £109,500
+    await register_placement(h.ctx(), from_placements(registered("L1", start=D(2025, 4, 1), rate=30000), D(2026, 5, 1)))
+    await close_placement(h.ctx(), from_placements(closed("L1", D(2026, 4, 1), D(2025, 4, 1)), D(2026, 5, 1)))
+    assert h.outbox.of(BudgetThresholdBreached) == []
+    assert pos(h, "2025-26").total.forecast_outturn == 365 * 30000  # the ledger has it all the same
+    # £300 x 365 nights from 1 April 2026 against £100,000: the open year crosses both thresholds.
+    await allocate(h.ctx(), from_partner(allocated("05A", 10_000_000, allocation_id="A2"), "05A", D(2026, 4, 1)))
+    await register_placement(h.ctx(), from_placements(registered("L2", start=D(2026, 4, 1), rate=30000), D(2026, 5, 1)))
+    alerts = [
+        (a.financial_year, a.threshold_percent) for a in h.outbox.of(BudgetThresholdBreached) if a.programme is None
+    ]
+    assert alerts == [("2026-27", 90), ("2026-27", 100)]

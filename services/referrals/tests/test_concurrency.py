@@ -20,7 +20,7 @@ from homeward.kit.settings import CommonSettings, KafkaSettings
 from homeward.kit.topics import Topics
 from homeward.referrals.adapters.postgres import pg_repositories
 from homeward.referrals.domain.model import Placement
-from homeward.referrals.entrypoints.app import migrations_dir
+from homeward.referrals.entrypoints.app import MIGRATIONS
 from homeward.referrals.entrypoints.jobs import capacity_job, wait_breach_job
 from homeward.referrals.handlers import (
     Dependencies,
@@ -43,7 +43,7 @@ SETTINGS = ReferralsSettings(
 
 @pytest.fixture
 async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:  # type: ignore[type-arg]
-    await migrate(database, "referrals", migrations_dir())
+    await migrate(database, "referrals", MIGRATIONS)
     pool = await create_pool(database, 2, 6)
     yield pool
     await pool.close()

@@ -103,3 +103,18 @@ async def create_pool(dsn: str, min_size: int = 1, max_size: int = 5) -> asyncpg
     pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=60)
     assert pool is not None
     return pool
+
+
+def service_migrations(package_file: str) -> Path:
+    """A service's SQL migrations, given any module's ``__file__`` in ``homeward.<service>``:
+    inside the installed wheel (``homeward/<service>/migrations``, put there by hatch's
+    force-include) or, in a source checkout, ``services/<service>/migrations``."""
+    here = Path(package_file).resolve()
+    package = next(p for p in [here, *here.parents] if p.parent.name == "homeward")
+    packaged = package / "migrations"
+    if packaged.is_dir():
+        return packaged
+    source = package.parents[2] / "migrations"  # services/<service>/src/homeward/<service>
+    if source.is_dir():
+        return source
+    raise FileNotFoundError(f"no migrations for homeward.{package.name} at {packaged} or {source}")

@@ -29,7 +29,7 @@ from homeward.kit.clock import Clock
 from homeward.kit.consumer import Rejected, UnitOfWork, stable_id
 from homeward.kit.logging import get_logger
 
-from .domain.calendar import fy_label, parse_fy, twelve_months_from
+from .domain.calendar import fy_end, fy_label, parse_fy, twelve_months_from
 from .domain.invoices import accrued_for_period, assess
 from .domain.ledger import AccountKey, AccountKind, LedgerName, Transfer, TransferKind, transfer_id
 from .domain.money import funding_shares
@@ -50,6 +50,7 @@ class Publish(Protocol):
 @dataclass(frozen=True)
 class Rules:
     thresholds_percent: tuple[int, ...] = (90, 100)
+    threshold_rearm_margin_percent: int = 5
     invoice_tolerance_pence: int = 100_00
     invoice_tolerance_percent: int = 2
 
@@ -96,11 +97,17 @@ async def check_thresholds(ctx: Context, keys: Iterable[CommissionerYear]) -> in
         for programme, figures in groups:
             for percent in ctx.rules.thresholds_percent:
                 state = await ctx.repo.threshold_state(commissioner, fy, programme, percent)
-                new, fire = evaluate(state, figures.allocated, figures.forecast_outturn, percent)
+                new, fire = evaluate(
+                    state,
+                    figures.allocated,
+                    figures.forecast_outturn,
+                    percent,
+                    ctx.rules.threshold_rearm_margin_percent,
+                )
                 if new != state:
                     await ctx.repo.save_threshold_state(commissioner, fy, programme, percent, new)
-                if not fire:
-                    continue
+                if not fire or ctx.today >= fy_end(year):
+                    continue  # a closed year's outturn is history: nobody can act on an alert about it
                 alert = BudgetThresholdBreached(
                     commissioner=commissioner,
                     financial_year=fy,

@@ -15,6 +15,12 @@ class BudgetSettings(ServiceSettings):
         default_factory=lambda: [90, 100],
         description="Raise BudgetThresholdBreached when forecast outturn reaches these percentages of the allocation",
     )
+    threshold_rearm_margin_percent: int = Field(
+        default=5,
+        ge=0,
+        le=100,
+        description="A breached threshold alerts again only after the forecast falls this many points below it",
+    )
     invoice_tolerance_pence: int = Field(default=100_00, ge=0, description="Variance always tolerated, in pence")
     invoice_tolerance_percent: int = Field(default=2, ge=0, description="Variance tolerated as a percent of accrual")
     accrual_batch_size: int = Field(default=200, ge=1, description="Placements the accrual job reads at a time")

@@ -1,8 +1,11 @@
-"""Budget thresholds: one alert per crossing, re-armed only after the forecast falls back.
+"""Budget thresholds: one alert per crossing, re-armed only after the forecast falls back
+clearly below it.
 
-A threshold of t% is crossed when forecast outturn >= t% of the allocation. Nothing is raised
-while nothing is allocated: events arrive in any order, and a year's placements often reach
-the ledger before its allocation does.
+A threshold of t% is crossed when forecast outturn >= t% of the allocation. It re-arms when the
+forecast falls below (t - margin)% (default margin 5 points): a forecast wobbling around 90% as
+placements start and end would otherwise email the finance lead at every wobble. Nothing is
+raised while nothing is allocated: events arrive in any order, and a year's placements often
+reach the ledger before its allocation does.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ def crossed(allocated: int, forecast: int, percent: int) -> bool:
     return allocated > 0 and forecast * 100 >= percent * allocated
 
 
-def evaluate(state: ThresholdState, allocated: int, forecast: int, percent: int) -> tuple[ThresholdState, bool]:
+def evaluate(
+    state: ThresholdState, allocated: int, forecast: int, percent: int, rearm_margin: int = 5
+) -> tuple[ThresholdState, bool]:
     """The next state, and whether to raise an alert now."""
-    now = crossed(allocated, forecast, percent)
-    if now and not state.breached:
-        return ThresholdState(True, state.arm), True
-    if not now and state.breached:
+    if crossed(allocated, forecast, percent):
+        return (ThresholdState(True, state.arm), True) if not state.breached else (state, False)
+    if state.breached and allocated > 0 and not crossed(allocated, forecast, percent - rearm_margin):
         return ThresholdState(False, state.arm + 1), False
     return state, False

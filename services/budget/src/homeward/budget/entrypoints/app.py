@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from homeward.contracts.events import BudgetThresholdBreached, InvoiceVarianceFound
 from homeward.kit.consumer import UnitOfWork
+from homeward.kit.db import service_migrations
 from homeward.kit.service import ServiceDefinition, Subscription
 from homeward.kit.topics import Topics
 
@@ -16,16 +16,13 @@ from ..settings import BudgetSettings
 from .http import build_routes
 from .jobs import SERVICE, accrual_job
 
-
-def migrations_dir() -> Path:
-    """The SQL migrations: packaged beside the code in a wheel, ``services/budget/migrations`` in the source tree."""
-    packaged = Path(__file__).resolve().parents[1] / "migrations"
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[4] / "migrations"
+MIGRATIONS = service_migrations(__file__)
 
 
 def rules_from(settings: BudgetSettings) -> Rules:
     return Rules(
         thresholds_percent=tuple(sorted(set(settings.thresholds_percent))),
+        threshold_rearm_margin_percent=settings.threshold_rearm_margin_percent,
         invoice_tolerance_pence=settings.invoice_tolerance_pence,
         invoice_tolerance_percent=settings.invoice_tolerance_percent,
     )
@@ -42,7 +39,7 @@ def build_definition(settings: BudgetSettings | None = None) -> ServiceDefinitio
     return ServiceDefinition(
         name=SERVICE,
         settings=settings,
-        migrations=migrations_dir(),
+        migrations=MIGRATIONS,
         handlers=Handlers(_repository, rules).mapping(),
         subscriptions=[Subscription(partners=True), Subscription(services=["placements"])],
         jobs=[accrual_job(topics, rules, settings.accrual_batch_size)],

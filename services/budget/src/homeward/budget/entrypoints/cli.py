@@ -26,7 +26,7 @@ from ..adapters import postgres as q
 from ..domain.calendar import fy_label, fy_of, parse_fy
 from ..domain.position import position
 from ..settings import BudgetSettings
-from .app import build_definition, migrations_dir, rules_from
+from .app import MIGRATIONS, build_definition, rules_from
 from .jobs import SERVICE, run_accrual
 
 
@@ -67,7 +67,7 @@ async def _position(settings: BudgetSettings, commissioner: str, fy: str | None,
 
 
 async def _accrue(settings: BudgetSettings) -> int:
-    await migrate(settings.database_url, SERVICE, migrations_dir())
+    await migrate(settings.database_url, SERVICE, MIGRATIONS)
     pool = await create_pool(settings.database_url)
     try:
         alerts = await run_accrual(

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from homeward.contracts.events import NotificationFailed, NotificationSent
+from homeward.kit.db import service_migrations
 from homeward.kit.service import ServiceDefinition, Subscription
 
 from ..adapters.postgres import PgAlertRepository
@@ -17,7 +16,8 @@ from . import http
 from .jobs import digest_job, sender_job
 
 SERVICE = "notifications"
-MIGRATIONS = Path(__file__).resolve().parents[4] / "migrations"
+
+MIGRATIONS = service_migrations(__file__)
 
 
 def build_definition(

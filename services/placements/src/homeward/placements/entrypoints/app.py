@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from homeward.contracts.events import (
@@ -13,6 +12,7 @@ from homeward.contracts.events import (
     ReviewDueSoon,
     ReviewOverdue,
 )
+from homeward.kit.db import service_migrations
 from homeward.kit.reference import load_reference
 from homeward.kit.service import ServiceDefinition, Subscription
 from homeward.kit.topics import Topics
@@ -24,7 +24,8 @@ from ..settings import PlacementsSettings
 from .http import build_routes
 from .jobs import SERVICE, jobs
 
-MIGRATIONS = Path(__file__).resolve().parents[4] / "migrations"
+MIGRATIONS = service_migrations(__file__)
+
 
 PUBLISHES = (
     PlacementRegistered,
@@ -47,9 +48,6 @@ def build_context(settings: PlacementsSettings) -> Context:
 
 def build_definition(settings: PlacementsSettings | None = None) -> ServiceDefinition:
     settings = settings or PlacementsSettings()
-    if not MIGRATIONS.is_dir():
-        # Without this the kit would find no migrations and the service would run with no tables.
-        raise RuntimeError(f"the placements migrations are not at {MIGRATIONS}; run from the source tree")
     topics = Topics(settings.kafka.topic_namespace)
 
     def repository_for(uow: Any) -> PlacementRepository:

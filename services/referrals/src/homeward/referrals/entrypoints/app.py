@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from homeward.contracts.events import (
     LocalCapacityChanged,
     LocalCapacityUnavailable,
     ReferralTriaged,
     ReferralWaitBreached,
 )
+from homeward.kit.db import service_migrations
 from homeward.kit.reference import load_reference
 from homeward.kit.service import ServiceDefinition, Subscription
 
@@ -19,12 +18,7 @@ from ..settings import ReferralsSettings
 from . import http
 from .jobs import SERVICE, capacity_job, wait_breach_job
 
-
-def migrations_dir() -> Path:
-    """Migrations ship inside the wheel; in a source checkout they sit at the service root."""
-    here = Path(__file__).resolve()
-    packaged = here.parents[1] / "migrations"
-    return packaged if packaged.is_dir() else here.parents[4] / "migrations"
+MIGRATIONS = service_migrations(__file__)
 
 
 def build_definition(settings: ReferralsSettings | None = None) -> ServiceDefinition:
@@ -37,7 +31,7 @@ def build_definition(settings: ReferralsSettings | None = None) -> ServiceDefini
     return ServiceDefinition(
         name=SERVICE,
         settings=settings,
-        migrations=migrations_dir(),
+        migrations=MIGRATIONS,
         handlers=build_handlers(deps),
         subscriptions=[Subscription(partners=True), Subscription(services=["placements"])],
         jobs=[wait_breach_job(settings), capacity_job(settings)],
