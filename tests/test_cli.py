@@ -171,3 +171,41 @@ async def test_dlq_list_shows_why_without_the_payload_and_replay_puts_it_back(
     assert "no dead letter 0:999" in unknown.output
     wrong = await asyncio.to_thread(runner.invoke, app, ["dlq", "list", "nobody"])
     assert wrong.exit_code == 2
+
+
+async def test_main_job_waits_for_every_group_including_partitions_never_read(kafka: KafkaProbe) -> None:
+    """The main job's lag counts what each service must read, from its own subscriptions, and
+    counts a partition nobody has committed on from its beginning."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from homeward.cli.runner import consumer_lag, expected_reads
+
+    ns = kafka.topics.namespace
+    ods = new_ods()
+    await kafka.create(partners=[ods])
+    partner = kafka.topics.partner(ods)
+    reads = expected_reads([partner, kafka.topics.internal("budget")], ns, group_prefix=ns)
+    assert reads[f"{ns}homeward-placements"] == [partner]
+    assert reads[f"{ns}homeward-placements-1"] == [kafka.topics.internal("referrals")]
+    assert reads[f"{ns}homeward-notifications"] == [
+        kafka.topics.internal(s) for s in ("placements", "referrals", "budget")
+    ]
+    assert sum(1 for topics in reads.values() if topics == [partner]) == 3  # referrals, placements, budget
+
+    for n in range(3):
+        await kafka.send_raw(partner, f"message {n}".encode(), key=b"PLC-1")  # one key: one partition
+    bootstrap = kafka.infra.kafka_bootstrap
+    assert await consumer_lag(bootstrap, ns, group_prefix=ns) == 3 * 3
+
+    [record] = (await kafka.read(partner, until=lambda r: len(r) >= 3))[-1:]
+    committer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=f"{ns}homeward-placements", enable_auto_commit=False
+    )
+    await committer.start()
+    try:
+        tp = TopicPartition(partner, record.partition)
+        committer.assign([tp])
+        await committer.commit({tp: record.offset + 1})
+    finally:
+        await committer.stop()
+    assert await consumer_lag(bootstrap, ns, group_prefix=ns) == 2 * 3

@@ -105,7 +105,7 @@ def _wait_settled(system: System, quiet_checks: int = 4, interval: float = 3.0, 
     deadline = time.monotonic() + timeout
     quiet = 0
     while time.monotonic() < deadline and quiet < quiet_checks:
-        lag = asyncio.run(consumer_lag(system.infra.kafka_bootstrap, group_prefix=system.namespace))
+        lag = asyncio.run(consumer_lag(system.infra.kafka_bootstrap, system.namespace, group_prefix=system.namespace))
         quiet = quiet + 1 if lag == 0 else 0
         time.sleep(interval)
     assert quiet >= quiet_checks, "the services did not finish the work in time"

@@ -117,6 +117,12 @@ def test_threshold_fires_once_and_rearms_only_after_falling_back() -> None:
     assert (fire1, fire2, fire3, fire4) == (True, False, False, True)
     assert (s1.arm, s4.arm) == (0, 1)
     assert evaluate(s2, 1000, 899, 90, rearm_margin=0)[0].arm == 1  # margin 0: any fall re-arms
+    day = D(2026, 4, 1)
+    alerted, fired = evaluate(s0, 1000, 950, 90, today=day)
+    assert fired and alerted.last_alert_on == day
+    rearmed, _ = evaluate(alerted, 1000, 800, 90, today=day)
+    assert evaluate(rearmed, 1000, 950, 90, today=day) == (ThresholdState(True, 1, day), False)  # once a day
+    assert evaluate(rearmed, 1000, 950, 90, today=D(2026, 4, 2)) == (ThresholdState(True, 1, D(2026, 4, 2)), True)
     assert evaluate(s0, allocated=0, forecast=10**9, percent=90) == (s0, False)
 
 

@@ -184,7 +184,9 @@ async def test_threshold_alerts_once_per_crossing_and_again_only_after_falling_b
     )
     totals = [a for a in h.outbox.of(BudgetThresholdBreached) if a.programme is None]
     assert [a.threshold_percent for a in totals] == [90, 100]
-    # T3 closes at once (0 nights): the forecast falls back to 91.35%; 100% re-arms, 90% stays breached.
+    # Next day, T3 closes at once (0 nights): the forecast falls back to 91.35%; 100% re-arms
+    # (below 95%), 90% stays breached.
+    h.today = D(2026, 4, 2)
     await close_placement(h.ctx(), from_placements(closed("T3", D(2026, 4, 1), D(2026, 4, 1)), D(2026, 4, 2)))
     assert len([a for a in h.outbox.of(BudgetThresholdBreached) if a.programme is None]) == 2
     # A new £30 placement for the year (+£10,950) crosses 100% again: a second 100% alert, no new 90%.
@@ -192,6 +194,13 @@ async def test_threshold_alerts_once_per_crossing_and_again_only_after_falling_b
     totals = [a for a in h.outbox.of(BudgetThresholdBreached) if a.programme is None]
     assert [a.threshold_percent for a in totals] == [90, 100, 100]
     assert totals[-1].forecast_outturn_pence == 365 * 25000 + 10 * 1000 + 365 * 3000
+    # The same day, T4 closes (back to 91.35%, 100% re-arms) and a £35 placement crosses 100% a
+    # third time: recorded, but the 100% threshold has already alerted today.
+    await close_placement(h.ctx(), from_placements(closed("T4", D(2026, 4, 1), D(2026, 4, 1)), D(2026, 4, 2)))
+    await register_placement(h.ctx(), from_placements(registered("T5", start=D(2026, 4, 1), rate=3500), D(2026, 4, 2)))
+    assert len([a for a in h.outbox.of(BudgetThresholdBreached) if a.programme is None]) == 3
+    state = await h.repo.threshold_state("05A", "2026-27", "*", 100)
+    assert (state.breached, state.arm, state.last_alert_on) == (True, 2, D(2026, 4, 2))
 
 
 async def test_no_threshold_alert_for_a_closed_financial_year() -> None:

@@ -173,9 +173,34 @@ def recipients_for(sc: Scenario) -> list[dict[str, Any]]:
     return out
 
 
-async def consumer_lag(bootstrap: str, group_prefix: str = "homeward-") -> int:
-    """Total lag over every Homeward consumer group."""
-    from aiokafka import AIOKafkaConsumer
+def service_subscriptions() -> dict[str, Any]:
+    """What each service reads, from its own wiring (``entrypoints.app.SUBSCRIPTIONS``)."""
+    import importlib
+
+    return {svc: importlib.import_module(f"homeward.{svc}.entrypoints.app").SUBSCRIPTIONS for svc in SERVICES}
+
+
+def expected_reads(topic_names: list[str], namespace: str = "", group_prefix: str = "") -> dict[str, list[str]]:
+    """Consumer group -> the topics it must have read: the partner topics that exist for a
+    partner subscription, the named internal topics otherwise."""
+    from homeward.contracts.topics import partner_of
+    from homeward.kit.service import consumer_groups
+    from homeward.kit.topics import Topics
+
+    topics = Topics(namespace)
+    partners = sorted(t for t in topic_names if t.startswith(namespace) and partner_of(t[len(namespace) :]))
+    out: dict[str, list[str]] = {}
+    for svc, subscriptions in service_subscriptions().items():
+        for group, sub in consumer_groups(f"{group_prefix}homeward-{svc}", subscriptions):
+            out[group] = partners if sub.partners else [topics.internal(s) for s in sub.services]
+    return out
+
+
+async def consumer_lag(bootstrap: str, namespace: str = "", group_prefix: str = "") -> int:
+    """Messages not yet read, over every service's consumer groups and every topic each must
+    read. A partition a group has not committed on yet counts from its beginning, so a topic
+    created after the services started is waited for too."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -183,14 +208,20 @@ async def consumer_lag(bootstrap: str, group_prefix: str = "homeward-") -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     await consumer.start()
     try:
-        groups = [g[0] for g in await admin.list_consumer_groups() if str(g[0]).startswith(group_prefix)]
+        wanted = expected_reads(list(await admin.list_topics()), namespace, group_prefix)
+        await consumer._client.force_metadata_update()
         lag = 0
-        for group in groups:
-            offsets = await admin.list_consumer_group_offsets(group)
-            if not offsets:
+        for group, names in wanted.items():
+            tps = [TopicPartition(t, p) for t in names for p in sorted(consumer.partitions_for_topic(t) or ())]
+            if not tps:
                 continue
-            ends = await consumer.end_offsets(list(offsets))
-            lag += sum(max(0, ends[tp] - meta.offset) for tp, meta in offsets.items() if meta.offset >= 0)
+            committed = await admin.list_consumer_group_offsets(group)
+            ends = await consumer.end_offsets(tps)
+            starts = await consumer.beginning_offsets(tps)
+            for tp in tps:
+                meta = committed.get(tp)
+                done = meta.offset if meta is not None and meta.offset >= 0 else starts[tp]
+                lag += max(0, ends[tp] - done)
         return lag
     finally:
         await consumer.stop()
@@ -202,14 +233,15 @@ def wait_settled(
     quiet_checks: int = 4,
     interval: float = 3.0,
     timeout: float = 600.0,
-    group_prefix: str = "homeward-",
+    namespace: str = "",
+    group_prefix: str = "",
 ) -> None:
     """Wait until no group has lag for several checks in a row (jobs run in between)."""
     deadline = time.monotonic() + timeout
     quiet = 0
     with console.status("waiting for the services to finish the work") as status:
         while time.monotonic() < deadline and quiet < quiet_checks:
-            lag = asyncio.run(consumer_lag(bootstrap, group_prefix))
+            lag = asyncio.run(consumer_lag(bootstrap, namespace, group_prefix))
             quiet = quiet + 1 if lag == 0 else 0
             status.update(f"waiting for the services to finish the work (lag {lag})")
             time.sleep(interval)
@@ -226,12 +258,12 @@ def run_jobs(ports: dict[str, int] = PORTS) -> dict[str, Any]:
     return out
 
 
-def settle(bootstrap: str, ports: dict[str, int] = PORTS, group_prefix: str = "homeward-", rounds: int = 2) -> None:
+def settle(bootstrap: str, ports: dict[str, int] = PORTS, rounds: int = 2) -> None:
     """Wait for the replay to be consumed, then run the jobs and wait for their consequences."""
-    wait_settled(bootstrap, group_prefix=group_prefix)
+    wait_settled(bootstrap)
     for _ in range(rounds):
         run_jobs(ports)
-        wait_settled(bootstrap, group_prefix=group_prefix)
+        wait_settled(bootstrap)
 
 
 def fetch_summary(sc_commissioners: list[str], as_of: dt.date, ports: dict[str, int] = PORTS) -> dict[str, Any]:
@@ -300,19 +332,20 @@ def main_job(*, seed: int, commissioners: int, providers: int, placements: int, 
     from .main import send_scenario
 
     paths = RunPaths(repo_root())
-    try:
-        console.print("[bold]1/5[/] starting Kafka, PostgreSQL and the mail server, empty (each run starts afresh)")
-        stop_services(paths.root)
-        info = reset()
-    except StackError as exc:
-        console.print(f"[red]{exc}[/]")
-        return 2
-    stack_env = info.as_env()
     sc = generate(
         ScenarioConfig(
             seed=seed, commissioners=commissioners, distant_providers=providers, placements=placements, as_of=as_of
         )
     )
+    try:
+        console.print("[bold]1/5[/] starting Kafka, PostgreSQL and the mail server, empty (each run starts afresh)")
+        stop_services(paths.root)
+        # The partners' topics exist before the services start, as the init step would leave them.
+        info = reset(partners=tuple(sc.partners))
+    except StackError as exc:
+        console.print(f"[red]{exc}[/]")
+        return 2
+    stack_env = info.as_env()
     paths.run.mkdir(parents=True, exist_ok=True)
     (paths.run / "reference.yaml").write_text(yaml.safe_dump(sc.reference, sort_keys=False))
     (paths.run / "recipients.yaml").write_text(yaml.safe_dump(recipients_for(sc), sort_keys=False))

@@ -129,6 +129,12 @@ def subscribe(
     return sub
 
 
+def consumer_groups(base: str, subscriptions: Sequence[Subscription]) -> list[tuple[str, Subscription]]:
+    """Each subscription's consumer group: ``base`` for the first, ``base-1``, ``base-2``...
+    for the others, so each keeps its own offsets."""
+    return [(base if i == 0 else f"{base}-{i}", sub) for i, sub in enumerate(subscriptions)]
+
+
 @dataclass
 class ServiceDefinition:
     name: str
@@ -205,13 +211,13 @@ class ServiceRuntime:
         )
         self.consumer = consumer
         group = s.consumer_group or f"homeward-{self.d.name}"
-        for i, sub in enumerate(self.d.subscriptions):
+        for group_id, sub in consumer_groups(group, self.d.subscriptions):
             subscribe(
                 self.broker,
                 consumer,
                 sub,
                 topics=self.topics,
-                group_id=group if i == 0 else f"{group}-{i}",
+                group_id=group_id,
                 max_records=s.batch_max_records,
                 batch_timeout_ms=s.batch_timeout_ms,
                 auto_offset_reset=s.kafka.auto_offset_reset,

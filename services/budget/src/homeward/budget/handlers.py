@@ -103,6 +103,7 @@ async def check_thresholds(ctx: Context, keys: Iterable[CommissionerYear]) -> in
                     figures.forecast_outturn,
                     percent,
                     ctx.rules.threshold_rearm_margin_percent,
+                    ctx.today,
                 )
                 if new != state:
                     await ctx.repo.save_threshold_state(commissioner, fy, programme, percent, new)

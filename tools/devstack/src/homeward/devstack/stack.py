@@ -201,10 +201,11 @@ def homeward_topics(names: list[str], namespace: str = "") -> list[str]:
     return sorted(out)
 
 
-def reset(root: Path | None = None, *, log: Log | None = None) -> StackInfo:
+def reset(root: Path | None = None, *, partners: tuple[str, ...] = (), log: Log | None = None) -> StackInfo:
     """Start the stack if needed, then empty it: delete Homeward's topics (partner, internal,
     dead-letter; never another namespace's), drop and recreate the service databases, and
-    delete the stored mail. The main job does this so every run starts from nothing."""
+    delete the stored mail. The main job does this so every run starts from nothing.
+    ``partners``' topics are created along with the declared ones."""
     say: Log = log or _stderr
     info = ensure_up(root, log=say)
     cfg = StackConfig.load(root)
@@ -213,7 +214,7 @@ def reset(root: Path | None = None, *, log: Log | None = None) -> StackInfo:
         kafka.delete_topics(cfg, doomed)
         postgres.recreate_databases(cfg, {postgres.role_name(s): postgres.role_name(s) for s in SERVICES})
         mail.delete_messages(cfg.mail_web_url)
-        kafka.ensure_topics(cfg, declared_topics(_partners(None)))
+        kafka.ensure_topics(cfg, declared_topics(tuple(sorted({*_partners(None), *partners}))))
     say(f"stack: reset ({len(doomed)} topics, {len(SERVICES)} databases, stored mail)")
     return info
 

@@ -387,29 +387,32 @@ class PgBudgetRepository(BudgetRepository):
         self, commissioner: str, financial_year: str, programme: str, percent: int
     ) -> ThresholdState:
         r = await self.conn.fetchrow(
-            """SELECT breached, arm FROM threshold_states
+            """SELECT breached, arm, last_alert_on FROM threshold_states
                WHERE commissioner = $1 AND financial_year = $2 AND programme = $3 AND threshold_percent = $4""",
             commissioner,
             financial_year,
             programme,
             percent,
         )
-        return ThresholdState() if r is None else ThresholdState(r["breached"], r["arm"])
+        return ThresholdState() if r is None else ThresholdState(r["breached"], r["arm"], r["last_alert_on"])
 
     async def save_threshold_state(
         self, commissioner: str, financial_year: str, programme: str, percent: int, state: ThresholdState
     ) -> None:
         await self.conn.execute(
-            """INSERT INTO threshold_states (commissioner, financial_year, programme, threshold_percent, breached, arm)
-               VALUES ($1, $2, $3, $4, $5, $6)
+            """INSERT INTO threshold_states
+                   (commissioner, financial_year, programme, threshold_percent, breached, arm, last_alert_on)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)
                ON CONFLICT (commissioner, financial_year, programme, threshold_percent)
-               DO UPDATE SET breached = EXCLUDED.breached, arm = EXCLUDED.arm, updated_at = now()""",
+               DO UPDATE SET breached = EXCLUDED.breached, arm = EXCLUDED.arm,
+                             last_alert_on = EXCLUDED.last_alert_on, updated_at = now()""",
             commissioner,
             financial_year,
             programme,
             percent,
             state.breached,
             state.arm,
+            state.last_alert_on,
         )
 
 

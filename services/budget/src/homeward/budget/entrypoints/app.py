@@ -17,6 +17,8 @@ from .http import build_routes
 from .jobs import SERVICE, accrual_job
 
 MIGRATIONS = service_migrations(__file__)
+# What the service reads; the main job uses it to know when all of it has been read.
+SUBSCRIPTIONS = [Subscription(partners=True), Subscription(services=["placements"])]
 
 
 def rules_from(settings: BudgetSettings) -> Rules:
@@ -41,7 +43,7 @@ def build_definition(settings: BudgetSettings | None = None) -> ServiceDefinitio
         settings=settings,
         migrations=MIGRATIONS,
         handlers=Handlers(_repository, rules).mapping(),
-        subscriptions=[Subscription(partners=True), Subscription(services=["placements"])],
+        subscriptions=SUBSCRIPTIONS,
         jobs=[accrual_job(topics, rules, settings.accrual_batch_size)],
         routes=build_routes,
         publishes=[BudgetThresholdBreached, InvoiceVarianceFound],

@@ -18,6 +18,8 @@ from .jobs import digest_job, sender_job
 SERVICE = "notifications"
 
 MIGRATIONS = service_migrations(__file__)
+# What the service reads; the main job uses it to know when all of it has been read.
+SUBSCRIPTIONS = [Subscription(services=["placements", "referrals", "budget"])]
 
 
 def build_definition(
@@ -32,7 +34,7 @@ def build_definition(
         settings=settings,
         migrations=MIGRATIONS,
         handlers={payload: record for payload in HANDLED},
-        subscriptions=[Subscription(services=["placements", "referrals", "budget"])],
+        subscriptions=SUBSCRIPTIONS,
         jobs=[sender_job(settings, mailer), digest_job(settings, renderer)],
         routes=http.routes,
         publishes=[NotificationSent, NotificationFailed],

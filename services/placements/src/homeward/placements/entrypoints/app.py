@@ -25,6 +25,8 @@ from .http import build_routes
 from .jobs import SERVICE, jobs
 
 MIGRATIONS = service_migrations(__file__)
+# What the service reads; the main job uses it to know when all of it has been read.
+SUBSCRIPTIONS = [Subscription(partners=True), Subscription(services=["referrals"])]
 
 
 PUBLISHES = (
@@ -59,7 +61,7 @@ def build_definition(settings: PlacementsSettings | None = None) -> ServiceDefin
         settings=settings,
         migrations=MIGRATIONS,
         handlers=handlers.mapping(),
-        subscriptions=[Subscription(partners=True), Subscription(services=["referrals"])],
+        subscriptions=SUBSCRIPTIONS,
         jobs=jobs(topics, settings.park_expiry_days),
         routes=build_routes,
         publishes=PUBLISHES,

@@ -19,6 +19,8 @@ from . import http
 from .jobs import SERVICE, capacity_job, wait_breach_job
 
 MIGRATIONS = service_migrations(__file__)
+# What the service reads; the main job uses it to know when all of it has been read.
+SUBSCRIPTIONS = [Subscription(partners=True), Subscription(services=["placements"])]
 
 
 def build_definition(settings: ReferralsSettings | None = None) -> ServiceDefinition:
@@ -33,7 +35,7 @@ def build_definition(settings: ReferralsSettings | None = None) -> ServiceDefini
         settings=settings,
         migrations=MIGRATIONS,
         handlers=build_handlers(deps),
-        subscriptions=[Subscription(partners=True), Subscription(services=["placements"])],
+        subscriptions=SUBSCRIPTIONS,
         jobs=[wait_breach_job(settings), capacity_job(settings)],
         routes=lambda pool, clock: http.routes(pool, clock, settings.wait_thresholds_hours),
         publishes=[ReferralTriaged, LocalCapacityUnavailable, ReferralWaitBreached, LocalCapacityChanged],
