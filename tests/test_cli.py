@@ -209,3 +209,45 @@ async def test_main_job_waits_for_every_group_including_partitions_never_read(ka
     finally:
         await committer.stop()
     assert await consumer_lag(bootstrap, ns, group_prefix=ns) == 2 * 3
+
+
+def test_an_exited_child_service_counts_as_stopped_not_running() -> None:
+    """The main job starts the services as its children; one that has exited is a zombie until
+    reaped, and must not be waited for (or killed) as if it still ran."""
+    import subprocess
+    import sys
+    import time as _time
+
+    from homeward.cli.runner import _alive
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    stat = Path(f"/proc/{child.pid}/stat")
+    deadline = _time.monotonic() + 30
+    while stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z" and _time.monotonic() < deadline:
+        _time.sleep(0.05)
+    assert _alive(child.pid) is False
+
+
+def test_stop_services_signals_each_recorded_process_and_forgets_it(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from homeward.cli.runner import RunPaths, stop_services
+
+    paths = RunPaths(tmp_path)
+    paths.run.mkdir(parents=True)
+    marker = tmp_path / "terminated"
+    script = (
+        "import pathlib, signal, sys, time\n"
+        f"def bye(*_):\n    pathlib.Path({str(marker)!r}).write_text('SIGTERM')\n    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, bye)\n"
+        f"pathlib.Path({str(tmp_path / 'ready')!r}).write_text('1')\n"
+        "while True:\n    time.sleep(0.1)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script])
+    while not (tmp_path / "ready").exists() and child.poll() is None:
+        __import__("time").sleep(0.05)
+    paths.pid("placements").write_text(str(child.pid))
+    assert stop_services(tmp_path, timeout=60) == 1
+    assert marker.read_text() == "SIGTERM"  # asked to finish its work, not killed
+    assert not paths.pid("placements").exists()

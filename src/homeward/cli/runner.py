@@ -76,11 +76,20 @@ def service_env(
 
 
 def _alive(pid: int) -> bool:
+    """Whether the process still runs. A service started by this process becomes a zombie when
+    it exits, until reaped: reap it here, and count any zombie as ended."""
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
     try:
         os.kill(pid, 0)
     except OSError:
         return False
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
 
 
 MAIN = "main"  # the `homeward run` process that waits for Ctrl-C
