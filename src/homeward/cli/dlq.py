@@ -78,7 +78,9 @@ async def _read_all(settings: KafkaSettings, topic: str) -> list[_Raw]:
     try:
         partitions = consumer.partitions_for_topic(topic)
         if partitions is None:
-            await consumer._client.force_metadata_update()  # first sight of the topic
+            # First sight of the topic. aiokafka has no public call that refreshes the metadata
+            # partitions_for_topic reads (consumer.topics() fills a separate copy).
+            await consumer._client.force_metadata_update()
             partitions = consumer.partitions_for_topic(topic)
         if not partitions:
             raise LookupError(f"topic {topic} does not exist")

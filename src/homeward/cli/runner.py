@@ -218,6 +218,8 @@ async def consumer_lag(bootstrap: str, namespace: str = "", group_prefix: str = 
     await consumer.start()
     try:
         wanted = expected_reads(list(await admin.list_topics()), namespace, group_prefix)
+        # Topics created since this client started: aiokafka has no public call that refreshes
+        # the metadata partitions_for_topic reads (consumer.topics() fills a separate copy).
         await consumer._client.force_metadata_update()
         lag = 0
         for group, names in wanted.items():
