@@ -4,25 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeward.contracts.identifiers import nhs_number_check_digit
+from homeward.contracts.identifiers import nhs_numbers_in_test_range
 
-
-def test_nhs_numbers(count: int, start: int = 0) -> list[str]:
-    """Valid NHS numbers in the test range 999 000 0000 to 999 999 9999."""
-    out: list[str] = []
-    n = start
-    while len(out) < count:
-        first_nine = f"999{n:06d}"
-        check = nhs_number_check_digit(first_nine)
-        if check is not None:
-            out.append(first_nine + str(check))
-        n += 1
-    return out
-
-
-test_nhs_numbers.__test__ = False  # type: ignore[attr-defined]
-
-VALID_NHS = test_nhs_numbers(1)[0]
+VALID_NHS = nhs_numbers_in_test_range(1)[0]
 
 
 def placement_made(**overrides: Any) -> dict[str, Any]:

@@ -6,10 +6,9 @@ from homeward.contracts.identifiers import (
     is_valid_nhs_number,
     nhs_number_check_digit,
     nhs_number_problem,
+    nhs_numbers_in_test_range,
 )
 from pydantic import BaseModel
-
-from .factories import test_nhs_numbers
 
 
 def test_worked_example_from_the_data_dictionary_is_valid() -> None:
@@ -35,7 +34,7 @@ def test_a_remainder_giving_ten_has_no_valid_number() -> None:
 
 
 def test_generated_test_range_numbers_all_pass() -> None:
-    numbers = test_nhs_numbers(200)
+    numbers = nhs_numbers_in_test_range(200)
     assert all(n.startswith("999") and is_valid_nhs_number(n) for n in numbers)
     assert len(set(numbers)) == 200
 

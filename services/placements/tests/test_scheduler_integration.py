@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 from homeward.contracts.events import PlacementMade
-from homeward.contracts.identifiers import nhs_number_check_digit
+from homeward.contracts.identifiers import nhs_numbers_in_test_range
 from homeward.kit.clock import FixedClock
 from homeward.kit.consumer import UnitOfWork
 from homeward.kit.db import create_pool, migrate
@@ -26,13 +26,7 @@ TOPICS = Topics("sched.")
 
 
 def nhs(i: int) -> str:
-    n = 0
-    while True:
-        nine = f"999{500000 + i * 20 + n:06d}"
-        check = nhs_number_check_digit(nine)
-        if check is not None:
-            return nine + str(check)
-        n += 1
+    return nhs_numbers_in_test_range(1, start=500000 + i * 20)[0]
 
 
 @pytest.fixture

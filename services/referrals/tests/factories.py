@@ -9,7 +9,7 @@ from typing import Any
 
 from homeward.contracts import Event, Payload, new_event, partner_source, service_source
 from homeward.contracts.events import BedAvailabilityUpdated, PlacementRegistered, ReferralReceived
-from homeward.contracts.identifiers import nhs_number_check_digit
+from homeward.contracts.identifiers import nhs_numbers_in_test_range as nhs_numbers
 from homeward.contracts.vocab import BedType
 from homeward.kit.clock import FixedClock
 from homeward.kit.reference import ReferenceData
@@ -19,19 +19,6 @@ from homeward.referrals.ports import CapacityRepository, ReferralRepository, Rep
 
 KEY = "test-patient-ref-key"
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
-
-
-def nhs_numbers(count: int, start: int = 0) -> list[str]:
-    """Valid NHS numbers from the test range 999 000 0000 to 999 999 9999."""
-    out: list[str] = []
-    n = start
-    while len(out) < count:
-        first_nine = f"999{n:06d}"
-        check = nhs_number_check_digit(first_nine)
-        if check is not None:
-            out.append(first_nine + str(check))
-        n += 1
-    return out
 
 
 NHS_A, NHS_B, NHS_C, NHS_D = nhs_numbers(4, start=123)

@@ -32,6 +32,20 @@ def nhs_number_check_digit(first_nine: str) -> int | None:
     return check
 
 
+def nhs_numbers_in_test_range(count: int, start: int = 0) -> list[str]:
+    """Valid NHS numbers from the range kept for testing, 999 000 0000 to 999 999 9999, in
+    order from ``999`` + ``start`` (six digits). For test data and examples: never a person."""
+    out: list[str] = []
+    n = start
+    while len(out) < count:
+        first_nine = f"999{n:06d}"
+        check = nhs_number_check_digit(first_nine)
+        if check is not None:
+            out.append(first_nine + str(check))
+        n += 1
+    return out
+
+
 def nhs_number_problem(value: str) -> str | None:
     """Why ``value`` is not a valid NHS number, or None if it is valid."""
     digits = value.replace(" ", "")
