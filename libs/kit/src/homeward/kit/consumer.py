@@ -168,6 +168,32 @@ def authorise(topic: str, event: Event[Any]) -> None:
 DLQ_HEADER_PREFIX = "homeward-dlq-"  # reason, error, service, topic, partition, offset, at
 
 
+def dlq_headers(
+    reason: str, error: str, *, service: str, topic: str, at: dt.datetime, **extra: str
+) -> list[tuple[str, bytes]]:
+    """The headers a dead letter carries: why (the error redacted of NHS numbers and cut to
+    2,000 characters), which service refused it, where it came from (``extra`` adds more, such
+    as partition and offset) and when."""
+    h = DLQ_HEADER_PREFIX
+    return [
+        (h + "reason", reason.encode()),
+        (h + "error", redact_text(error)[:2000].encode()),
+        (h + "service", service.encode()),
+        (h + "topic", topic.encode()),
+        *((h + name.replace("_", "-"), value.encode()) for name, value in extra.items()),
+        (h + "at", at.isoformat().encode()),
+    ]
+
+
+def refusal(exc: Exception) -> tuple[str, str]:
+    """(reason, message) for a permanent refusal: a rejection, a reused event id, a contract error."""
+    if isinstance(exc, Rejected):
+        return exc.reason, exc.message
+    if isinstance(exc, ContractError):
+        return exc.kind, str(exc)
+    return "conflicting-duplicate", str(exc)
+
+
 @dataclass
 class BatchResult:
     handled: int = 0
@@ -227,13 +253,11 @@ class EventConsumer:
         try:
             event = parse_kafka(record.value, record.headers)
             self._authorise(self.topics.strip(record.topic), event)
-        except ContractError as exc:
-            await self._dead_letter(conn, record, exc.kind, str(exc), result)
-            EVENTS_HANDLED.labels(self.service, "unparsed", "rejected").inc()
-            return
-        except Rejected as exc:
-            await self._dead_letter(conn, record, exc.reason, exc.message, result)
-            EVENTS_HANDLED.labels(self.service, "unknown", "rejected").inc()
+        except (ContractError, Rejected) as exc:
+            await self._dead_letter(conn, record, *refusal(exc), result)
+            EVENTS_HANDLED.labels(
+                self.service, "unparsed" if isinstance(exc, ContractError) else "unknown", "rejected"
+            ).inc()
             return
 
         handler = self.handlers.get(event.type)
@@ -268,16 +292,8 @@ class EventConsumer:
                 result.handled += 1
                 EVENTS_HANDLED.labels(self.service, event.type, "handled").inc()
                 return
-            except Rejected as exc:
-                await self._dead_letter(conn, record, exc.reason, exc.message, result)
-                EVENTS_HANDLED.labels(self.service, event.type, "rejected").inc()
-                return
-            except inbox.ConflictingDuplicate as exc:
-                await self._dead_letter(conn, record, "conflicting-duplicate", str(exc), result)
-                EVENTS_HANDLED.labels(self.service, event.type, "rejected").inc()
-                return
-            except ContractError as exc:
-                await self._dead_letter(conn, record, exc.kind, str(exc), result)
+            except (Rejected, inbox.ConflictingDuplicate, ContractError) as exc:
+                await self._dead_letter(conn, record, *refusal(exc), result)
                 EVENTS_HANDLED.labels(self.service, event.type, "rejected").inc()
                 return
             except INFRA_ERRORS:
@@ -304,16 +320,15 @@ class EventConsumer:
         error: str,
         result: BatchResult,
     ) -> None:
-        h = DLQ_HEADER_PREFIX
-        headers = list(record.headers) + [
-            (h + "reason", reason.encode()),
-            (h + "error", redact_text(error)[:2000].encode()),
-            (h + "service", self.service.encode()),
-            (h + "topic", record.topic.encode()),
-            (h + "partition", str(record.partition).encode()),
-            (h + "offset", str(record.offset).encode()),
-            (h + "at", self.clock.now().isoformat().encode()),
-        ]
+        headers = list(record.headers) + dlq_headers(
+            reason,
+            error,
+            service=self.service,
+            topic=record.topic,
+            at=self.clock.now(),
+            partition=str(record.partition),
+            offset=str(record.offset),
+        )
         await outbox.add_raw(
             conn,
             self.dlq_topic,

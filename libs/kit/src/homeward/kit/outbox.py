@@ -87,7 +87,6 @@ class OutboxRelay:
         self._poll = poll_interval_s
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
-        self.is_leader = False
 
     def _on_notify(self, *_: object) -> None:
         self._wake.set()
@@ -135,7 +134,6 @@ class OutboxRelay:
                 raise
             except Exception as exc:  # the relay must outlive Kafka or database outages
                 log.warning("outbox relay error; retrying", error=str(exc))
-                self.is_leader = False
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=min(5.0, self._poll * 2))
 
@@ -147,7 +145,6 @@ class OutboxRelay:
                     await asyncio.wait_for(self._stopping.wait(), timeout=self._poll)
                 if self._stopping.is_set():
                     return
-            self.is_leader = True
             await conn.add_listener(CHANNEL, self._on_notify)
             try:
                 while not self._stopping.is_set():
@@ -163,7 +160,6 @@ class OutboxRelay:
                     await conn.remove_listener(CHANNEL, self._on_notify)
                 with contextlib.suppress(Exception):
                     await conn.execute("SELECT pg_advisory_unlock($1)", _RELAY_LOCK)
-                self.is_leader = False
         finally:
             await self._pool.release(conn)
 

@@ -267,9 +267,6 @@ class ServiceRuntime:
         assert self.pool is not None
         return {job.name: await job.run(self.pool, self.clock) for job in self.d.jobs}
 
-    def wake_jobs(self) -> None:
-        self._job_wake.set()
-
     async def _run_job(self, job: Job) -> None:
         interval = job.interval_s or self.settings.scheduler_interval_s
         assert self.pool is not None

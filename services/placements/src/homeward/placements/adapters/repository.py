@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import asyncpg
+from homeward.contracts.envelope import STRUCTURED_CONTENT_TYPE
 from homeward.contracts.events import FundingShare
 from homeward.contracts.vocab import (
     AgeBand,
@@ -28,7 +29,7 @@ from homeward.contracts.vocab import (
     ReviewType,
 )
 from homeward.kit import outbox
-from homeward.kit.logging import redact_text
+from homeward.kit.consumer import dlq_headers
 
 from ..domain import Ending, Placement, RateEntry, Repatriation, Review, ReviewRule, ReviewSchedule, SiteFact
 
@@ -310,15 +311,14 @@ class PgPlacementRepository(PlacementRepository):
         )
 
     async def dead_letter(self, parked: ParkedEvent, reason: str, message: str, at: dt.datetime) -> None:
-        headers = [
-            ("content-type", b"application/cloudevents+json"),
-            ("homeward-dlq-reason", reason.encode()),
-            ("homeward-dlq-error", redact_text(message)[:2000].encode()),
-            ("homeward-dlq-service", self.service.encode()),
-            ("homeward-dlq-topic", self.partner_topic(parked.organisation or "UNKNOWN").encode()),
-            ("homeward-dlq-parked-at", parked.parked_at.isoformat().encode()),
-            ("homeward-dlq-at", at.isoformat().encode()),
-        ]
+        headers = [("content-type", STRUCTURED_CONTENT_TYPE.encode())] + dlq_headers(
+            reason,
+            message,
+            service=self.service,
+            topic=self.partner_topic(parked.organisation or "UNKNOWN"),
+            at=at,
+            parked_at=parked.parked_at.isoformat(),
+        )
         await outbox.add_raw(
             self.conn,
             self.dlq_topic,
