@@ -11,32 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from .envelope import STRUCTURED_CONTENT_TYPE, Attributes, dataschema_for
-from .events import ALL_PAYLOADS, INBOUND, INTERNAL, Payload
+from .events import ALL_PAYLOADS, INBOUND, Payload
 from .topics import PARTNER_TOPIC_PATTERN, SERVICES, dead_letter_topic, internal_topic
 
 CONTRACTS_ROOT = Path(__file__).resolve().parents[3]
 SCHEMA_DIR = CONTRACTS_ROOT / "schemas"
 ASYNCAPI_PATH = CONTRACTS_ROOT / "asyncapi.json"
 CONTRACTS_VERSION = "1.0.0"
-
-# Which service publishes each internal event.
-PUBLISHER: dict[str, str] = {
-    "PlacementRegistered": "placements",
-    "PlacementRateChanged": "placements",
-    "PlacementClosed": "placements",
-    "ReviewDueSoon": "placements",
-    "ReviewOverdue": "placements",
-    "PatientRepatriated": "placements",
-    "ReferralTriaged": "referrals",
-    "LocalCapacityUnavailable": "referrals",
-    "ReferralWaitBreached": "referrals",
-    "LocalCapacityChanged": "referrals",
-    "BudgetThresholdBreached": "budget",
-    "InvoiceVarianceFound": "budget",
-    "NotificationSent": "notifications",
-    "NotificationFailed": "notifications",
-}
-
 
 def event_schema(cls: type[Payload]) -> dict[str, Any]:
     """JSON Schema of a whole structured-mode CloudEvent carrying ``cls`` as data."""
@@ -99,9 +80,7 @@ def asyncapi_document() -> dict[str, Any]:
         }
     }
     for service in SERVICES:
-        published = [c for c in INTERNAL if PUBLISHER.get(c.name) == service]
-        if service == "placements":
-            published.append(next(c for c in INBOUND if c.name == "PlacementRateChanged"))
+        published = [c for c in ALL_PAYLOADS if service in c.producers]
         cid = f"{service}Facts"
         channels[cid] = {
             "address": internal_topic(service),
@@ -142,8 +121,8 @@ def rendered() -> dict[Path, str]:
 
 
 def stale() -> list[Path]:
-    out = [p for p, text in rendered().items() if not p.exists() or p.read_text() != text]
-    expected = set(rendered())
+    expected = rendered()
+    out = [p for p, text in expected.items() if not p.exists() or p.read_text() != text]
     if SCHEMA_DIR.exists():
         out += [p for p in SCHEMA_DIR.glob("*.json") if p not in expected]
     return out
