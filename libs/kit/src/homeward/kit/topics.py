@@ -29,7 +29,7 @@ class Topics:
 
     @property
     def partner_pattern(self) -> str:
-        return re.escape(self.namespace) + r"partner\.[A-Z0-9]+\.events"
+        return re.escape(self.namespace) + contract.PARTNER_TOPIC_PATTERN
 
     def strip(self, topic: str) -> str:
         """The contract name of a (possibly namespaced) topic."""
