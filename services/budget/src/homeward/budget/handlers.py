@@ -25,7 +25,6 @@ from homeward.contracts.events import (
     PlacementRegistered,
 )
 from homeward.contracts.vocab import Programme
-from homeward.kit.clock import Clock
 from homeward.kit.consumer import Rejected, UnitOfWork, stable_id
 from homeward.kit.logging import get_logger
 
@@ -44,7 +43,7 @@ log = get_logger(__name__)
 
 
 class Publish(Protocol):
-    async def __call__(self, payload: Payload, *, id: str) -> bool: ...
+    async def __call__(self, payload: Payload, /, *, id: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -460,13 +459,8 @@ class Handlers:
         self.repository = repository
         self.rules = rules
 
-    def context(self, uow: UnitOfWork[Any], clock: Clock | None = None) -> Context:
-        clock = clock or uow.clock
-
-        async def publish(payload: Payload, *, id: str) -> bool:
-            return await uow.publish(payload, id=id)
-
-        return Context(self.repository(uow), publish, clock.today(), clock.now(), self.rules)
+    def context(self, uow: UnitOfWork[Any]) -> Context:
+        return Context(self.repository(uow), uow.publish, uow.clock.today(), uow.clock.now(), self.rules)
 
     def _bind(self, use_case: UseCase) -> Callable[[Event[Any], UnitOfWork[Any]], Awaitable[None]]:
         async def handle(event: Event[Any], uow: UnitOfWork[Any]) -> None:

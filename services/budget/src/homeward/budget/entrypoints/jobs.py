@@ -8,13 +8,9 @@ transfer's id comes from the placement, funder and night range, so nothing posts
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncpg
-from homeward.contracts import Payload, new_event, service_source
-from homeward.kit import outbox
 from homeward.kit.clock import Clock
-from homeward.kit.consumer import INFRA_ERRORS
+from homeward.kit.consumer import INFRA_ERRORS, UnitOfWork
 from homeward.kit.logging import get_logger
 from homeward.kit.service import Job
 from homeward.kit.topics import Topics
@@ -25,19 +21,6 @@ from ..handlers import Context, Rules, accrue_stream
 log = get_logger(__name__)
 
 SERVICE = "budget"
-
-
-class OutboxPublisher:
-    """Publishing from a job: an outbox row in the job's own transaction."""
-
-    def __init__(self, conn: Any, topics: Topics, clock: Clock) -> None:
-        self.conn = conn
-        self.topic = topics.internal(SERVICE)
-        self.clock = clock
-
-    async def __call__(self, payload: Payload, *, id: str) -> bool:
-        event = new_event(payload, source=service_source(SERVICE), id=id, time=self.clock.now())
-        return await outbox.add(self.conn, self.topic, event)
 
 
 async def run_accrual(pool: asyncpg.Pool, clock: Clock, *, topics: Topics, rules: Rules, batch_size: int = 200) -> int:  # type: ignore[type-arg]
@@ -52,7 +35,13 @@ async def run_accrual(pool: asyncpg.Pool, clock: Clock, *, topics: Topics, rules
         for stream_id in due:
             try:
                 async with pool.acquire() as conn, conn.transaction():
-                    ctx = Context(PgBudgetRepository(conn), OutboxPublisher(conn, topics, clock), today, now, rules)
+                    ctx = Context(
+                        PgBudgetRepository(conn),
+                        UnitOfWork(conn, SERVICE, clock, topics=topics).publish,
+                        today,
+                        now,
+                        rules,
+                    )
                     n, raised = await accrue_stream(ctx, stream_id)
             except INFRA_ERRORS:
                 raise

@@ -15,11 +15,9 @@ import datetime as dt
 from typing import Any
 
 import asyncpg
-from homeward.contracts import new_event, service_source
 from homeward.contracts.events import Payload, ReviewDueSoon, ReviewOverdue
-from homeward.kit import outbox
 from homeward.kit.clock import Clock
-from homeward.kit.consumer import stable_id
+from homeward.kit.consumer import UnitOfWork, stable_id
 from homeward.kit.logging import get_logger
 from homeward.kit.service import Job
 from homeward.kit.topics import Topics
@@ -63,7 +61,7 @@ def alert_payload(item: ScheduledReview, alert: Alert) -> Payload:
 
 class ReviewScheduler:
     def __init__(self, topics: Topics) -> None:
-        self.topic = topics.internal(SERVICE)
+        self.topics = topics
 
     async def run(self, pool: asyncpg.Pool, clock: Clock) -> int:  # type: ignore[type-arg]
         today = clock.today()
@@ -76,10 +74,9 @@ class ReviewScheduler:
                 event_id = alert_event_id(item, alert)
                 if not await claim_alert(conn, item, alert, event_id, clock.now()):
                     continue
-                event = new_event(
-                    alert_payload(item, alert), source=service_source(SERVICE), id=event_id, time=clock.now()
+                await UnitOfWork(conn, SERVICE, clock, topics=self.topics).publish(
+                    alert_payload(item, alert), id=event_id
                 )
-                await outbox.add(conn, self.topic, event)
                 emitted += 1
         if emitted:
             log.info("review alerts queued", emitted=emitted, as_of=today.isoformat())
