@@ -100,6 +100,11 @@ class FakeRepository(BudgetRepository):
     ) -> ThresholdState:
         return self.thresholds.get((commissioner, financial_year, programme, percent), ThresholdState())
 
+    async def threshold_states(self, commissioner: str, financial_year: str) -> dict[tuple[str, int], ThresholdState]:
+        return {
+            (p, pc): st for (c, fy, p, pc), st in self.thresholds.items() if (c, fy) == (commissioner, financial_year)
+        }
+
     async def save_threshold_state(
         self, commissioner: str, financial_year: str, programme: str, percent: int, state: ThresholdState
     ) -> None:

@@ -36,7 +36,7 @@ from .domain.position import position
 from .domain.records import Allocation, Invoice, InvoiceStatus
 from .domain.schedule import RateSchedule
 from .domain.streams import Stream, StreamKind, placement_stream_id, saving_stream_id
-from .domain.thresholds import ALL_PROGRAMMES, evaluate
+from .domain.thresholds import ALL_PROGRAMMES, ThresholdState, evaluate
 from .ports import BudgetRepository
 
 log = get_logger(__name__)
@@ -93,9 +93,10 @@ async def check_thresholds(ctx: Context, keys: Iterable[CommissionerYear]) -> in
         fy = fy_label(year)
         pos = position(await ctx.repo.balances(commissioner, fy), commissioner, fy)
         groups = [(ALL_PROGRAMMES, pos.total), *sorted(pos.by_programme.items())]
+        states = await ctx.repo.threshold_states(commissioner, fy)  # one read for every group and threshold
         for programme, figures in groups:
             for percent in ctx.rules.thresholds_percent:
-                state = await ctx.repo.threshold_state(commissioner, fy, programme, percent)
+                state = states.get((programme, percent), ThresholdState())
                 new, fire = evaluate(
                     state,
                     figures.allocated,

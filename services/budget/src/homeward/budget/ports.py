@@ -62,9 +62,8 @@ class BudgetRepository(abc.ABC):
         """Remove and return the placement's parked events (CloudEvents JSON) in arrival order."""
 
     @abc.abstractmethod
-    async def threshold_state(
-        self, commissioner: str, financial_year: str, programme: str, percent: int
-    ) -> ThresholdState: ...
+    async def threshold_states(self, commissioner: str, financial_year: str) -> dict[tuple[str, int], ThresholdState]:
+        """Every threshold's state for one commissioner and year, by (programme, percent)."""
 
     @abc.abstractmethod
     async def save_threshold_state(

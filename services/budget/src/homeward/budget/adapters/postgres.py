@@ -383,18 +383,17 @@ class PgBudgetRepository(BudgetRepository):
 
     # --------------------------------------------------------------------- thresholds
 
-    async def threshold_state(
-        self, commissioner: str, financial_year: str, programme: str, percent: int
-    ) -> ThresholdState:
-        r = await self.conn.fetchrow(
-            """SELECT breached, arm, last_alert_on FROM threshold_states
-               WHERE commissioner = $1 AND financial_year = $2 AND programme = $3 AND threshold_percent = $4""",
+    async def threshold_states(self, commissioner: str, financial_year: str) -> dict[tuple[str, int], ThresholdState]:
+        rows = await self.conn.fetch(
+            """SELECT programme, threshold_percent, breached, arm, last_alert_on FROM threshold_states
+               WHERE commissioner = $1 AND financial_year = $2""",
             commissioner,
             financial_year,
-            programme,
-            percent,
         )
-        return ThresholdState() if r is None else ThresholdState(r["breached"], r["arm"], r["last_alert_on"])
+        return {
+            (r["programme"], r["threshold_percent"]): ThresholdState(r["breached"], r["arm"], r["last_alert_on"])
+            for r in rows
+        }
 
     async def save_threshold_state(
         self, commissioner: str, financial_year: str, programme: str, percent: int, state: ThresholdState
