@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -357,6 +357,3 @@ class Stream:
         if {k: v for k, v in whole.items() if v} != {k: v for k, v in held.items() if v}:
             out.append(f"{self.id}: spend + commitment {held} != schedule to {through} {whole}")
         return out
-
-    def copy(self) -> Stream:
-        return replace(self)

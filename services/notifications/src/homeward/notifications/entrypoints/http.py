@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 from homeward.kit.clock import Clock
-from homeward.kit.http import BadRequest, query_date, query_int
+from homeward.kit.http import BadRequest, answers_bad_requests, query_date, query_int
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -50,12 +50,10 @@ Endpoint = Callable[[Request, asyncpg.Connection], Awaitable[Any]]  # type: igno
 
 def routes(pool: asyncpg.Pool, clock: Clock) -> Sequence[BaseRoute]:  # type: ignore[type-arg]
     def endpoint(fn: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+        @answers_bad_requests
         async def handle(request: Request) -> Response:
-            try:
-                async with pool.acquire() as conn:
-                    return JSONResponse(await fn(request, conn))
-            except BadRequest as exc:
-                return JSONResponse({"error": str(exc)}, status_code=400)
+            async with pool.acquire() as conn:
+                return JSONResponse(await fn(request, conn))
 
         return handle
 

@@ -31,8 +31,3 @@ def resolve_site_area(stated: str | None, configured: str | None, learned: str |
 
 def is_out_of_area(commissioner_area: str, site_area: str) -> bool:
     return commissioner_area != site_area
-
-
-def newer(candidate: SiteFact, current: SiteFact | None) -> bool:
-    """Whether ``candidate`` should replace ``current``: an older statement never wins."""
-    return current is None or (candidate.stated_at, candidate.event_id) > (current.stated_at, current.event_id)

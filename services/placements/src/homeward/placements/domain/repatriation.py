@@ -75,10 +75,6 @@ def repatriation(source: Placement, target: Placement, *, explicit: bool) -> Rep
     )
 
 
-def states_repatriation(source: Placement) -> bool:
-    return source.ending is not None and source.ending.end_reason is EndReason.REPATRIATED
-
-
 def may_match(source: Placement, target: Placement, window_days: int) -> bool:
     """Whether an ended out-of-area transfer and a new in-area placement are one move home."""
     ending = source.ending
