@@ -21,7 +21,7 @@ import sys
 import time
 
 from homeward.contracts.topics import TopicSpec, partner_of, partner_topic
-from homeward.kit.kafka import ensure_topics, make_admin
+from homeward.kit.kafka import TopicsRefused, ensure_topics
 from homeward.kit.settings import KafkaSettings
 from homeward.kit.topics import Topics
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,37 +51,21 @@ def wanted_topics(init: InitSettings, kafka: KafkaSettings) -> list[TopicSpec]:
     return Topics(kafka.topic_namespace).declared(partner_codes(init.partners))
 
 
-async def missing_topics(kafka: KafkaSettings, specs: list[TopicSpec]) -> list[str]:
-    admin = make_admin(kafka)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-    finally:
-        await admin.close()
-    return [s.name for s in specs if s.name not in existing]
-
-
 async def create(init: InitSettings, kafka: KafkaSettings) -> list[str]:
-    """Create the missing topics, retrying until Kafka answers or ``wait_s`` has passed.
-
-    The broker's answer to a creation request is not trusted on its own: the topics are
-    listed afterwards, so a refusal (say a replication factor above the broker count) fails
-    the step instead of passing silently."""
+    """Create the missing topics, retrying until Kafka answers or ``wait_s`` has passed. A
+    refusal (say a replication factor above the broker count) fails the step at once."""
     specs = wanted_topics(init, kafka)
     deadline = time.monotonic() + init.wait_s
     while True:
         try:
-            created = await ensure_topics(kafka, specs, replication=init.replication_factor)
-            break
+            return await ensure_topics(kafka, specs, replication=init.replication_factor)
+        except TopicsRefused:
+            raise
         except Exception as exc:  # the broker may still be starting
             if time.monotonic() >= deadline:
                 raise
             print(f"init: Kafka at {kafka.bootstrap_servers} not ready ({exc!r}); retrying", file=sys.stderr)
             await asyncio.sleep(2)
-    missing = await missing_topics(kafka, specs)
-    if missing:
-        raise RuntimeError(f"Kafka did not create {', '.join(missing)}")
-    return created
 
 
 def main() -> int:

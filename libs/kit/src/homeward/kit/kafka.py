@@ -9,7 +9,6 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from homeward.contracts.topics import TopicSpec
@@ -80,25 +79,48 @@ def make_admin(settings: KafkaSettings) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(client_id=f"{settings.client_id_prefix}-admin", **client_options(settings))
 
 
+TOPIC_ALREADY_EXISTS = 36  # Kafka's error code: another client created it first, which is fine
+
+
+class TopicsRefused(RuntimeError):
+    """The broker answered a creation request with an error for some topics."""
+
+
+async def create_missing_topics(admin: AIOKafkaAdminClient, topics: list[TopicSpec], replication: int = 1) -> list[str]:
+    """With a started admin client: create the topics that do not exist yet and return their
+    names. The broker's answer is read per topic (aiokafka does not raise on it), so a refusal,
+    such as a replication factor above the broker count, raises :class:`TopicsRefused`."""
+    existing = set(await admin.list_topics())
+    new = [t for t in topics if t.name not in existing]
+    if not new:
+        return []
+    response = await admin.create_topics(
+        [
+            NewTopic(
+                t.name,
+                num_partitions=t.partitions,
+                replication_factor=replication,
+                topic_configs={"retention.ms": str(t.retention_ms)} if t.retention_ms is not None else {},
+            )
+            for t in new
+        ],
+        timeout_ms=30000,
+    )
+    refused = [
+        f"{entry[0]}: error {entry[1]} {entry[2] if len(entry) > 2 and entry[2] else ''}".strip()
+        for entry in getattr(response, "topic_errors", [])
+        if entry[1] not in (0, TOPIC_ALREADY_EXISTS)
+    ]
+    if refused:
+        raise TopicsRefused("Kafka refused to create topics: " + "; ".join(refused))
+    return [t.name for t in new]
+
+
 async def ensure_topics(settings: KafkaSettings, topics: list[TopicSpec], replication: int = 1) -> list[str]:
     """Create the topics that do not exist yet; returns the names created."""
     admin = make_admin(settings)
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        new = [t for t in topics if t.name not in existing]
-        if not new:
-            return []
-        configs = [{"retention.ms": str(t.retention_ms)} if t.retention_ms is not None else {} for t in new]
-        try:
-            await admin.create_topics(
-                [
-                    NewTopic(t.name, num_partitions=t.partitions, replication_factor=replication, topic_configs=c)
-                    for t, c in zip(new, configs, strict=True)
-                ]
-            )
-        except TopicAlreadyExistsError:
-            pass
-        return [t.name for t in new]
+        return await create_missing_topics(admin, topics, replication)
     finally:
         await admin.close()

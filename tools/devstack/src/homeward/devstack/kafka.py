@@ -42,7 +42,6 @@ from .status import ComponentStatus
 T = TypeVar("T")
 
 _LIB_MARKER = ".homeward-complete"
-_TOPIC_ALREADY_EXISTS = 36
 SIBLING_SUFFIX = "/.local/kafka/config/server.properties"
 
 
@@ -437,39 +436,15 @@ def status(cfg: StackConfig) -> ComponentStatus:
 
 # ---- topics ----------------------------------------------------------------------
 async def _ensure_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> list[str]:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import TopicAlreadyExistsError
+    from aiokafka.admin import AIOKafkaAdminClient
+    from homeward.kit.kafka import TopicsRefused, create_missing_topics  # the services' own rule
 
-    wanted = list(specs)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="homeward-stack", request_timeout_ms=30000)
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        missing = [s for s in wanted if s.name not in existing]
-        if not missing:
-            return []
-        new = [
-            NewTopic(
-                s.name,
-                num_partitions=s.partitions,
-                replication_factor=1,
-                topic_configs={"retention.ms": str(s.retention_ms)} if s.retention_ms is not None else {},
-            )
-            for s in missing
-        ]
-        try:
-            response = await admin.create_topics(new, timeout_ms=30000)
-        except TopicAlreadyExistsError:
-            return []
-        failures = []
-        for entry in getattr(response, "topic_errors", []):
-            name, code = entry[0], entry[1]
-            message = entry[2] if len(entry) > 2 else ""
-            if code not in (0, _TOPIC_ALREADY_EXISTS):
-                failures.append(f"{name}: error {code} {message or ''}".strip())
-        if failures:
-            raise StackError("Kafka refused to create topics:", details="\n".join(failures))
-        return [s.name for s in missing]
+        return await create_missing_topics(admin, list(specs))
+    except TopicsRefused as exc:
+        raise StackError(str(exc)) from exc
     finally:
         await admin.close()
 
