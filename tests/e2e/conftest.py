@@ -9,13 +9,11 @@ import datetime as dt
 import json
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +23,19 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaProducer
 from homeward.kit.kafka import ensure_topics
-from homeward.kit.settings import KafkaSettings
 from homeward.kit.testing import Infra
 from homeward.kit.topics import Topics
 
 from homeward.cli.main import send_scenario
-from homeward.cli.runner import SERVICES, consumer_lag, recipients_for, run_jobs
+from homeward.cli.runner import (
+    SERVICES,
+    RunPaths,
+    recipients_for,
+    settle,
+    start_process,
+    stop_services,
+    wait_ready,
+)
 from homeward.scenario import Scenario, ScenarioConfig, generate
 
 AS_OF = dt.date(2026, 11, 20)
@@ -52,7 +57,6 @@ class System:
     mail_domain: str
     env: dict[str, str]
     logs: Path
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def url(self, service: str, path: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}{path}"
@@ -82,33 +86,6 @@ async def _drop_databases(admin_dsn: str, names: list[str]) -> None:
             await conn.execute(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)')
     finally:
         await conn.close()
-
-
-def _wait_ready(system: System, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    pending = set(SERVICES)
-    while pending and time.monotonic() < deadline:
-        for svc in sorted(pending):
-            if system.procs[svc].poll() is not None:
-                pytest.fail(f"{svc} exited during start:\n{system.log(svc)[-3000:]}")
-            try:
-                if httpx.get(system.url(svc, "/readyz"), timeout=2).status_code == 200:
-                    pending.discard(svc)
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.5)
-    if pending:
-        pytest.fail(f"not ready: {pending}")
-
-
-def _wait_settled(system: System, quiet_checks: int = 4, interval: float = 3.0, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    quiet = 0
-    while time.monotonic() < deadline and quiet < quiet_checks:
-        lag = asyncio.run(consumer_lag(system.infra.kafka_bootstrap, system.namespace, group_prefix=system.namespace))
-        quiet = quiet + 1 if lag == 0 else 0
-        time.sleep(interval)
-    assert quiet >= quiet_checks, "the services did not finish the work in time"
 
 
 # What a careless or hostile partner might send, after the scenario: reason -> raw message.
@@ -184,23 +161,20 @@ def system(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         env[p + "CONSUMER_GROUP"] = f"{namespace}homeward-{svc}"
         env[p + "SCHEDULER_INTERVAL_S"] = "3600"  # jobs run when the test says, after the replay
         env[p + "OUTBOX_POLL_INTERVAL_S"] = "0.5"
+    paths = RunPaths(work)
     system = System(
-        scenario, namespace, ports, {s: f"{base}/{d}" for s, d in dbs.items()}, infra, mail_domain, env, work
+        scenario, namespace, ports, {s: f"{base}/{d}" for s, d in dbs.items()}, infra, mail_domain, env, paths.logs
     )
     try:
         # The init step's work (compose's init, `homeward-stack up` for the main job): topics first.
-        kafka = KafkaSettings(bootstrap_servers=infra.kafka_bootstrap)
+        kafka = infra.kafka_settings(namespace)
         asyncio.run(ensure_topics(kafka, Topics(namespace).declared(tuple(scenario.partners))))
         for svc in SERVICES:
-            log = (work / f"{svc}.log").open("wb")
-            system.procs[svc] = subprocess.Popen(
-                [sys.executable, "-m", f"homeward.{svc}"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        _wait_ready(system)
+            start_process(svc, [sys.executable, "-m", f"homeward.{svc}"], env, paths)
+        try:
+            wait_ready(paths, ports=ports)
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
         subprocess.run(
             [sys.executable, "-m", "homeward.notifications", "recipients", "import", str(work / "recipients.yaml")],
             env=env,
@@ -208,24 +182,12 @@ def system(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
             capture_output=True,
             timeout=120,
         )
-        os.environ["HOMEWARD_KAFKA_TOPIC_NAMESPACE"] = namespace
-        try:
-            asyncio.run(send_scenario(scenario, infra.kafka_bootstrap, progress=False))
-        finally:
-            os.environ.pop("HOMEWARD_KAFKA_TOPIC_NAMESPACE", None)
+        asyncio.run(send_scenario(scenario, progress=False, settings=kafka))
         asyncio.run(_send_bad_input(system))
-        _wait_settled(system)
-        for _ in range(2):
-            run_jobs(ports)
-            _wait_settled(system)
+        assert settle(infra.kafka_bootstrap, ports, namespace=namespace, group_prefix=namespace), (
+            "the services did not finish the work in time"
+        )
         yield system
     finally:
-        for proc in system.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in system.procs.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_services(work)
         asyncio.run(_drop_databases(infra.postgres_admin_dsn, list(dbs.values())))

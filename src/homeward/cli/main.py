@@ -330,12 +330,17 @@ def scenario(
         )
 
 
-async def send_scenario(sc: Any, bootstrap: str | None = None, progress: bool = True) -> None:
+async def send_scenario(
+    sc: Any, bootstrap: str | None = None, progress: bool = True, settings: Any | None = None
+) -> None:
+    """Create the partners' topics and produce the scenario: with ``settings`` (KafkaSettings)
+    when given, else from the environment, with ``bootstrap`` overriding the servers."""
     from homeward.kit.kafka import ensure_topics
     from homeward.kit.settings import KafkaSettings
     from homeward.kit.topics import Topics
 
-    settings = KafkaSettings() if bootstrap is None else KafkaSettings(bootstrap_servers=bootstrap)
+    if settings is None:
+        settings = KafkaSettings() if bootstrap is None else KafkaSettings(bootstrap_servers=bootstrap)
     topics = Topics(settings.topic_namespace)
     await ensure_topics(settings, topics.declared(tuple(sc.partners)))
     await _produce(settings, [(topics.partner(p), e) for p, e in sc.events], progress=progress)

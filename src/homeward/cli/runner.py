@@ -246,8 +246,9 @@ def wait_settled(
     timeout: float = 600.0,
     namespace: str = "",
     group_prefix: str = "",
-) -> None:
-    """Wait until no group has lag for several checks in a row (jobs run in between)."""
+) -> bool:
+    """Wait until no group has lag for several checks in a row (jobs run in between); False
+    if that did not happen before ``timeout``."""
     deadline = time.monotonic() + timeout
     quiet = 0
     with console.status("waiting for the services to finish the work") as status:
@@ -256,6 +257,7 @@ def wait_settled(
             quiet = quiet + 1 if lag == 0 else 0
             status.update(f"waiting for the services to finish the work (lag {lag})")
             time.sleep(interval)
+    return quiet >= quiet_checks
 
 
 def run_jobs(ports: dict[str, int] = PORTS) -> dict[str, Any]:
@@ -269,12 +271,16 @@ def run_jobs(ports: dict[str, int] = PORTS) -> dict[str, Any]:
     return out
 
 
-def settle(bootstrap: str, ports: dict[str, int] = PORTS, rounds: int = 2) -> None:
-    """Wait for the replay to be consumed, then run the jobs and wait for their consequences."""
-    wait_settled(bootstrap)
+def settle(
+    bootstrap: str, ports: dict[str, int] = PORTS, rounds: int = 2, namespace: str = "", group_prefix: str = ""
+) -> bool:
+    """Wait for the replay to be consumed, then run the jobs and wait for their consequences.
+    False if some wait ran out of time."""
+    settled = wait_settled(bootstrap, namespace=namespace, group_prefix=group_prefix)
     for _ in range(rounds):
         run_jobs(ports)
-        wait_settled(bootstrap)
+        settled = wait_settled(bootstrap, namespace=namespace, group_prefix=group_prefix) and settled
+    return settled
 
 
 def fetch_summary(sc_commissioners: list[str], as_of: dt.date, ports: dict[str, int] = PORTS) -> dict[str, Any]:
