@@ -1,22 +1,16 @@
 """The status page as a person sees it, rendered by headless Chromium."""
 
-import socket
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+from homeward.kit.testing import free_port
 
 from homeward.cli import dashboard
 
 from .browser import dump_dom, screenshot
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _summary() -> dict[str, Any]:
@@ -44,7 +38,7 @@ def test_status_page_shows_the_figures_in_a_real_browser(monkeypatch: Any, tmp_p
     import datetime as dt
 
     app = dashboard.build_app(["05A"], dt.date(2026, 11, 20), "http://127.0.0.1:1080")
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -9,7 +9,6 @@ import datetime as dt
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaProducer
 from homeward.kit.kafka import ensure_topics
-from homeward.kit.testing import Infra
+from homeward.kit.testing import Infra, free_port
 from homeward.kit.topics import Topics
 
 from homeward.cli.main import send_scenario
@@ -39,12 +38,6 @@ from homeward.cli.runner import (
 from homeward.scenario import Scenario, ScenarioConfig, generate
 
 AS_OF = dt.date(2026, 11, 20)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -9,7 +9,6 @@ import datetime as dt
 import email
 import email.policy
 import json
-import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -19,6 +18,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from homeward.contracts import Event, Payload, new_event, parse_json, service_source
+from homeward.kit.testing import free_port
 from homeward.notifications.adapters.templates import build_message
 from homeward.notifications.domain.model import Candidate, DefaultRoute, Recipient, Subscription
 from homeward.notifications.domain.recipients import RecipientSpec
@@ -444,9 +444,7 @@ class SmtpServer:
     """aiosmtpd on a free local port, which can be stopped and started again on the same port."""
 
     def __init__(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.handler = _KeepMessages()
         self._controller: Controller | None = None
 

@@ -19,6 +19,7 @@ SCHEMA_DIR = CONTRACTS_ROOT / "schemas"
 ASYNCAPI_PATH = CONTRACTS_ROOT / "asyncapi.json"
 CONTRACTS_VERSION = "1.0.0"
 
+
 def event_schema(cls: type[Payload]) -> dict[str, Any]:
     """JSON Schema of a whole structured-mode CloudEvent carrying ``cls`` as data."""
     attrs = Attributes.model_json_schema()

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -249,6 +250,13 @@ async def kafka(infra: Infra) -> AsyncIterator[KafkaProbe]:
     await probe.create()
     yield probe
     await probe.close()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2) -> Any:
