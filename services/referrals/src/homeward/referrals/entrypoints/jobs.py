@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import asyncpg
-from homeward.contracts import Payload, new_event, service_source
-from homeward.kit import outbox
+from homeward.contracts import Payload
 from homeward.kit.clock import Clock
+from homeward.kit.consumer import UnitOfWork
 from homeward.kit.logging import get_logger
 from homeward.kit.service import Job
 from homeward.kit.topics import Topics
@@ -39,10 +39,11 @@ class _Outbox:
         self.now = now
         self.queued = 0
 
-    def on(self, conn: Connection) -> Publish:
+    def on(self, conn: Connection, clock: Clock) -> Publish:
+        uow: UnitOfWork[Any] = UnitOfWork(conn, SERVICE, clock, topics=self.topics)
+
         async def publish(payload: Payload, event_id: str) -> bool:
-            event = new_event(payload, source=service_source(SERVICE), id=event_id, time=self.now)
-            added = await outbox.add(conn, self.topics.internal(SERVICE), event)
+            added = await uow.publish(payload, id=event_id, time=self.now)
             self.queued += int(added)
             return added
 
@@ -65,10 +66,10 @@ def wait_breach_job(settings: ReferralsSettings) -> Job:
         out = _Outbox(topics, clock.now())
 
         async def apply_one(conn: Connection) -> int:
-            return await apply_parked_placements(PgReferrals(conn), out.on(conn), limit=1)
+            return await apply_parked_placements(PgReferrals(conn), out.on(conn, clock), limit=1)
 
         async def breaches(conn: Connection) -> int:
-            return await report_wait_breaches(PgReferrals(conn), out.on(conn), out.now, thresholds)
+            return await report_wait_breaches(PgReferrals(conn), out.on(conn, clock), out.now, thresholds)
 
         try:
             # One parked placement per transaction, so the job never holds one referral while
@@ -90,7 +91,7 @@ def capacity_job(settings: ReferralsSettings) -> Job:
         out = _Outbox(topics, clock.now())
 
         async def settle(conn: Connection) -> int:
-            return await settle_capacity(PgCapacity(conn), out.on(conn), out.now)
+            return await settle_capacity(PgCapacity(conn), out.on(conn, clock), out.now)
 
         await _in_transaction(pool, settle)
         return out.queued
