@@ -157,3 +157,28 @@ async def test_relay_killed_mid_batch_loses_no_row(database: str, kafka: KafkaPr
     finally:
         await producer.stop()
         await pool.close()
+
+
+async def test_while_kafka_refuses_the_pending_gauge_shows_the_backlog(database: str) -> None:
+    from homeward.kit.testing import eventually
+    from prometheus_client import REGISTRY
+
+    await migrate(database, "test", None)
+    pool = await create_pool(database)
+
+    async def send(topic, key, value, headers):  # type: ignore[no-untyped-def]
+        raise ConnectionError("Kafka is down")
+
+    service = f"outage-{uuid.uuid4().hex[:6]}"
+    relay = OutboxRelay(pool, send, service=service, poll_interval_s=0.1)
+    try:
+        async with pool.acquire() as conn:
+            for n in range(3):
+                await outbox.add(conn, "homeward.referrals.v1", _event(n))
+        task = asyncio.create_task(relay.run())
+        gauge = lambda: REGISTRY.get_sample_value("homeward_outbox_pending", {"service": service})  # noqa: E731
+        assert await eventually(lambda: gauge() == 3, timeout=30)
+        await relay.stop()
+        await task
+    finally:
+        await pool.close()

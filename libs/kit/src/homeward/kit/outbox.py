@@ -134,6 +134,8 @@ class OutboxRelay:
                 raise
             except Exception as exc:  # the relay must outlive Kafka or database outages
                 log.warning("outbox relay error; retrying", error=str(exc))
+                with contextlib.suppress(Exception):  # what waits for Kafka, for the on-call dashboard
+                    OUTBOX_PENDING.labels(self._service).set(await self.pending())
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=min(5.0, self._poll * 2))
 
