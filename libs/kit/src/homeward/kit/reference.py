@@ -12,6 +12,7 @@ File format::
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,17 @@ class ReferenceData:
     def site_area(self, code: str) -> str | None:
         s = self.sites.get(code)
         return s.area if s else None
+
+    def providers_in(self, area: str) -> frozenset[str]:
+        """The providers with a site in ``area`` (indexed once: reference data is fixed at start)."""
+        return self._providers_by_area.get(area, frozenset())
+
+    @functools.cached_property
+    def _providers_by_area(self) -> dict[str, frozenset[str]]:
+        index: dict[str, set[str]] = {}
+        for site in self.sites.values():
+            index.setdefault(site.area, set()).add(site.provider)
+        return {area: frozenset(providers) for area, providers in index.items()}
 
 
 class ReferenceDataError(ValueError):

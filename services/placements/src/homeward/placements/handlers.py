@@ -122,12 +122,10 @@ class PlacementHandlers:
         repo = self.repository_for(uow)
         await repo.lock(placement_key(pid))
         existing = await repo.get(pid)
-        learned = await repo.learned_site(made.provider_site)
-        site_area = resolve_site_area(
-            made.provider_site_area,
-            self.ctx.reference.site_area(made.provider_site),
-            learned.area if learned else None,
-        )
+        stated, configured = made.provider_site_area, self.ctx.reference.site_area(made.provider_site)
+        # A fact learned from another event only counts when neither is known: read it only then.
+        learned = None if stated or configured else await repo.learned_site(made.provider_site)
+        site_area = resolve_site_area(stated, configured, learned.area if learned else None)
         if site_area is None and existing is not None:
             site_area = existing.provider_site_area
         if site_area is None:

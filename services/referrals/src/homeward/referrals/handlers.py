@@ -57,10 +57,6 @@ class Dependencies:
     patient_ref_key: str
 
 
-def local_providers(reference: ReferenceData, area: str) -> set[str]:
-    return {s.provider for s in reference.sites.values() if s.area == area}
-
-
 def _options(counts: Sequence[BedCount]) -> list[LocalOption]:
     return [
         LocalOption(provider=c.provider, site=c.site, available_beds=c.available_beds, as_of=c.as_of) for c in counts
@@ -70,7 +66,7 @@ def _options(counts: Sequence[BedCount]) -> list[LocalOption]:
 async def referral_received(event: Event[ReferralReceived], uow: UnitOfWork[Any], deps: Dependencies) -> None:
     r = event.data
     commissioner_area = deps.reference.commissioner_area(r.commissioner)
-    if not may_send_referral(event.organisation, r.commissioner, local_providers(deps.reference, commissioner_area)):
+    if not may_send_referral(event.organisation, r.commissioner, deps.reference.providers_in(commissioner_area)):
         raise Rejected(
             "not-party",
             f"organisation {event.organisation} may not refer for commissioner {r.commissioner}: only the commissioner "
