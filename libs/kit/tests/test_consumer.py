@@ -103,7 +103,8 @@ async def test_bad_input_is_dead_lettered_with_reasons_and_valid_work_carries_on
         await kafka.send(topic, good)  # a redelivery of the same event id
         reused = good.to_dict()
         reused["data"]["daily_rate_pence"] = 99_900  # the same id for a different event
-        await kafka.send_raw(topic, json.dumps(reused).encode())
+        # Same key as the first, so it is read after it: the first one seen is the event, the other the reuse.
+        await kafka.send_raw(topic, json.dumps(reused).encode(), key=good.key.encode())
         # CloudEvents ids are unique per source: another partner may use the same id.
         same_id = new_event(placement("PLC-OTHER-1", other), source=partner_source(other), id=good.id)
         await kafka.send(kafka.topics.partner(other), same_id)
