@@ -48,7 +48,7 @@ SENT_AT = dt.datetime(2026, 4, 2, 9, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-async def service(database: str, kafka: KafkaProbe) -> AsyncIterator[ServiceRuntime]:
+async def service(database: str, kafka: KafkaProbe, ingress: ServiceRuntime) -> AsyncIterator[ServiceRuntime]:
     await kafka.create(partners=[COMMISSIONER, PROVIDER])
     settings = BudgetSettings(
         database_url=database,

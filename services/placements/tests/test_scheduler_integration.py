@@ -61,7 +61,9 @@ async def test_two_replicas_running_the_scheduler_at_once_emit_each_alert_once(
     wiring = Register()
     handlers = PlacementHandlers(
         wiring.ctx,
-        lambda uow: PgPlacementRepository(uow.conn, dlq_topic=TOPICS.dlq("placements"), partner_topic=TOPICS.partner),
+        lambda uow: PgPlacementRepository(
+            uow.conn, dlq_topic=TOPICS.dlq("placements"), origin_topic=TOPICS.internal("ingress")
+        ),
     )
     # Twenty adults placed out of area on 1-20 January 2026: oversight visits due 56 days later,
     # 26 February to 17 March.
@@ -108,7 +110,9 @@ async def test_events_parked_too_long_are_marked_expired_and_nothing_is_publishe
     wiring = Register()
     handlers = PlacementHandlers(
         wiring.ctx,
-        lambda uow: PgPlacementRepository(uow.conn, dlq_topic=TOPICS.dlq("placements"), partner_topic=TOPICS.partner),
+        lambda uow: PgPlacementRepository(
+            uow.conn, dlq_topic=TOPICS.dlq("placements"), origin_topic=TOPICS.internal("ingress")
+        ),
     )
     await handle(pool, handlers, event(review("PLC-GHOST", "oversight_visit", "2025-12-20")), clock)
     clock.set(dt.date(2026, 1, 31))

@@ -49,7 +49,9 @@ def captured_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptur
 
 
 @pytest.fixture
-async def service(tmp_path: Path, database: str, kafka: KafkaProbe) -> AsyncIterator[ServiceRuntime]:
+async def service(
+    tmp_path: Path, database: str, kafka: KafkaProbe, ingress: ServiceRuntime
+) -> AsyncIterator[ServiceRuntime]:
     await kafka.create(partners=[COMM, FAR, LOCAL])
     (tmp_path / "reference.yaml").write_text(REFERENCE)
     settings = PlacementsSettings(
@@ -149,14 +151,19 @@ async def test_a_partner_sequence_gives_the_right_register_events_dead_letters_a
         )
         await kafka.send(referrals, new_event(capacity, source=service_source("referrals"), time=at("2026-03-01")))
 
-    dlq = await kafka.read(kafka.topics.dlq("placements"), until=lambda r: len(r) >= 7, timeout=60)
-    reasons = Counter(dict(r.headers)["homeward-dlq-reason"].decode() for r in dlq)
-    assert reasons == Counter(
-        ["conflict", "wrong-organisation", "invalid-payload", "malformed-json", "unknown-site"] + ["not-party"] * 2
+    # What no contract allows is refused once, by the ingress; what only the register can judge,
+    # by placements.
+    refused = await kafka.read(kafka.topics.dlq("ingress"), until=lambda r: len(r) >= 3, timeout=60)
+    assert Counter(dict(r.headers)["homeward-dlq-reason"].decode() for r in refused) == Counter(
+        ["wrong-organisation", "invalid-payload", "malformed-json"]
     )
+    dlq = await kafka.read(kafka.topics.dlq("placements"), until=lambda r: len(r) >= 4, timeout=60)
+    reasons = Counter(dict(r.headers)["homeward-dlq-reason"].decode() for r in dlq)
+    assert reasons == Counter(["conflict", "unknown-site"] + ["not-party"] * 2)
     (from_parking,) = [r for r in dlq if "homeward-dlq-parked-at" in dict(r.headers)]
     assert dict(from_parking.headers)["homeward-dlq-reason"] == b"not-party"
-    assert dict(from_parking.headers)["homeward-dlq-topic"] == local.encode()
+    # Replaying it puts it back where placements read it: the ingress's topic.
+    assert dict(from_parking.headers)["homeward-dlq-topic"] == kafka.topics.internal("ingress").encode()
     assert parse_kafka(from_parking.value, from_parking.headers).data.placement_id == "PLC-2"
     unknown_site = next(r for r in dlq if dict(r.headers)["homeward-dlq-reason"] == b"unknown-site")
     assert b"provider_site_area" in dict(unknown_site.headers)["homeward-dlq-error"]

@@ -19,6 +19,7 @@ from homeward.contracts.events import (
     ReferralWaitBreached,
 )
 from homeward.kit.clock import FixedClock
+from homeward.kit.service import ServiceRuntime
 from homeward.kit.testing import KafkaProbe, eventually, new_ods
 
 from .factories import NHS_A, NHS_B, NHS_C, NHS_D, T0, beds, from_partner, from_placements, referral, registered
@@ -40,7 +41,7 @@ def assert_no_nhs_number(blob: bytes | str) -> None:
 
 
 async def test_referrals_capacity_and_placements_give_the_right_events_and_reports(
-    tmp_path: Path, database: str, kafka: KafkaProbe, capfd: pytest.CaptureFixture[str]
+    tmp_path: Path, database: str, kafka: KafkaProbe, capfd: pytest.CaptureFixture[str], ingress: ServiceRuntime
 ) -> None:
     commissioner, local1, local2, far, far_area = new_ods("C"), new_ods("L"), new_ods("M"), new_ods("F"), new_ods("A")
     site1, site2, far_site = f"{local1}01", f"{local2}01", f"{far}01"
@@ -217,7 +218,7 @@ async def _is(database: str, sql: str, expected: Any) -> bool:
 
 
 async def test_duplicate_and_resent_events_publish_each_fact_once(
-    tmp_path: Path, database: str, kafka: KafkaProbe
+    tmp_path: Path, database: str, kafka: KafkaProbe, ingress: ServiceRuntime
 ) -> None:
     commissioner, provider = new_ods("C"), new_ods("L")
     site = f"{provider}01"
@@ -263,7 +264,7 @@ async def test_duplicate_and_resent_events_publish_each_fact_once(
 
 
 async def test_bad_input_is_dead_lettered_with_its_reason_and_the_service_carries_on(
-    tmp_path: Path, database: str, kafka: KafkaProbe
+    tmp_path: Path, database: str, kafka: KafkaProbe, ingress: ServiceRuntime
 ) -> None:
     commissioner, provider, stranger = new_ods("C"), new_ods("L"), new_ods("S")
     site = f"{provider}01"
@@ -289,12 +290,15 @@ async def test_bad_input_is_dead_lettered_with_its_reason_and_the_service_carrie
         good_count = new_event(beds(provider, site, commissioner, 1, T0), source=partner_source(provider))
         await kafka.send(kafka.topics.partner(provider), good_count)
 
-        dlq = await kafka.read(kafka.topics.dlq("referrals"), until=lambda r: len(r) >= 6, timeout=60)
+        # What no contract allows is refused once, by the ingress; who may state what about a
+        # referral or a site, by referrals.
+        refused = await kafka.read(kafka.topics.dlq("ingress"), until=lambda r: len(r) >= 3, timeout=60)
+        reasons = sorted(dict(r.headers)["homeward-dlq-reason"].decode() for r in refused)
+        assert reasons == sorted(["malformed-json", "invalid-payload", "wrong-organisation"])
+        dlq = await kafka.read(kafka.topics.dlq("referrals"), until=lambda r: len(r) >= 3, timeout=60)
         reasons = sorted(dict(r.headers)["homeward-dlq-reason"].decode() for r in dlq)
-        assert reasons == sorted(
-            ["malformed-json", "invalid-payload", "wrong-organisation", "not-party", "not-party", "not-party"]
-        )
-        for r in dlq:
+        assert reasons == ["not-party", "not-party", "not-party"]
+        for r in [*refused, *dlq]:
             assert_no_nhs_number(dict(r.headers)["homeward-dlq-error"])
 
         records = await kafka.read(kafka.topics.internal("referrals"), until=lambda r: len(r) >= 2, timeout=60)
@@ -311,7 +315,7 @@ async def test_bad_input_is_dead_lettered_with_its_reason_and_the_service_carrie
 
 
 async def test_wait_breaches_are_published_once_per_threshold_with_two_schedulers_at_once(
-    tmp_path: Path, database: str, kafka: KafkaProbe
+    tmp_path: Path, database: str, kafka: KafkaProbe, ingress: ServiceRuntime
 ) -> None:
     commissioner = new_ods("C")
     await kafka.create(partners=[commissioner])

@@ -54,7 +54,9 @@ class _Raw:
 
 
 def _header(headers: list[tuple[str, bytes]], name: str) -> str:
-    return next((v.decode(errors="replace") for k, v in headers if k == name), "")
+    """The value Homeward wrote: its dead-letter headers come after the record's own, so a
+    partner that sends its own ``homeward-dlq-*`` headers cannot change what is read here."""
+    return next((v.decode(errors="replace") for k, v in reversed(headers) if k == name), "")
 
 
 def _dead_letter(r: _Raw) -> DeadLetter:

@@ -1,4 +1,4 @@
-"""The main job: the native stack, the four services as separate processes, the
+"""The main job: the native stack, the five services (the ingress and the four it feeds) as separate processes, the
 scenario through Kafka, then the outcome on the terminal and on a status page."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import yaml
+from homeward.contracts.topics import SERVICES as SERVICE_NAMES
 from rich.console import Console
 from rich.table import Table
 
@@ -26,8 +27,8 @@ from .formatting import pounds
 
 console = Console()
 
-SERVICES = ("referrals", "placements", "budget", "notifications")
-PORTS = {"referrals": 8001, "placements": 8002, "budget": 8003, "notifications": 8004}
+SERVICES = SERVICE_NAMES  # the ingress first: it is the only reader of the partner topics
+PORTS = {"ingress": 8005, "referrals": 8001, "placements": 8002, "budget": 8003, "notifications": 8004}
 DASHBOARD_PORT = 8080
 ROLES = ("case_manager", "clinical_lead", "finance_lead", "bed_manager", "oap_lead")
 
@@ -368,7 +369,7 @@ def main_job(*, seed: int, commissioners: int, providers: int, placements: int, 
     (paths.run / "recipients.yaml").write_text(yaml.safe_dump(recipients_for(sc), sort_keys=False))
     env = service_env(stack_env, paths, as_of)
 
-    console.print("[bold]2/5[/] starting the four services (logs in .local/logs/)")
+    console.print("[bold]2/5[/] starting the ingress and the four services (logs in .local/logs/)")
     start_services(env, paths)
     try:
         wait_ready(paths)

@@ -12,7 +12,7 @@ from typing import Any
 
 from .envelope import STRUCTURED_CONTENT_TYPE, Attributes, dataschema_for
 from .events import ALL_PAYLOADS, INBOUND, Payload
-from .topics import PARTNER_TOPIC_PATTERN, SERVICES, dead_letter_topic, internal_topic
+from .topics import INGRESS, PARTNER_TOPIC_PATTERN, SERVICES, dead_letter_topic, internal_topic
 
 CONTRACTS_ROOT = Path(__file__).resolve().parents[3]
 SCHEMA_DIR = CONTRACTS_ROOT / "schemas"
@@ -81,13 +81,24 @@ def asyncapi_document() -> dict[str, Any]:
         }
     }
     for service in SERVICES:
-        published = [c for c in ALL_PAYLOADS if service in c.producers]
         cid = f"{service}Facts"
-        channels[cid] = {
-            "address": internal_topic(service),
-            "description": f"Facts published by the {service} service through its outbox",
-            "messages": refs(published),
-        }
+        if service == INGRESS:
+            channels[cid] = {
+                "address": internal_topic(service),
+                "description": (
+                    "Partner events the ingress accepted (validated, authorised, de-duplicated once), "
+                    "republished with the partner's source and id and keyed by the entity they are about; "
+                    "referrals, placements and budget read this instead of the partner topics"
+                ),
+                "messages": refs(list(INBOUND)),
+            }
+        else:
+            published = [c for c in ALL_PAYLOADS if service in c.producers]
+            channels[cid] = {
+                "address": internal_topic(service),
+                "description": f"Facts published by the {service} service through its outbox",
+                "messages": refs(published),
+            }
         operations[f"{service}Publishes"] = {"action": "send", "channel": {"$ref": f"#/channels/{cid}"}}
         channels[f"{service}DeadLetters"] = {
             "address": dead_letter_topic(service),

@@ -1,9 +1,11 @@
 """Kafka topic names and key conventions: the one declared list.
 
-Partner organisations each write to their own topic, ``partner.<ODS>.events``.
-Services publish normalised facts on ``homeward.<service>.v1`` and park what they
-cannot process on ``homeward.dlq.<service>``.  Keys keep one aggregate's events in
-order: the placement id, the referral id, or the commissioner's ODS code.
+Partner organisations each write to their own topic, ``partner.<ODS>.events``, which only
+the ingress reads; it republishes the events it accepts on ``homeward.ingress.v1``, keyed by
+the entity they are about (referral, placement, site or commissioner). Services publish
+normalised facts on ``homeward.<service>.v1`` and park what they cannot process on
+``homeward.dlq.<service>``. Keys keep one aggregate's events in order: the placement id, the
+referral id, the site, or the commissioner's ODS code.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-SERVICES: tuple[str, ...] = ("referrals", "placements", "budget", "notifications")
+# The ingress is the only reader of partner topics: it validates partner input once and
+# republishes what it accepts on its own topic, which referrals, placements and budget read.
+INGRESS = "ingress"
+SERVICES: tuple[str, ...] = (INGRESS, "referrals", "placements", "budget", "notifications")
 
 PARTNER_TOPIC_PATTERN = r"partner\.[A-Z0-9]{3,9}\.events"
 _PARTNER_TOPIC_RE = re.compile(r"^partner\.(?P<ods>[A-Z0-9]{3,9})\.events$")
@@ -48,7 +53,15 @@ def dead_letter_topic(service: str) -> str:
 
 def declared_topics(partners: tuple[str, ...] = ()) -> list[TopicSpec]:
     """Every topic the system needs, plus one topic per named partner."""
-    topics = [TopicSpec(internal_topic(s), purpose=f"facts published by the {s} service") for s in SERVICES]
+    topics = [
+        TopicSpec(
+            internal_topic(s),
+            purpose="partner events accepted by the ingress (partner data: NHS numbers included)"
+            if s == INGRESS
+            else f"facts published by the {s} service",
+        )
+        for s in SERVICES
+    ]
     topics += [
         TopicSpec(
             dead_letter_topic(s),

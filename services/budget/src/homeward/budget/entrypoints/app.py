@@ -18,7 +18,7 @@ from .jobs import SERVICE, accrual_job
 
 MIGRATIONS = service_migrations(__file__)
 # What the service reads; the main job uses it to know when all of it has been read.
-SUBSCRIPTIONS = [Subscription(partners=True), Subscription(services=["placements"])]
+SUBSCRIPTIONS = [Subscription(services=["ingress"]), Subscription(services=["placements"])]
 
 
 def rules_from(settings: BudgetSettings) -> Rules:

@@ -132,10 +132,10 @@ class PlacementRepository(abc.ABC):
 
 
 class PgPlacementRepository(PlacementRepository):
-    def __init__(self, conn: Conn, *, dlq_topic: str, partner_topic: Any, service: str = "placements") -> None:
+    def __init__(self, conn: Conn, *, dlq_topic: str, origin_topic: str, service: str = "placements") -> None:
         self.conn = conn
         self.dlq_topic = dlq_topic
-        self.partner_topic = partner_topic
+        self.origin_topic = origin_topic  # where parked events came from, and where a replay puts them
         self.service = service
 
     async def lock(self, key: str) -> None:
@@ -315,7 +315,7 @@ class PgPlacementRepository(PlacementRepository):
             reason,
             message,
             service=self.service,
-            topic=self.partner_topic(parked.organisation or "UNKNOWN"),
+            topic=self.origin_topic,
             at=at,
             parked_at=parked.parked_at.isoformat(),
         )

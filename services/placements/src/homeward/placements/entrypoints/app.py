@@ -26,7 +26,7 @@ from .jobs import SERVICE, jobs
 
 MIGRATIONS = service_migrations(__file__)
 # What the service reads; the main job uses it to know when all of it has been read.
-SUBSCRIPTIONS = [Subscription(partners=True), Subscription(services=["referrals"])]
+SUBSCRIPTIONS = [Subscription(services=["ingress"]), Subscription(services=["referrals"])]
 
 
 PUBLISHES = (
@@ -53,7 +53,7 @@ def build_definition(settings: PlacementsSettings | None = None) -> ServiceDefin
     topics = Topics(settings.kafka.topic_namespace)
 
     def repository_for(uow: Any) -> PlacementRepository:
-        return PgPlacementRepository(uow.conn, dlq_topic=topics.dlq(SERVICE), partner_topic=topics.partner)
+        return PgPlacementRepository(uow.conn, dlq_topic=topics.dlq(SERVICE), origin_topic=topics.internal("ingress"))
 
     handlers = PlacementHandlers(build_context(settings), repository_for)
     return ServiceDefinition(

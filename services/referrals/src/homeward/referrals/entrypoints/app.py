@@ -20,7 +20,7 @@ from .jobs import SERVICE, capacity_job, wait_breach_job
 
 MIGRATIONS = service_migrations(__file__)
 # What the service reads; the main job uses it to know when all of it has been read.
-SUBSCRIPTIONS = [Subscription(partners=True), Subscription(services=["placements"])]
+SUBSCRIPTIONS = [Subscription(services=["ingress"]), Subscription(services=["placements"])]
 
 
 def build_definition(settings: ReferralsSettings | None = None) -> ServiceDefinition:
