@@ -27,7 +27,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from homeward.contracts import Event
 
-from .kafka import ensure_topics
+from .kafka import ensure_topics, make_admin
 from .settings import KafkaSettings
 from .topics import Topics
 
@@ -170,6 +170,19 @@ class KafkaProbe:
 
         specs += [TopicSpec(self.topics.namespace + t) for t in extra]
         await ensure_topics(self.settings, specs)
+        # A created topic is in the controller's metadata before every broker answers for it;
+        # wait until a fresh client lists them all, as a service's start-up check will.
+        wanted = {t.name for t in specs}
+
+        async def listed() -> bool:
+            admin = make_admin(self.settings)
+            await admin.start()
+            try:
+                return wanted <= set(await admin.list_topics())
+            finally:
+                await admin.close()
+
+        await eventually(listed, timeout=30)
 
     async def producer(self) -> AIOKafkaProducer:
         if self._producer is None:
@@ -242,6 +255,21 @@ class KafkaProbe:
             await self._producer.stop()
             self._producer = None
 
+    async def delete_topics(self) -> None:
+        """Delete this probe's namespace of topics, so that a long test run does not leave the
+        broker thousands of partitions to carry (best effort: a failure here fails no test)."""
+        admin = make_admin(self.settings)
+        try:
+            await admin.start()
+            mine = [t for t in await admin.list_topics() if t.startswith(self.topics.namespace)]
+            if mine:
+                await admin.delete_topics(mine, timeout_ms=30000)
+        except Exception:  # noqa: BLE001, S110
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
+
 
 @pytest.fixture
 async def kafka(infra: Infra) -> AsyncIterator[KafkaProbe]:
@@ -250,6 +278,7 @@ async def kafka(infra: Infra) -> AsyncIterator[KafkaProbe]:
     await probe.create()
     yield probe
     await probe.close()
+    await probe.delete_topics()
 
 
 def free_port() -> int:
