@@ -264,7 +264,7 @@ class KafkaProbe:
             mine = [t for t in await admin.list_topics() if t.startswith(self.topics.namespace)]
             if mine:
                 await admin.delete_topics(mine, timeout_ms=30000)
-        except Exception:  # noqa: BLE001, S110
+        except Exception:
             pass
         finally:
             with contextlib.suppress(Exception):
