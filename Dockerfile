@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# One image for all four Homeward services (and the init step and the partner CLI).
+# One image for all five Homeward services (and the init step and the partner CLI).
 # Which service runs is chosen at start, not at build time:
 #   docker build -t homeward .
 #   docker run -e HOMEWARD_SERVICE=placements homeward      (or: docker run homeward placements)
@@ -30,6 +30,7 @@ COPY pyproject.toml uv.lock ./
 COPY contracts/pyproject.toml contracts/
 COPY libs/kit/pyproject.toml libs/kit/
 COPY tools/devstack/pyproject.toml tools/devstack/
+COPY services/ingress/pyproject.toml services/ingress/
 COPY services/referrals/pyproject.toml services/referrals/
 COPY services/placements/pyproject.toml services/placements/
 COPY services/budget/pyproject.toml services/budget/
@@ -40,13 +41,13 @@ RUN uv sync --frozen --no-dev --all-packages --no-editable --no-install-workspac
 # final image needs the virtualenv and nothing from /src.
 COPY . .
 RUN uv sync --frozen --no-dev --all-packages --no-editable \
- && /app/.venv/bin/python -c "import homeward.contracts, homeward.kit, homeward.referrals, homeward.placements, homeward.budget, homeward.notifications"
+ && /app/.venv/bin/python -c "import homeward.contracts, homeward.kit, homeward.ingress, homeward.referrals, homeward.placements, homeward.budget, homeward.notifications"
 
 # ---- runtime: Python, the virtualenv and two small scripts; no compiler, no uv, no pip ---
 FROM ${PYTHON_IMAGE} AS runtime
 
 LABEL org.opencontainers.image.title="homeward" \
-      org.opencontainers.image.description="Homeward services: referrals, placements, budget, notifications"
+      org.opencontainers.image.description="Homeward services: ingress, referrals, placements, budget, notifications"
 
 RUN python -m pip uninstall --yes --quiet pip setuptools wheel \
  && groupadd --system --gid 10001 homeward \
@@ -61,6 +62,7 @@ COPY --chmod=0644 deploy/init/init_topics.py /app/deploy/init/init_topics.py
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    HOMEWARD_INGRESS_HTTP_HOST=0.0.0.0 \
     HOMEWARD_REFERRALS_HTTP_HOST=0.0.0.0 \
     HOMEWARD_PLACEMENTS_HTTP_HOST=0.0.0.0 \
     HOMEWARD_BUDGET_HTTP_HOST=0.0.0.0 \
@@ -69,8 +71,8 @@ ENV PATH=/app/.venv/bin:$PATH \
 WORKDIR /app
 USER 10001:10001
 
-# referrals 8001, placements 8002, budget 8003, notifications 8004
-EXPOSE 8001 8002 8003 8004
+# referrals 8001, placements 8002, budget 8003, notifications 8004, ingress 8005
+EXPOSE 8001 8002 8003 8004 8005
 
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "/app/bin/healthcheck.py", "/healthz"]

@@ -30,8 +30,10 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from homeward.contracts.topics import SERVICES, declared_topics, internal_topic
+from homeward.contracts.topics import SERVICES, declared_topics, internal_topic, partner_topic
+from homeward.kit.service import Subscription, consumer_groups
 from homeward.kit.settings import CommonSettings, KafkaSettings, ServiceSettings
+from homeward.kit.topics import Topics
 from pydantic import BaseModel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -113,6 +115,25 @@ def unknown_variables(
 
 
 SHARED_SCOPES: dict[str, type[BaseSettings]] = {"HOMEWARD_KAFKA_": KafkaSettings, "HOMEWARD_": CommonSettings}
+
+
+def subscriptions(service: str) -> list[Subscription]:
+    """What the service consumes, from its own wiring (``entrypoints/app.py``)."""
+    module = importlib.import_module(f"homeward.{service}.entrypoints.app")
+    subs = getattr(module, "SUBSCRIPTIONS", None)
+    assert subs is not None, f"homeward.{service}.entrypoints.app defines no SUBSCRIPTIONS"
+    return list(subs)
+
+
+def consumed_topics(service: str) -> tuple[set[str], bool]:
+    """(the named topics the service reads, whether it reads the partner topics by pattern)."""
+    names: set[str] = set()
+    partners = False
+    for sub in subscriptions(service):
+        named, pattern = sub.resolve(Topics(""))
+        names |= set(named)
+        partners = partners or pattern is not None
+    return names, partners
 
 
 def own_prefixes() -> tuple[str, ...]:
@@ -240,6 +261,13 @@ def test_compose_postgres_creates_one_database_and_role_per_service() -> None:
         role = f"homeward_{service}"
         assert (url.hostname, url.port, url.username, url.path) == ("postgres", 5432, role, f"/{role}"), url
         assert url.password == pg_env[f"DB_PASSWORD_{service.upper()}"], f"{service}: password differs from postgres'"
+
+
+def test_compose_runs_every_service_on_its_own_port() -> None:
+    built = {name for name, spec in compose()["services"].items() if "build" in spec}
+    assert built == {*SERVICES, "init"}, "every service of homeward.contracts.topics.SERVICES, and only those"
+    ports = [port for service in SERVICES for port in published_ports(compose_service(service))]
+    assert len(set(ports)) == len(ports) == len(SERVICES), ports
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -408,6 +436,23 @@ def test_image_service_variables_are_the_service_settings(service: str) -> None:
     names = [n for n in dockerfile_env() if n.startswith(f"HOMEWARD_{service.upper()}_")]
     assert names, f"the image sets nothing for {service} (its HTTP host must be 0.0.0.0)"
     assert unknown_variables(names, service_scopes(service)) == []
+    assert dockerfile_env().get(f"HOMEWARD_{service.upper()}_HTTP_HOST") == "0.0.0.0"
+
+
+def test_image_installs_and_exposes_every_service(clean_env: pytest.MonkeyPatch) -> None:
+    on_disk = {p.parent.name for p in ROOT.glob("services/*/pyproject.toml")}
+    assert on_disk == set(SERVICES), "services/ and homeward.contracts.topics.SERVICES disagree"
+    builder = " ".join(dockerfile_stages()[0])
+    copied = set(re.findall(r"COPY services/(\w+)/pyproject\.toml services/\1/", builder))
+    assert copied == set(SERVICES), "the builder resolves the dependencies of every service's pyproject.toml"
+    check = re.search(r'python -c "import ([^"]+)"', builder)
+    assert check is not None, "the builder imports the installed packages"
+    imported = {name.strip() for name in check.group(1).split(",")}
+    assert {f"homeward.{s}" for s in SERVICES} <= imported
+    exposed = {
+        int(port) for line in dockerfile_stages()[-1] if line.upper().startswith("EXPOSE ") for port in line.split()[1:]
+    }
+    assert exposed == {service_settings(s)().http_port for s in SERVICES}
 
 
 @pytest.fixture
@@ -439,6 +484,16 @@ def test_entrypoint_runs_the_named_service(
         env["HOMEWARD_SERVICE"] = service_env
     result = subprocess.run(["sh", str(ENTRYPOINT), *args], env=env, capture_output=True, text=True, check=False)
     assert (result.returncode, result.stdout.strip()) == (0, expected), result.stderr
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_entrypoint_runs_every_service(fake_python: Path, service: str) -> None:
+    env = {"PATH": f"{fake_python}:/usr/bin:/bin"}
+    for args, service_env in (([service], None), ([], service)):
+        if service_env:
+            env["HOMEWARD_SERVICE"] = service_env
+        result = subprocess.run(["sh", str(ENTRYPOINT), *args], env=env, capture_output=True, text=True, check=False)
+        assert (result.returncode, result.stdout.strip()) == (0, f"python -m homeward.{service}"), result.stderr
 
 
 def test_entrypoint_without_a_service_says_how_to_name_one(fake_python: Path) -> None:
@@ -479,6 +534,15 @@ def test_healthcheck_probes_the_service_port(status_server: int, monkeypatch: py
     assert module.main(["healthcheck.py", "/readyz"]) == 1
     monkeypatch.setattr(module, "current_service", lambda: None)
     assert module.main(["healthcheck.py"]) == 0, "a container running no service has nothing to check"
+
+
+def test_healthcheck_knows_every_service_and_its_port(clean_env: pytest.MonkeyPatch) -> None:
+    module = load_path(HEALTHCHECK, "homeward_deploy_healthcheck")
+    assert tuple(module.SERVICES) == SERVICES
+    for service in SERVICES:
+        assert module.http_port(service) == service_settings(service)().http_port
+        clean_env.setenv("HOMEWARD_SERVICE", service)
+        assert module.current_service() == service
 
 
 # ---- Kubernetes (deploy/) -------------------------------------------------------------
@@ -548,12 +612,41 @@ def test_every_deployment_has_probes_and_resources() -> None:
                 assert {"cpu", "memory"} <= set(c.get("resources", {}).get(part, {})), f"{where}: resources.{part}"
 
 
+def test_base_runs_every_service_once() -> None:
+    for kind in ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"):
+        names = sorted(d["metadata"]["name"] for d in of_kind(kind))
+        assert names == sorted(SERVICES), f"{kind}: {names}"
+    for service in of_kind("Service"):
+        name = service["metadata"]["name"]
+        ports = [p["port"] for p in service["spec"]["ports"]]
+        assert ports == [service_settings(name)().http_port], f"Service {name}"
+        assert service["spec"]["selector"] == deployment(name)["spec"]["selector"]["matchLabels"]
+
+
+def test_secrets_example_has_each_service_database() -> None:
+    docs = [d for d in yaml.safe_load_all((BASE / "secrets.example.yaml").read_text()) if d]
+    secrets = {d["metadata"]["name"]: d.get("stringData", {}) for d in docs if d.get("kind") == "Secret"}
+    for service in SERVICES:
+        (container,) = deployment(service)["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        ref = env[f"HOMEWARD_{service.upper()}_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == f"homeward-{service}-db" and ref["name"] in secrets, service
+        url = urlsplit(secrets[ref["name"]][ref["key"]])
+        role = f"homeward_{service}"
+        assert (url.username, url.path) == (role, f"/{role}"), url
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_deployment_scales_through_its_consumer_group(service: str) -> None:
     hpas = [h for h in of_kind("HorizontalPodAutoscaler") if h["spec"]["scaleTargetRef"]["name"] == service]
     assert len(hpas) == 1, f"{service} has no HorizontalPodAutoscaler"
-    internal = [t for t in of_kind("KafkaTopic") if t["spec"]["topicName"] == internal_topic(service)]
-    assert 2 <= hpas[0]["spec"]["minReplicas"] <= hpas[0]["spec"]["maxReplicas"] <= internal[0]["spec"]["partitions"]
+    assert 2 <= hpas[0]["spec"]["minReplicas"] <= hpas[0]["spec"]["maxReplicas"]
+    # A replica beyond a consumed topic's partition count has nothing to read on it. Partner
+    # topics are read by pattern: their partitions add up as partners are onboarded.
+    named, _ = consumed_topics(service)
+    partitions = {t["spec"]["topicName"]: t["spec"]["partitions"] for t in of_kind("KafkaTopic")}
+    for topic in named:
+        assert hpas[0]["spec"]["maxReplicas"] <= partitions[topic], f"{service} reads {topic}"
     assert "replicas" not in deployment(service)["spec"], "the autoscaler, not the Deployment, owns the count"
 
 
@@ -616,6 +709,38 @@ def test_each_service_may_write_only_its_own_topics() -> None:
             if acl["resource"]["type"] == "topic" and {"Write", "All"} & set(acl.get("operations", []))
         }
         assert writes == {(internal_topic(service), "literal"), (f"homeward.dlq.{service}", "literal")}
+
+
+def acl_allows(acls: list[dict[str, Any]], kind: str, name: str, operations: set[str]) -> bool:
+    """Whether a Strimzi simple-authorization ACL list grants one of ``operations`` on a resource."""
+    for acl in acls:
+        resource = acl["resource"]
+        if resource["type"] != kind or not ({*operations, "All"} & set(acl.get("operations", []))):
+            continue
+        if resource.get("patternType", "literal") == "prefix":
+            if name.startswith(resource["name"]):
+                return True
+        elif resource["name"] in (name, "*"):
+            return True
+    return False
+
+
+def test_each_service_may_read_only_what_it_subscribes_to() -> None:
+    users = {u["metadata"]["name"]: u["spec"]["authorization"]["acls"] for u in of_kind("KafkaUser")}
+    # Every declared topic, and partner topics of partners not known when the base was written.
+    candidates = [t.name for t in declared_topics()] + [partner_topic("RYG"), partner_topic("Z9Z9Z9Z9Z")]
+    partner_readers = set()
+    for service in SERVICES:
+        acls = users[f"homeward-{service}"]
+        named, partners = consumed_topics(service)
+        wanted = named | ({partner_topic("RYG"), partner_topic("Z9Z9Z9Z9Z")} if partners else set())
+        readable = {t for t in candidates if acl_allows(acls, "topic", t, {"Read"})}
+        assert readable == wanted, f"{service} subscribes to {sorted(wanted)}; its KafkaUser reads {sorted(readable)}"
+        for group, _ in consumer_groups(f"homeward-{service}", subscriptions(service)):
+            assert acl_allows(acls, "group", group, {"Read"}), f"{service} may not use its consumer group {group}"
+        if partners:
+            partner_readers.add(service)
+    assert partner_readers == {"ingress"}, "the ingress is the only reader of the partner topics"
 
 
 def test_kustomize_builds_when_kubectl_is_available() -> None:

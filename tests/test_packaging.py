@@ -10,10 +10,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from homeward.contracts.topics import SERVICES
 from homeward.kit.db import load_migrations, service_migrations
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES = ("referrals", "placements", "budget", "notifications")
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +56,11 @@ def test_kit_wheel_carries_the_inbox_and_outbox_migrations(wheels: dict[str, Pat
     with zipfile.ZipFile(wheels["kit"]) as wheel:
         names = {n for n in wheel.namelist() if n.startswith("homeward/kit/migrations/")}
     assert names == {f"homeward/kit/migrations/{p.name}" for p in source.glob("*.sql")}
+
+
+def test_every_service_in_the_workspace_is_packaged() -> None:
+    """A service under services/ that SERVICES does not name would get no wheel check here."""
+    assert {p.parent.name for p in ROOT.glob("services/*/pyproject.toml")} == set(SERVICES)
 
 
 def test_source_checkout_finds_the_service_migrations() -> None:

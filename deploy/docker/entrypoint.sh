@@ -1,5 +1,5 @@
 #!/bin/sh
-# Entry point of the Homeward image: one image, four services.
+# Entry point of the Homeward image: one image, five services.
 #
 #   docker run homeward placements        run a service (python -m homeward.placements)
 #   docker run -e HOMEWARD_SERVICE=budget homeward
@@ -13,7 +13,7 @@ if [ "$#" -eq 0 ]; then
 fi
 
 case "$1" in
-  referrals | placements | budget | notifications)
+  ingress | referrals | placements | budget | notifications)
     service="$1"
     shift
     export HOMEWARD_SERVICE="$service"
@@ -24,7 +24,7 @@ case "$1" in
     exec python /app/deploy/init/init_topics.py "$@"
     ;;
   "")
-    echo "homeward image: name a service (referrals, placements, budget, notifications or init)" >&2
+    echo "homeward image: name a service (ingress, referrals, placements, budget, notifications or init)" >&2
     echo "  as the first argument or in HOMEWARD_SERVICE" >&2
     exit 64
     ;;

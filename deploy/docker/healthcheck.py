@@ -18,7 +18,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
-SERVICES = ("referrals", "placements", "budget", "notifications")
+# The same list as homeward.contracts.topics.SERVICES (tests/test_compose.py checks).
+SERVICES = ("ingress", "referrals", "placements", "budget", "notifications")
 
 
 def current_service() -> str | None:

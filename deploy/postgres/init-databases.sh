@@ -12,7 +12,7 @@
 (
 set -euo pipefail
 
-for service in ${HOMEWARD_DB_SERVICES:-referrals placements budget notifications}; do
+for service in ${HOMEWARD_DB_SERVICES:-ingress referrals placements budget notifications}; do
   role="homeward_${service}"
   password_var="DB_PASSWORD_${service^^}"
   password="${!password_var:-$role}"
