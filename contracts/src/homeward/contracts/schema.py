@@ -1,6 +1,10 @@
 """Generate the published documents from the models: one JSON Schema per event type and an
 AsyncAPI 3.0 document. ``python -m homeward.contracts.schema --write`` refreshes the committed
-copies; ``--check`` fails when they are stale (CI runs the same check as a test)."""
+copies; ``--check`` fails when they are stale (CI runs the same check as a test).
+
+The per-event JSON Schemas are self-contained (their own ``$defs``); in the AsyncAPI document
+those definitions are shared ``components.schemas`` entries instead (see ``hoist_defs``), so the
+document passes the official AsyncAPI parser (contracts/tests/test_asyncapi_parser.py)."""
 
 from __future__ import annotations
 
@@ -43,12 +47,64 @@ def event_schema(cls: type[Payload]) -> dict[str, Any]:
     return schema
 
 
+_LOCAL_DEFS = "#/$defs/"
+_COMPONENT_SCHEMAS = "#/components/schemas/"
+# Keywords that make sense for a stand-alone schema file but not inside the AsyncAPI document:
+# an embedded `$id` would change the base URI its `#/components/...` refs resolve against.
+_STANDALONE_ONLY = ("$schema", "$id")
+
+
+def _rewrite_refs(node: Any, where: str) -> Any:
+    """Copy of ``node`` with ``#/$defs/X`` refs pointing at ``#/components/schemas/X``; any other
+    document-local ref would mean something else once embedded, so it is an error."""
+    if isinstance(node, list):
+        return [_rewrite_refs(v, where) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for k, v in node.items():
+        if k == "$ref" and isinstance(v, str):
+            if v.startswith(_LOCAL_DEFS):
+                v = _COMPONENT_SCHEMAS + v[len(_LOCAL_DEFS) :]
+            elif v.startswith("#"):
+                raise ValueError(f"{where}: cannot embed the local reference {v!r} in the AsyncAPI document")
+        out[k] = _rewrite_refs(v, where)
+    return out
+
+
+def hoist_defs(payload_schemas: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``components.schemas`` for the AsyncAPI document from stand-alone JSON Schemas (keyed by
+    component name): each schema's ``$defs`` become shared components, its refs are rewritten to
+    them, and its ``$schema``/``$id`` are dropped. The stand-alone schemas are not modified.
+
+    Raises ``ValueError`` when two schemas define the same name differently, or a definition's
+    name is also a payload's component name, since the document could then hold only one."""
+    out: dict[str, dict[str, Any]] = {}
+    defined_by: dict[str, str] = {}
+    for key, schema in payload_schemas.items():
+        body = {k: v for k, v in schema.items() if k not in _STANDALONE_ONLY and k != "$defs"}
+        out[key] = _rewrite_refs(body, key)
+    for key, schema in payload_schemas.items():
+        for name, definition in schema.get("$defs", {}).items():
+            rewritten = _rewrite_refs(definition, f"{key}.$defs.{name}")
+            if name in payload_schemas:
+                raise ValueError(f"$defs name clash: {key} defines {name!r}, which is also a payload's component name")
+            if name in defined_by and out[name] != rewritten:
+                raise ValueError(
+                    f"$defs name clash: {defined_by[name]} and {key} both define {name!r} with different "
+                    "content; rename one of the types so each shared component has one meaning"
+                )
+            defined_by.setdefault(name, key)
+            out[name] = rewritten
+    return out
+
+
 def asyncapi_document() -> dict[str, Any]:
     messages: dict[str, Any] = {}
-    schemas: dict[str, Any] = {}
+    payloads: dict[str, Any] = {}
     for cls in ALL_PAYLOADS:
         key = f"{cls.name}V{cls.version}"
-        schemas[key] = event_schema(cls)
+        payloads[key] = event_schema(cls)
         messages[key] = {
             "name": cls.event_type(),
             "title": cls.name,
@@ -118,7 +174,7 @@ def asyncapi_document() -> dict[str, Any]:
         "defaultContentType": STRUCTURED_CONTENT_TYPE,
         "channels": channels,
         "operations": operations,
-        "components": {"messages": messages, "schemas": schemas},
+        "components": {"messages": messages, "schemas": hoist_defs(payloads)},
     }
 
 
