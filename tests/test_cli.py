@@ -185,21 +185,26 @@ async def test_main_job_waits_for_every_group_including_partitions_never_read(ka
     await kafka.create(partners=[ods])
     partner = kafka.topics.partner(ods)
     reads = expected_reads([partner, kafka.topics.internal("budget")], ns, group_prefix=ns)
-    assert reads[f"{ns}homeward-placements"] == [partner]
+    assert reads[f"{ns}homeward-ingress"] == [partner]
+    assert reads[f"{ns}homeward-placements"] == [kafka.topics.internal("ingress")]
     assert reads[f"{ns}homeward-placements-1"] == [kafka.topics.internal("referrals")]
     assert reads[f"{ns}homeward-notifications"] == [
         kafka.topics.internal(s) for s in ("placements", "referrals", "budget")
     ]
-    assert sum(1 for topics in reads.values() if topics == [partner]) == 3  # referrals, placements, budget
+    # Only the ingress reads partner topics; referrals, placements and budget read what it accepted.
+    assert [g for g, topics in reads.items() if partner in topics] == [f"{ns}homeward-ingress"]
+    assert sum(1 for topics in reads.values() if topics == [kafka.topics.internal("ingress")]) == 3
 
     for n in range(3):
         await kafka.send_raw(partner, f"message {n}".encode(), key=b"PLC-1")  # one key: one partition
+    accepted = kafka.topics.internal("ingress")
+    await kafka.send_raw(accepted, b"accepted", key=b"PLC-1")
     bootstrap = kafka.infra.kafka_bootstrap
-    assert await consumer_lag(bootstrap, ns, group_prefix=ns) == 3 * 3
+    assert await consumer_lag(bootstrap, ns, group_prefix=ns) == 3 + 3 * 1
 
     [record] = (await kafka.read(partner, until=lambda r: len(r) >= 3))[-1:]
     committer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=f"{ns}homeward-placements", enable_auto_commit=False
+        bootstrap_servers=bootstrap, group_id=f"{ns}homeward-ingress", enable_auto_commit=False
     )
     await committer.start()
     try:
@@ -208,7 +213,9 @@ async def test_main_job_waits_for_every_group_including_partitions_never_read(ka
         await committer.commit({tp: record.offset + 1})
     finally:
         await committer.stop()
-    assert await consumer_lag(bootstrap, ns, group_prefix=ns) == 2 * 3
+    # The ingress has read all three partner records; referrals, placements and budget each
+    # still have the accepted one to read.
+    assert await consumer_lag(bootstrap, ns, group_prefix=ns) == 0 + 3 * 1
 
 
 def test_an_exited_child_service_counts_as_stopped_not_running() -> None:
