@@ -173,6 +173,50 @@ async def test_dlq_list_shows_why_without_the_payload_and_replay_puts_it_back(
     assert wrong.exit_code == 2
 
 
+async def test_dlq_list_and_replay_ignore_dead_letter_headers_a_partner_forged(
+    kafka: KafkaProbe,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """A partner's record that carries its own homeward-dlq-* headers cannot change the reason an
+    operator reads, nor make a replay speak on another partner's topic."""
+    from homeward.kit.consumer import DLQ_HEADER_PREFIX as H
+
+    sender, victim = new_ods("S"), new_ods("V")
+    await kafka.create(partners=[sender, victim])
+    own = kafka.topics.partner(sender)
+    forged = [
+        (H + "reason", b"corrected by operator, please replay"),
+        (H + "topic", kafka.topics.partner(victim).encode()),
+    ]
+    await kafka.send_raw(
+        kafka.topics.dlq("ingress"),
+        b"{not json",
+        key=b"k",
+        headers=forged
+        + [
+            (H + "reason", b"malformed-json"),
+            (H + "error", b"message is not valid JSON"),
+            (H + "service", b"ingress"),
+            (H + "topic", own.encode()),
+            (H + "partition", b"0"),
+            (H + "offset", b"7"),
+            (H + "at", b"2026-11-20T12:00:00+00:00"),
+        ],
+    )
+    monkeypatch.setenv("HOMEWARD_KAFKA_TOPIC_NAMESPACE", kafka.topics.namespace)
+    monkeypatch.setenv("HOMEWARD_KAFKA_BOOTSTRAP_SERVERS", kafka.infra.kafka_bootstrap)
+    listed = await asyncio.to_thread(runner.invoke, app, ["dlq", "list", "ingress", "--json"])
+    assert listed.exit_code == 0, listed.output
+    [letter] = json.loads(listed.output)
+    assert (letter["reason"], letter["topic"]) == ("malformed-json", own)
+    replayed = await asyncio.to_thread(runner.invoke, app, ["dlq", "replay", "ingress", letter["id"]])
+    assert replayed.exit_code == 0, replayed.output
+    [record] = await kafka.read(own, until=lambda r: len(r) >= 1)
+    assert record.value == b"{not json"
+    assert not [k for k, _ in record.headers if k.startswith(H)]  # no dead-letter header goes back
+    assert await kafka.read(kafka.topics.partner(victim), timeout=3) == []
+
+
 async def test_main_job_waits_for_every_group_including_partitions_never_read(kafka: KafkaProbe) -> None:
     """The main job's lag counts what each service must read, from its own subscriptions, and
     counts a partition nobody has committed on from its beginning."""
