@@ -16,10 +16,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ContractError, FieldProblem, problems_from
 from .events import Payload, payload_class
+from .identifiers import FactDatetime
 
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 JSON_CONTENT_TYPE = "application/json"
@@ -53,25 +54,58 @@ def source_service(source: str) -> str | None:
     return m.group("service") if m else None
 
 
+MAX_EXTENSIONS = 20
+MAX_EXTENSION_VALUE = 1000
+MAX_DEPTH = 32
+_EXTENSION_NAME_RE = re.compile(r"^[a-z0-9]{1,20}$")
+
+
 class Attributes(BaseModel):
-    """CloudEvents context attributes Homeward reads and writes."""
+    """CloudEvents context attributes Homeward reads and writes. Every one is bounded: a partner's
+    attribute is copied into internal events (correlationid) and dead-letter headers, so none may
+    be of any size."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    specversion: str = Field(description="CloudEvents version; must be 1.0")
+    specversion: str = Field(max_length=10, description="CloudEvents version; must be 1.0")
     id: str = Field(min_length=1, max_length=200, description="Unique per source; Homeward de-duplicates on it")
     source: str = Field(
         min_length=1,
+        max_length=200,
         description="urn:nhs:ods:<ODS> for a partner organisation, urn:homeward:<service> for a service",
         examples=["urn:nhs:ods:QWU"],
     )
-    type: str = Field(min_length=1, examples=["homeward.PlacementMade.v1"])
-    time: AwareDatetime = Field(description="When the fact happened in the sender's system (RFC 3339, with offset)")
-    subject: str | None = Field(default=None, description="The placement, referral or commissioner the event is about")
-    dataschema: str | None = None
-    datacontenttype: str | None = None
-    correlationid: str | None = Field(default=None, description="Ties together events of one piece of work")
-    causationid: str | None = Field(default=None, description="The id of the event that caused this one")
+    type: str = Field(min_length=1, max_length=100, examples=["homeward.PlacementMade.v1"])
+    time: FactDatetime = Field(
+        description="When the fact happened in the sender's system (RFC 3339, with offset); "
+        "not before 1990, nor more than 366 days ahead"
+    )
+    subject: str | None = Field(
+        default=None, max_length=200, description="The placement, referral or commissioner the event is about"
+    )
+    dataschema: str | None = Field(default=None, max_length=500)
+    datacontenttype: str | None = Field(default=None, max_length=100)
+    correlationid: str | None = Field(
+        default=None, max_length=200, description="Ties together events of one piece of work"
+    )
+    causationid: str | None = Field(
+        default=None, max_length=200, description="The id of the event that caused this one"
+    )
+
+    @model_validator(mode="after")
+    def _bounded_extensions(self) -> Attributes:
+        extra = self.model_extra or {}
+        extensions = {k: v for k, v in extra.items() if k not in ("data", "data_base64")}
+        if len(extensions) > MAX_EXTENSIONS:
+            raise ValueError(f"at most {MAX_EXTENSIONS} extension attributes")
+        for name, value in extensions.items():
+            if not _EXTENSION_NAME_RE.match(name):
+                raise ValueError("extension attribute names are 1-20 lowercase letters or digits")
+            if isinstance(value, (dict, list)):
+                raise ValueError(f"extension attribute {name} must be a string, number or boolean")
+            if len(str(value)) > MAX_EXTENSION_VALUE:
+                raise ValueError(f"extension attribute {name} is longer than {MAX_EXTENSION_VALUE} characters")
+        return self
 
 
 @dataclass(frozen=True)
@@ -233,12 +267,37 @@ def parse_event(raw: Mapping[str, Any], data: Any) -> Event[Payload]:
     )
 
 
-def parse_json(value: bytes | str) -> Event[Payload]:
-    """Parse a structured-mode CloudEvent."""
+def _too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether JSON nests deeper than ``limit`` (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return False
+
+
+def loads_bounded(value: bytes | str, what: str = "message") -> Any:
+    """``json.loads`` that refuses, as a contract error, what is not JSON or nests too deeply:
+    Homeward's payloads nest a few levels; a deeply nested value is an attack on the parser."""
     try:
         raw = json.loads(value)
+    except RecursionError as exc:
+        raise ContractError("malformed-json", f"{what} nests deeper than {MAX_DEPTH} levels") from exc
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ContractError("malformed-json", f"message is not valid JSON ({exc.__class__.__name__}: {exc})") from exc
+        raise ContractError("malformed-json", f"{what} is not valid JSON ({exc.__class__.__name__}: {exc})") from exc
+    if _too_deep(raw):
+        raise ContractError("malformed-json", f"{what} nests deeper than {MAX_DEPTH} levels")
+    return raw
+
+
+def parse_json(value: bytes | str) -> Event[Payload]:
+    """Parse a structured-mode CloudEvent."""
+    raw = loads_bounded(value)
     if not isinstance(raw, dict):
         raise ContractError("malformed-json", "a structured CloudEvent must be a JSON object")
     return parse_event(raw, raw.get("data"))
@@ -262,8 +321,5 @@ def parse_kafka(value: bytes | None, headers: Iterable[tuple[str, bytes | None]]
             f"binary-mode data must be JSON, got content-type {content_type!r}",
             [FieldProblem("content-type", "must be application/json")],
         )
-    try:
-        data = json.loads(value)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ContractError("malformed-json", f"binary-mode data is not valid JSON ({exc})") from exc
+    data = loads_bounded(value, "binary-mode data")
     return parse_event(raw, data)

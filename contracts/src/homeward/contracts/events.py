@@ -8,19 +8,21 @@ they do not know. docs/contracts.md says what each field is based on.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .identifiers import (
     BasisPoints,
+    FactDate,
+    FactDatetime,
     FinancialYear,
     NhsNumber,
     OdsCode,
     OrgCode,
     PatientRef,
     Pence,
+    PlanDate,
     Reference,
     SignedPence,
 )
@@ -110,7 +112,7 @@ class ReferralReceived(Payload):
     cohort: Cohort
     age_band: AgeBand
     urgency: Urgency
-    need_arose_at: AwareDatetime = Field(description="When the need for a bed arose")
+    need_arose_at: FactDatetime = Field(description="When the need for a bed arose")
     legal_status: LegalStatus | None = None
     home_area: OdsCode | None = Field(
         default=None,
@@ -133,7 +135,7 @@ class BedAvailabilityUpdated(Payload):
     bed_type: BedType
     available_beds: int = Field(strict=True, ge=0, description="Beds free now")
     total_beds: int | None = Field(default=None, strict=True, ge=0, description="Commissioned beds of this type")
-    as_of: AwareDatetime = Field(description="When the count was taken; older counts never replace newer ones")
+    as_of: FactDatetime = Field(description="When the count was taken; older counts never replace newer ones")
 
     @model_validator(mode="after")
     def _available_within_total(self) -> BedAvailabilityUpdated:
@@ -165,8 +167,8 @@ class PlacementMade(Payload):
     age_band: AgeBand
     legal_status: LegalStatus
     programme: Programme
-    start_date: dt.date
-    planned_end_date: dt.date | None = None
+    start_date: FactDate
+    planned_end_date: PlanDate | None = None
     daily_rate_pence: Pence = Field(description="Daily rate in integer pence", examples=[54500])
     out_of_area_reason: OutOfAreaReason | None = Field(
         default=None, description="Why the person is placed out of area (NHS ReasonOAT code), if they are"
@@ -197,7 +199,7 @@ class PlacementRateChanged(Payload):
 
     placement_id: Reference
     daily_rate_pence: Pence
-    effective_date: dt.date
+    effective_date: FactDate
     reason: RateChangeReason = RateChangeReason.OTHER
     previous_daily_rate_pence: Pence | None = Field(default=None, description="Set by placements when it re-publishes")
     commissioner: OrgCode | None = Field(default=None, description="Set by placements when it re-publishes")
@@ -210,9 +212,9 @@ class ReviewCompleted(Payload):
 
     placement_id: Reference
     review_type: ReviewType
-    review_date: dt.date
+    review_date: FactDate
     outcome: ReviewOutcome = ReviewOutcome.CONTINUE
-    next_review_due: dt.date | None = Field(
+    next_review_due: PlanDate | None = Field(
         default=None, description="An earlier next date agreed at the review; later dates than policy are ignored"
     )
 
@@ -229,7 +231,7 @@ class PlacementEnded(Payload):
     producers = ("commissioner", "provider")
 
     placement_id: Reference
-    end_date: dt.date
+    end_date: FactDate
     end_reason: EndReason
     transfer_to_placement_id: Reference | None = Field(
         default=None, description="The placement the person moved to, for a transfer or repatriation"
@@ -265,10 +267,10 @@ class InvoiceReceived(Payload):
     provider: OrgCode
     commissioner: OrgCode
     placement_id: Reference
-    period_start: dt.date
-    period_end: dt.date = Field(description="Last bed-day invoiced (inclusive)")
+    period_start: FactDate
+    period_end: FactDate = Field(description="Last bed-day invoiced (inclusive)")
     amount_pence: Pence
-    invoice_date: dt.date | None = None
+    invoice_date: FactDate | None = None
 
     @model_validator(mode="after")
     def _period(self) -> InvoiceReceived:
@@ -300,8 +302,8 @@ class PlacementRegistered(Payload):
     age_band: AgeBand
     legal_status: LegalStatus
     programme: Programme
-    start_date: dt.date
-    planned_end_date: dt.date | None = None
+    start_date: FactDate
+    planned_end_date: PlanDate | None = None
     daily_rate_pence: Pence
     out_of_area: bool
     out_of_area_reason: OutOfAreaReason | None = None
@@ -319,7 +321,7 @@ class PlacementClosed(Payload):
     patient_ref: PatientRef
     commissioner: OrgCode
     provider_site: OdsCode
-    end_date: dt.date = Field(description="Last night of the stay is the night before end_date")
+    end_date: FactDate = Field(description="Last night of the stay is the night before end_date")
     end_reason: EndReason
     out_of_area: bool
     length_of_stay_nights: Days
@@ -339,7 +341,7 @@ class _ReviewAlert(Payload):
     cohort: Cohort
     out_of_area: bool
     review_type: ReviewType
-    due_date: dt.date
+    due_date: PlanDate
 
 
 class ReviewDueSoon(_ReviewAlert):
@@ -349,7 +351,7 @@ class ReviewDueSoon(_ReviewAlert):
 class ReviewOverdue(_ReviewAlert):
     days_overdue: int = Field(strict=True, ge=1)
     escalation_level: int = Field(strict=True, ge=1, le=5, description="1 when first overdue, higher on escalation")
-    last_review_date: dt.date | None = None
+    last_review_date: FactDate | None = None
 
 
 class PatientRepatriated(Payload):
@@ -366,7 +368,7 @@ class PatientRepatriated(Payload):
     to_site: OdsCode
     from_daily_rate_pence: Pence
     to_daily_rate_pence: Pence
-    repatriated_on: dt.date
+    repatriated_on: FactDate
     explicit: bool = Field(description="True when a partner stated the repatriation; false when matched by Homeward")
     funding: list[FundingShare] = Field(default_factory=list)
 
@@ -377,7 +379,7 @@ class LocalOption(BaseModel):
     provider: OrgCode
     site: OdsCode
     available_beds: int = Field(strict=True, ge=1)
-    as_of: AwareDatetime
+    as_of: FactDatetime
 
 
 class ReferralTriaged(Payload):
@@ -407,7 +409,7 @@ class LocalCapacityUnavailable(Payload):
     bed_type: BedType
     cohort: Cohort
     placed_site: OdsCode
-    placed_on: dt.date
+    placed_on: FactDate
     out_of_area_reason: OutOfAreaReason | None = None
     waited_hours: int = Field(strict=True, ge=0)
 
@@ -422,7 +424,7 @@ class ReferralWaitBreached(Payload):
     commissioner: OrgCode
     bed_type: BedType
     urgency: Urgency
-    waiting_since: AwareDatetime
+    waiting_since: FactDatetime
     threshold_hours: int = Field(strict=True, ge=1)
     waited_hours: int = Field(strict=True, ge=0)
 
@@ -437,7 +439,7 @@ class LocalCapacityChanged(Payload):
     area: OrgCode
     bed_type: BedType
     available_beds: int = Field(strict=True, ge=0)
-    as_of: AwareDatetime
+    as_of: FactDatetime
 
 
 class BudgetThresholdBreached(Payload):
@@ -451,7 +453,7 @@ class BudgetThresholdBreached(Payload):
     threshold_percent: int = Field(strict=True, ge=1, le=1000)
     allocated_pence: Pence
     forecast_outturn_pence: Pence
-    as_of: dt.date
+    as_of: FactDate
 
 
 class InvoiceVarianceFound(Payload):
@@ -463,8 +465,8 @@ class InvoiceVarianceFound(Payload):
     placement_id: Reference
     provider: OrgCode
     commissioner: OrgCode
-    period_start: dt.date
-    period_end: dt.date
+    period_start: FactDate
+    period_end: FactDate
     invoiced_pence: Pence
     accrued_pence: Pence
     variance_pence: SignedPence = Field(description="Invoiced minus accrued")
@@ -477,12 +479,12 @@ class NotificationSent(Payload):
     producers = ("notifications",)
 
     notification_id: Reference
-    cause_event_id: str
-    cause_event_type: str
+    cause_event_id: str = Field(max_length=200)
+    cause_event_type: str = Field(max_length=100)
     organisation: OrgCode
     role: Role
-    message_id: str
-    sent_at: AwareDatetime
+    message_id: str = Field(max_length=300)
+    sent_at: FactDatetime
 
 
 class NotificationFailed(Payload):
@@ -491,8 +493,8 @@ class NotificationFailed(Payload):
     producers = ("notifications",)
 
     notification_id: Reference
-    cause_event_id: str
-    cause_event_type: str
+    cause_event_id: str = Field(max_length=200)
+    cause_event_type: str = Field(max_length=100)
     organisation: OrgCode
     role: Role
     attempts: int = Field(strict=True, ge=1)

@@ -4,6 +4,9 @@
   11 - (sum mod 11), where 11 becomes 0 and 10 makes the number invalid.
 * ODS code: uppercase alphanumeric, organisations up to 8 characters and sites up to 9.
 * Money: integer pence, never negative, never a float.
+* Dates of facts: not before 1990 and not more than a year ahead (``HOMEWARD_CONTRACTS_MAX_FUTURE_DAYS``,
+  default 366), so every service agrees on what a plausible date is; plans (a planned end, a
+  due date) may lie further ahead, but not past 2100.
 
 Error messages never repeat the offending value, so an NHS number that fails
 validation cannot leak into logs or dead-letter headers through the error text.
@@ -11,10 +14,12 @@ validation cannot leak into logs or dead-letter headers through the error text.
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
 
 NHS_NUMBER_WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
 _ODS_RE = re.compile(r"^[A-Z0-9]{3,9}$")
@@ -162,4 +167,45 @@ FinancialYear = Annotated[
         description="NHS financial year, 1 April to 31 March, written as 2026-27",
         examples=["2026-27"],
     ),
+]
+
+
+EARLIEST_DATE = dt.date(1990, 1, 1)
+LATEST_PLAN_DATE = dt.date(2100, 12, 31)
+MAX_FUTURE_DAYS_ENV = "HOMEWARD_CONTRACTS_MAX_FUTURE_DAYS"
+
+
+def latest_fact_date() -> dt.date:
+    """The latest date a fact may carry: today (UTC) plus the configured days (default 366)."""
+    days = int(os.environ.get(MAX_FUTURE_DAYS_ENV, "366"))
+    return dt.datetime.now(dt.UTC).date() + dt.timedelta(days=days)
+
+
+def _validate_fact_date(value: dt.date) -> dt.date:
+    if value < EARLIEST_DATE:
+        raise ValueError(f"must not be before {EARLIEST_DATE.isoformat()}")
+    if value > latest_fact_date():
+        raise ValueError(f"must not be more than {os.environ.get(MAX_FUTURE_DAYS_ENV, '366')} days ahead")
+    return value
+
+
+def _validate_fact_datetime(value: dt.datetime) -> dt.datetime:
+    _validate_fact_date(value.astimezone(dt.UTC).date())
+    return value
+
+
+def _validate_plan_date(value: dt.date) -> dt.date:
+    if not EARLIEST_DATE <= value <= LATEST_PLAN_DATE:
+        raise ValueError(f"must be between {EARLIEST_DATE.isoformat()} and {LATEST_PLAN_DATE.isoformat()}")
+    return value
+
+
+_FACT_BOUNDS = "Not before 1990-01-01, nor more than 366 days (configurable) after the day it is validated."
+FactDate = Annotated[dt.date, AfterValidator(_validate_fact_date), Field(description=_FACT_BOUNDS)]
+"""The date something happened (a start, an end, a review, an invoice period)."""
+FactDatetime = Annotated[AwareDatetime, AfterValidator(_validate_fact_datetime), Field(description=_FACT_BOUNDS)]
+PlanDate = Annotated[
+    dt.date,
+    AfterValidator(_validate_plan_date),
+    Field(description="A planned or due date: between 1990-01-01 and 2100-12-31."),
 ]
