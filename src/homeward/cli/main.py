@@ -23,6 +23,7 @@ from rich.table import Table
 
 from .dlq import dlq_app
 from .formatting import pounds
+from .partner import partner_app
 
 app = typer.Typer(help="Homeward: bring people placed out of area home.", no_args_is_help=True)
 console = Console()
@@ -183,6 +184,7 @@ def _fmt(v: Any) -> str:
 
 
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(partner_app, name="partner")
 
 placements_app = typer.Typer(help="The placement register: placements, overdue reviews, repatriations.")
 app.add_typer(placements_app, name="placements")

@@ -1,0 +1,1 @@
+"""The ingress's PostgreSQL adapters: partners' API keys and HTTP receipts."""

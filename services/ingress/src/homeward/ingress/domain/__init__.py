@@ -1,0 +1,1 @@
+"""The ingress's pure rules: the CloudEvents HTTP binding, API keys, rate limits (no I/O)."""
