@@ -59,6 +59,15 @@ class ServiceSettings(BaseSettings):
     batch_timeout_ms: int = 200
     retry_attempts: int = 3
     retry_backoff_s: float = 0.2
+    # After a deadlock, a serialisation failure or another transient database error the
+    # consumer rolls the batch back and runs it again, pausing retry_backoff_s, then twice
+    # that... (at most transient_backoff_max_s), for up to transient_retry_budget_s; then it
+    # rewinds the batch like an outage. Transient errors are never dead-lettered.
+    transient_retry_budget_s: float = Field(default=30.0, ge=0)
+    transient_backoff_max_s: float = Field(default=5.0, gt=0)
+    # A dead letter's value larger than this is stored as a small JSON stub naming its
+    # sha256 digest, size and origin (topic, partition, offset) instead.
+    dead_letter_max_bytes: int = Field(default=512 * 1024, ge=1024)
     outbox_poll_interval_s: float = 1.0
     outbox_batch_size: int = 500
     scheduler_interval_s: float = 30.0
