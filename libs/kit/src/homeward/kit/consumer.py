@@ -117,12 +117,15 @@ from homeward.contracts import (
     source_service,
 )
 from homeward.contracts.errors import FieldProblem
+from homeward.contracts.topics import INGRESS, internal_topic
 
 from . import inbox, outbox
 from .clock import Clock, SystemClock
 from .logging import get_logger, redact_text
 from .metrics import BATCH_RETRIES, BATCH_SECONDS, DEAD_LETTERS, EVENTS_HANDLED
 from .topics import Topics
+
+INGRESS_TOPIC = internal_topic(INGRESS)
 
 log = get_logger(__name__)
 
@@ -279,7 +282,8 @@ Handler = Callable[[Event[Any], UnitOfWork[Any]], Awaitable[None]]
 
 
 def authorise(topic: str, event: Event[Any]) -> None:
-    """Who may write what where: partners only their own topic, services only theirs."""
+    """Who may write what where: partners only their own topic and inbound types, services only
+    theirs; the ingress's topic carries only partner events (which the ingress accepted)."""
     partner = partner_of(topic)
     if partner is not None:
         org = source_organisation(event.source)
@@ -291,6 +295,11 @@ def authorise(topic: str, event: Event[Any]) -> None:
             raise Rejected("wrong-organisation", f"organisation {org} may not write on {topic}")
         if event.data.direction != "inbound":
             raise Rejected("not-allowed", f"{event.type} is published by Homeward services, not by partners")
+        return
+    if topic == INGRESS_TOPIC:
+        # The ingress vouches for these: it republishes only partner events it accepted.
+        if source_organisation(event.source) is None or event.data.direction != "inbound":
+            raise Rejected("wrong-source", f"{topic} carries accepted partner events only, not {event.source!r}")
         return
     if topic.startswith("homeward.") and topic.endswith(".v1"):
         owner = topic.split(".")[1]
