@@ -302,3 +302,17 @@ def test_stop_services_signals_each_recorded_process_and_forgets_it(tmp_path: Pa
     assert stop_services(tmp_path, timeout=60) == 1
     assert marker.read_text() == "SIGTERM"  # asked to finish its work, not killed
     assert not paths.pid("placements").exists()
+
+
+def test_replay_restores_headers_the_dead_letter_writer_stored_as_base64() -> None:
+    """A record whose header held a NUL byte is dead-lettered with that value in base64 (jsonb
+    cannot hold a NUL); a replay sends the original bytes again, without the dead-letter headers."""
+    from homeward.cli.dlq import original_headers
+    from homeward.kit.consumer import DLQ_HEADER_PREFIX as H
+    from homeward.kit.consumer import Record, storable_dead_letter
+
+    record = Record("partner.RX1.events", 0, 5, b"k", b"{}", headers=(("trace", b"a\x00b"), ("plain", b"ok")))
+    stored = storable_dead_letter(record, 512 * 1024)
+    extra = {name.replace("_", "-"): value for name, value in stored.extra.items()}
+    dead_letter = list(stored.headers) + [(H + name, value.encode()) for name, value in extra.items()]
+    assert original_headers(dead_letter) == [("trace", b"a\x00b"), ("plain", b"ok")]

@@ -11,6 +11,7 @@ is what you want after fixing reference data or a partner's mistake.
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import json
 from dataclasses import asdict, dataclass
@@ -105,6 +106,20 @@ async def _read_all(settings: KafkaSettings, topic: str) -> list[_Raw]:
         await consumer.stop()
 
 
+def original_headers(headers: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """The record's own headers, as they came: without Homeward's dead-letter headers, and with
+    those the dead-letter writer had to store as base64 (a NUL byte, say) decoded again."""
+    encoded = {
+        int(n) for n in _header(headers, DLQ_HEADER_PREFIX + "base64-headers").split(",") if n.strip().isdigit()
+    }
+    out = []
+    for position, (k, v) in enumerate(headers):
+        if k.startswith(DLQ_HEADER_PREFIX):
+            continue
+        out.append((k, base64.b64decode(v) if position in encoded else v))
+    return out
+
+
 def read_dead_letters(service: str, settings: KafkaSettings | None = None) -> list[DeadLetter]:
     settings = settings or KafkaSettings()
     raws = asyncio.run(_read_all(settings, Topics(settings.topic_namespace).dlq(service)))
@@ -126,7 +141,13 @@ async def _replay(settings: KafkaSettings, service: str, ids: set[str]) -> list[
             topic = _header(r.headers, DLQ_HEADER_PREFIX + "topic")
             if not topic:
                 raise LookupError(f"dead letter {i} does not say which topic it came from")
-            headers = [(k, v) for k, v in r.headers if not k.startswith(DLQ_HEADER_PREFIX)]
+            truncated = _header(r.headers, DLQ_HEADER_PREFIX + "truncated")
+            if truncated:
+                raise LookupError(
+                    f"dead letter {i} cannot be replayed: its {truncated} was too large to keep, and only its "
+                    "digest was stored; ask the partner to send it again"
+                )
+            headers = original_headers(r.headers)
             await producer.send_and_wait(topic, value=r.value, key=r.key, headers=headers)
             done.append((i, topic))
     finally:

@@ -54,9 +54,10 @@ class ParkedEvent:
 class LockContention(ConnectionError):
     """Two batches each hold a lock the other needs (a deadlock, across replicas).
 
-    Retrying the one event cannot help, because its batch still holds its earlier locks. As a
-    ``ConnectionError`` the kit treats it like an unreachable database: it rolls the whole batch
-    back, releasing every lock so the other batch can finish, and consumes the batch again.
+    Retrying the one event cannot help, because its batch still holds its earlier locks. The
+    kit sees the deadlock (SQLSTATE 40P01) in this error's cause and treats it as transient: it
+    rolls the whole batch back, releasing every lock so the other batch can finish, waits with no
+    transaction open, and consumes the batch again (docs in ``homeward.kit.consumer``).
     """
 
 
