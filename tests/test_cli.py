@@ -307,9 +307,10 @@ def test_stop_services_signals_each_recorded_process_and_forgets_it(tmp_path: Pa
 def test_replay_restores_headers_the_dead_letter_writer_stored_as_base64() -> None:
     """A record whose header held a NUL byte is dead-lettered with that value in base64 (jsonb
     cannot hold a NUL); a replay sends the original bytes again, without the dead-letter headers."""
-    from homeward.cli.dlq import original_headers
     from homeward.kit.consumer import DLQ_HEADER_PREFIX as H
     from homeward.kit.consumer import Record, storable_dead_letter
+
+    from homeward.cli.dlq import original_headers
 
     record = Record("partner.RX1.events", 0, 5, b"k", b"{}", headers=(("trace", b"a\x00b"), ("plain", b"ok")))
     stored = storable_dead_letter(record, 512 * 1024)

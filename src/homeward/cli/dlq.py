@@ -109,9 +109,7 @@ async def _read_all(settings: KafkaSettings, topic: str) -> list[_Raw]:
 def original_headers(headers: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     """The record's own headers, as they came: without Homeward's dead-letter headers, and with
     those the dead-letter writer had to store as base64 (a NUL byte, say) decoded again."""
-    encoded = {
-        int(n) for n in _header(headers, DLQ_HEADER_PREFIX + "base64-headers").split(",") if n.strip().isdigit()
-    }
+    encoded = {int(n) for n in _header(headers, DLQ_HEADER_PREFIX + "base64-headers").split(",") if n.strip().isdigit()}
     out = []
     for position, (k, v) in enumerate(headers):
         if k.startswith(DLQ_HEADER_PREFIX):
