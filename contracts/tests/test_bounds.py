@@ -74,3 +74,7 @@ def test_deeply_nested_values_are_malformed_json_not_a_crash(depth: int) -> None
 def test_ordinary_nesting_is_accepted() -> None:
     funded = placement_made(funding=[{"commissioner": "QWU", "share_bp": 10_000}])
     assert parse_json(json.dumps(envelope(funded))).data.funding
+
+
+def test_a_numeric_time_is_refused_as_the_schema_says() -> None:
+    assert _refusal(json.dumps(envelope(placement_made(), time=1772442000)).encode()).kind == "invalid-envelope"

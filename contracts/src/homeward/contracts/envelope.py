@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ContractError, FieldProblem, problems_from
 from .events import Payload, payload_class
@@ -91,6 +91,14 @@ class Attributes(BaseModel):
     causationid: str | None = Field(
         default=None, max_length=200, description="The id of the event that caused this one"
     )
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _time_is_rfc3339_text(cls, value: Any) -> Any:
+        # pydantic would read a number as Unix seconds; CloudEvents (and our JSON Schema) say RFC 3339.
+        if not isinstance(value, (str, dt.datetime)):
+            raise ValueError("must be an RFC 3339 timestamp string, such as 2026-03-02T09:00:00Z")
+        return value
 
     @model_validator(mode="after")
     def _bounded_extensions(self) -> Attributes:
