@@ -4,6 +4,8 @@ admin client. Security (SASL/SSL) comes from settings only."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ssl
 from typing import Any
 
@@ -73,6 +75,49 @@ def make_producer(settings: KafkaSettings, service: str) -> AIOKafkaProducer:
         linger_ms=5,
         **client_options(settings),
     )
+
+
+class RelayProducer:
+    """The outbox relay's producer (idempotent, acks=all), which can be replaced by a new one.
+
+    A record the broker refuses after the client took it (larger than its topic's
+    ``max.message.bytes``, say) leaves aiokafka's idempotent producer out of step with the
+    broker on that partition: every later record there fails with OutOfOrderSequenceNumber.
+    Only a new producer, with a new producer id, gets past it: :meth:`restart`."""
+
+    def __init__(self, settings: KafkaSettings, service: str) -> None:
+        self._settings = settings
+        self._service = service
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        producer = make_producer(self._settings, self._service)
+        await producer.start()
+        self._producer = producer
+
+    async def send(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> Any:
+        """Hand one record over; returns the future of its acknowledgement."""
+        if self._producer is None:
+            raise RuntimeError("the relay producer is not started")
+        return await self._producer.send(topic, value=value, key=key, headers=headers)
+
+    async def restart(self) -> None:
+        """Start a new producer, then close the old one (its unacknowledged records fail)."""
+        old = self._producer
+        await self.start()
+        if old is not None:
+            await _close(old)
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await _close(self._producer)
+            self._producer = None
+
+
+async def _close(producer: AIOKafkaProducer, timeout_s: float = 5.0) -> None:
+    # stop() flushes first, which waits for ever while Kafka is away
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(producer.stop(), timeout=timeout_s)
 
 
 def make_admin(settings: KafkaSettings) -> AIOKafkaAdminClient:

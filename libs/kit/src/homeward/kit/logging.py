@@ -3,6 +3,13 @@
 Anything that looks like an NHS number (ten digits, optionally grouped 3-3-4) is
 replaced wherever it appears in a log line, whether or not its check digit is valid:
 a near-miss is still personal data.
+
+Outages stay readable: :class:`RateLimiter` lets a repeated message through at most once
+per interval, with the count of the repeats it held back (``suppressed``). The Kafka
+client's own lines (aiokafka retries every 100 ms while a broker is away) are limited the
+same way, and its transient metadata errors, which it recovers from by itself (no leader
+yet for a partition just created, a coordinator that moved), are lowered: INFO while the
+service starts, WARNING afterwards. Only real faults are logged as errors.
 """
 
 from __future__ import annotations
@@ -10,10 +17,13 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, MutableMapping
 from typing import Any
 
 import structlog
+from aiokafka import errors as kafka_errors
 
 NHS_NUMBER_LIKE = re.compile(r"(?<!\d)\d{3}[ -]?\d{3}[ -]?\d{4}(?!\d)")
 REDACTED = "[REDACTED-NHS-NUMBER]"
@@ -49,14 +59,155 @@ class _RedactingFormatter(logging.Formatter):
         return redact_text(super().format(record))
 
 
-def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
-    """Configure structlog and the standard library (aiokafka, faststream, uvicorn) alike."""
+REPEAT_EVERY_S = 30.0
+"""How often a repeated message is let through by default."""
+
+
+class RateLimiter:
+    """Lets the first of a run of repeated messages through, then at most one every
+    ``every_s`` seconds, each with how many repeats were held back since the last one.
+
+    Keys are whatever identifies "the same message" (the event and the error's type, say);
+    only the ``max_keys`` most recently seen are remembered."""
+
+    def __init__(
+        self, every_s: float = REPEAT_EVERY_S, *, max_keys: int = 1024, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.every_s = every_s
+        self._max_keys = max_keys
+        self._clock = clock
+        self._seen: OrderedDict[Hashable, list[float]] = OrderedDict()  # key -> [let through at, held back]
+
+    def hit(self, key: Hashable) -> int | None:
+        """None: hold this one back. Otherwise let it through: the number held back since the
+        last one let through (0 for the first)."""
+        now = self._clock()
+        entry = self._seen.get(key)
+        if entry is not None and now - entry[0] < self.every_s:
+            entry[1] += 1
+            return None
+        held = 0 if entry is None else int(entry[1])
+        self._seen[key] = [now, 0]
+        self._seen.move_to_end(key)
+        while len(self._seen) > self._max_keys:
+            self._seen.popitem(last=False)
+        return held
+
+    def log(self, logger: Any, level: str, event: str, *, key: Hashable = None, **fields: Any) -> bool:
+        """Log ``event`` through a structlog logger unless it repeats too soon; a line let
+        through after repeats carries ``suppressed=<count>``. ``level`` is a logger method:
+        "warning", "error", "exception"... Returns whether it was logged."""
+        held = self.hit((event, key))
+        if held is None:
+            return False
+        if held:
+            fields["suppressed"] = held
+        getattr(logger, level)(event, **fields)
+        return True
+
+
+# The Kafka client's errors that it recovers from by itself: leadership and coordinators
+# moving (a partition just created has no leader for a moment, a broker restarts).
+TRANSIENT_KAFKA_ERRORS: tuple[type[Exception], ...] = (
+    kafka_errors.NotLeaderForPartitionError,
+    kafka_errors.LeaderNotAvailableError,
+    kafka_errors.ReplicaNotAvailableError,
+    kafka_errors.GroupCoordinatorNotAvailableError,
+    kafka_errors.NotCoordinatorForGroupError,
+    kafka_errors.GroupLoadInProgressError,
+    kafka_errors.RebalanceInProgressError,
+    kafka_errors.NotControllerError,
+    kafka_errors.StaleMetadata,
+)
+# Transient only while the service starts: a topic created a moment ago may not be in
+# every broker's metadata yet. Later, a topic that is not found is a real fault.
+_STARTING_KAFKA_ERRORS: tuple[type[Exception], ...] = (kafka_errors.UnknownTopicOrPartitionError,)
+_STARTING_KAFKA_MESSAGES = frozenset(
+    {
+        "Topic %s not found in cluster metadata",
+        "Topic %s is not available during auto-create initialization",
+    }
+)
+_KAFKA_CLIENT_LOGGERS = ("aiokafka", "kafka")
+
+
+def _kafka_error_in(args: Any) -> type[Exception] | None:
+    for arg in args if isinstance(args, tuple) else ():
+        if isinstance(arg, kafka_errors.KafkaError):
+            return type(arg)
+        if isinstance(arg, type) and issubclass(arg, kafka_errors.KafkaError):
+            return arg
+    return None
+
+
+class KafkaClientFilter(logging.Filter):
+    """On the handler: lowers the Kafka client's transient errors (see the module's
+    docstring) and lets each of its repeated lines through at most once every ``every_s``
+    seconds, with ``suppressed`` counting the repeats held back. Other loggers pass as they are."""
+
+    def __init__(
+        self,
+        *,
+        every_s: float = REPEAT_EVERY_S,
+        starting_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self._limiter = RateLimiter(every_s, clock=clock)
+        self._clock = clock
+        self._starting_until = clock() + starting_s
+
+    def _lower(self, record: logging.LogRecord) -> None:
+        if record.levelno <= logging.INFO:
+            return
+        starting = self._clock() < self._starting_until
+        error = _kafka_error_in(record.args)
+        if starting and (
+            record.msg in _STARTING_KAFKA_MESSAGES
+            or (error is not None and issubclass(error, TRANSIENT_KAFKA_ERRORS + _STARTING_KAFKA_ERRORS))
+        ):
+            level = logging.INFO
+        elif error is not None and issubclass(error, TRANSIENT_KAFKA_ERRORS):
+            level = logging.WARNING
+        else:
+            return
+        if level < record.levelno:
+            record.levelno, record.levelname = level, logging.getLevelName(level)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(_KAFKA_CLIENT_LOGGERS):
+            return True
+        self._lower(record)
+        if record.levelno < logging.getLogger().getEffectiveLevel():
+            return False
+        held = self._limiter.hit((record.name, record.levelno, str(record.msg)))
+        if held is None:
+            return False
+        if held:
+            record.suppressed = held
+        return True
+
+
+def configure_logging(
+    service: str,
+    level: str = "INFO",
+    fmt: str = "json",
+    *,
+    repeat_every_s: float = REPEAT_EVERY_S,
+    starting_s: float = 60.0,
+) -> None:
+    """Configure structlog and the standard library (aiokafka, faststream, uvicorn) alike.
+
+    The Kafka client's lines go through :class:`KafkaClientFilter`: transient metadata errors
+    are INFO for ``starting_s`` seconds, WARNING afterwards, and a repeated line appears at
+    most once every ``repeat_every_s`` seconds."""
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
+        structlog.stdlib.ExtraAdder(allow=("suppressed",)),
         redact_nhs_numbers,
     ]
     renderer: Any = (
@@ -74,6 +225,7 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
+    handler.addFilter(KafkaClientFilter(every_s=repeat_every_s, starting_s=starting_s))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -16,3 +16,16 @@ BATCH_RETRIES = Counter(
 OUTBOX_PUBLISHED = Counter("homeward_outbox_published_total", "Outbox rows published to Kafka", ["service"])
 OUTBOX_PENDING = Gauge("homeward_outbox_pending", "Outbox rows waiting to be published", ["service"])
 SCHEDULER_RUNS = Counter("homeward_scheduler_runs_total", "Scheduled job runs", ["service", "job", "outcome"])
+OUTBOX_PARKED = Counter(
+    "homeward_outbox_parked_total", "Outbox rows Kafka refused for their own sake, set aside (parked)", ["service"]
+)
+OUTBOX_PARKED_ROWS = Gauge("homeward_outbox_parked_rows", "Parked outbox rows, waiting for a person", ["service"])
+OUTBOX_BATCH_SECONDS = Histogram(
+    "homeward_outbox_batch_seconds",
+    "Time from handing a relay batch to the producer to Kafka's acknowledgement of all of it",
+    ["service"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+RETENTION_DELETED = Counter(
+    "homeward_retention_deleted_total", "Rows deleted by the retention job, by table", ["service", "table"]
+)

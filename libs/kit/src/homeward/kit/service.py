@@ -1,10 +1,12 @@
 """Running a service: migrations, pool, FastStream subscribers, outbox relay, scheduled
-jobs and the HTTP app, in one process with a clean shutdown on SIGTERM or Ctrl-C."""
+jobs (the service's own and the kit's retention job) and the HTTP app, in one process with
+a clean shutdown on SIGTERM or Ctrl-C."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import signal
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,10 +27,10 @@ from .clock import Clock, clock_from
 from .consumer import EventConsumer, Handler, InfrastructureError, Record
 from .db import create_pool, migrate
 from .http import build_app
-from .kafka import make_admin, make_broker, make_producer
-from .logging import configure_logging, get_logger
-from .metrics import SCHEDULER_RUNS
-from .outbox import OutboxRelay
+from .kafka import RelayProducer, make_admin, make_broker
+from .logging import RateLimiter, configure_logging, get_logger
+from .metrics import RETENTION_DELETED, SCHEDULER_RUNS
+from .outbox import OutboxRelay, prune_inbox, prune_outbox
 from .settings import ServiceSettings
 from .topics import Topics
 
@@ -109,18 +111,33 @@ def subscribe(
         title=title,
     )
 
+    quiet = RateLimiter()  # an outage retries every backoff_s: one line per interval, with a count
+
     @sub
     async def on_batch(body: list[bytes], msg: KafkaMessage) -> None:
         records = [Record.from_consumer_record(r) for r in msg.raw_message]
         try:
             await consumer.handle_batch(records)
         except InfrastructureError as exc:
-            log.error("infrastructure unavailable; batch will be retried", error=str(exc), size=len(records))
+            quiet.log(
+                log,
+                "error",
+                "infrastructure unavailable; batch will be retried",
+                key=str(exc),
+                error=str(exc),
+                size=len(records),
+            )
             await asyncio.sleep(backoff_s)
             await msg.nack()
             return
-        except Exception:
-            log.exception("batch failed unexpectedly; it will be retried", size=len(records))
+        except Exception as exc:
+            quiet.log(
+                log,
+                "exception",
+                "batch failed unexpectedly; it will be retried",
+                key=f"{type(exc).__name__}: {exc}",
+                size=len(records),
+            )
             await asyncio.sleep(backoff_s)
             await msg.nack()
             return
@@ -133,6 +150,34 @@ def consumer_groups(base: str, subscriptions: Sequence[Subscription]) -> list[tu
     """Each subscription's consumer group: ``base`` for the first, ``base-1``, ``base-2``...
     for the others, so each keeps its own offsets."""
     return [(base if i == 0 else f"{base}-{i}", sub) for i, sub in enumerate(subscriptions)]
+
+
+def retention_job(service: str, settings: ServiceSettings) -> Job:
+    """The kit's housekeeping, which every service runs: delete outbox rows published more
+    than ``outbox_retention_days`` ago and inbox rows received more than
+    ``inbox_retention_days`` ago (0 keeps them forever), ``retention_batch_size`` rows per
+    statement. Unpublished and parked outbox rows are never deleted. Ages are measured by
+    the database's clock, never the service's injectable one. docs/operations.md says why
+    the windows are what they are."""
+
+    async def run(pool: asyncpg.Pool, clock: Clock) -> int:  # type: ignore[type-arg]
+        deleted: dict[str, int] = {}
+        if settings.outbox_retention_days > 0:
+            deleted["outbox"] = await prune_outbox(
+                pool, dt.timedelta(days=settings.outbox_retention_days), batch_size=settings.retention_batch_size
+            )
+        if settings.inbox_retention_days > 0:
+            deleted["inbox"] = await prune_inbox(
+                pool, dt.timedelta(days=settings.inbox_retention_days), batch_size=settings.retention_batch_size
+            )
+        for table, n in deleted.items():
+            if n:
+                RETENTION_DELETED.labels(service, table).inc(n)
+        if any(deleted.values()):
+            log.info("retention deleted old rows", **deleted)
+        return 0  # it emits no events
+
+    return Job("retention", run, interval_s=settings.retention_interval_s)
 
 
 @dataclass
@@ -157,9 +202,14 @@ class ServiceRuntime:
         self.broker = make_broker(self.settings.kafka, definition.name)
         self.pool: asyncpg.Pool | None = None  # type: ignore[type-arg]
         self.relay: OutboxRelay | None = None
+        self._producer: RelayProducer | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._stop = asyncio.Event()
         self._job_wake = asyncio.Event()
+        self._job_log = RateLimiter()
+        # Run by every service beside its own jobs; not by /admin/run-jobs, which runs the
+        # service's schedulers on demand.
+        self.kit_jobs = [retention_job(definition.name, self.settings)]
         self.server: uvicorn.Server | None = None
         for payload in definition.publishes:
             topic = self.topics.internal(definition.name)
@@ -223,23 +273,21 @@ class ServiceRuntime:
                 auto_offset_reset=s.kafka.auto_offset_reset,
                 title=f"{self.d.name}:{'partners' if sub.partners else ','.join(sub.services)}",
             )
-        producer = make_producer(s.kafka, self.d.name)
+        producer = RelayProducer(s.kafka, self.d.name)
         await producer.start()
         self._producer = producer
-
-        async def send(topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> Any:
-            return await producer.send(topic, value=value, key=key, headers=headers)
-
         self.relay = OutboxRelay(
             self.pool,
-            send,
+            producer.send,
+            restart_producer=producer.restart,
             service=self.d.name,
             batch_size=s.outbox_batch_size,
             poll_interval_s=s.outbox_poll_interval_s,
+            send_timeout_s=s.outbox_send_timeout_s,
         )
         self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
         await self.broker.start()
-        for job in self.d.jobs:
+        for job in [*self.d.jobs, *self.kit_jobs]:
             self._tasks.append(asyncio.create_task(self._run_job(job), name=f"job-{job.name}"))
         routes = self.d.routes(self.pool, self.clock) if self.d.routes else ()
         app = build_app(
@@ -278,26 +326,42 @@ class ServiceRuntime:
                     log.info("job ran", job=job.name, emitted=n)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 SCHEDULER_RUNS.labels(self.d.name, job.name, "error").inc()
-                log.exception("job failed; will run again", job=job.name)
+                self._job_log.log(
+                    log, "exception", "job failed; will run again", key=(job.name, f"{exc!r}"), job=job.name
+                )
             self._job_wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._job_wake.wait(), timeout=interval)
 
+    def _task(self, name: str) -> asyncio.Task[Any] | None:
+        return next((t for t in self._tasks if t.get_name() == name), None)
+
     async def stop(self) -> None:
-        """Stop consuming first, then let the relay publish what is committed, then close."""
+        """Stop consuming first; then the relay, if it is the leader, publishes what is
+        committed while it still holds the relay lock, and releases it (a standby just stops:
+        the leader, maybe on another replica, publishes); then close."""
         self._stop.set()
         self._job_wake.set()
         with contextlib.suppress(Exception):
             await self.broker.stop()
+        relay_task = self._task("outbox-relay")
         if self.relay is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.relay.drain(), timeout=10)
-            await self.relay.stop()
+            await self.relay.stop(drain=True)
+        if relay_task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(relay_task), timeout=self.settings.outbox_drain_timeout_s)
+            except TimeoutError:
+                log.warning(
+                    "outbox not drained in time; the next leader publishes the rest",
+                    timeout_s=self.settings.outbox_drain_timeout_s,
+                )
+            except Exception:
+                log.exception("the outbox relay failed while stopping")
         if self.server is not None:
             self.server.should_exit = True
-            http = next((t for t in self._tasks if t.get_name() == "http"), None)
+            http = self._task("http")
             if http is not None:
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(asyncio.shield(http), timeout=5)
@@ -307,7 +371,7 @@ class ServiceRuntime:
         for task in self._tasks:
             with contextlib.suppress(BaseException):
                 await task
-        with contextlib.suppress(Exception):
+        if self._producer is not None:
             await self._producer.stop()
         if self.pool is not None:
             await self.pool.close()

@@ -70,6 +70,17 @@ class ServiceSettings(BaseSettings):
     dead_letter_max_bytes: int = Field(default=512 * 1024, ge=1024)
     outbox_poll_interval_s: float = 1.0
     outbox_batch_size: int = 500
+    # How long the relay waits for Kafka to acknowledge a batch before it counts Kafka as
+    # unavailable and tries again later; and how long a stopping leader may go on publishing.
+    outbox_send_timeout_s: float = Field(default=60.0, gt=0)
+    outbox_drain_timeout_s: float = Field(default=10.0, ge=0)
+    # Retention (the kit's job in every service): published outbox rows and inbox rows older
+    # than these are deleted, retention_batch_size per statement; 0 keeps them for ever.
+    # docs/operations.md says why the inbox keeps 35 days.
+    outbox_retention_days: float = Field(default=7, ge=0)
+    inbox_retention_days: float = Field(default=35, ge=0)
+    retention_batch_size: int = Field(default=10_000, ge=1)
+    retention_interval_s: float = Field(default=3600.0, gt=0)
     scheduler_interval_s: float = 30.0
     pool_min_size: int = 1
     pool_max_size: int = 5
