@@ -258,6 +258,9 @@ class ServiceRuntime:
             retry_attempts=s.retry_attempts,
             retry_backoff_s=s.retry_backoff_s,
             topics=self.topics,
+            transient_retry_budget_s=s.transient_retry_budget_s,
+            transient_backoff_max_s=s.transient_backoff_max_s,
+            dead_letter_max_bytes=s.dead_letter_max_bytes,
         )
         self.consumer = consumer
         group = s.consumer_group or f"homeward-{self.d.name}"
