@@ -33,8 +33,8 @@ lint: bootstrap     ## ruff and mypy
 schemas:            ## regenerate the committed JSON Schemas and AsyncAPI document
 	@$(RUN) python -m homeward.contracts.schema --write
 
-bench: bootstrap    ## benchmarks (figures against a baseline measured in the same run)
-	@$(RUN) python -m benchmarks
+bench: bootstrap    ## benchmarks against same-run baselines: every stage, national size (about an hour on 2 cores today); pick with BENCH="e2e --placements 2000"
+	@$(RUN) python -m benchmarks $(BENCH)
 
 clean: down
 	rm -rf .local

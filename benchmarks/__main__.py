@@ -1,14 +1,28 @@
 """Benchmarks: each prints its figures next to a baseline measured in the same run, on the
-same machine, so the comparison means something on a noisy 2-core box. Run `make bench`.
+same machine, so the comparison means something on a noisy 2-core box. Run `make bench`
+(every stage, national size: about an hour on 2 cores at today's speed) or pick stages by name:
+
+    uv run --frozen python -m benchmarks                        # all stages
+    uv run --frozen python -m benchmarks e2e --placements 2000  # one stage, a smaller replay
+    uv run --frozen python -m benchmarks e2e --size 1m          # about a million partner events
+    uv run --frozen python -m benchmarks steady --rate 200 --seconds 30
 
 1. contracts: validating events (parse_kafka) against plain json.loads of the same bytes.
-2. consumer: the kit's batch consumer on the real PostgreSQL, batches of 500 against
+2. memory: peak memory of generating the national-scale scenario against the Coming Home one.
+3. consumer: the kit's batch consumer on the real PostgreSQL, batches of 500 against
    batches of 1 (what per-message commits would cost) — the reason services consume in batches.
-3. memory: peak memory of generating the national-scale scenario against the Coming Home one.
+4. producer: `homeward scenario`'s producer before and after it stopped waiting on each
+   topic's metadata and each chunk of acknowledgements.
+5. budget: the budget service's handlers alone (benchmarks/budget_stage.py).
+6. e2e: the national scenario through every service the main job starts, in a namespace and
+   databases of its own; partner events/s, per-service messages/s, CPU and peak memory,
+   latencies; against a raw consumer + COPY and the producer alone (benchmarks/e2e.py).
+7. steady: p99 from partner event to ledger transfer at a steady rate.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import time
@@ -120,10 +134,54 @@ def bench_memory() -> None:
     )
 
 
-def main() -> None:
-    bench_contracts()
-    bench_memory()
-    bench_consumer()
+def bench_budget_stage() -> None:
+    from .budget_stage import bench_budget
+
+    bench_budget()
+
+
+STAGES = ("contracts", "memory", "consumer", "producer", "budget", "e2e", "steady")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from .e2e import SIZES, bench_e2e, bench_producer, bench_steady
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    parser.add_argument("stages", nargs="*", metavar="STAGE", help=f"any of {', '.join(STAGES)} (default: all)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument(
+        "--placements", type=int, help="placements in the e2e replay (default 20,000: the national scenario)"
+    )
+    size.add_argument(
+        "--size",
+        choices=sorted(SIZES),
+        default="national",
+        help="national (about 114,000 events) or 1m (about 1,000,000)",
+    )
+    parser.add_argument("--rate", type=float, default=200.0, help="steady: partner events per second")
+    parser.add_argument("--seconds", type=float, default=30.0, help="steady: for how long")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the services' logs under .local/bench/")
+    args = parser.parse_args(argv)
+    unknown = [s for s in args.stages if s not in STAGES]
+    if unknown:
+        parser.error(f"no stage {', '.join(unknown)}; the stages are {', '.join(STAGES)}")
+    placements = args.placements or SIZES[args.size]
+    stages = args.stages or list(STAGES)
+    run = {
+        "contracts": bench_contracts,
+        "memory": bench_memory,
+        "consumer": bench_consumer,
+        "producer": lambda: bench_producer(min(placements, 2000)),
+        "budget": bench_budget_stage,
+        "e2e": lambda: bench_e2e(placements, keep_logs=args.keep_logs),
+        "steady": lambda: bench_steady(args.rate, args.seconds, keep_logs=args.keep_logs),
+    }
+    for i, stage in enumerate(dict.fromkeys(stages)):
+        if i:
+            print()
+        t = time.perf_counter()
+        run[stage]()
+        print(f"({stage}: {time.perf_counter() - t:.0f}s)")
 
 
 if __name__ == "__main__":

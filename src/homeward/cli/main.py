@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,6 +22,7 @@ from rich.table import Table
 
 from .dlq import dlq_app
 from .formatting import pounds
+from .lag import lag as lag_command
 from .partner import partner_app
 
 app = typer.Typer(help="Homeward: bring people placed out of area home.", no_args_is_help=True)
@@ -124,35 +124,18 @@ def emit(
 
 
 async def _produce(settings: Any, items: list[tuple[str, Event[Payload]]], progress: bool = True) -> None:
-    from homeward.kit.kafka import make_producer
+    from homeward.scenario.produce import produce
 
-    # Freshly created topics answer "not leader" until their leaders are elected; the
-    # producer retries by itself, so its warnings would only alarm the person watching.
-    logging.getLogger("aiokafka.producer").setLevel(logging.ERROR)
-    producer = make_producer(settings, "cli")
-    await producer.start()
-    try:
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=err,
-            disable=not progress or len(items) < 50,
-        ) as bar:
-            task = bar.add_task("producing", total=len(items))
-            pending = []
-            for topic, event in items:
-                key, value, headers = event.to_kafka()
-                pending.append(await producer.send(topic, value=value, key=key, headers=headers))
-                if len(pending) >= 500:
-                    await asyncio.gather(*pending)
-                    bar.advance(task, len(pending))
-                    pending = []
-            await asyncio.gather(*pending)
-            bar.advance(task, len(pending))
-    finally:
-        await producer.stop()
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not progress or len(items) < 50,
+    ) as bar:
+        task = bar.add_task("producing", total=len(items))
+        await produce(settings, items, on_progress=lambda n: bar.advance(task, n))
 
 
 def _get(service: str, path: str, params: dict[str, Any] | None = None) -> Any:
@@ -185,6 +168,7 @@ def _fmt(v: Any) -> str:
 
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(partner_app, name="partner")
+app.command("lag")(lag_command)
 
 placements_app = typer.Typer(help="The placement register: placements, overdue reviews, repatriations.")
 app.add_typer(placements_app, name="placements")

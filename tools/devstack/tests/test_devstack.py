@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import http.server
 import json
 import smtplib
+import socket
+import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable, Iterator
 from email.message import EmailMessage
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -17,7 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaTimeoutError, UnknownTopicOrPartitionError
 from homeward.contracts.topics import SERVICES, TopicSpec, dead_letter_topic, declared_topics, internal_topic
-from homeward.devstack import StackConfig, StackInfo, ensure_up, homeward_topics, status
+from homeward.devstack import StackConfig, StackError, StackInfo, ensure_up, homeward_topics, stack, status
 from homeward.devstack import kafka as stack_kafka
 from homeward.devstack import mail as stack_mail
 from homeward.devstack import postgres as stack_postgres
@@ -264,3 +271,211 @@ def test_delete_messages_removes_exactly_the_chosen_mail(info: StackInfo) -> Non
     assert mine() == [f"devstack reset probe {tag} 0"]
     assert stack_mail.delete_messages(info.mail_web_url, lambda m: tag in m["subject"]) == 1
     assert mine() == []
+
+
+# ---- reset: the mail is emptied without listing it, and nothing is destroyed until the checks pass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _FakeMailDev(http.server.BaseHTTPRequestHandler):
+    """Answers like MailDev's API and remembers what it was asked."""
+
+    requests: list[str] = []
+    delete_status = 200
+
+    def _answer(self, status: int, body: bytes = b"true") -> None:
+        self.requests.append(f"{self.command} {self.path}")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self._answer(200 if self.path == "/healthz" else 500)
+
+    def do_DELETE(self) -> None:
+        self._answer(self.delete_status if self.path == "/email/all" else 500)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_maildev() -> Iterator[tuple[StackConfig, type[_FakeMailDev]]]:
+    handler = type("Handler", (_FakeMailDev,), {"requests": [], "delete_status": 200})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    port = int(server.server_address[1])
+    # The fake answers on both ports: the readiness check only connects to SMTP.
+    cfg = dataclasses.replace(StackConfig.load(), smtp_port=port, web_port=port)
+    try:
+        yield cfg, handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_clear_mail_deletes_all_at_once_and_never_lists(fake_maildev: tuple[StackConfig, type[_FakeMailDev]]) -> None:
+    cfg, handler = fake_maildev
+    assert stack.clear_mail(cfg, lambda _: None, shared=True) == "deleted"
+    assert handler.requests[0] == "DELETE /email/all"
+    assert not [r for r in handler.requests if r.startswith("GET /email")]
+
+
+def test_clear_mail_of_another_checkout_fails_without_restarting_it(
+    fake_maildev: tuple[StackConfig, type[_FakeMailDev]],
+) -> None:
+    cfg, handler = fake_maildev
+    handler.delete_status = 500  # what MailDev answered after 11 s with 124,000 messages
+    with pytest.raises(StackError, match="did not empty its store"):
+        stack.clear_mail(cfg, lambda _: None, shared=True)
+    assert handler.requests == ["DELETE /email/all"]
+
+
+@pytest.fixture
+def private_maildev(tmp_path: Path, info: StackInfo) -> Iterator[StackConfig]:
+    """A MailDev of this test's own (free ports, its own store), from the installed one."""
+    shared_cfg = StackConfig.load()
+    cfg = dataclasses.replace(shared_cfg, root=tmp_path, smtp_port=_free_port(), web_port=_free_port())
+    cfg.mail_dir.mkdir(parents=True)
+    (cfg.mail_dir / "node_modules").symlink_to(shared_cfg.mail_dir / "node_modules")
+    assert stack_mail.start(cfg, lambda _: None)
+    try:
+        stack_mail.wait_ready(cfg, lambda _: None)
+        yield cfg
+    finally:
+        stack_mail.stop(cfg, lambda _: None)
+
+
+def _send_mail(cfg: StackConfig, n: int) -> None:
+    with smtplib.SMTP(cfg.host, cfg.smtp_port, timeout=10) as smtp:
+        for i in range(n):
+            msg = EmailMessage()
+            msg["From"] = "noreply@homeward.test"
+            msg["To"] = "coordinator@example.test"
+            msg["Subject"] = f"reset probe {i}"
+            msg.set_content("to be deleted")
+            smtp.send_message(msg)
+    deadline = time.monotonic() + 10
+    while len(stack_mail.list_messages(cfg.mail_web_url)) < n and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(stack_mail.list_messages(cfg.mail_web_url)) == n
+
+
+def _stored(cfg: StackConfig) -> list[Path]:
+    return list(cfg.mail_store.glob("*.eml"))
+
+
+def test_clear_mail_empties_a_real_maildev(private_maildev: StackConfig) -> None:
+    cfg = private_maildev
+    _send_mail(cfg, 5)
+    pid = stack_mail.running_pid(cfg)
+    assert stack.clear_mail(cfg, lambda _: None) == "deleted"
+    assert stack_mail.list_messages(cfg.mail_web_url) == []
+    assert stack_mail.running_pid(cfg) == pid
+    deadline = time.monotonic() + 10
+    while _stored(cfg) and time.monotonic() < deadline:  # the files go just after the answer
+        time.sleep(0.1)
+    assert not _stored(cfg)
+
+
+def test_clear_mail_restarts_maildev_on_an_empty_store_when_delete_all_fails(
+    private_maildev: StackConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = private_maildev
+    _send_mail(cfg, 3)
+    pid = stack_mail.running_pid(cfg)
+    assert len(_stored(cfg)) == 3
+
+    def times_out(web_url: str, timeout: float) -> None:
+        raise TimeoutError("timed out")  # as a MailDev busy with a huge mailbox would
+
+    monkeypatch.setattr(stack, "_delete_all_mail", times_out)
+    said: list[str] = []
+    assert stack.clear_mail(cfg, said.append) == "restarted empty"
+    assert any("restarting MailDev with an empty store" in s for s in said)
+    assert stack_mail.running_pid(cfg) not in (None, pid)
+    assert not _stored(cfg)
+    assert stack_mail.list_messages(cfg.mail_web_url) == []
+    _send_mail(cfg, 1)  # and it takes mail again
+
+
+def test_clear_mail_starts_our_maildev_empty_if_it_died(private_maildev: StackConfig) -> None:
+    cfg = private_maildev
+    _send_mail(cfg, 2)
+    stack_mail.stop(cfg, lambda _: None)  # as if it had crashed
+    assert stack.clear_mail(cfg, lambda _: None, timeout=5) == "restarted empty"
+    assert stack_mail.running_pid(cfg) is not None
+    assert not _stored(cfg)
+    assert stack_mail.list_messages(cfg.mail_web_url) == []
+
+
+class _Recorder:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, fail: str | None = None) -> None:
+        self.calls: list[str] = []
+        self.fail = fail
+        cfg = StackConfig.load()
+        monkeypatch.setattr(stack, "ensure_up", lambda root=None, log=None: StackInfo.from_config(cfg))
+        monkeypatch.setattr(stack, "file_lock", lambda path, say: contextlib.nullcontext())
+        for module, name in (
+            (stack.kafka, "list_topics"),
+            (stack.postgres, "provision"),
+            (stack.mail, "wait_ready"),
+            (stack, "clear_mail"),
+            (stack.kafka, "delete_topics"),
+            (stack.postgres, "recreate_databases"),
+            (stack.kafka, "ensure_topics"),
+        ):
+            monkeypatch.setattr(module, name, self.step(name))
+
+    def step(self, name: str) -> Callable[..., object]:
+        def call(*args: object, **kwargs: object) -> object:
+            self.calls.append(name)
+            if name == self.fail:
+                raise StackError(f"{name} failed")
+            return [] if name in ("list_topics", "provision", "ensure_topics") else "deleted"
+
+        return call
+
+
+DESTRUCTIVE = {"clear_mail", "delete_topics", "recreate_databases"}
+
+
+def test_reset_checks_first_then_mail_then_topics_and_databases(monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = _Recorder(monkeypatch)
+    stack.reset(log=lambda _: None)
+    assert rec.calls == [
+        "list_topics",
+        "provision",
+        "wait_ready",
+        "clear_mail",
+        "delete_topics",
+        "recreate_databases",
+        "ensure_topics",
+    ]
+
+
+@pytest.mark.parametrize("failing", ["list_topics", "provision", "wait_ready", "clear_mail"])
+def test_reset_destroys_no_topic_or_database_when_an_earlier_step_fails(
+    monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    rec = _Recorder(monkeypatch, fail=failing)
+    with pytest.raises(StackError, match=f"{failing} failed"):
+        stack.reset(log=lambda _: None)
+    assert not {"delete_topics", "recreate_databases"} & set(rec.calls)
+    if failing != "clear_mail":
+        assert "clear_mail" not in rec.calls
+
+
+def test_reset_refuses_a_bad_partner_code_before_touching_anything(monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = _Recorder(monkeypatch)
+    with pytest.raises(StackError, match="not an ODS code"):
+        stack.reset(partners=("not-ods",), log=lambda _: None)
+    assert rec.calls == []

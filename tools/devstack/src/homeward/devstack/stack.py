@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import sys
 import time
+import urllib.request
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -201,21 +203,73 @@ def homeward_topics(names: list[str], namespace: str = "") -> list[str]:
     return sorted(out)
 
 
+MAIL_CLEAR_TIMEOUT_S = 120.0
+
+
+def _delete_all_mail(web_url: str, timeout: float) -> None:
+    """``DELETE /email/all``: MailDev empties its in-memory list at once and removes the files
+    behind it; the answer does not depend on how many messages it held."""
+    request = urllib.request.Request(f"{web_url}/email/all", method="DELETE")
+    with urllib.request.urlopen(request, timeout=timeout) as resp:  # loopback only
+        resp.read()
+
+
+def _empty_dir(path: Path) -> None:
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def clear_mail(cfg: StackConfig, say: Log, *, timeout: float = MAIL_CLEAR_TIMEOUT_S, shared: bool = False) -> str:
+    """Delete every stored message without ever listing them (a national replay leaves over
+    100,000, and listing them takes MailDev longer than any sensible timeout). Asks MailDev's
+    delete-all endpoint first; if that fails, or MailDev is not healthy afterwards, restarts
+    our MailDev on an empty store. ``shared``: the MailDev is another checkout's, which we may
+    not restart. Returns how it was emptied."""
+    try:
+        _delete_all_mail(cfg.mail_web_url, timeout)
+        mail.wait_ready(cfg, say, timeout=10, shared=shared)
+        return "deleted"
+    except (OSError, http.client.HTTPException, StackError) as exc:
+        reason = exc.message if isinstance(exc, StackError) else str(exc)
+        problem = f"MailDev did not empty its store through DELETE /email/all ({reason})"
+    if shared:
+        raise StackError(
+            problem,
+            hint="it is not this checkout's MailDev to restart: stop it where it was started "
+            "(homeward-stack down there), then run this again",
+        )
+    say(f"mail: {problem}; restarting MailDev with an empty store")
+    mail.stop(cfg, say)
+    _empty_dir(cfg.mail_store)
+    mail.start(cfg, say)
+    mail.wait_ready(cfg, say, timeout=60)
+    return "restarted empty"
+
+
 def reset(root: Path | None = None, *, partners: tuple[str, ...] = (), log: Log | None = None) -> StackInfo:
     """Start the stack if needed, then empty it: delete Homeward's topics (partner, internal,
     dead-letter; never another namespace's), drop and recreate the service databases, and
     delete the stored mail. The main job does this so every run starts from nothing.
-    ``partners``' topics are created along with the declared ones."""
+    ``partners``' topics are created along with the declared ones.
+
+    Everything that can fail without harm is done first (the partner codes, listing the
+    topics, reaching PostgreSQL, MailDev answering); then the mail, the step most likely to
+    be slow, is emptied (with a fallback); only then are topics and databases destroyed."""
     say: Log = log or _stderr
+    wanted = tuple(sorted({*_partners(None), *_partners(list(partners))}))
     info = ensure_up(root, log=say)
     cfg = StackConfig.load(root)
     with file_lock(cfg.lock_file, say):
+        shared_mail = mail.running_pid(cfg) is None and mail.sibling(cfg) is not None
         doomed = homeward_topics(kafka.list_topics(cfg))
+        postgres.provision(cfg, say)
+        mail.wait_ready(cfg, say, timeout=30, shared=shared_mail)
+        how = clear_mail(cfg, say, shared=shared_mail)
         kafka.delete_topics(cfg, doomed)
         postgres.recreate_databases(cfg, {postgres.role_name(s): postgres.role_name(s) for s in SERVICES})
-        mail.delete_messages(cfg.mail_web_url)
-        kafka.ensure_topics(cfg, declared_topics(tuple(sorted({*_partners(None), *partners}))))
-    say(f"stack: reset ({len(doomed)} topics, {len(SERVICES)} databases, stored mail)")
+        kafka.ensure_topics(cfg, declared_topics(wanted))
+    say(f"stack: reset ({len(doomed)} topics, {len(SERVICES)} databases, stored mail {how})")
     return info
 
 
