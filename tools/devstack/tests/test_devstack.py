@@ -339,13 +339,27 @@ def test_clear_mail_of_another_checkout_fails_without_restarting_it(
     assert handler.requests == ["DELETE /email/all"]
 
 
+def _installed_maildev_modules(cfg: StackConfig) -> Path:
+    """This checkout's MailDev installation or, when the stack is shared from another checkout
+    (started there, so installed there), the one the running MailDev was started from."""
+    own = cfg.mail_dir / "node_modules"
+    if (own / "maildev").is_dir():
+        return own
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            for arg in cmdline.read_bytes().split(b"\0"):
+                if arg.endswith(b"node_modules/maildev/bin/maildev"):
+                    return Path(arg.decode()).parents[2]
+    return own
+
+
 @pytest.fixture
 def private_maildev(tmp_path: Path, info: StackInfo) -> Iterator[StackConfig]:
     """A MailDev of this test's own (free ports, its own store), from the installed one."""
     shared_cfg = StackConfig.load()
     cfg = dataclasses.replace(shared_cfg, root=tmp_path, smtp_port=_free_port(), web_port=_free_port())
     cfg.mail_dir.mkdir(parents=True)
-    (cfg.mail_dir / "node_modules").symlink_to(shared_cfg.mail_dir / "node_modules")
+    (cfg.mail_dir / "node_modules").symlink_to(_installed_maildev_modules(shared_cfg))
     assert stack_mail.start(cfg, lambda _: None)
     try:
         stack_mail.wait_ready(cfg, lambda _: None)
