@@ -5,10 +5,12 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import itertools
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from homeward.budget.domain.ledger import AccountKey, Balance, Book, Transfer
+from homeward.budget.domain.locks import LockKey
+from homeward.budget.domain.position import Figures, TotalsKey, transfer_figures
 from homeward.budget.domain.records import Allocation, Invoice
 from homeward.budget.domain.streams import Stream, StreamBook
 from homeward.budget.domain.thresholds import ThresholdState
@@ -35,12 +37,16 @@ class FakeRepository(BudgetRepository):
         self.invoices: dict[tuple[str, str], Invoice] = {}
         self.parked: list[tuple[str, str, str]] = []
         self.thresholds: dict[tuple[str, str, str, int], ThresholdState] = {}
-        self.locks = 0
+        self.running: dict[TotalsKey, Figures] = {}
+        self.locked: list[frozenset[LockKey]] = []  # each lock() call's keys, in order
 
-    async def lock(self) -> None:
-        self.locks += 1
+    async def lock(self, keys: Collection[LockKey]) -> None:
+        self.locked.append(frozenset(keys))
 
-    async def get_stream(self, stream_id: str) -> Stream | None:
+    def held(self) -> frozenset[LockKey]:
+        return frozenset().union(*self.locked)
+
+    async def get_stream(self, stream_id: str, *, for_update: bool = True) -> Stream | None:
         return copy.deepcopy(self.streams.get(stream_id))
 
     async def save_stream(self, stream: Stream) -> None:
@@ -62,7 +68,17 @@ class FakeRepository(BudgetRepository):
         return due[:limit]
 
     async def post(self, transfers: Sequence[Transfer]) -> int:
-        return self.book.post_all(transfers)
+        new = [t for t in transfers if self.book.post(t)]
+        for key, figures in transfer_figures(new).items():
+            self.running[key] = self.running.get(key, Figures()) + figures
+        return len(new)
+
+    async def totals(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Figures]]:
+        out: dict[tuple[str, str], dict[str, Figures]] = {}
+        for (c, fy, programme), figures in self.running.items():
+            if (c, fy) in keys:
+                out.setdefault((c, fy), {})[programme] = figures
+        return out
 
     async def balances(self, commissioner: str, financial_year: str) -> dict[AccountKey, Balance]:
         return {
@@ -100,10 +116,14 @@ class FakeRepository(BudgetRepository):
     ) -> ThresholdState:
         return self.thresholds.get((commissioner, financial_year, programme, percent), ThresholdState())
 
-    async def threshold_states(self, commissioner: str, financial_year: str) -> dict[tuple[str, int], ThresholdState]:
-        return {
-            (p, pc): st for (c, fy, p, pc), st in self.thresholds.items() if (c, fy) == (commissioner, financial_year)
-        }
+    async def threshold_states(
+        self, keys: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], dict[tuple[str, int], ThresholdState]]:
+        out: dict[tuple[str, str], dict[tuple[str, int], ThresholdState]] = {}
+        for (c, fy, p, pc), state in self.thresholds.items():
+            if (c, fy) in keys:
+                out.setdefault((c, fy), {})[(p, pc)] = state
+        return out
 
     async def save_threshold_state(
         self, commissioner: str, financial_year: str, programme: str, percent: int, state: ThresholdState

@@ -1,5 +1,6 @@
 """The ledger on the real PostgreSQL: append-only enforcement, draws within commitments, the
-invariant check, "as of" balances, and accrual run concurrently posting once."""
+invariant check, "as of" balances, running totals equal to the positions summed from balances,
+and accrual run concurrently posting once."""
 
 from __future__ import annotations
 
@@ -11,15 +12,24 @@ import asyncpg
 import pytest
 from homeward.budget.adapters import postgres as q
 from homeward.budget.adapters.postgres import PgBudgetRepository
-from homeward.budget.domain.position import position
+from homeward.budget.domain.calendar import fy_label
+from homeward.budget.domain.position import by_programme, position
 from homeward.budget.entrypoints.app import MIGRATIONS
 from homeward.budget.entrypoints.jobs import run_accrual
-from homeward.budget.handlers import Context, Rules, change_rate, record_repatriation, register_placement
+from homeward.budget.handlers import (
+    Context,
+    Rules,
+    allocate,
+    change_rate,
+    close_placement,
+    record_repatriation,
+    register_placement,
+)
 from homeward.kit.clock import FixedClock
 from homeward.kit.db import create_pool, migrate
 from homeward.kit.topics import Topics
 
-from .fakes import FakeOutbox, from_placements, rate_changed, registered, repatriated
+from .fakes import FakeOutbox, allocated, closed, from_partner, from_placements, rate_changed, registered, repatriated
 
 pytestmark = pytest.mark.integration
 D = dt.date
@@ -119,6 +129,93 @@ async def test_positions_from_entries_as_of_today_equal_the_cached_balances(pool
         assert position(await q.balances_as_of(conn, D(2026, 4, 10), "05A"), "05A", "2025-26").total.spent == (
             86 * 54500 + p1_share
         )
+
+
+async def _totals_match_positions(conn: asyncpg.Connection) -> int:  # type: ignore[type-arg]
+    """Compare the running totals with position() over the cached balances, for every commissioner
+    and year with accounts; returns how many were compared."""
+    repo = PgBudgetRepository(conn)
+    pairs = [
+        (r["commissioner"], r["financial_year"])
+        for r in await conn.fetch("SELECT DISTINCT commissioner, financial_year FROM accounts ORDER BY 1, 2")
+    ]
+    totals = await repo.totals(pairs)
+    for c, fy in pairs:
+        total, programmes = by_programme(totals.get((c, fy), {}))
+        pos = position(await repo.balances(c, fy), c, fy)
+        assert (c, fy, total, programmes) == (c, fy, pos.total, pos.by_programme)
+    return len(pairs)
+
+
+async def test_running_totals_equal_positions_summed_from_the_balances(pool: asyncpg.Pool) -> None:  # type: ignore[type-arg]
+    """A year and a half of placements (pooled, local and out of area, three programmes), rate
+    changes, closures, repatriations, allocations and their revisions, accrued month by month."""
+    day = D(2026, 1, 5)
+    for c in ("05A", "05H", "05R"):
+        for fy in ("2025-26", "2026-27", "2027-28"):
+            for programme in ("mental_health", "secure_and_forensic"):
+                alloc = allocated(c, 50_000_000, fy=fy, allocation_id=f"A-{fy}-{programme}", programme=programme)
+                await _handle(pool, day, allocate, from_partner(alloc, c, day))
+    revised = allocated("05H", 40_000_000, fy="2026-27", allocation_id="A-2026-27-mental_health")
+    await _handle(pool, day, allocate, from_partner(revised, "05H", day))
+    pooled = [("05A", 3334), ("05H", 3333), ("05R", 3333)]
+    for i in range(12):
+        start = day + dt.timedelta(days=29 * i)
+        placement = registered(
+            f"S{i}",
+            start=start,
+            rate=40_000 + 1_111 * i,
+            commissioner=("05A", "05H", "05R")[i % 3],
+            out_of_area=i % 2 == 0,
+            planned_end=start + dt.timedelta(days=200) if i % 4 == 0 else None,
+            funding=pooled if i % 3 == 0 else (),
+            programme=("mental_health", "secure_and_forensic", "learning_disability_and_autism")[i % 3],
+        )
+        await _handle(pool, start, register_placement, from_placements(placement, start))
+        await run_accrual(pool, FixedClock(start + dt.timedelta(days=20)), topics=Topics(), rules=Rules())
+        if i % 3 == 1:
+            later = start + dt.timedelta(days=25)
+            await _handle(pool, later, change_rate, from_placements(rate_changed(f"S{i}", start, 45_000), later))
+        if i >= 2 and i % 2 == 0:
+            end = start - dt.timedelta(days=10)
+            first = day + dt.timedelta(days=29 * (i - 2))
+            await _handle(pool, start, close_placement, from_placements(closed(f"S{i - 2}", end, first), start))
+            if i % 4 == 0:
+                saving = repatriated(f"S{i - 2}", on=end, from_rate=60_000, to_rate=35_000, funding=pooled)
+                await _handle(pool, start, record_repatriation, from_placements(saving, start))
+    await run_accrual(pool, FixedClock(D(2027, 6, 1)), topics=Topics(), rules=Rules())
+    async with pool.acquire() as conn:
+        assert await _totals_match_positions(conn) >= 9
+        report = await q.check(conn)
+        assert report.ok, report.problems
+        assert await conn.fetchval("SELECT count(DISTINCT programme) FROM position_totals") == 3
+        savings = await conn.fetchval("SELECT sum(savings_to_date) FROM position_totals")
+        assert savings > 0
+
+        # The migration's backfill gives the same totals from the balances of an existing ledger.
+        columns = "commissioner, financial_year, programme, allocated, spent, committed, out_of_area_spent, " + (
+            "local_spent, savings_to_date, savings_year"
+        )
+        kept = await conn.fetch(f"SELECT {columns} FROM position_totals ORDER BY 1, 2, 3")
+        backfill = (
+            (MIGRATIONS / "0003_key_locks_and_running_totals.sql")
+            .read_text()
+            .split("-- backfill:")[1]
+            .split("\n", 1)[1]
+        )
+        await conn.execute("DELETE FROM position_totals")
+        await conn.execute(backfill)
+        rebuilt = await conn.fetch(f"SELECT {columns} FROM position_totals ORDER BY 1, 2, 3")
+        assert [tuple(r) for r in rebuilt] == [tuple(r) for r in kept]
+
+        # And the invariant check notices running totals that drift from the balances.
+        await conn.execute(
+            "UPDATE position_totals SET committed = committed + 1 WHERE (commissioner, financial_year) = ($1, $2)",
+            "05H",
+            fy_label(2026),
+        )
+        drifted = await q.check(conn, streams=False)
+    assert any("running totals 05H:2026-27" in p for p in drifted.problems)
 
 
 async def test_two_accrual_runs_at_once_post_each_night_once(pool: asyncpg.Pool) -> None:  # type: ignore[type-arg]

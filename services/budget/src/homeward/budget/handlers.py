@@ -1,9 +1,12 @@
 """Use cases: each consumed event, and the accrual job, as a change to the ledger.
 
-Every use case takes the ledger write lock first, reads the stream it changes, lets the
-domain plan the transfers, posts them, and then checks the thresholds of every commissioner
-and year whose forecast may have moved. Events are published only through the outbox
-(``uow.publish`` in handlers, an outbox writer in the job), with deterministic ids.
+Every use case first locks what it may write (the commissioners whose ledger it posts to, the
+placement, and for an invoice the invoice: ``domain/locks.py``), reads the stream it changes,
+lets the domain plan the transfers, posts them, and then checks the thresholds of every
+commissioner and year whose forecast may have moved, from the running totals that ``post``
+keeps. When what to lock is known only from the stream (a rate change, a closure, an accrual),
+it reads the stream, locks, and reads it again. Events are published only through the outbox
+(``uow.publish``), with deterministic ids.
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ from homeward.kit.logging import get_logger
 from .domain.calendar import fy_end, fy_label, parse_fy, twelve_months_from
 from .domain.invoices import accrued_for_period, assess
 from .domain.ledger import AccountKey, AccountKind, LedgerName, Transfer, TransferKind, transfer_id
+from .domain.locks import LockKey, commissioner_keys, invoice_key, placement_key, stream_keys
 from .domain.money import funding_shares
-from .domain.position import position
+from .domain.position import by_programme
 from .domain.records import Allocation, Invoice, InvoiceStatus
 from .domain.schedule import RateSchedule
 from .domain.streams import Stream, StreamKind, placement_stream_id, saving_stream_id
@@ -75,6 +79,23 @@ def _forecast_keys(transfers: Iterable[Transfer]) -> set[CommissionerYear]:
     }
 
 
+async def _locked_stream(ctx: Context, stream_id: str, keys: set[LockKey]) -> Stream | None:
+    """Lock ``keys`` and everything the stream posts to, then read the stream for update.
+
+    What the stream posts to is known only once it is read: read it, lock, and read it again.
+    Under its placement's lock nobody else can change it, so the second read is final, unless
+    it was registered (or is a different stream) by the time the locks were granted: then lock
+    what it names too (keys already held cost nothing)."""
+    seen = await ctx.repo.get_stream(stream_id, for_update=False)
+    wanted = set(keys) | (stream_keys(seen) if seen is not None else set())
+    while True:
+        await ctx.repo.lock(wanted)
+        stream = await ctx.repo.get_stream(stream_id)
+        if stream is None or stream_keys(stream) <= wanted:
+            return stream
+        wanted |= stream_keys(stream)
+
+
 async def _save_and_post(ctx: Context, stream: Stream, transfers: list[Transfer]) -> None:
     await ctx.repo.save_stream(stream)
     await ctx.repo.post(transfers)
@@ -88,12 +109,21 @@ async def reconcile_stream(ctx: Context, stream: Stream, *, cause: str, at: dt.d
 
 
 async def check_thresholds(ctx: Context, keys: Iterable[CommissionerYear]) -> int:
+    """Evaluate every threshold of these commissioners and years against their running totals.
+
+    The caller holds these commissioners' locks, so the totals and states read here include
+    every committed posting and cannot move until this transaction ends."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return 0
+    labels = [(commissioner, fy_label(year)) for commissioner, year in wanted]
+    # One read for every commissioner, year, programme and threshold.
+    totals, all_states = await ctx.repo.threshold_inputs(labels)
     emitted = 0
-    for commissioner, year in sorted(set(keys)):
-        fy = fy_label(year)
-        pos = position(await ctx.repo.balances(commissioner, fy), commissioner, fy)
-        groups = [(ALL_PROGRAMMES, pos.total), *sorted(pos.by_programme.items())]
-        states = await ctx.repo.threshold_states(commissioner, fy)  # one read for every group and threshold
+    for (commissioner, year), (_, fy) in zip(wanted, labels, strict=True):
+        total, programmes = by_programme(totals.get((commissioner, fy), {}))
+        groups = [(ALL_PROGRAMMES, total), *sorted(programmes.items())]
+        states = all_states.get((commissioner, fy), {})
         for programme, figures in groups:
             for percent in ctx.rules.thresholds_percent:
                 state = states.get((programme, percent), ThresholdState())
@@ -147,7 +177,7 @@ async def allocate(ctx: Context, event: Event[BudgetAllocated]) -> None:
         year = parse_fy(d.financial_year)
     except ValueError as exc:
         raise Rejected("invalid-financial-year", str(exc)) from exc
-    await ctx.repo.lock()
+    await ctx.repo.lock(commissioner_keys([d.commissioner]))
     new = Allocation(
         commissioner=d.commissioner,
         allocation_id=d.allocation_id,
@@ -235,8 +265,10 @@ def _placement_stream(d: PlacementRegistered) -> Stream:
 
 
 async def register_placement(ctx: Context, event: Event[PlacementRegistered]) -> None:
-    await ctx.repo.lock()
     stream = _placement_stream(event.data)
+    # The placement's lock is what makes a rate change or closure parked by another replica at
+    # the same moment visible to take_parked below (or this registration visible to it).
+    await ctx.repo.lock(stream_keys(stream))
     existing = await ctx.repo.get_stream(stream.id)
     if existing is not None:
         if existing.facts() != stream.facts():
@@ -272,10 +304,10 @@ async def change_rate(ctx: Context, event: Event[PlacementRateChanged]) -> None:
     if source_service(event.source) != "placements":
         # A partner's own rate change reaches the budget once placements has checked and re-published it.
         return
-    await ctx.repo.lock()
-    stream = await ctx.repo.get_stream(placement_stream_id(event.data.placement_id))
+    placement_id = event.data.placement_id
+    stream = await _locked_stream(ctx, placement_stream_id(placement_id), {placement_key(placement_id)})
     if stream is None:
-        await _park_unknown(ctx, event, event.data.placement_id)
+        await _park_unknown(ctx, event, placement_id)
         return
     keys = await _change_rate(ctx, stream, event)
     await _recheck_invoices(ctx, stream)
@@ -291,10 +323,10 @@ async def _close(ctx: Context, stream: Stream, event: Event[PlacementClosed]) ->
 
 
 async def close_placement(ctx: Context, event: Event[PlacementClosed]) -> None:
-    await ctx.repo.lock()
-    stream = await ctx.repo.get_stream(placement_stream_id(event.data.placement_id))
+    placement_id = event.data.placement_id
+    stream = await _locked_stream(ctx, placement_stream_id(placement_id), {placement_key(placement_id)})
     if stream is None:
-        await _park_unknown(ctx, event, event.data.placement_id)
+        await _park_unknown(ctx, event, placement_id)
         return
     keys = await _close(ctx, stream, event)
     await _recheck_invoices(ctx, stream)
@@ -303,7 +335,6 @@ async def close_placement(ctx: Context, event: Event[PlacementClosed]) -> None:
 
 async def record_repatriation(ctx: Context, event: Event[PatientRepatriated]) -> None:
     d = event.data
-    await ctx.repo.lock()
     try:
         shares = funding_shares([(f.commissioner, f.share_bp) for f in d.funding], d.commissioner)
     except ValueError as exc:
@@ -329,6 +360,7 @@ async def record_repatriation(ctx: Context, event: Event[PatientRepatriated]) ->
             "explicit": d.explicit,
         },
     )
+    await ctx.repo.lock(stream_keys(stream))
     existing = await ctx.repo.get_stream(stream.id)
     if existing is not None:
         if (existing.facts(), existing.end) != (stream.facts(), stream.end):
@@ -344,7 +376,10 @@ async def receive_invoice(ctx: Context, event: Event[InvoiceReceived]) -> None:
     d = event.data
     if event.organisation != d.provider:
         raise Rejected("not-party", f"only the invoicing provider {d.provider} may send its invoice")
-    await ctx.repo.lock()
+    # An invoice writes no ledger entry and nothing kept per commissioner: only the invoice and its
+    # alert. Its placement's lock orders it against that placement's registration (parking), the
+    # invoice's own against another copy of it.
+    await ctx.repo.lock({placement_key(d.placement_id), invoice_key(d.provider, d.invoice_id)})
     invoice = Invoice(
         provider=d.provider,
         invoice_id=d.invoice_id,
@@ -360,7 +395,7 @@ async def receive_invoice(ctx: Context, event: Event[InvoiceReceived]) -> None:
         if not old.same_claim(invoice):
             raise Rejected("conflict", f"invoice {d.invoice_id} was received before with other figures")
         return
-    stream = await ctx.repo.get_stream(placement_stream_id(d.placement_id))
+    stream = await ctx.repo.get_stream(placement_stream_id(d.placement_id), for_update=False)
     if stream is None:
         await ctx.repo.save_invoice(invoice)
         log.info("invoice parked until its placement is registered", placement_id=d.placement_id)
@@ -434,8 +469,7 @@ async def _recheck_invoices(ctx: Context, stream: Stream) -> None:
 
 async def accrue_stream(ctx: Context, stream_id: str) -> tuple[int, int]:
     """Accrue one stream up to today; returns (transfers posted, alerts raised)."""
-    await ctx.repo.lock()
-    stream = await ctx.repo.get_stream(stream_id)
+    stream = await _locked_stream(ctx, stream_id, set())
     if stream is None:
         return 0, 0
     book = await ctx.repo.stream_book(stream)

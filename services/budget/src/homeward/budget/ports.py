@@ -5,21 +5,29 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from .domain.ledger import AccountKey, Balance, Transfer
+from .domain.locks import LockKey
+from .domain.position import Figures
 from .domain.records import Allocation, Invoice
 from .domain.streams import Stream, StreamBook
 from .domain.thresholds import ThresholdState
 
+# (commissioner, financial year label)
+CommissionerYearLabel = tuple[str, str]
+
 
 class BudgetRepository(abc.ABC):
     @abc.abstractmethod
-    async def lock(self) -> None:
-        """Serialise ledger writers for the rest of the transaction (see docs/budget.md, Concurrency)."""
+    async def lock(self, keys: Collection[LockKey]) -> None:
+        """Hold these keys' locks until the transaction ends (see docs/budget.md, Concurrency).
+
+        Takes them in one sorted pass. Keys already held are no-ops, so a use case may lock
+        again after reading what else it must lock."""
 
     @abc.abstractmethod
-    async def get_stream(self, stream_id: str) -> Stream | None: ...
+    async def get_stream(self, stream_id: str, *, for_update: bool = True) -> Stream | None: ...
 
     @abc.abstractmethod
     async def save_stream(self, stream: Stream) -> None: ...
@@ -33,7 +41,15 @@ class BudgetRepository(abc.ABC):
 
     @abc.abstractmethod
     async def post(self, transfers: Sequence[Transfer]) -> int:
-        """Post in order; a transfer whose id exists is skipped. Returns how many were new."""
+        """Post in order; a transfer whose id exists is skipped. Returns how many were new.
+
+        Updates the accounts' cached balances and the running totals of every commissioner,
+        year and programme by what the new transfers add, in the same transaction."""
+
+    @abc.abstractmethod
+    async def totals(self, keys: Collection[CommissionerYearLabel]) -> dict[CommissionerYearLabel, dict[str, Figures]]:
+        """The running totals of each (commissioner, financial year), by programme (programmes
+        with nothing posted are absent)."""
 
     @abc.abstractmethod
     async def balances(self, commissioner: str, financial_year: str) -> dict[AccountKey, Balance]:
@@ -62,8 +78,19 @@ class BudgetRepository(abc.ABC):
         """Remove and return the placement's parked events (CloudEvents JSON) in arrival order."""
 
     @abc.abstractmethod
-    async def threshold_states(self, commissioner: str, financial_year: str) -> dict[tuple[str, int], ThresholdState]:
-        """Every threshold's state for one commissioner and year, by (programme, percent)."""
+    async def threshold_states(
+        self, keys: Collection[CommissionerYearLabel]
+    ) -> dict[CommissionerYearLabel, dict[tuple[str, int], ThresholdState]]:
+        """Every threshold's state for each (commissioner, financial year), by (programme, percent)."""
+
+    async def threshold_inputs(
+        self, keys: Collection[CommissionerYearLabel]
+    ) -> tuple[
+        dict[CommissionerYearLabel, dict[str, Figures]],
+        dict[CommissionerYearLabel, dict[tuple[str, int], ThresholdState]],
+    ]:
+        """``totals(keys)`` and ``threshold_states(keys)`` together (an adapter may read both at once)."""
+        return await self.totals(keys), await self.threshold_states(keys)
 
     @abc.abstractmethod
     async def save_threshold_state(

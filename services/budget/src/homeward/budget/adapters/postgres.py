@@ -4,29 +4,46 @@ read queries behind the HTTP API and the CLI."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..domain.calendar import parse_fy
 from ..domain.ledger import AccountKey, AccountKind, Balance, LedgerName, Locality, Transfer, balance_deltas
+from ..domain.locks import LockKey
 from ..domain.money import Share
+from ..domain.position import Figures, account_totals, transfer_figures
 from ..domain.records import Allocation, Invoice, InvoiceStatus
 from ..domain.schedule import RateSchedule
 from ..domain.streams import OpenCommitment, Stream, StreamBook, StreamKind, normal_direction
 from ..domain.thresholds import ThresholdState
-from ..ports import BudgetRepository
+from ..ports import BudgetRepository, CommissionerYearLabel
 
 Connection = Any  # an asyncpg connection (its stubs are not generic-friendly)
 
-# Every ledger writer takes this transaction-scoped lock before touching streams or accounts.
-# A consumer batch is one transaction that handles many events, so without it two batches (or
-# a batch and the accrual job) could each hold one commissioner's accounts and wait for the
-# other's: PostgreSQL would abort one, and the kit would retry it into the dead-letter topic.
-LEDGER_LOCK = 0x42756467  # "Budg"
+# The one lock every ledger writer used to take ("Budg"). Only ``single_lock=True`` uses it now:
+# the benchmark's baseline, and a way back to one writer at a time if ever needed.
+LEDGER_LOCK = 0x42756467
+
+# How long a lock wanted out of order (below one this transaction already holds) may be waited
+# for before the batch gives up with a retryable error (SQLSTATE 40P01) and is run again; see
+# budget_lock() in migrations/0003 and docs/budget.md, Concurrency.
+OUT_OF_ORDER_PATIENCE_MS = 500
+
+
+def lock_id(key: LockKey) -> int:
+    """A stable signed 64-bit advisory lock id for a key: BLAKE2b personalised per scope, so
+    commissioner, placement and invoice keys are distinct namespaces (and, at 64 bits, apart
+    from the kit's few fixed lock ids)."""
+    digest = hashlib.blake2b(key.name.encode(), digest_size=8, person=f"hw-budget-{key.scope.value}".encode()[:16])
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
 
 _KEY_COLUMNS = "ledger, commissioner, financial_year, programme, kind, counterparty, locality"
+# The running totals' figures, in the order of Figures.as_tuple().
+_FIGURES = "allocated, spent, committed, out_of_area_spent, local_spent, savings_to_date, savings_year"
 
 
 def _key(row: Any, prefix: str = "") -> AccountKey:
@@ -45,6 +62,10 @@ def _balance(row: Any) -> Balance:
     return Balance(
         int(row["debits_pending"]), int(row["debits_posted"]), int(row["credits_pending"]), int(row["credits_posted"])
     )
+
+
+def _figures(row: Any) -> Figures:
+    return Figures(*(int(row[c]) for c in _FIGURES.split(", ")))
 
 
 def _stream(row: Any) -> Stream:
@@ -90,16 +111,23 @@ def _invoice(row: Any) -> Invoice:
 
 
 class PgBudgetRepository(BudgetRepository):
-    def __init__(self, conn: Connection) -> None:
+    def __init__(
+        self, conn: Connection, *, single_lock: bool = False, patience_ms: int | None = OUT_OF_ORDER_PATIENCE_MS
+    ) -> None:
         self.conn = conn
+        self.single_lock = single_lock
+        self.patience_ms = patience_ms
 
-    async def lock(self) -> None:
-        await self.conn.execute("SELECT pg_advisory_xact_lock($1)", LEDGER_LOCK)
+    async def lock(self, keys: Collection[LockKey]) -> None:
+        ids = [LEDGER_LOCK] if self.single_lock else [lock_id(k) for k in keys]
+        if ids:
+            await self.conn.execute("SELECT budget_lock($1::bigint[], $2::int)", ids, self.patience_ms)
 
     # ------------------------------------------------------------------------ streams
 
-    async def get_stream(self, stream_id: str) -> Stream | None:
-        row = await self.conn.fetchrow("SELECT * FROM streams WHERE id = $1 FOR UPDATE", stream_id)
+    async def get_stream(self, stream_id: str, *, for_update: bool = True) -> Stream | None:
+        sql = "SELECT * FROM streams WHERE id = $1" + (" FOR UPDATE" if for_update else "")
+        row = await self.conn.fetchrow(sql, stream_id)
         return None if row is None else _stream(row)
 
     async def save_stream(self, s: Stream) -> None:
@@ -136,37 +164,38 @@ class PgBudgetRepository(BudgetRepository):
         )
 
     async def stream_book(self, stream: Stream) -> StreamBook:
+        """The stream's spend per funder and year (part 0) and its open commitments (part 1), in one query."""
         book = StreamBook()
+        keys = _KEY_COLUMNS.split(", ")
         rows = await self.conn.fetch(
-            """SELECT t.funder, t.financial_year, d.kind AS debit_kind, sum(t.amount) AS amount
-               FROM transfers t JOIN accounts d ON d.id = t.debit_account_id
-               WHERE t.stream_id = $1 AND t.kind IN ('posted', 'post_pending')
-               GROUP BY t.funder, t.financial_year, d.kind""",
-            stream.id,
-        )
-        for r in rows:
-            key = (r["funder"], parse_fy(r["financial_year"]))
-            signed = int(r["amount"]) if r["debit_kind"] in ("budget", "baseline") else -int(r["amount"])
-            book.spend[key] = book.spend.get(key, 0) + signed
-        rows = await self.conn.fetch(
-            f"""SELECT p.id::text AS id, p.funder, p.financial_year, p.range_start, p.range_end,
-                       p.amount - coalesce((SELECT sum(x.amount) FROM transfers x WHERE x.pending_id = p.id), 0)
-                           AS remaining,
-                       {", ".join(f"d.{c} AS d_{c}" for c in _KEY_COLUMNS.split(", "))},
-                       {", ".join(f"c.{c} AS c_{c}" for c in _KEY_COLUMNS.split(", "))}
+            f"""SELECT 0 AS part, NULL AS id, t.funder, t.financial_year, d.kind AS debit_kind,
+                       sum(t.amount) AS amount, NULL::date AS range_start, NULL::date AS range_end, NULL::bigint AS seq,
+                       {", ".join(f"NULL AS d_{c}" for c in keys)}, {", ".join(f"NULL AS c_{c}" for c in keys)}
+                FROM transfers t JOIN accounts d ON d.id = t.debit_account_id
+                WHERE t.stream_id = $1 AND t.kind IN ('posted', 'post_pending')
+                GROUP BY t.funder, t.financial_year, d.kind
+                UNION ALL
+                SELECT 1, p.id::text, p.funder, p.financial_year, NULL,
+                       p.amount - coalesce((SELECT sum(x.amount) FROM transfers x WHERE x.pending_id = p.id), 0),
+                       p.range_start, p.range_end, p.seq,
+                       {", ".join(f"d.{c}" for c in keys)}, {", ".join(f"c.{c}" for c in keys)}
                 FROM transfers p
                 JOIN accounts d ON d.id = p.debit_account_id
                 JOIN accounts c ON c.id = p.credit_account_id
                 WHERE p.stream_id = $1 AND p.kind = 'pending'
-                ORDER BY p.seq""",
+                ORDER BY part, seq""",
             stream.id,
         )
         for r in rows:
-            remaining = int(r["remaining"])
-            if remaining == 0:
+            key = (r["funder"], parse_fy(r["financial_year"]))
+            amount = int(r["amount"])
+            if r["part"] == 0:
+                signed = amount if r["debit_kind"] in ("budget", "baseline") else -amount
+                book.spend[key] = book.spend.get(key, 0) + signed
+                continue
+            if amount == 0:
                 continue
             debit, credit = _key(r, "d_"), _key(r, "c_")
-            key = (r["funder"], parse_fy(r["financial_year"]))
             book.open.setdefault(key, []).append(
                 OpenCommitment(
                     r["id"],
@@ -174,7 +203,7 @@ class PgBudgetRepository(BudgetRepository):
                     key[1],
                     r["range_start"],
                     r["range_end"],
-                    remaining if normal_direction(debit) else -remaining,
+                    amount if normal_direction(debit) else -amount,
                     debit,
                     credit,
                 )
@@ -196,6 +225,7 @@ class PgBudgetRepository(BudgetRepository):
     # ------------------------------------------------------------------------ posting
 
     async def _account_ids(self, keys: Sequence[AccountKey]) -> dict[AccountKey, int]:
+        """Ids of these accounts, opening those that do not exist yet, in one statement."""
         columns = [
             [k.ledger.value for k in keys],
             [k.commissioner for k in keys],
@@ -206,23 +236,34 @@ class PgBudgetRepository(BudgetRepository):
             [k.locality.value for k in keys],
         ]
         unnest = "unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])"
-        await self.conn.execute(
-            f"INSERT INTO accounts ({_KEY_COLUMNS}) SELECT * FROM {unnest} ON CONFLICT DO NOTHING", *columns
-        )
+        # The SELECT does not see the rows this statement inserts (one snapshot), the RETURNING
+        # does; an account is opened only under its commissioner's lock, so no other writer's
+        # row can be in flight.
         rows = await self.conn.fetch(
-            f"SELECT id, {_KEY_COLUMNS} FROM accounts WHERE ({_KEY_COLUMNS}) IN (SELECT * FROM {unnest})", *columns
+            f"""WITH k ({_KEY_COLUMNS}) AS (SELECT * FROM {unnest}),
+                     opened AS (INSERT INTO accounts ({_KEY_COLUMNS}) SELECT * FROM k ON CONFLICT DO NOTHING
+                                RETURNING id, {_KEY_COLUMNS})
+                SELECT * FROM opened
+                UNION ALL
+                SELECT a.* FROM k, LATERAL (  -- one index lookup per key (OFFSET 0 keeps it a lookup)
+                    SELECT id, {_KEY_COLUMNS} FROM accounts x
+                    WHERE {" AND ".join(f"x.{c} = k.{c}" for c in _KEY_COLUMNS.split(", "))} OFFSET 0) a""",
+            *columns,
         )
-        return {_key(r): r["id"] for r in rows}
+        ids = {_key(r): r["id"] for r in rows}
+        if len(ids) < len(set(keys)):  # only if someone opened one without the lock: read them again
+            rows = await self.conn.fetch(
+                f"SELECT id, {_KEY_COLUMNS} FROM accounts WHERE ({_KEY_COLUMNS}) IN (SELECT * FROM {unnest})",
+                *columns,
+            )
+            ids = {_key(r): r["id"] for r in rows}
+        return ids
 
     async def post(self, transfers: Sequence[Transfer]) -> int:
         if not transfers:
             return 0
         keys = sorted({t.debit for t in transfers} | {t.credit for t in transfers})
         ids = await self._account_ids(keys)
-        # Lock every account the postings touch, always in id order.
-        await self.conn.execute(
-            "SELECT id FROM accounts WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE", sorted(ids.values())
-        )
         inserted = await self.conn.fetch(
             """INSERT INTO transfers (id, kind, debit_account_id, credit_account_id, amount, pending_id, purpose,
                    cause, stream_id, placement_id, funder, financial_year, range_start, range_end, effective_on,
@@ -257,30 +298,55 @@ class PgBudgetRepository(BudgetRepository):
             [t.event_at for t in transfers],
             [json.dumps(dict(t.metadata)) for t in transfers],
         )
-        new = {r["id"] for r in inserted}
+        new_ids = {r["id"] for r in inserted}
+        new = [t for t in transfers if t.id in new_ids]  # a transfer posted before adds nothing, twice
+        if not new:
+            return 0
         deltas: dict[int, Balance] = {}
-        for t in transfers:
-            if t.id not in new:
-                continue
+        for t in new:
             debit, credit = balance_deltas(t.kind, t.amount)
             deltas.setdefault(ids[t.debit], Balance()).add(debit)
             deltas.setdefault(ids[t.credit], Balance()).add(credit)
-        if deltas:
-            account_ids = sorted(deltas)
-            await self.conn.execute(
-                """UPDATE accounts a SET debits_pending = a.debits_pending + d.dp,
-                       debits_posted = a.debits_posted + d.dd, credits_pending = a.credits_pending + d.cp,
-                       credits_posted = a.credits_posted + d.cd
-                   FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
-                       AS d(id, dp, dd, cp, cd)
-                   WHERE a.id = d.id""",
-                account_ids,
-                [deltas[i].debits_pending for i in account_ids],
-                [deltas[i].debits_posted for i in account_ids],
-                [deltas[i].credits_pending for i in account_ids],
-                [deltas[i].credits_posted for i in account_ids],
-            )
+        account_ids = sorted(deltas)
+        totals = sorted(transfer_figures(new).items())
+        figures = [f.as_tuple() for _, f in totals]
+        # The cached balances and the running totals move together, in one statement.
+        await self.conn.execute(
+            f"""WITH balances AS (
+                    UPDATE accounts a SET debits_pending = a.debits_pending + d.dp,
+                        debits_posted = a.debits_posted + d.dd, credits_pending = a.credits_pending + d.cp,
+                        credits_posted = a.credits_posted + d.cd
+                    FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
+                        AS d(id, dp, dd, cp, cd)
+                    WHERE a.id = d.id)
+                INSERT INTO position_totals AS t (commissioner, financial_year, programme, {_FIGURES})
+                SELECT * FROM unnest($6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bigint[],
+                                     $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[])
+                ON CONFLICT (commissioner, financial_year, programme) DO UPDATE SET
+                    {", ".join(f"{c} = t.{c} + EXCLUDED.{c}" for c in _FIGURES.split(", "))}, updated_at = now()""",
+            account_ids,
+            [deltas[i].debits_pending for i in account_ids],
+            [deltas[i].debits_posted for i in account_ids],
+            [deltas[i].credits_pending for i in account_ids],
+            [deltas[i].credits_posted for i in account_ids],
+            [k[0] for k, _ in totals],
+            [k[1] for k, _ in totals],
+            [k[2] for k, _ in totals],
+            *([f[i] for f in figures] for i in range(7)),
+        )
         return len(new)
+
+    async def totals(self, keys: Collection[CommissionerYearLabel]) -> dict[CommissionerYearLabel, dict[str, Figures]]:
+        rows = await self.conn.fetch(
+            f"""SELECT commissioner, financial_year, programme, {_FIGURES} FROM position_totals
+                WHERE (commissioner, financial_year) IN (SELECT * FROM unnest($1::text[], $2::text[]))""",
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+        )
+        out: dict[CommissionerYearLabel, dict[str, Figures]] = {}
+        for r in rows:
+            out.setdefault((r["commissioner"], r["financial_year"]), {})[r["programme"]] = _figures(r)
+        return out
 
     async def balances(self, commissioner: str, financial_year: str) -> dict[AccountKey, Balance]:
         rows = await self.conn.fetch(
@@ -383,17 +449,56 @@ class PgBudgetRepository(BudgetRepository):
 
     # --------------------------------------------------------------------- thresholds
 
-    async def threshold_states(self, commissioner: str, financial_year: str) -> dict[tuple[str, int], ThresholdState]:
+    async def threshold_states(
+        self, keys: Collection[CommissionerYearLabel]
+    ) -> dict[CommissionerYearLabel, dict[tuple[str, int], ThresholdState]]:
         rows = await self.conn.fetch(
-            """SELECT programme, threshold_percent, breached, arm, last_alert_on FROM threshold_states
-               WHERE commissioner = $1 AND financial_year = $2""",
-            commissioner,
-            financial_year,
+            """SELECT commissioner, financial_year, programme, threshold_percent, breached, arm, last_alert_on
+               FROM threshold_states
+               WHERE (commissioner, financial_year) IN (SELECT * FROM unnest($1::text[], $2::text[]))""",
+            [k[0] for k in keys],
+            [k[1] for k in keys],
         )
-        return {
-            (r["programme"], r["threshold_percent"]): ThresholdState(r["breached"], r["arm"], r["last_alert_on"])
-            for r in rows
-        }
+        out: dict[CommissionerYearLabel, dict[tuple[str, int], ThresholdState]] = {}
+        for r in rows:
+            out.setdefault((r["commissioner"], r["financial_year"]), {})[(r["programme"], r["threshold_percent"])] = (
+                ThresholdState(r["breached"], r["arm"], r["last_alert_on"])
+            )
+        return out
+
+    async def threshold_inputs(
+        self, keys: Collection[CommissionerYearLabel]
+    ) -> tuple[
+        dict[CommissionerYearLabel, dict[str, Figures]],
+        dict[CommissionerYearLabel, dict[tuple[str, int], ThresholdState]],
+    ]:
+        """The running totals and the threshold states of these commissioners and years, in one query."""
+        rows = await self.conn.fetch(
+            f"""WITH k AS (SELECT * FROM unnest($1::text[], $2::text[]) AS k(c, fy))
+                SELECT 0 AS part, t.commissioner, t.financial_year, t.programme, NULL::int AS threshold_percent,
+                       NULL::boolean AS breached, NULL::int AS arm, NULL::date AS last_alert_on,
+                       {", ".join(f"t.{c}" for c in _FIGURES.split(", "))}
+                FROM k, LATERAL (SELECT * FROM position_totals WHERE commissioner = k.c AND financial_year = k.fy
+                                 OFFSET 0) t
+                UNION ALL
+                SELECT 1, s.commissioner, s.financial_year, s.programme, s.threshold_percent, s.breached, s.arm,
+                       s.last_alert_on, {", ".join("NULL" for _ in _FIGURES.split(", "))}
+                FROM k, LATERAL (SELECT * FROM threshold_states WHERE commissioner = k.c AND financial_year = k.fy
+                                 OFFSET 0) s""",
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+        )
+        totals: dict[CommissionerYearLabel, dict[str, Figures]] = {}
+        states: dict[CommissionerYearLabel, dict[tuple[str, int], ThresholdState]] = {}
+        for r in rows:
+            key = (r["commissioner"], r["financial_year"])
+            if r["part"] == 0:
+                totals.setdefault(key, {})[r["programme"]] = _figures(r)
+            else:
+                states.setdefault(key, {})[(r["programme"], r["threshold_percent"])] = ThresholdState(
+                    r["breached"], r["arm"], r["last_alert_on"]
+                )
+        return totals, states
 
     async def save_threshold_state(
         self, commissioner: str, financial_year: str, programme: str, percent: int, state: ThresholdState
@@ -616,9 +721,10 @@ class CheckReport:
 
 
 async def check(conn: Connection, *, streams: bool = True) -> CheckReport:
-    """Prove the ledger: debits equal credits, every cached balance is the sum of its entries, no
-    commitment is over-drawn, and (with ``streams``) each placement's spend and commitment equal
-    its rate schedule. Runs in one repeatable-read snapshot, so concurrent writers cannot skew it."""
+    """Prove the ledger: debits equal credits, every cached balance is the sum of its entries, the
+    running totals are the sums of the cached balances' figures, no commitment is over-drawn, and
+    (with ``streams``) each placement's spend and commitment equal its rate schedule. Runs in one
+    repeatable-read snapshot, so concurrent writers cannot skew it."""
     report = CheckReport()
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         report.accounts = int(await conn.fetchval("SELECT count(*) FROM accounts"))
@@ -653,6 +759,18 @@ async def check(conn: Connection, *, streams: bool = True) -> CheckReport:
                 f"{_key(r).label()}: cached balance {_balance(r).as_tuple()} != sum of entries "
                 f"{(int(r['s_dp']), int(r['s_dd']), int(r['s_cp']), int(r['s_cd']))}"
             )
+        cached = {_key(r): _balance(r) for r in await conn.fetch("SELECT * FROM accounts")}
+        want = {k: f for k, f in account_totals(cached).items()}
+        have = {
+            (r["commissioner"], r["financial_year"], r["programme"]): _figures(r)
+            for r in await conn.fetch("SELECT * FROM position_totals")
+        }
+        for k in sorted(set(want) | set(have)):
+            if want.get(k, Figures()) != have.get(k, Figures()):
+                report.problems.append(
+                    f"running totals {':'.join(k)}: {have.get(k, Figures()).as_tuple()} != the accounts' "
+                    f"{want.get(k, Figures()).as_tuple()}"
+                )
         for r in await conn.fetch(
             """SELECT p.id::text AS id, p.amount, sum(x.amount) AS drawn
                FROM transfers p JOIN transfers x ON x.pending_id = p.id
