@@ -266,8 +266,8 @@ async def _consume(
     from homeward.kit.logging import configure_logging
 
     configure_logging("budget", "WARNING", "console")  # the handlers' info lines would cost more than they show
-    # One connection, so one database backend whose CPU time can be read from /proc.
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1, command_timeout=120)
+    # One connection, never recycled, so one database backend whose CPU time can be read from /proc.
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1, max_queries=2**62, command_timeout=120)
     assert pool is not None
     try:
         async with pool.acquire() as conn:

@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 import pytest
 from homeward.budget.adapters import postgres as q
-from homeward.budget.adapters.postgres import PgBudgetRepository, lock_id
+from homeward.budget.adapters.postgres import LEDGER_LOCK, PgBudgetRepository, lock_id
 from homeward.budget.domain.calendar import fy_label
 from homeward.budget.domain.locks import LockKey, LockScope
 from homeward.budget.domain.position import by_programme, position
@@ -184,21 +184,58 @@ async def test_a_lock_below_one_held_is_waited_for_briefly_then_refused_with_a_r
 
         # A rollback to a savepoint gives back the locks taken after it, and the highest it recorded.
         async with other.transaction():
-            await PgBudgetRepository(other).lock([low])
+            await PgBudgetRepository(other, whole_ledger_after=None).lock([low])
             savepoint = other.transaction()
             await savepoint.start()
-            await PgBudgetRepository(other).lock([high])
-            assert await _locks_held(other) == {lock_id(low), lock_id(high)}
+            await PgBudgetRepository(other, whole_ledger_after=None).lock([high])
+            assert await _locks_held(other) == {
+                LEDGER_LOCK: "ShareLock",
+                lock_id(low): "ExclusiveLock",
+                lock_id(high): "ExclusiveLock",
+            }
             await savepoint.rollback()
-            assert await _locks_held(other) == {lock_id(low)}
+            assert await _locks_held(other) == {LEDGER_LOCK: "ShareLock", lock_id(low): "ExclusiveLock"}
             assert await other.fetchval("SELECT current_setting('homeward_budget.lock_high')") == str(lock_id(low))
-        assert await _locks_held(other) == set()
+        assert await _locks_held(other) == {}
 
 
-async def _locks_held(conn: asyncpg.Connection) -> set[int]:  # type: ignore[type-arg]
-    """The bigint advisory locks this session holds (pg_locks splits each into two 32-bit halves)."""
+async def test_after_a_big_batch_or_a_refusal_a_transaction_takes_the_whole_ledger(
+    pools: list[asyncpg.Pool],  # type: ignore[type-arg]
+) -> None:
+    keys = [LockKey(LockScope.COMMISSIONER, c) for c in ("05A", "05H", "05R")]
+    one, two, _ = pools
+    async with one.acquire() as conn, two.acquire() as rival:
+
+        def repo() -> PgBudgetRepository:
+            return PgBudgetRepository(conn, whole_ledger_after=2, patience_ms=50)
+
+        async def transaction(*key_sets: list[LockKey]) -> dict[int, str]:
+            async with conn.transaction():
+                for ks in key_sets:
+                    await repo().lock(ks)
+                return await _locks_held(conn)
+
+        small = await transaction(keys[:1], keys[1:2])  # two use cases: per key
+        assert small[LEDGER_LOCK] == "ShareLock" and lock_id(keys[0]) in small
+        big = await transaction(keys[:1], keys[1:2], keys[2:])  # three: after it, the whole ledger
+        assert big[LEDGER_LOCK] == "ShareLock"
+        whole = await transaction(keys[:1])
+        assert whole == {LEDGER_LOCK: "ExclusiveLock"}  # nobody else writes: no key needed
+        assert (await transaction(keys[:1]))[LEDGER_LOCK] == "ShareLock"  # that one was small again
+
+        # Refused a lock out of order: the batch's next attempt takes the whole ledger.
+        low, high = sorted(keys[:2], key=lock_id)
+        async with rival.transaction():
+            await PgBudgetRepository(rival, whole_ledger_after=None).lock([low])
+            with pytest.raises(asyncpg.exceptions.DeadlockDetectedError):
+                await transaction([high], [low])
+        assert await transaction([high]) == {LEDGER_LOCK: "ExclusiveLock"}
+
+
+async def _locks_held(conn: asyncpg.Connection) -> dict[int, str]:  # type: ignore[type-arg]
+    """The bigint advisory locks this session holds, and their modes (pg_locks splits each id in two halves)."""
     rows = await conn.fetch(
-        """SELECT ((classid::bigint << 32) | objid::bigint) AS k FROM pg_locks
+        """SELECT ((classid::bigint << 32) | objid::bigint) AS k, mode FROM pg_locks
            WHERE locktype = 'advisory' AND objsubid = 1 AND pid = pg_backend_pid() AND granted"""
     )
-    return {int(r["k"]) - (1 << 64) if int(r["k"]) >= 1 << 63 else int(r["k"]) for r in rows}
+    return {int(r["k"]): r["mode"] for r in rows}

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
+from homeward.budget.domain.locks import LockKey, commissioner_keys, invoice_key, placement_key
 from homeward.budget.domain.position import position
 from homeward.budget.domain.records import InvoiceStatus
 from homeward.budget.handlers import (
+    accrue_stream,
     allocate,
     change_rate,
     close_placement,
@@ -118,3 +121,35 @@ async def test_a_back_dated_rate_change_that_explains_an_invoice_raises_no_new_a
     await change_rate(h.ctx(), from_placements(rate_changed("P1", D(2026, 4, 1), 12_000), h.today))
     assert h.repo.invoices[("8Z001", "INV-1")].variance == 0
     assert len(h.outbox.of(InvoiceVarianceFound)) == 1
+
+
+async def test_each_use_case_locks_its_placement_and_every_commissioner_it_posts_to() -> None:
+    h = Harness(D(2026, 5, 1))
+    pooled = registered("P1", start=D(2026, 4, 1), rate=1000, funding=[("05A", 5_000), ("05H", 5_000)])
+    stream_locks = {placement_key("P1"), *commissioner_keys(["05A", "05H"])}
+
+    async def locks_of(use_case: Any, *args: Any) -> frozenset[LockKey]:
+        h.repo.locked.clear()
+        await use_case(h.ctx(), *args)
+        return h.repo.held()
+
+    assert await locks_of(register_placement, from_placements(pooled, h.today)) == stream_locks
+    # Rate changes and closures name only the placement: its funders come from the stream.
+    assert await locks_of(change_rate, from_placements(rate_changed("P1", D(2026, 4, 11), 2000), h.today)) == (
+        stream_locks
+    )
+    assert await locks_of(close_placement, from_placements(closed("P1", D(2026, 6, 1), D(2026, 4, 1)), h.today)) == (
+        stream_locks
+    )
+    assert await locks_of(accrue_stream, "placement:P1") == stream_locks
+    # An unknown placement: only its key, which orders the parking against its registration.
+    assert await locks_of(change_rate, from_placements(rate_changed("P2", D(2026, 4, 11), 2000), h.today)) == {
+        placement_key("P2")
+    }
+    # An invoice posts nothing to any commissioner's ledger.
+    claim = invoice("INV-1", "P1", D(2026, 4, 1), D(2026, 4, 30), 30_000)
+    assert await locks_of(receive_invoice, from_partner(claim, "8Z001", h.today)) == {
+        placement_key("P1"),
+        invoice_key("8Z001", "INV-1"),
+    }
+    assert await locks_of(allocate, from_partner(allocated("05R", 1_000), "05R", h.today)) == commissioner_keys(["05R"])

@@ -16,6 +16,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from homeward.budget.domain.locks import commissioner_keys, placement_key
 from homeward.budget.domain.money import Share, split_pence
 from homeward.budget.domain.position import position
 from homeward.budget.domain.streams import placement_stream_id
@@ -164,9 +165,22 @@ async def _problems(h: Harness, stream_id: str) -> list[str]:
     return stream.problems(await h.repo.stream_book(stream))
 
 
+async def _locked_what_it_wrote(h: Harness, use_case: Any, *args: Any) -> None:
+    """Run a use case and check it locked every commissioner and placement it posted to or parked for."""
+    transfers, parked = set(h.repo.book.transfers), len(h.repo.parked)
+    h.repo.locked.clear()
+    await use_case(h.ctx(), *args)
+    held = h.repo.held()
+    for t in (t for tid, t in h.repo.book.transfers.items() if tid not in transfers):
+        assert commissioner_keys([t.debit.commissioner, t.credit.commissioner]) <= held, t
+        assert t.placement_id is None or placement_key(t.placement_id) in held, t
+    for placement_id, _, _ in h.repo.parked[parked:]:
+        assert placement_key(placement_id) in held
+
+
 async def _accrue(h: Harness) -> None:
     for sid in await h.repo.streams_to_accrue(h.today, "", 1000):
-        await accrue_stream(h.ctx(), sid)
+        await _locked_what_it_wrote(h, accrue_stream, sid)
 
 
 @PROPERTY_SETTINGS
@@ -184,7 +198,7 @@ async def _run_sequence(terms: list[dict[str, Any]], ops: list[tuple[int, Op]]) 
     repatriated_ids: set[int] = set()
 
     async def handle(use_case: Any, event: Event[Any]) -> None:
-        await use_case(h.ctx(), event)
+        await _locked_what_it_wrote(h, use_case, event)
         handled.append((use_case, event))
 
     await handle(allocate, from_partner(allocated("05A", 50_000_000), "05A", h.today))

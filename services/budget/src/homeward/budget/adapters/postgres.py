@@ -10,6 +10,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
+
 from ..domain.calendar import parse_fy
 from ..domain.ledger import AccountKey, AccountKind, Balance, LedgerName, Locality, Transfer, balance_deltas
 from ..domain.locks import LockKey
@@ -23,14 +25,32 @@ from ..ports import BudgetRepository, CommissionerYearLabel
 
 Connection = Any  # an asyncpg connection (its stubs are not generic-friendly)
 
-# The one lock every ledger writer used to take ("Budg"). Only ``single_lock=True`` uses it now:
-# the benchmark's baseline, and a way back to one writer at a time if ever needed.
+# The ledger gate: the one lock every ledger writer used to take ("Budg"). Every writer now takes
+# it first, shared to lock per key or exclusive to take the whole ledger (see budget_lock() in
+# migrations/0003 and docs/budget.md, Concurrency). An older replica, which takes it exclusive,
+# therefore excludes the new ones during a rolling upgrade, and they it.
 LEDGER_LOCK = 0x42756467
 
 # How long a lock wanted out of order (below one this transaction already holds) may be waited
-# for before the batch gives up with a retryable error (SQLSTATE 40P01) and is run again; see
-# budget_lock() in migrations/0003 and docs/budget.md, Concurrency.
+# for before the batch gives up with a retryable error (SQLSTATE 40P01) and is run again.
 OUT_OF_ORDER_PATIENCE_MS = 500
+
+# A transaction takes the whole ledger when the previous one on its connection handled more use
+# cases than this, or had to be rolled back for lock order: big batches (a backlog, a replay)
+# touch nearly every commissioner, so two of them locking per key mostly collide and run again;
+# taking turns on the whole ledger wastes nothing. Small batches lock per key and run side by side.
+WHOLE_LEDGER_AFTER = 8
+
+
+@dataclass
+class _Connection:
+    """What the adapter remembers of one database connection between its transactions."""
+
+    calls: int = 0  # use cases locked in its latest transaction, so far
+    refused: bool = False  # its latest transaction was refused a lock out of order
+
+
+_connections: dict[int, _Connection] = {}  # by server process id
 
 
 def lock_id(key: LockKey) -> int:
@@ -112,16 +132,39 @@ def _invoice(row: Any) -> Invoice:
 
 class PgBudgetRepository(BudgetRepository):
     def __init__(
-        self, conn: Connection, *, single_lock: bool = False, patience_ms: int | None = OUT_OF_ORDER_PATIENCE_MS
+        self,
+        conn: Connection,
+        *,
+        single_lock: bool = False,
+        patience_ms: int | None = OUT_OF_ORDER_PATIENCE_MS,
+        whole_ledger_after: int | None = WHOLE_LEDGER_AFTER,
     ) -> None:
+        """``single_lock`` takes the whole ledger in every transaction (the old behaviour, kept for
+        the benchmark's baseline); ``whole_ledger_after`` None never does."""
         self.conn = conn
         self.single_lock = single_lock
         self.patience_ms = patience_ms
+        self.whole_ledger_after = whole_ledger_after
 
     async def lock(self, keys: Collection[LockKey]) -> None:
-        ids = [LEDGER_LOCK] if self.single_lock else [lock_id(k) for k in keys]
-        if ids:
-            await self.conn.execute("SELECT budget_lock($1::bigint[], $2::int)", ids, self.patience_ms)
+        seen = _connections.setdefault(self.conn.get_server_pid(), _Connection())
+        # Used by budget_lock() only on a transaction's first call, when ``seen`` is the previous one's.
+        whole = self.single_lock or (
+            self.whole_ledger_after is not None and (seen.calls > self.whole_ledger_after or seen.refused)
+        )
+        try:
+            calls = await self.conn.fetchval(
+                "SELECT budget_lock($1::bigint[], $2::int, $3::boolean)",
+                [lock_id(k) for k in keys],
+                self.patience_ms,
+                whole,
+            )
+        except asyncpg.exceptions.DeadlockDetectedError:
+            seen.refused = True
+            raise
+        if calls == 1:
+            seen.refused = False
+        seen.calls = calls
 
     # ------------------------------------------------------------------------ streams
 
@@ -760,7 +803,7 @@ async def check(conn: Connection, *, streams: bool = True) -> CheckReport:
                 f"{(int(r['s_dp']), int(r['s_dd']), int(r['s_cp']), int(r['s_cd']))}"
             )
         cached = {_key(r): _balance(r) for r in await conn.fetch("SELECT * FROM accounts")}
-        want = {k: f for k, f in account_totals(cached).items()}
+        want = account_totals(cached)
         have = {
             (r["commissioner"], r["financial_year"], r["programme"]): _figures(r)
             for r in await conn.fetch("SELECT * FROM position_totals")
