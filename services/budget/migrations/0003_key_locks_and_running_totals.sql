@@ -1,17 +1,9 @@
 -- Ledger writers lock per key instead of once per database, and the figures the threshold
 -- checks need are kept as running totals (see docs/budget.md, Concurrency and Thresholds).
 
--- budget_lock(keys, patience_ms, whole_ledger): called before a use case reads what it will
--- change; returns how many times it has been called in this transaction.
---
--- The ledger gate ("Budg", the one lock every writer used to take) comes first in every
--- transaction: shared by transactions that lock per key, exclusive for one that takes the whole
--- ledger (whole_ledger on its first call: the adapter asks for it while its batches are big).
--- A whole-ledger transaction needs no other key; nobody else is writing.
---
--- Per-key transactions take their keys as transaction-scoped advisory locks, smallest id first.
--- A consumer batch is one transaction that handles many events, so it gathers keys event after
--- event, not in one sorted pass. To keep that free of deadlocks:
+-- budget_lock(keys, patience_ms): take these transaction-scoped advisory locks, smallest id
+-- first. A consumer batch is one transaction that handles many events, so it gathers locks
+-- event after event, not in one sorted pass. To keep that free of deadlocks:
 --   * a key above every key this transaction already holds is waited for as long as it takes:
 --     waits that only ever go upwards can never close a cycle;
 --   * a key at or below one it holds is tried first (it is often held already, or free); if
@@ -19,31 +11,14 @@
 --     gives up with SQLSTATE 40P01, which the kit answers by rolling the batch back and running
 --     it again. With patience_ms NULL it waits like any lock, and PostgreSQL's deadlock detector
 --     (deadlock_timeout) picks a transaction to fail with the same code if a cycle forms.
--- What the transaction holds is kept in transaction-local settings, which, like the locks
--- themselves, a rollback to a savepoint undoes.
-CREATE FUNCTION budget_lock(keys bigint[], patience_ms int, whole_ledger boolean) RETURNS int
-LANGUAGE plpgsql AS $$
+-- The highest key held is kept in a transaction-local setting, which, like the locks
+-- themselves, is undone by a rollback to a savepoint.
+CREATE FUNCTION budget_lock(keys bigint[], patience_ms int) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-    gate   text := coalesce(current_setting('homeward_budget.gate', true), '');
-    calls  int := coalesce(nullif(current_setting('homeward_budget.calls', true), '')::int, 0) + 1;
     high   bigint := nullif(current_setting('homeward_budget.lock_high', true), '')::bigint;
     k      bigint;
     saved  text;
 BEGIN
-    PERFORM set_config('homeward_budget.calls', calls::text, true);
-    IF gate = '' THEN
-        IF whole_ledger THEN
-            PERFORM pg_advisory_xact_lock(1114989671);  -- 0x42756467, "Budg"
-            gate := 'whole';
-        ELSE
-            PERFORM pg_advisory_xact_lock_shared(1114989671);
-            gate := 'keys';
-        END IF;
-        PERFORM set_config('homeward_budget.gate', gate, true);
-    END IF;
-    IF gate = 'whole' THEN
-        RETURN calls;
-    END IF;
     FOR k IN SELECT DISTINCT x FROM unnest(keys) AS x ORDER BY x LOOP
         IF high IS NULL OR k > high THEN
             PERFORM pg_advisory_xact_lock(k);
@@ -66,7 +41,6 @@ BEGIN
         END IF;
     END LOOP;
     PERFORM set_config('homeward_budget.lock_high', high::text, true);
-    RETURN calls;
 END
 $$;
 
