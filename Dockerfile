@@ -38,10 +38,13 @@ COPY services/notifications/pyproject.toml services/notifications/
 RUN uv sync --frozen --no-dev --all-packages --no-editable --no-install-workspace
 
 # Then the workspace packages themselves, installed as wheels (not editable), so the
-# final image needs the virtualenv and nothing from /src.
+# final image needs the virtualenv and nothing from /src. --all-packages includes the root
+# package (the homeward CLI), which brings the kit's admin extra (confluent-kafka): the init
+# step sets Kafka credentials and ACLs with it (homeward.kit.access), as `homeward partner` does.
 COPY . .
 RUN uv sync --frozen --no-dev --all-packages --no-editable \
- && /app/.venv/bin/python -c "import homeward.contracts, homeward.kit, homeward.ingress, homeward.referrals, homeward.placements, homeward.budget, homeward.notifications"
+ && /app/.venv/bin/python -c "import homeward.contracts, homeward.kit, homeward.ingress, homeward.referrals, homeward.placements, homeward.budget, homeward.notifications" \
+ && /app/.venv/bin/python -c "import confluent_kafka, homeward.kit.access, homeward.cli.main"
 
 # ---- runtime: Python, the virtualenv and two small scripts; no compiler, no uv, no pip ---
 FROM ${PYTHON_IMAGE} AS runtime

@@ -41,7 +41,9 @@ async def running_ingress(infra: Infra, kafka: KafkaProbe, **overrides: Any) -> 
             "batch_timeout_ms": 50,
             "outbox_poll_interval_s": 0.2,
             "scheduler_interval_s": 3600,
-            "kafka": kafka.settings.model_copy(update={"metadata_max_age_ms": 1000}),
+            # Its own group per namespace: test runs sharing the broker must not share offsets.
+            "consumer_group": f"{kafka.topics.namespace}homeward-ingress",
+            "kafka": kafka.service_settings("ingress").model_copy(update={"metadata_max_age_ms": 1000}),
             **overrides,
         }
     )

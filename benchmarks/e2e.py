@@ -301,8 +301,10 @@ async def raw_copy_baseline(info: StackInfo, topics: list[str], label: str) -> t
     await create_databases(info.postgres_admin_dsn, [name])
     dsn = info.postgres_admin_dsn.rpartition("/")[0] + "/" + name
     conn = await asyncpg.connect(dsn)
+    from homeward.kit.kafka import client_options
+
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=info.kafka_bootstrap, group_id=None, enable_auto_commit=False, fetch_max_bytes=52428800
+        group_id=None, enable_auto_commit=False, fetch_max_bytes=52428800, **client_options(info.kafka_settings())
     )
     try:
         await conn.execute(
@@ -715,7 +717,7 @@ def bench_producer(placements: int = 2000, seed: int = 42) -> dict[str, Any]:
         for name in ("before", "after"):
             ns = f"benchq{secrets.token_hex(3)}."
             namespaces.append(ns)
-            settings = KafkaSettings(bootstrap_servers=info.kafka_bootstrap, topic_namespace=ns)
+            settings = info.kafka_settings(namespace=ns)
             topics = Topics(ns)
             items = [(topics.partner(p), e) for p, e in sc.events]
             asyncio.run(ensure_topics(settings, topics.declared(tuple(sc.partners))))

@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 import yaml
+from homeward.contracts.access import service_principal
 from homeward.devstack import StackInfo
 from homeward.kit.kafka import ensure_topics
 from homeward.kit.settings import KafkaSettings
@@ -80,7 +81,7 @@ class BenchSystem:
         self.db_names = {svc: f"bench_{self.token}_{svc}" for svc in self.services}
         base = self.info.postgres_admin_dsn.rpartition("/")[0]
         self.dsns = {svc: f"{base}/{name}" for svc, name in self.db_names.items()}
-        self.settings = KafkaSettings(bootstrap_servers=self.info.kafka_bootstrap, topic_namespace=self.namespace)
+        self.settings: KafkaSettings = self.info.kafka_settings(namespace=self.namespace)  # the operator
         self.topics = Topics(self.namespace)
 
     @property
@@ -117,10 +118,16 @@ class BenchSystem:
         )
         asyncio.run(create_databases(self.info.postgres_admin_dsn, list(self.db_names.values())))
         asyncio.run(ensure_topics(self.settings, self.topics.declared(tuple(self.scenario.partners))))
+        # Each service runs as its own Kafka user, granted this namespace as the stack grants its own.
+        from homeward.contracts.access import homeward_grants
+        from homeward.kit.access import KafkaAccess
+
+        KafkaAccess(self.settings).grant(homeward_grants(self.namespace))
 
     def start(self, timeout: float = 300.0) -> None:
         env = self.env()
-        self.pids = runner.start_services(env, self.paths)
+        own = {svc: self.info.kafka_env(service_principal(svc)) for svc in self.services}
+        self.pids = runner.start_services(env, self.paths, own)
         runner.wait_ready(self.paths, timeout=timeout, ports=self.ports)
         subprocess.run(
             [

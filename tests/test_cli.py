@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from homeward.contracts import parse_kafka
+from homeward.contracts.access import OPS
 from homeward.kit.testing import KafkaProbe, new_ods
 from typer.testing import CliRunner
 
@@ -65,6 +66,12 @@ async def test_emit_produces_onto_the_partner_topic(tmp_path: Path, kafka: Kafka
     f = tmp_path / "e.json"
     f.write_text(json.dumps(event))
     monkeypatch.setenv("HOMEWARD_KAFKA_TOPIC_NAMESPACE", kafka.topics.namespace)
+    partner = await kafka.partner_settings(ods)  # the partner's own Kafka identity
+    assert partner.sasl_password is not None
+    monkeypatch.setenv("HOMEWARD_KAFKA_SECURITY_PROTOCOL", partner.security_protocol)
+    monkeypatch.setenv("HOMEWARD_KAFKA_SASL_MECHANISM", str(partner.sasl_mechanism))
+    monkeypatch.setenv("HOMEWARD_KAFKA_SASL_USERNAME", str(partner.sasl_username))
+    monkeypatch.setenv("HOMEWARD_KAFKA_SASL_PASSWORD", partner.sasl_password.get_secret_value())
     args = ["emit", str(f), "--as", ods, "--bootstrap", kafka.infra.kafka_bootstrap, "--json"]
     result = await asyncio.to_thread(runner.invoke, app, args)  # the CLI runs its own event loop
     assert result.exit_code == 0, result.output
@@ -149,7 +156,8 @@ async def test_dlq_list_shows_why_without_the_payload_and_replay_puts_it_back(
         ],
     )
     monkeypatch.setenv("HOMEWARD_KAFKA_TOPIC_NAMESPACE", kafka.topics.namespace)
-    monkeypatch.setenv("HOMEWARD_KAFKA_BOOTSTRAP_SERVERS", kafka.infra.kafka_bootstrap)
+    for name, value in kafka.infra.kafka_env(OPS).items():  # on call: ops reads and replays dead letters
+        monkeypatch.setenv(name, value)
 
     listed = await asyncio.to_thread(runner.invoke, app, ["dlq", "list", "placements", "--json"])
     assert listed.exit_code == 0, listed.output
@@ -204,7 +212,8 @@ async def test_dlq_list_and_replay_ignore_dead_letter_headers_a_partner_forged(
         ],
     )
     monkeypatch.setenv("HOMEWARD_KAFKA_TOPIC_NAMESPACE", kafka.topics.namespace)
-    monkeypatch.setenv("HOMEWARD_KAFKA_BOOTSTRAP_SERVERS", kafka.infra.kafka_bootstrap)
+    for name, value in kafka.infra.kafka_env(OPS).items():  # on call: ops reads and replays dead letters
+        monkeypatch.setenv(name, value)
     listed = await asyncio.to_thread(runner.invoke, app, ["dlq", "list", "ingress", "--json"])
     assert listed.exit_code == 0, listed.output
     [letter] = json.loads(listed.output)
@@ -243,12 +252,12 @@ async def test_main_job_waits_for_every_group_including_partitions_never_read(ka
         await kafka.send_raw(partner, f"message {n}".encode(), key=b"PLC-1")  # one key: one partition
     accepted = kafka.topics.internal("ingress")
     await kafka.send_raw(accepted, b"accepted", key=b"PLC-1")
-    bootstrap = kafka.infra.kafka_bootstrap
-    assert await consumer_lag(bootstrap, ns, group_prefix=ns) == 3 + 3 * 1
+    operator = kafka.settings
+    assert await consumer_lag(operator, ns, group_prefix=ns) == 3 + 3 * 1
 
     [record] = (await kafka.read(partner, until=lambda r: len(r) >= 3))[-1:]
     committer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=f"{ns}homeward-ingress", enable_auto_commit=False
+        group_id=f"{ns}homeward-ingress", enable_auto_commit=False, **kafka.infra.client_options()
     )
     await committer.start()
     try:
@@ -259,7 +268,7 @@ async def test_main_job_waits_for_every_group_including_partitions_never_read(ka
         await committer.stop()
     # The ingress has read all three partner records; referrals, placements and budget each
     # still have the accepted one to read.
-    assert await consumer_lag(bootstrap, ns, group_prefix=ns) == 0 + 3 * 1
+    assert await consumer_lag(operator, ns, group_prefix=ns) == 0 + 3 * 1
 
 
 def test_an_exited_child_service_counts_as_stopped_not_running() -> None:

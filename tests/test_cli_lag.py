@@ -41,7 +41,7 @@ async def test_lag_counts_what_each_group_has_not_committed(kafka: KafkaProbe) -
     assert doc["total"] == sum(g["lag"] for g in doc["groups"]) >= 5
 
     # The group commits two of partition 0's three messages.
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.infra.kafka_bootstrap, group_id=group, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(group_id=group, enable_auto_commit=False, **kafka.infra.client_options())
     await consumer.start()
     try:
         tp = TopicPartition(topic, 0)

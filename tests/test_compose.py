@@ -5,7 +5,9 @@ ports, hosts and topics; the code defines them. These tests read both sides: eve
 ``HOMEWARD_*`` variable must be a field of the settings class that reads it, ports must be
 the services' own, the Kafka and PostgreSQL addresses must point at the services that
 provide them, and the topics created must be exactly the declared list. Renaming a setting
-in code (or in a file here) makes them fail.
+in code (or in a file here) makes them fail. Kafka security is checked the same way: the
+broker authenticates every client and authorises only what ``homeward.contracts.access`` grants,
+each service signs in as its own principal, and the Strimzi KafkaUsers state exactly that policy.
 
 No Docker engine or Kubernetes cluster is needed: ``docker-compose config`` (Debian's
 docker-compose, installed by scripts/bootstrap.sh) validates and resolves the compose file.
@@ -30,7 +32,16 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from homeward.contracts.topics import SERVICES, declared_topics, internal_topic, partner_topic
+from homeward.contracts.access import ADMIN, OPS, Grant, homeward_grants, partner_grants, service_principal
+from homeward.contracts.topics import (
+    DAY_MS,
+    DLQ_RETENTION_DAYS,
+    SERVICES,
+    dead_letter_topic,
+    declared_topics,
+    internal_topic,
+    partner_topic,
+)
 from homeward.kit.service import Subscription, consumer_groups
 from homeward.kit.settings import CommonSettings, KafkaSettings, ServiceSettings
 from homeward.kit.topics import Topics
@@ -46,6 +57,7 @@ INIT_SCRIPT = DEPLOY / "init" / "init_topics.py"
 ENTRYPOINT = DEPLOY / "docker" / "entrypoint.sh"
 HEALTHCHECK = DEPLOY / "docker" / "healthcheck.py"
 PG_INIT = DEPLOY / "postgres" / "init-databases.sh"
+USERS = BASE / "kafka" / "users.yaml"
 
 # Read by the image's entry point and health check (deploy/docker/), not by a settings class.
 IMAGE_VARIABLES = {"HOMEWARD_SERVICE"}
@@ -166,9 +178,15 @@ def compose_binary() -> str:
     return binary
 
 
-def run_compose(*args: str) -> subprocess.CompletedProcess[str]:
-    # A clean environment: the file's own defaults, not whatever this shell exports.
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
+# The Kafka passwords docker-compose.yml requires (${KAFKA_PASSWORD_<WHO>:?...}, no defaults):
+# the admin's, ops' and each service's, as an operator's .env file would give them.
+COMPOSE_PASSWORDS = {f"KAFKA_PASSWORD_{who.upper()}": f"test-{who}-secret" for who in ("admin", "ops", *SERVICES)}
+
+
+def run_compose(*args: str, passwords: Mapping[str, str] = COMPOSE_PASSWORDS) -> subprocess.CompletedProcess[str]:
+    # A clean environment: the file's own defaults, not whatever this shell exports, and the
+    # required passwords.
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"), **passwords}
     return subprocess.run(
         [compose_binary(), "-f", str(COMPOSE_FILE), *args],
         cwd=ROOT,
@@ -223,9 +241,94 @@ def kafka_listeners(env: Mapping[str, str]) -> dict[str, tuple[str, int]]:
     return out
 
 
+def image_server_properties(env: Mapping[str, str]) -> dict[str, str]:
+    """server.properties as the apache/kafka image writes it from the environment
+    (kafka.docker.KafkaDockerWrapper): each KAFKA_* variable, KAFKA_ removed, lower case,
+    "_" -> ".", then "..." -> "-" and ".." -> "_"."""
+    excluded = {"KAFKA_VERSION", "KAFKA_HEAP_OPTS", "KAFKA_LOG4J_OPTS", "KAFKA_OPTS", "KAFKA_JMX_OPTS"}
+    excluded |= {"KAFKA_JVM_PERFORMANCE_OPTS", "KAFKA_GC_LOG_OPTS", "KAFKA_JMX_HOSTNAME"}
+    excluded |= {"KAFKA_LOG4J_ROOT_LOGLEVEL", "KAFKA_LOG4J_LOGGERS", "KAFKA_TOOLS_LOG4J_LOGLEVEL"}
+    props = {}
+    for name, value in env.items():
+        if name.startswith("KAFKA_") and name not in excluded:
+            key = name.replace("KAFKA_", "").lower().replace("_", ".").replace("...", "-").replace("..", "_")
+            props[key] = value
+    return props
+
+
+def listener_mechanisms(props: Mapping[str, str], listener: str) -> set[str]:
+    """The SASL mechanisms a listener accepts."""
+    raw = props.get(f"listener.name.{listener.lower()}.sasl.enabled.mechanisms") or props.get(
+        "sasl.enabled.mechanisms", "GSSAPI"
+    )
+    return {m.strip() for m in raw.split(",")}
+
+
+def jaas_options(jaas: str) -> dict[str, str]:
+    return dict(re.findall(r'([\w-]+)="([^"]*)"', jaas))
+
+
 def test_compose_config_is_valid() -> None:
     result = run_compose("config", "-q")
     assert result.returncode == 0, f"docker-compose config -q failed:\n{result.stderr}"
+
+
+def test_compose_requires_every_kafka_password() -> None:
+    for name in COMPOSE_PASSWORDS:
+        without = {k: v for k, v in COMPOSE_PASSWORDS.items() if k != name}
+        result = run_compose("config", "-q", passwords=without)
+        assert result.returncode != 0 and name in result.stderr, f"docker-compose.yml runs without {name}"
+
+
+def test_compose_kafka_authenticates_every_client_and_allows_only_acls() -> None:
+    env = compose_env("kafka")
+    props = image_server_properties(env)
+    assert props["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["super.users"] == f"User:{ADMIN}", "the admin, and only it, is a super user"
+    protocols = dict(p.split(":") for p in props["listener.security.protocol.map"].split(","))
+    listeners = [item.partition("://")[0] for item in props["listeners"].split(",")]
+    assert set(listeners) == set(protocols)
+    assert props["controller.listener.names"] in listeners
+    for listener in listeners:
+        assert protocols[listener] in ("SASL_PLAINTEXT", "SASL_SSL"), f"{listener} takes unauthenticated clients"
+        # The image's start script wants a JAAS file (KAFKA_OPTS) once a listener name says SSL or SASL_.
+        assert "SSL" not in listener and "SASL_" not in listener, listener
+        for mechanism in listener_mechanisms(props, listener):
+            jaas = props.get(f"listener.name.{listener.lower()}.{mechanism.lower()}.sasl.jaas.config")
+            assert jaas, f"{listener} accepts {mechanism} but has no JAAS configuration for it"
+            if mechanism == "PLAIN":
+                # PLAIN users are only those the JAAS line names: the admin alone.
+                users = {k[len("user_") :] for k in jaas_options(jaas) if k.startswith("user_")}
+                assert users == {ADMIN}, f"{listener} accepts PLAIN users {users}"
+    # The services' and the host's listeners take SCRAM-SHA-512 only; the controller's is PLAIN
+    # (Kafka supports no SCRAM there), as is the broker's own, which the admin uses.
+    advertised = kafka_listeners(env)
+    for listener, (host, _) in advertised.items():
+        if host != "kafka" or listener == props["inter.broker.listener.name"]:
+            continue
+        assert listener_mechanisms(props, listener) == {"SCRAM-SHA-512"}, listener
+    assert props["sasl.mechanism.controller.protocol"] == "PLAIN"
+    assert listener_mechanisms(props, props["controller.listener.names"]) == {"PLAIN"}
+    assert props["inter.broker.listener.name"] in advertised, "the admin's listener must be advertised"
+    assert not [
+        p
+        for p in published_ports(compose_service("kafka"))
+        if p[1] == advertised[props["inter.broker.listener.name"]][1]
+    ], "the PLAIN listener is not published to the host"
+
+
+def test_compose_kafka_health_check_signs_in() -> None:
+    (kind, command) = compose_service("kafka")["healthcheck"]["test"]
+    assert kind == "CMD-SHELL"
+    assert "--command-config" in command and "sasl.mechanism=PLAIN" in command
+    props = image_server_properties(compose_env("kafka"))
+    listener = props["inter.broker.listener.name"]
+    host, port = kafka_listeners(compose_env("kafka"))[listener]
+    assert f"--bootstrap-server {host}:{port}" in command
+    # The client reads the broker's own JAAS line (its username and password) from the environment.
+    assert f"$KAFKA_LISTENER_NAME_{listener}_PLAIN_SASL_JAAS_CONFIG" in command.replace("$$", "$")
+    assert "sasl.jaas.config" in command
 
 
 def test_compose_runs_infrastructure_with_health_checks_and_volumes() -> None:
@@ -296,14 +399,46 @@ def test_compose_shared_variables_are_kit_settings(service: str, clean_env: pyte
     kafka = KafkaSettings()  # the values parse, not only the names
     if service != "init":
         CommonSettings()
-    # The bootstrap address is the kafka service's listener for containers, not the host's.
+    # The bootstrap address is one of the kafka service's listeners for containers, not the
+    # host's, and the client speaks that listener's protocol and one of its SASL mechanisms.
     listeners = kafka_listeners(compose_env("kafka"))
-    protocols = dict(p.split(":") for p in compose_env("kafka")["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
-    internal = [name for name, (host, _) in listeners.items() if host == "kafka"]
-    assert len(internal) == 1, listeners
-    host, port = listeners[internal[0]]
-    assert kafka.bootstrap_servers == f"{host}:{port}"
-    assert kafka.security_protocol == protocols[internal[0]]
+    props = image_server_properties(compose_env("kafka"))
+    protocols = dict(p.split(":") for p in props["listener.security.protocol.map"].split(","))
+    (listener,) = [
+        name for name, address in listeners.items() if f"{address[0]}:{address[1]}" == kafka.bootstrap_servers
+    ]
+    assert listeners[listener][0] == "kafka", f"{service} is given the host's listener"
+    assert kafka.security_protocol == protocols[listener] == "SASL_PLAINTEXT"
+    assert kafka.sasl_mechanism in listener_mechanisms(props, listener)
+    assert kafka.sasl_username and kafka.sasl_password and kafka.sasl_password.get_secret_value()
+    if service == "init":
+        # The admin, before any SCRAM credential exists: PLAIN on the broker's own listener.
+        assert (kafka.sasl_username, listener) == (ADMIN, props["inter.broker.listener.name"])
+        jaas = jaas_options(props[f"listener.name.{listener.lower()}.plain.sasl.jaas.config"])
+        assert (
+            kafka.sasl_password.get_secret_value() == jaas[f"user_{ADMIN}"] == COMPOSE_PASSWORDS["KAFKA_PASSWORD_ADMIN"]
+        )
+    else:
+        assert kafka.sasl_mechanism == "SCRAM-SHA-512"
+        assert kafka.sasl_username == service_principal(service) != ADMIN, f"{service} must sign in as itself"
+        assert kafka.sasl_password.get_secret_value() == COMPOSE_PASSWORDS[f"KAFKA_PASSWORD_{service.upper()}"]
+
+
+def test_compose_each_service_is_its_own_kafka_principal(clean_env: pytest.MonkeyPatch) -> None:
+    """No two services share a user or a password, none is the admin, and the init step creates
+    each service's credential with the password the service is given."""
+    users = {s: compose_env(s)["HOMEWARD_KAFKA_SASL_USERNAME"] for s in SERVICES}
+    passwords = {s: compose_env(s)["HOMEWARD_KAFKA_SASL_PASSWORD"] for s in SERVICES}
+    assert users == {s: service_principal(s) for s in SERVICES}
+    assert ADMIN not in users.values() and OPS not in users.values()
+    assert len(set(passwords.values())) == len(SERVICES)
+    apply_env(clean_env, compose_env("init"))
+    module = init_module()
+    made = module.credentials(module.InitSettings(), KafkaSettings())
+    assert set(made) == {ADMIN, *homeward_grants()}, "the admin, ops and every service"
+    for service in SERVICES:
+        assert made[service_principal(service)] == passwords[service], service
+    assert made[ADMIN] != made[OPS] and made[OPS] not in passwords.values()
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -342,6 +477,39 @@ def test_compose_init_creates_exactly_the_declared_topics(clean_env: pytest.Monk
     assert [(t.name, t.partitions, t.retention_ms) for t in wanted] == [
         (t.name, t.partitions, t.retention_ms) for t in declared_topics()
     ]
+    dlq = {t.name: t.retention_ms for t in wanted if t.name.startswith("homeward.dlq.")}
+    assert set(dlq.values()) == {DLQ_RETENTION_DAYS * DAY_MS} and len(dlq) == len(SERVICES), dlq
+
+
+def test_compose_init_applies_the_access_policy(clean_env: pytest.MonkeyPatch) -> None:
+    module = init_module()
+    # Every principal of the policy has a password variable, and only those.
+    assert set(module.password_fields()) == set(homeward_grants())
+    assert set(module.password_fields().values()) == {
+        f for f in module.InitSettings.model_fields if f.startswith("password_")
+    }
+    apply_env(clean_env, compose_env("init"))
+    settings = module.InitSettings()
+    assert settings.manage_access, "compose's init step makes the credentials and ACLs"
+    assert module.wanted_grants(KafkaSettings()) == homeward_grants()
+    assert module.wanted_grants(KafkaSettings(topic_namespace="t1.")) == homeward_grants("t1.")
+    clean_env.delenv("HOMEWARD_INIT_PASSWORD_BUDGET")
+    with pytest.raises(ValueError, match="HOMEWARD_INIT_PASSWORD_BUDGET"):
+        module.credentials(module.InitSettings(), KafkaSettings())
+
+
+def test_init_dead_letter_retention_is_configurable() -> None:
+    module = init_module()
+    kafka = KafkaSettings()
+    for days, expected in ((30, 30 * DAY_MS), (0, -1)):
+        wanted = module.wanted_topics(module.InitSettings(dlq_retention_days=days), kafka)
+        dlq = [t for t in wanted if t.name in {dead_letter_topic(s) for s in SERVICES}]
+        assert len(dlq) == len(SERVICES) and {t.retention_ms for t in dlq} == {expected}, days
+    # DLQ_RETENTION_DAYS, HOMEWARD_DLQ_RETENTION_DAYS in the shell, reaches the init step.
+    assert re.search(
+        r"HOMEWARD_INIT_DLQ_RETENTION_DAYS: \$\{HOMEWARD_DLQ_RETENTION_DAYS:-(\d+)\}", COMPOSE_FILE.read_text()
+    )
+    assert compose_env("init")["HOMEWARD_INIT_DLQ_RETENTION_DAYS"] == str(DLQ_RETENTION_DAYS)
 
 
 def test_init_adds_partner_topics_and_honours_the_namespace() -> None:
@@ -360,12 +528,15 @@ def test_a_renamed_setting_is_caught() -> None:
         model_config = SettingsConfigDict(env_prefix="HOMEWARD_KAFKA_")
         brokers: str = ""  # was bootstrap_servers
         security_protocol: str = "PLAINTEXT"
+        sasl_mechanism: str = ""
+        sasl_username: str = ""
+        sasl_password: str = ""
 
     class Demo(ServiceSettings):
         model_config = SettingsConfigDict(env_prefix="HOMEWARD_DEMO_")
 
     env = compose_env("placements")
-    scopes = {"HOMEWARD_KAFKA_": RenamedKafka, "HOMEWARD_": CommonSettings}
+    scopes: dict[str, type[BaseSettings]] = {"HOMEWARD_KAFKA_": RenamedKafka, "HOMEWARD_": CommonSettings}
     assert unknown_variables(env, scopes, skip=own_prefixes()) == ["HOMEWARD_KAFKA_BOOTSTRAP_SERVERS"]
     demo = {"HOMEWARD_DEMO_HTTP_PORT": "1", "HOMEWARD_DEMO_DATABASE_URL": "x", "HOMEWARD_DEMO_KAFKA": "x"}
     demo |= {"HOMEWARD_DEMO_HTTP_PROT": "1", "HOMEWARD_LOG_LEVELS": "x", "HOMEWARD_SERVICE": "demo"}
@@ -419,7 +590,26 @@ def test_image_is_multi_stage_non_root_with_health_check_and_no_build_tools() ->
     assert copied and all("/app/.venv" in line for line in copied), "only the virtualenv comes from the builder"
     assert "--no-dev" in " ".join(stages[0]) and "--frozen" in " ".join(stages[0])
     ignored = set(ROOT.joinpath(".dockerignore").read_text().split())
-    assert {".git", ".venv", ".local"} <= ignored
+    assert {".git", ".venv", ".local", ".env"} <= ignored, "compose's .env holds the Kafka passwords"
+
+
+def test_image_has_the_kit_admin_extra_for_the_init_step() -> None:
+    """The init step sets credentials and ACLs with homeward.kit.access (confluent-kafka, the kit's
+    ``admin`` extra). The image syncs every workspace package, the root one included, whose
+    dependency on ``homeward-kit[admin]`` brings it; the build imports it to be sure."""
+    import tomllib
+
+    root = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "homeward-kit[admin]" in root["project"]["dependencies"]
+    kit = tomllib.loads((ROOT / "libs" / "kit" / "pyproject.toml").read_text())
+    assert any(d.startswith("confluent-kafka") for d in kit["project"]["optional-dependencies"]["admin"])
+    builder = " ".join(dockerfile_stages()[0])
+    syncs = [m for line in dockerfile_stages()[0] for m in re.findall(r"uv sync ([^&]*)", line)]
+    assert syncs and all("--all-packages" in s for s in syncs) and "--no-install-workspace" not in syncs[-1]
+    assert re.search(r"python -c \"import [^\"]*\bconfluent_kafka\b", builder), "the build checks confluent_kafka"
+    assert re.search(r"python -c \"import [^\"]*\bhomeward\.kit\.access\b", builder)
+    init = INIT_SCRIPT.read_text()
+    assert "from homeward.kit.access import KafkaAccess" in init
 
 
 def test_image_shared_variables_are_kit_settings() -> None:
@@ -688,6 +878,20 @@ def test_kafka_cluster_has_three_brokers_and_safe_replication() -> None:
     assert {p["metadata"]["labels"]["strimzi.io/cluster"] for p in pools} == {kafka["metadata"]["name"]}
 
 
+def test_kafka_cluster_authenticates_every_client_and_allows_only_acls() -> None:
+    (kafka,) = of_kind("Kafka")
+    spec = kafka["spec"]["kafka"]
+    for listener in spec["listeners"]:
+        assert listener.get("authentication", {}).get("type") == "scram-sha-512", listener["name"]
+    # Strimzi's "simple" authorization is Kafka's StandardAuthorizer in KRaft mode.
+    assert spec["authorization"] == {"type": "simple", "superUsers": [ADMIN]}
+    assert spec["config"]["allow.everyone.if.no.acl.found"] is False
+    users = {u["metadata"]["name"]: u["spec"] for u in of_kind("KafkaUser")}
+    assert users[ADMIN] == {"authentication": {"type": "scram-sha-512"}}, "the super user needs no ACLs"
+    for name, user in users.items():
+        assert user["authentication"]["type"] == "scram-sha-512", name
+
+
 def test_kafka_topics_are_the_declared_topics() -> None:
     topics = {t["spec"]["topicName"]: t["spec"] for t in of_kind("KafkaTopic")}
     declared = {t.name: t for t in declared_topics()}
@@ -697,18 +901,82 @@ def test_kafka_topics_are_the_declared_topics() -> None:
         assert spec["replicas"] == 3, name
         retention = spec.get("config", {}).get("retention.ms")
         assert retention == declared[name].retention_ms, name
+    for service in SERVICES:
+        assert topics[dead_letter_topic(service)]["config"]["retention.ms"] == 14 * DAY_MS == 1209600000
+
+
+# Strimzi's spelling of an ACL; homeward.contracts.access says "PREFIXED" and upper case.
+STRIMZI_PATTERN = {"literal": "LITERAL", "prefix": "PREFIXED"}
+
+
+def strimzi_grants(user: dict[str, Any]) -> list[Grant]:
+    """A KafkaUser's ACLs as homeward.contracts.access grants (one per operation)."""
+    grants = []
+    for acl in user["spec"].get("authorization", {}).get("acls", []):
+        resource = acl["resource"]
+        assert acl.get("type", "allow") == "allow" and acl.get("host", "*") == "*", acl
+        assert resource["type"] in ("topic", "group"), f"{user['metadata']['name']}: an ACL beyond the policy: {acl}"
+        for operation in acl["operations"]:
+            grants.append(
+                Grant(
+                    resource["type"].upper(),  # type: ignore[arg-type]
+                    resource["name"],
+                    STRIMZI_PATTERN[resource.get("patternType", "literal")],  # type: ignore[arg-type]
+                    operation.upper(),  # type: ignore[arg-type]
+                )
+            )
+    return grants
+
+
+def test_kafka_users_are_exactly_the_access_policy() -> None:
+    """users.yaml states homeward.contracts.access.homeward_grants(): every grant, nothing more."""
+    users = {u["metadata"]["name"]: u for u in of_kind("KafkaUser")}
+    assert set(users) == {ADMIN, *homeward_grants()}
+    for principal, wanted in homeward_grants().items():
+        found = strimzi_grants(users[principal])
+        assert len(found) == len(set(found)), f"{principal}: an ACL is stated twice"
+        missing = set(wanted) - set(found)
+        extra = set(found) - set(wanted)
+        assert not missing and not extra, (
+            f"{principal}: missing {sorted(map(repr, missing))}; extra {sorted(map(repr, extra))}"
+        )
+    assert strimzi_grants(users[ADMIN]) == []
+
+
+def partner_template() -> dict[str, Any]:
+    """The commented partner KafkaUser at the end of users.yaml, uncommented."""
+    text = USERS.read_text()
+    match = re.search(r"^# BEGIN PARTNER TEMPLATE\n(.*?)^# END PARTNER TEMPLATE$", text, re.S | re.M)
+    assert match, "users.yaml has no partner template"
+    lines = match.group(1).splitlines()
+    assert all(line.startswith("#") for line in lines), "the template is commented out, not applied"
+    doc = yaml.safe_load("\n".join(line[2:] for line in lines))
+    assert isinstance(doc, dict)
+    return doc
+
+
+@pytest.mark.parametrize("ods", ["RYG", "8HV48"])
+def test_partner_kafka_user_template_grants_what_partner_add_grants(ods: str) -> None:
+    text = yaml.safe_dump(partner_template()).replace("<ODS>", ods).replace("<ods>", ods.lower())
+    user = yaml.safe_load(text)
+    assert user["kind"] == "KafkaUser" and user["metadata"]["name"] == ods.lower(), "Kubernetes names are lower case"
+    assert user["spec"]["authentication"] == {"type": "scram-sha-512"}
+    assert sorted(strimzi_grants(user), key=repr) == sorted(partner_grants(ods), key=repr)
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", user["metadata"]["name"])
 
 
 def test_each_service_may_write_only_its_own_topics() -> None:
     users = {u["metadata"]["name"]: u for u in of_kind("KafkaUser")}
-    assert set(users) == {f"homeward-{s}" for s in SERVICES}
+    assert set(users) == {f"homeward-{s}" for s in SERVICES} | {OPS, ADMIN}
     for service in SERVICES:
         writes = {
             (acl["resource"]["name"], acl["resource"].get("patternType", "literal"))
             for acl in users[f"homeward-{service}"]["spec"]["authorization"]["acls"]
             if acl["resource"]["type"] == "topic" and {"Write", "All"} & set(acl.get("operations", []))
         }
-        assert writes == {(internal_topic(service), "literal"), (f"homeward.dlq.{service}", "literal")}
+        own = {(internal_topic(service), "literal"), (dead_letter_topic(service), "literal")}
+        # The ingress also puts what partners POST over HTTP onto their own topics.
+        assert writes == own | ({("partner.", "prefix")} if service == "ingress" else set()), service
 
 
 def acl_allows(acls: list[dict[str, Any]], kind: str, name: str, operations: set[str]) -> bool:
@@ -726,7 +994,11 @@ def acl_allows(acls: list[dict[str, Any]], kind: str, name: str, operations: set
 
 
 def test_each_service_may_read_only_what_it_subscribes_to() -> None:
-    users = {u["metadata"]["name"]: u["spec"]["authorization"]["acls"] for u in of_kind("KafkaUser")}
+    users = {
+        u["metadata"]["name"]: u["spec"]["authorization"]["acls"]
+        for u in of_kind("KafkaUser")
+        if "authorization" in u["spec"]
+    }
     # Every declared topic, and partner topics of partners not known when the base was written.
     candidates = [t.name for t in declared_topics()] + [partner_topic("RYG"), partner_topic("Z9Z9Z9Z9Z")]
     partner_readers = set()
@@ -741,6 +1013,14 @@ def test_each_service_may_read_only_what_it_subscribes_to() -> None:
         if partners:
             partner_readers.add(service)
     assert partner_readers == {"ingress"}, "the ingress is the only reader of the partner topics"
+    # Dead letters hold partner records as sent: only ops (and the ingress) may read them.
+    dlq_readers = {
+        name
+        for name, acls in users.items()
+        for service in SERVICES
+        if acl_allows(acls, "topic", dead_letter_topic(service), {"Read"})
+    }
+    assert OPS in dlq_readers and dlq_readers <= {OPS, service_principal("ingress")}, dlq_readers
 
 
 def test_kustomize_builds_when_kubectl_is_available() -> None:

@@ -2,13 +2,15 @@
 Python) produces events Homeward reads and validates."""
 
 import json
+import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from homeward.contracts import new_event, parse_kafka, partner_source
 from homeward.contracts.events import PlacementMade
-from homeward.kit.testing import KafkaProbe, new_ods
+from homeward.kit.testing import KafkaProbe, kcat_config, new_ods, recent_librdkafka
 
 from .factories import envelope, placement_made
 
@@ -34,17 +36,20 @@ def _kcat() -> str:
     return path
 
 
-async def test_kcat_structured_and_binary_events_are_read_and_validated(kafka: KafkaProbe) -> None:
+async def test_kcat_structured_and_binary_events_are_read_and_validated(kafka: KafkaProbe, tmp_path: Path) -> None:
     ods = new_ods()
     await kafka.create(partners=[ods])
     topic = kafka.topics.partner(ods)
+    # kcat signs in as the partner, with a librdkafka that Kafka 4 accepts.
+    config = str(kcat_config(await kafka.partner_settings(ods), tmp_path / "partner.properties"))
+    env = {**os.environ, **recent_librdkafka(tmp_path)}
     structured = envelope(placement_made(commissioner=ods), source=f"urn:nhs:ods:{ods}", id="kcat-structured")
     subprocess.run(
         [
             _kcat(),
             "-P",
-            "-b",
-            kafka.infra.kafka_bootstrap,
+            "-F",
+            config,
             "-t",
             topic,
             "-k",
@@ -55,14 +60,15 @@ async def test_kcat_structured_and_binary_events_are_read_and_validated(kafka: K
         input=json.dumps(structured).encode(),
         check=True,
         timeout=30,
+        env=env,
     )
     binary_data = placement_made(commissioner=ods, placement_id="PLC-BIN-1")
     subprocess.run(
         [
             _kcat(),
             "-P",
-            "-b",
-            kafka.infra.kafka_bootstrap,
+            "-F",
+            config,
             "-t",
             topic,
             "-k",
@@ -83,6 +89,7 @@ async def test_kcat_structured_and_binary_events_are_read_and_validated(kafka: K
         input=json.dumps(binary_data).encode(),
         check=True,
         timeout=30,
+        env=env,
     )
     records = await kafka.read(topic, until=lambda r: len(r) >= 2)
     events = {e.id: e for e in (parse_kafka(r.value, r.headers) for r in records)}

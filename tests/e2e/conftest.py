@@ -21,8 +21,9 @@ import httpx
 import pytest
 import yaml
 from aiokafka import AIOKafkaProducer
+from homeward.contracts.access import service_principal
 from homeward.kit.kafka import ensure_topics
-from homeward.kit.testing import Infra, free_port
+from homeward.kit.testing import Infra, KafkaProbe, free_port
 from homeward.kit.topics import Topics
 
 from homeward.cli.main import send_scenario
@@ -92,7 +93,7 @@ async def _send_bad_input(system: System) -> None:
     sender, made = next((p, e) for p, e in system.scenario.events if isinstance(e.data, PlacementMade))
     other = next(p for p in system.scenario.partners if p != sender)
     topics = Topics(system.namespace)
-    producer = AIOKafkaProducer(bootstrap_servers=system.infra.kafka_bootstrap, acks="all")
+    producer = AIOKafkaProducer(acks="all", **system.infra.client_options())  # the test, as the operator
     await producer.start()
     try:
         good = made.to_dict()
@@ -136,7 +137,6 @@ def system(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     env = dict(os.environ)
     env.update(
         {
-            "HOMEWARD_KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap,
             "HOMEWARD_KAFKA_TOPIC_NAMESPACE": namespace,
             "HOMEWARD_KAFKA_METADATA_MAX_AGE_MS": "2000",
             "HOMEWARD_CLOCK": f"{AS_OF.isoformat()}T12:00:00Z",
@@ -162,8 +162,13 @@ def system(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         # The init step's work (compose's init, `homeward-stack up` for the main job): topics first.
         kafka = infra.kafka_settings(namespace)
         asyncio.run(ensure_topics(kafka, Topics(namespace).declared(tuple(scenario.partners))))
+        # Each service runs as its own Kafka user, with the grants the stack gives it, here in
+        # this run's namespace.
+        probe = KafkaProbe(infra, namespace)
+        asyncio.run(probe.grant_services())
         for svc in SERVICES:
-            start_process(svc, [sys.executable, "-m", f"homeward.{svc}"], env, paths)
+            own = {**env, **infra.kafka_env(service_principal(svc))}
+            start_process(svc, [sys.executable, "-m", f"homeward.{svc}"], own, paths)
         try:
             wait_ready(paths, ports=ports)
         except RuntimeError as exc:
@@ -177,10 +182,11 @@ def system(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         )
         asyncio.run(send_scenario(scenario, progress=False, settings=kafka))
         asyncio.run(_send_bad_input(system))
-        assert settle(infra.kafka_bootstrap, ports, namespace=namespace, group_prefix=namespace), (
+        assert settle(kafka, ports, namespace=namespace, group_prefix=namespace), (
             "the services did not finish the work in time"
         )
         yield system
     finally:
         stop_services(work)
+        asyncio.run(KafkaProbe(infra, namespace).revoke_services())
         asyncio.run(_drop_databases(infra.postgres_admin_dsn, list(dbs.values())))

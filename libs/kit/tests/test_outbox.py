@@ -97,7 +97,7 @@ from homeward.kit.settings import KafkaSettings
 
 async def main():
     pool = await create_pool(sys.argv[1])
-    producer = make_producer(KafkaSettings(bootstrap_servers=sys.argv[2]), "killable")
+    producer = make_producer(KafkaSettings(), "killable")  # the connection from HOMEWARD_KAFKA_*
     await producer.start()
     sent = 0
     async def send(topic, key, value, headers):
@@ -126,10 +126,10 @@ async def test_relay_killed_mid_batch_loses_no_row(database: str, kafka: KafkaPr
             await outbox.add(conn, topic, e)
 
     proc = subprocess.Popen(
-        [sys.executable, "-c", _KILLABLE_RELAY, database, kafka.infra.kafka_bootstrap],
+        [sys.executable, "-c", _KILLABLE_RELAY, database],
         stdout=subprocess.PIPE,
         text=True,
-        env=os.environ.copy(),
+        env={**os.environ, **kafka.infra.kafka_env("homeward-referrals")},
     )
     assert proc.stdout is not None
     killed_after = None

@@ -103,16 +103,16 @@ async def test_clients_starting_on_topics_created_a_moment_ago_log_no_error(infr
     the client says so (NotLeaderForPartitionError) while it copes: that is no error."""
     stream = _capture()
     names = [f"{new_namespace()}fresh.{n}" for n in range(4)]
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**infra.client_options())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, 6, 1) for name in names])
     finally:
         await admin.close()
     consumer = AIOKafkaConsumer(
-        *names, bootstrap_servers=infra.kafka_bootstrap, group_id=f"g-{names[0]}", auto_offset_reset="earliest"
+        *names, group_id=f"g-{names[0]}", auto_offset_reset="earliest", **infra.client_options()
     )
-    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(acks="all", enable_idempotence=True, **infra.client_options())
     await asyncio.gather(consumer.start(), producer.start())
     try:
         sent = [await producer.send(name, b"v", key=str(n).encode()) for name in names for n in range(12)]

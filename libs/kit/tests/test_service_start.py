@@ -1,5 +1,6 @@
 """A service that cannot start says why, in words an operator can act on."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -48,13 +49,14 @@ def test_the_process_exits_1_with_one_clear_log_line(infra: Infra, database: str
         f"""
         from homeward.kit.service import ServiceDefinition, Subscription, run
         from homeward.kit.settings import KafkaSettings, ServiceSettings
-        kafka = KafkaSettings(bootstrap_servers={infra.kafka_bootstrap!r}, topic_namespace="nostart.")
+        kafka = KafkaSettings(topic_namespace="nostart.")  # the connection from HOMEWARD_KAFKA_*
         settings = ServiceSettings(database_url={database!r}, http_port=0, kafka=kafka)
         run(ServiceDefinition(name="budget", settings=settings, migrations=None, handlers={{}},
                               subscriptions=[Subscription(partners=True)]))
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    env = {**os.environ, **infra.kafka_env("homeward-budget")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 1
     output = done.stdout + done.stderr
     assert "cannot start" in output and Topics("nostart.").internal("budget") in output

@@ -59,7 +59,7 @@ async def service(database: str, kafka: KafkaProbe, ingress: ServiceRuntime) -> 
         scheduler_interval_s=3600,
         invoice_tolerance_pence=100_00,
         invoice_tolerance_percent=2,
-        kafka=kafka.settings.model_copy(update={"metadata_max_age_ms": 1000}),
+        kafka=kafka.service_settings("budget").model_copy(update={"metadata_max_age_ms": 1000}),
     )
     runtime = ServiceRuntime(build_definition(settings), clock=FixedClock(TODAY))
     await runtime.start()

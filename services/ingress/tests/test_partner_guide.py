@@ -8,6 +8,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from front_door_support import http_address, issue_key, partner_topics
 from homeward.contracts import parse_kafka
 from homeward.kit.inbox import digest
 from homeward.kit.service import ServiceRuntime
-from homeward.kit.testing import KafkaProbe
+from homeward.kit.testing import KafkaProbe, recent_librdkafka
 
 pytestmark = pytest.mark.integration
 
@@ -51,17 +53,34 @@ async def sh(command: str, cwd: Path, env: dict[str, str]) -> tuple[int, str, st
     return proc.returncode or 0, out.decode(), err.decode()
 
 
-@pytest.mark.skipif(shutil.which("kcat") is None or shutil.which("jq") is None, reason="kcat and jq are not installed")
+def test_debian_kcat_alone_cannot_sign_in_to_kafka_4(tmp_path: Path) -> None:
+    """Why the guide names a librdkafka version: if Debian's kcat ever gets one that signs in,
+    the guide's note is out of date, and this test says so."""
+    out = subprocess.run(["kcat", "-V"], capture_output=True, text=True, timeout=30).stdout
+    version = re.search(r"librdkafka (\d+)\.(\d+)\.(\d+)", out)
+    assert version is not None, out
+    assert tuple(int(v) for v in version.groups()) < (2, 6, 1), "Debian's kcat is recent enough: update the guide"
+
+
 async def test_the_guides_kcat_commands_send_one_event_each(kafka: KafkaProbe, tmp_path: Path) -> None:
     await partner_topics(kafka, "RX1")
     (tmp_path / "event.json").write_text(example_event())
+    [onboard] = [body for info, body in blocks("Send it with any Kafka client") if "partner add" in body]
     commands = [body for info, body in blocks("Send it with any Kafka client") if info == "sh" and "kcat" in body]
     assert len(commands) == 2
+    # The operator's step, as written, in this test's namespace: it writes rx1.properties here.
+    operator = {**kafka.infra.kafka_env(), "HOMEWARD_KAFKA_TOPIC_NAMESPACE": kafka.topics.namespace}
+    code, out, err = await sh(
+        onboard.replace("uv run homeward", f"{sys.executable} -m homeward.cli"), tmp_path, operator
+    )
+    assert code == 0, (onboard, out, err)
+    assert "sasl.password=" in (tmp_path / "rx1.properties").read_text()
     topic = kafka.topics.partner("RX1")
+    env = recent_librdkafka(tmp_path)
     for command in commands:
-        # Only the placeholders change: the broker's address, and this test's topic namespace.
-        runnable = command.replace("BOOTSTRAP", kafka.infra.kafka_bootstrap).replace("partner.RX1.events", topic)
-        code, out, err = await sh(runnable, tmp_path, {})
+        # Only the topic changes: this test's namespace.
+        runnable = command.replace("partner.RX1.events", topic)
+        code, out, err = await sh(runnable, tmp_path, env)
         assert code == 0, (command, out, err)
     records = await kafka.read(topic, until=lambda r: len(r) >= 2, timeout=60, settle=2)
     assert len(records) == 2  # one message per command, not one per line of the file
@@ -71,6 +90,14 @@ async def test_the_guides_kcat_commands_send_one_event_each(kafka: KafkaProbe, t
     assert (binary.source, binary.id) == (structured.source, structured.id)
     assert digest(binary) == digest(structured)  # the same event: the ingress takes it once
     assert {r.key for r in records} == {b"PLC-RX1-000001"}
+
+    # The identity speaks for RX1 only: the same settings cannot write another partner's topic.
+    await partner_topics(kafka, "RX2")
+    other = commands[0].replace("partner.RX1.events", kafka.topics.partner("RX2"))
+    code, out, err = await sh(other, tmp_path, env)
+    assert "Topic authorization failed" in out + err, (code, out, err)
+    code, out, err = await sh(f"{sys.executable} -m homeward.cli partner remove RX1", tmp_path, operator)
+    assert code == 0, (out, err)
 
 
 @pytest.mark.skipif(shutil.which("curl") is None or shutil.which("jq") is None, reason="curl and jq are not installed")

@@ -44,7 +44,7 @@ def _settings(database: str, kafka: KafkaProbe, smtp: SmtpServer, **overrides: A
     return NotificationsSettings(
         database_url=database,
         http_port=0,
-        consumer_group=f"t-notifications-{uuid.uuid4().hex[:8]}",
+        consumer_group=f"{kafka.topics.namespace}homeward-notifications-{uuid.uuid4().hex[:8]}",
         batch_timeout_ms=50,
         retry_backoff_s=0.01,
         outbox_poll_interval_s=0.2,
@@ -56,7 +56,7 @@ def _settings(database: str, kafka: KafkaProbe, smtp: SmtpServer, **overrides: A
         backoff_base_s=0.05,
         backoff_max_s=0.2,
         send_lease_s=0.5,
-        kafka=kafka.settings.model_copy(update={"metadata_max_age_ms": 1000}),
+        kafka=kafka.service_settings("notifications").model_copy(update={"metadata_max_age_ms": 1000}),
         **overrides,
     )
 

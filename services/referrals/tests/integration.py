@@ -44,7 +44,7 @@ async def start(database: str, kafka: KafkaProbe, clock: FixedClock, reference: 
         scheduler_interval_s=3600,
         pool_max_size=8,
         reference_data=reference,
-        kafka=kafka.settings.model_copy(update={"metadata_max_age_ms": 1000}),
+        kafka=kafka.service_settings("referrals").model_copy(update={"metadata_max_age_ms": 1000}),
         common=CommonSettings(patient_ref_key=KEY),  # type: ignore[arg-type]
     )
     runtime = ServiceRuntime(build_definition(settings), clock=clock)

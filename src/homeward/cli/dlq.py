@@ -118,8 +118,17 @@ def original_headers(headers: list[tuple[str, bytes]]) -> list[tuple[str, bytes]
     return out
 
 
+def _ops() -> KafkaSettings:
+    """On call, the dead letters are read and replayed as ops (see homeward.contracts.access)."""
+    from homeward.contracts.access import OPS
+
+    from .connect import kafka_settings
+
+    return kafka_settings(role=OPS)
+
+
 def read_dead_letters(service: str, settings: KafkaSettings | None = None) -> list[DeadLetter]:
-    settings = settings or KafkaSettings()
+    settings = settings or _ops()
     raws = asyncio.run(_read_all(settings, Topics(settings.topic_namespace).dlq(service)))
     return sorted((_dead_letter(r) for r in raws), key=lambda d: (d.at, d.id))
 
@@ -154,7 +163,7 @@ async def _replay(settings: KafkaSettings, service: str, ids: set[str]) -> list[
 
 
 def replay_dead_letters(service: str, ids: set[str], settings: KafkaSettings | None = None) -> list[tuple[str, str]]:
-    return asyncio.run(_replay(settings or KafkaSettings(), service, ids))
+    return asyncio.run(_replay(settings or _ops(), service, ids))
 
 
 def _service(value: str) -> str:

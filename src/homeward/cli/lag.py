@@ -135,14 +135,13 @@ def lag(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
 ) -> None:
     """Consumer lag per service group and partition, and the total: messages not yet read."""
-    from homeward.kit.settings import KafkaSettings
+    from homeward.contracts.access import OPS
 
-    overrides: dict[str, Any] = {}
-    if bootstrap is not None:
-        overrides["bootstrap_servers"] = bootstrap
+    from .connect import kafka_settings
+
+    settings = kafka_settings(bootstrap, role=OPS)
     if namespace is not None:
-        overrides["topic_namespace"] = namespace
-    settings = KafkaSettings(**overrides)
+        settings = settings.model_copy(update={"topic_namespace": namespace})
     try:
         rows = asyncio.run(consumer_lags(settings, group_prefix=group_prefix, groups=group or ()))
     except Exception as exc:  # the broker unreachable, or refusing the admin requests

@@ -114,7 +114,7 @@ def emit(
         if source_organisation(e.source) != ods:
             err.print(f"[red]event {e.id}: source {e.source!r} is not urn:nhs:ods:{ods}; it would be dead-lettered[/]")
             raise typer.Exit(1)
-    settings = KafkaSettings() if bootstrap is None else KafkaSettings(bootstrap_servers=bootstrap)
+    settings = KafkaSettings(**({"bootstrap_servers": bootstrap} if bootstrap else {}))  # type: ignore[arg-type]
     topic = settings.topic_namespace + partner_topic(ods)
     asyncio.run(_produce(settings, [(topic, e) for e in events], progress=not json_out))
     if json_out:
@@ -322,11 +322,13 @@ async def send_scenario(
     """Create the partners' topics and produce the scenario: with ``settings`` (KafkaSettings)
     when given, else from the environment, with ``bootstrap`` overriding the servers."""
     from homeward.kit.kafka import ensure_topics
-    from homeward.kit.settings import KafkaSettings
     from homeward.kit.topics import Topics
 
+    from .connect import kafka_settings
+
     if settings is None:
-        settings = KafkaSettings() if bootstrap is None else KafkaSettings(bootstrap_servers=bootstrap)
+        # A replay of recorded partner histories is the operator's import, not any one partner's.
+        settings = kafka_settings(bootstrap)
     topics = Topics(settings.topic_namespace)
     await ensure_topics(settings, topics.declared(tuple(sc.partners)))
     await _produce(settings, [(topics.partner(p), e) for p, e in sc.events], progress=progress)

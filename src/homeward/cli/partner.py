@@ -13,7 +13,14 @@ The database is the one the ingress uses: ``--database-url``, else
 ``HOMEWARD_INGRESS_DATABASE_URL`` (as the services read it), else the native dev stack's
 ingress database. The ingress must have run once there (it applies its migrations).
 
-The group is meant to grow: Kafka credentials for partners will sit beside ``key``.
+``homeward partner add|rotate|remove ODS`` manage the partner's Kafka identity, ``User:<ODS>``
+(SASL/SCRAM-SHA-512), as the operator (``homeward-admin``; see homeward.cli.connect):
+
+* ``add`` creates the partner's topic ``partner.<ODS>.events`` (if missing), a SCRAM credential
+  with a random secret and the ACLs that let it write and describe that topic and nothing else,
+  then prints the client settings, the secret this once only;
+* ``rotate`` gives the partner a new secret: the old one stops working;
+* ``remove`` deletes the credential and the ACLs. The topic and what it holds are kept.
 """
 
 from __future__ import annotations
@@ -30,7 +37,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-partner_app = typer.Typer(help="Partner organisations: their API keys for sending over HTTP.", no_args_is_help=True)
+partner_app = typer.Typer(
+    help="Partner organisations: their Kafka identity (add, rotate, remove) and API keys for HTTP (key).",
+    no_args_is_help=True,
+)
 key_app = typer.Typer(
     help="API keys for the ingress's HTTP front door (POST /events); each speaks for one ODS code.",
     no_args_is_help=True,
@@ -262,3 +272,129 @@ def key_list(
     for k in found:
         table.add_row(k.key_id, k.ods, _when(k.created_at), _state(k, now))
     console.print(table)
+
+
+# ---- Kafka identities ------------------------------------------------------------------
+Bootstrap = Annotated[
+    str | None, typer.Option(help="Kafka bootstrap servers (default from HOMEWARD_KAFKA_*, else the dev stack)")
+]
+
+
+def _operator(bootstrap: str | None) -> tuple[Any, Any]:
+    """The operator's settings and a KafkaAccess on them; exits 2 if the broker cannot be used."""
+    from homeward.kit.access import KafkaAccess
+
+    from .connect import kafka_settings
+
+    settings = kafka_settings(bootstrap)
+    if not settings.security_protocol.startswith("SASL"):
+        err.print(
+            f"[red]Kafka at {settings.bootstrap_servers} is reached without SASL: partner identities need a broker "
+            "with SCRAM authentication; set HOMEWARD_KAFKA_SECURITY_PROTOCOL and the operator's "
+            "HOMEWARD_KAFKA_SASL_USERNAME/PASSWORD[/]"
+        )
+        raise typer.Exit(2)
+    return settings, KafkaAccess(settings)
+
+
+def _client_settings(settings: Any, user: str, password: str) -> dict[str, str]:
+    """The partner's Kafka client configuration (librdkafka property names: kcat -F, the Confluent
+    clients for Python, Go, .NET and C; docs/partner-guide.md gives the Java equivalent)."""
+    return {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "security.protocol": settings.security_protocol,
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": user,
+        "sasl.password": password,
+    }
+
+
+def _print_credentials(ods: str, conf: dict[str, str], topic: str, json_out: bool, verb: str) -> None:
+    """The client settings on stdout, as a properties file (``> rx1.properties``); notes on stderr."""
+    if json_out:
+        print(json.dumps({"ods": ods, "topic": topic, **conf}))
+    else:
+        print(f"# Homeward: Kafka client settings of {ods}; it may write only to {topic}")
+        for k, v in conf.items():
+            print(f"{k}={v}")
+    err.print(
+        f"{verb} Kafka identity User:{conf['sasl.username']}. The password is shown this once only: "
+        f"give it to {ods} by a secure channel."
+    )
+
+
+def _kafka_call(work: Callable[[], T]) -> T:
+    from homeward.kit.access import AccessError
+
+    try:
+        return work()
+    except AccessError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+
+
+@partner_app.command("add")
+def partner_add(ods: Ods, bootstrap: Bootstrap = None, json_out: JsonFlag = False) -> None:
+    """Onboard a partner on Kafka: its topic, its SCRAM credential and ACLs; prints its client settings once."""
+    from homeward.contracts.access import partner_grants, partner_principal
+    from homeward.contracts.topics import TopicSpec, partner_topic
+    from homeward.kit.access import new_password
+    from homeward.kit.kafka import ensure_topics
+
+    code = _ods(ods)
+    settings, access = _operator(bootstrap)
+    ns = settings.topic_namespace
+    user, topic = partner_principal(code, ns), ns + partner_topic(code)
+    if _kafka_call(lambda: access.users([user])):
+        err.print(f"[red]{code} already has a Kafka identity ({user}): use `homeward partner rotate {code}`[/]")
+        raise typer.Exit(1)
+    try:
+        asyncio.run(ensure_topics(settings, [TopicSpec(topic, purpose=f"events written by partner {code}")]))
+    except Exception as exc:
+        err.print(f"[red]could not create {topic} on Kafka at {settings.bootstrap_servers}: {exc}[/]")
+        raise typer.Exit(2) from None
+    password = new_password()
+    _kafka_call(lambda: access.set_password(user, password))
+    _kafka_call(lambda: access.grant({user: partner_grants(code, ns)}))
+    _print_credentials(code, _client_settings(settings, user, password), topic, json_out, "Created")
+
+
+@partner_app.command("rotate")
+def partner_rotate(ods: Ods, bootstrap: Bootstrap = None, json_out: JsonFlag = False) -> None:
+    """Give a partner a new Kafka secret; the old one stops working at once."""
+    from homeward.contracts.access import partner_principal
+    from homeward.contracts.topics import partner_topic
+    from homeward.kit.access import new_password
+
+    code = _ods(ods)
+    settings, access = _operator(bootstrap)
+    user = partner_principal(code, settings.topic_namespace)
+    if not _kafka_call(lambda: access.users([user])):
+        err.print(f"[red]{code} has no Kafka identity: `homeward partner add {code}` makes one[/]")
+        raise typer.Exit(1)
+    password = new_password()
+    _kafka_call(lambda: access.set_password(user, password))
+    topic = settings.topic_namespace + partner_topic(code)
+    _print_credentials(code, _client_settings(settings, user, password), topic, json_out, "Rotated")
+
+
+@partner_app.command("remove")
+def partner_remove(ods: Ods, bootstrap: Bootstrap = None, json_out: JsonFlag = False) -> None:
+    """Revoke a partner's Kafka access (credential and ACLs); its topic and data are kept."""
+    from homeward.contracts.access import partner_principal
+    from homeward.contracts.topics import partner_topic
+
+    code = _ods(ods)
+    settings, access = _operator(bootstrap)
+    user = partner_principal(code, settings.topic_namespace)
+    acls = _kafka_call(lambda: access.revoke_all(user))
+    had = _kafka_call(lambda: access.delete_user(user))
+    topic = settings.topic_namespace + partner_topic(code)
+    if json_out:
+        print(json.dumps({"ods": code, "user": user, "credential_deleted": had, "acls_deleted": acls, "kept": topic}))
+    else:
+        console.print(
+            f"Removed {user}: credential {'deleted' if had else 'absent'}, {acls} ACL(s) deleted; {topic} kept"
+        )
+    if not had and not acls:
+        raise typer.Exit(1)

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 import yaml
 from homeward.contracts.topics import SERVICES as SERVICE_NAMES
+from homeward.kit.settings import KafkaSettings
 from rich.console import Console
 from rich.table import Table
 
@@ -145,9 +147,16 @@ def start_process(name: str, args: list[str], env: dict[str, str], paths: RunPat
     return proc.pid
 
 
-def start_services(env: dict[str, str], paths: RunPaths) -> dict[str, int]:
+def start_services(
+    env: dict[str, str], paths: RunPaths, own: Mapping[str, Mapping[str, str]] | None = None
+) -> dict[str, int]:
+    """Start every service with ``env``, plus its ``own`` variables (its Kafka user, say)."""
     stop_services(paths.root)
-    return {svc: start_process(svc, [sys.executable, "-m", f"homeward.{svc}"], env, paths) for svc in SERVICES}
+    own = own or {}
+    return {
+        svc: start_process(svc, [sys.executable, "-m", f"homeward.{svc}"], {**env, **own.get(svc, {})}, paths)
+        for svc in SERVICES
+    }
 
 
 def wait_ready(paths: RunPaths, timeout: float = 180.0, ports: dict[str, int] = PORTS) -> None:
@@ -206,16 +215,16 @@ def expected_reads(topic_names: list[str], namespace: str = "", group_prefix: st
     return out
 
 
-async def consumer_lag(bootstrap: str, namespace: str = "", group_prefix: str = "") -> int:
+async def consumer_lag(kafka: KafkaSettings, namespace: str = "", group_prefix: str = "") -> int:
     """Messages not yet read, over every service's consumer groups and every topic each must
     read. A partition a group has not committed on yet counts from its beginning, so a topic
     created after the services started is waited for too."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient
+    from homeward.kit.kafka import client_options, make_admin
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = make_admin(kafka)
     await admin.start()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    consumer = AIOKafkaConsumer(group_id=None, **client_options(kafka))
     await consumer.start()
     try:
         wanted = expected_reads(list(await admin.list_topics()), namespace, group_prefix)
@@ -241,7 +250,7 @@ async def consumer_lag(bootstrap: str, namespace: str = "", group_prefix: str = 
 
 
 def wait_settled(
-    bootstrap: str,
+    kafka: KafkaSettings,
     quiet_checks: int = 4,
     interval: float = 3.0,
     timeout: float = 600.0,
@@ -254,7 +263,7 @@ def wait_settled(
     quiet = 0
     with console.status("waiting for the services to finish the work") as status:
         while time.monotonic() < deadline and quiet < quiet_checks:
-            lag = asyncio.run(consumer_lag(bootstrap, namespace, group_prefix))
+            lag = asyncio.run(consumer_lag(kafka, namespace, group_prefix))
             quiet = quiet + 1 if lag == 0 else 0
             status.update(f"waiting for the services to finish the work (lag {lag})")
             time.sleep(interval)
@@ -273,14 +282,14 @@ def run_jobs(ports: dict[str, int] = PORTS) -> dict[str, Any]:
 
 
 def settle(
-    bootstrap: str, ports: dict[str, int] = PORTS, rounds: int = 2, namespace: str = "", group_prefix: str = ""
+    kafka: KafkaSettings, ports: dict[str, int] = PORTS, rounds: int = 2, namespace: str = "", group_prefix: str = ""
 ) -> bool:
     """Wait for the replay to be consumed, then run the jobs and wait for their consequences.
     False if some wait ran out of time."""
-    settled = wait_settled(bootstrap, namespace=namespace, group_prefix=group_prefix)
+    settled = wait_settled(kafka, namespace=namespace, group_prefix=group_prefix)
     for _ in range(rounds):
         run_jobs(ports)
-        settled = wait_settled(bootstrap, namespace=namespace, group_prefix=group_prefix) and settled
+        settled = wait_settled(kafka, namespace=namespace, group_prefix=group_prefix) and settled
     return settled
 
 
@@ -370,7 +379,7 @@ def main_job(*, seed: int, commissioners: int, providers: int, placements: int, 
     env = service_env(stack_env, paths, as_of)
 
     console.print("[bold]2/5[/] starting the ingress and the four services (logs in .local/logs/)")
-    start_services(env, paths)
+    start_services(env, paths, {svc: info.service_env(svc) for svc in SERVICES})
     try:
         wait_ready(paths)
     except RuntimeError as exc:
@@ -389,9 +398,10 @@ def main_job(*, seed: int, commissioners: int, providers: int, placements: int, 
         f"[bold]3/5[/] playing the Coming Home scenario: {len(sc.events)} events from {len(sc.partners)} partners"
     )
     os.environ.update(stack_env)
-    asyncio.run(send_scenario(sc, info.kafka_bootstrap))
+    operator = KafkaSettings()  # the admin, from the stack's environment: the replay is the operator's import
+    asyncio.run(send_scenario(sc, settings=operator))
     console.print("[bold]4/5[/] letting the services work, then running their schedulers as of the scenario's today")
-    settle(info.kafka_bootstrap)
+    settle(operator)
     summary = fetch_summary([c["code"] for c in sc.reference["commissioners"]], as_of)
     (paths.run / "summary.yaml").write_text(yaml.safe_dump(summary, sort_keys=False))
     dash_env = dict(env)

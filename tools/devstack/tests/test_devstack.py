@@ -35,6 +35,13 @@ def info() -> StackInfo:
     return ensure_up()
 
 
+def _admin(info: StackInfo) -> dict[str, object]:
+    """aiokafka options connecting as the stack's admin."""
+    from homeward.kit.kafka import client_options
+
+    return client_options(stack_kafka.client_settings(StackConfig.load()))
+
+
 def _pids() -> list[int | None]:
     """Our pids (None for a part shared from another checkout on the same ports)."""
     parts = status()
@@ -58,13 +65,13 @@ def test_kafka_round_trip(info: StackInfo) -> None:
     payload = uuid.uuid4().hex.encode()
 
     async def go() -> bytes:
-        producer = AIOKafkaProducer(bootstrap_servers=info.kafka_bootstrap, acks="all")
+        producer = AIOKafkaProducer(acks="all", **_admin(info))
         await producer.start()
         try:
             meta = await producer.send_and_wait(topic, payload, key=b"referral-1")
         finally:
             await producer.stop()
-        consumer = AIOKafkaConsumer(bootstrap_servers=info.kafka_bootstrap, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(enable_auto_commit=False, **_admin(info))
         await consumer.start()
         try:
             tp = TopicPartition(topic, meta.partition)
@@ -83,7 +90,7 @@ def test_kafka_round_trip(info: StackInfo) -> None:
 
 def test_declared_topics_have_their_partitions_and_retention(info: StackInfo) -> None:
     async def go() -> tuple[set[str], dict[str, int], str]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=info.kafka_bootstrap)
+        admin = AIOKafkaAdminClient(**_admin(info))
         await admin.start()
         try:
             names = set(await admin.list_topics())
@@ -101,14 +108,14 @@ def test_declared_topics_have_their_partitions_and_retention(info: StackInfo) ->
     names, partitions, retention = asyncio.run(go())
     assert {t.name for t in declared_topics()} <= names
     assert partitions == {internal_topic("budget"): 6, dead_letter_topic("budget"): 1}
-    assert retention == "-1"
+    assert retention == str(14 * 24 * 3600 * 1000)  # dead letters hold identifiable data: 14 days
 
 
 def test_kafka_refuses_to_auto_create_topics(info: StackInfo) -> None:
     topic = f"not.declared.{uuid.uuid4().hex[:8]}"
 
     async def go() -> list[str]:
-        producer = AIOKafkaProducer(bootstrap_servers=info.kafka_bootstrap, request_timeout_ms=2000)
+        producer = AIOKafkaProducer(request_timeout_ms=2000, **_admin(info))
         await producer.start()
         try:
             # aiokafka gives up with one or the other depending on timing; either way no topic
@@ -116,7 +123,7 @@ def test_kafka_refuses_to_auto_create_topics(info: StackInfo) -> None:
                 await producer.send_and_wait(topic, b"x")
         finally:
             await producer.stop()
-        admin = AIOKafkaAdminClient(bootstrap_servers=info.kafka_bootstrap)
+        admin = AIOKafkaAdminClient(**_admin(info))
         await admin.start()
         try:
             return list(await admin.list_topics())

@@ -21,7 +21,24 @@ SERVICES: tuple[str, ...] = (INGRESS, "referrals", "placements", "budget", "noti
 PARTNER_TOPIC_PATTERN = r"partner\.[A-Z0-9]{3,9}\.events"
 _PARTNER_TOPIC_RE = re.compile(r"^partner\.(?P<ods>[A-Z0-9]{3,9})\.events$")
 
+# What each service reads besides partner input: other services' topics. The ingress alone reads
+# the partner topics (by pattern). Each service's entrypoints/app.py SUBSCRIPTIONS must say the
+# same (a test checks), and the Kafka ACLs (homeward.contracts.access) grant exactly this.
+CONSUMES: dict[str, tuple[str, ...]] = {
+    INGRESS: (),
+    "referrals": (INGRESS, "placements"),
+    "placements": (INGRESS, "referrals"),
+    "budget": (INGRESS, "placements"),
+    "notifications": ("placements", "referrals", "budget"),
+}
+
 DEFAULT_PARTITIONS = 6
+
+# Dead-letter topics hold partner records as they came, NHS numbers included, so they are not
+# kept for ever: 14 days unless the operator configures otherwise (docs/operations.md says how
+# to keep one message longer).
+DLQ_RETENTION_DAYS = 14
+DAY_MS = 24 * 60 * 60 * 1000
 
 
 @dataclass(frozen=True)
@@ -51,8 +68,11 @@ def dead_letter_topic(service: str) -> str:
     return f"homeward.dlq.{service}"
 
 
-def declared_topics(partners: tuple[str, ...] = ()) -> list[TopicSpec]:
-    """Every topic the system needs, plus one topic per named partner."""
+def declared_topics(
+    partners: tuple[str, ...] = (), *, dlq_retention_days: float = DLQ_RETENTION_DAYS
+) -> list[TopicSpec]:
+    """Every topic the system needs, plus one topic per named partner. Dead-letter topics keep
+    their records ``dlq_retention_days`` (0 or less: for ever)."""
     topics = [
         TopicSpec(
             internal_topic(s),
@@ -66,7 +86,7 @@ def declared_topics(partners: tuple[str, ...] = ()) -> list[TopicSpec]:
         TopicSpec(
             dead_letter_topic(s),
             partitions=1,
-            retention_ms=-1,
+            retention_ms=int(dlq_retention_days * DAY_MS) if dlq_retention_days > 0 else -1,
             purpose=f"messages the {s} service could not process, with the reason in headers",
         )
         for s in SERVICES

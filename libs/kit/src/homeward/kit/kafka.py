@@ -136,6 +136,7 @@ async def create_missing_topics(admin: AIOKafkaAdminClient, topics: list[TopicSp
     names. The broker's answer is read per topic (aiokafka does not raise on it), so a refusal,
     such as a replication factor above the broker count, raises :class:`TopicsRefused`."""
     existing = set(await admin.list_topics())
+    await _align_retention(admin, [t for t in topics if t.name in existing and t.retention_ms is not None])
     new = [t for t in topics if t.name not in existing]
     if not new:
         return []
@@ -159,6 +160,28 @@ async def create_missing_topics(admin: AIOKafkaAdminClient, topics: list[TopicSp
     if refused:
         raise TopicsRefused("Kafka refused to create topics: " + "; ".join(refused))
     return [t.name for t in new]
+
+
+async def _align_retention(admin: AIOKafkaAdminClient, topics: list[TopicSpec]) -> None:
+    """Give existing topics the retention their spec declares (dead-letter topics made before
+    they had one kept their records for ever)."""
+    if not topics:
+        return
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t.name) for t in topics])
+    have: dict[str, str] = {}
+    for response in described:
+        for resource in response.resources:
+            name, entries = resource[3], resource[4]
+            for entry in entries:
+                if entry[0] == "retention.ms":
+                    have[name] = entry[1]
+    stale = [t for t in topics if have.get(t.name) != str(t.retention_ms)]
+    if stale:
+        await admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t.name, {"retention.ms": str(t.retention_ms)}) for t in stale]
+        )
 
 
 async def ensure_topics(settings: KafkaSettings, topics: list[TopicSpec], replication: int = 1) -> list[str]:

@@ -26,10 +26,13 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from homeward.contracts import Event
+from homeward.contracts.access import ADMIN, homeward_grants, partner_grants, partner_principal, service_principal
 
-from .kafka import ensure_topics, make_admin
+from .kafka import client_options, ensure_topics, make_admin
 from .settings import KafkaSettings
 from .topics import Topics
+
+SCRAM = "SCRAM-SHA-512"
 
 
 @dataclass
@@ -40,10 +43,44 @@ class Infra:
     smtp_port: int = 1025
     mail_web_url: str = "http://127.0.0.1:1080"
     origin: str = "environment"
+    # Kafka users and passwords (SASL/SCRAM-SHA-512); empty for a broker without authentication.
+    kafka_users: dict[str, str] = field(default_factory=dict, repr=False)
     _containers: list[Any] = field(default_factory=list)
 
-    def kafka_settings(self, namespace: str = "") -> KafkaSettings:
-        return KafkaSettings(bootstrap_servers=self.kafka_bootstrap, topic_namespace=namespace)
+    @property
+    def secured(self) -> bool:
+        return bool(self.kafka_users)
+
+    def kafka_settings(self, namespace: str = "", user: str = ADMIN, password: str | None = None) -> KafkaSettings:
+        """Connection settings as ``user``: the admin (the operator) unless told otherwise."""
+        if not self.secured:
+            return KafkaSettings(bootstrap_servers=self.kafka_bootstrap, topic_namespace=namespace)
+        secret = password if password is not None else self.kafka_users[user]
+        return KafkaSettings(
+            bootstrap_servers=self.kafka_bootstrap,
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism=SCRAM,
+            sasl_username=user,
+            sasl_password=secret,  # type: ignore[arg-type]
+            topic_namespace=namespace,
+        )
+
+    def kafka_env(self, user: str = ADMIN) -> dict[str, str]:
+        """The HOMEWARD_KAFKA_* variables for a process connecting as ``user``."""
+        s = self.kafka_settings(user=user)
+        env = {"HOMEWARD_KAFKA_BOOTSTRAP_SERVERS": s.bootstrap_servers}
+        if self.secured:
+            env |= {
+                "HOMEWARD_KAFKA_SECURITY_PROTOCOL": s.security_protocol,
+                "HOMEWARD_KAFKA_SASL_MECHANISM": SCRAM,
+                "HOMEWARD_KAFKA_SASL_USERNAME": user,
+                "HOMEWARD_KAFKA_SASL_PASSWORD": self.kafka_users[user],
+            }
+        return env
+
+    def client_options(self, user: str = ADMIN) -> dict[str, Any]:
+        """Options for an aiokafka client connecting as ``user``."""
+        return client_options(self.kafka_settings(user=user))
 
 
 def _from_environment() -> Infra | None:
@@ -51,9 +88,16 @@ def _from_environment() -> Infra | None:
     pg = os.environ.get("HOMEWARD_POSTGRES_ADMIN_DSN")
     if not (kafka and pg):
         return None
+    users: dict[str, str] = {}
+    if os.environ.get("HOMEWARD_KAFKA_CREDENTIALS_FILE"):  # JSON {user: password}, the admin's included
+        import json
+        from pathlib import Path
+
+        users = json.loads(Path(os.environ["HOMEWARD_KAFKA_CREDENTIALS_FILE"]).read_text())
     return Infra(
         kafka_bootstrap=kafka,
         postgres_admin_dsn=pg,
+        kafka_users=users,
         smtp_host=os.environ.get("HOMEWARD_SMTP_HOST", "127.0.0.1"),
         smtp_port=int(os.environ.get("HOMEWARD_SMTP_PORT", "1025")),
         mail_web_url=os.environ.get("HOMEWARD_MAIL_WEB_URL", "http://127.0.0.1:1080"),
@@ -95,6 +139,7 @@ def _from_native_stack() -> Infra:
         smtp_port=info.smtp_port,
         mail_web_url=info.mail_web_url,
         origin="native stack",
+        kafka_users=dict(info.kafka_users),
     )
 
 
@@ -161,8 +206,52 @@ class KafkaProbe:
     def __init__(self, infra: Infra, namespace: str) -> None:
         self.infra = infra
         self.topics = Topics(namespace)
+        # The probe acts as the operator: it creates topics, injects records and reads them back.
         self.settings = infra.kafka_settings(namespace)
         self._producer: AIOKafkaProducer | None = None
+        self._partners: dict[str, str] = {}
+
+    def service_settings(self, service: str) -> KafkaSettings:
+        """A service's own connection (its own Kafka user), in this probe's namespace."""
+        return self.infra.kafka_settings(self.topics.namespace, user=service_principal(service))
+
+    def _access(self) -> Any:
+        from .access import KafkaAccess
+
+        return KafkaAccess(self.settings)
+
+    async def grant_services(self) -> None:
+        """Let the services and ops use this namespace's topics, as the stack does for its own."""
+        if self.infra.secured:
+            await asyncio.to_thread(self._access().grant, homeward_grants(self.topics.namespace))
+
+    async def revoke_services(self) -> None:
+        if self.infra.secured:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self._access().revoke, homeward_grants(self.topics.namespace))
+
+    async def partner_settings(self, ods: str) -> KafkaSettings:
+        """A partner's own connection: its user (namespaced) is made, with its grants, on first use."""
+        from .access import new_password
+
+        user = partner_principal(ods, self.topics.namespace)
+        if user not in self._partners:
+            password = new_password()
+            access = self._access()
+            await asyncio.to_thread(access.set_password, user, password)
+            await asyncio.to_thread(access.grant, {user: partner_grants(ods, self.topics.namespace)})
+            self._partners[user] = password
+        return self.infra.kafka_settings(self.topics.namespace, user=user, password=self._partners[user])
+
+    async def remove_partners(self) -> None:
+        if not self._partners:
+            return
+        access = self._access()
+        for user in self._partners:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(access.revoke_all, user)
+                await asyncio.to_thread(access.delete_user, user)
+        self._partners.clear()
 
     async def create(self, *, partners: Sequence[str] = (), extra: Sequence[str] = ()) -> None:
         specs = self.topics.declared(tuple(partners))
@@ -186,9 +275,7 @@ class KafkaProbe:
 
     async def producer(self) -> AIOKafkaProducer:
         if self._producer is None:
-            self._producer = AIOKafkaProducer(
-                bootstrap_servers=self.infra.kafka_bootstrap, acks="all", enable_idempotence=True
-            )
+            self._producer = AIOKafkaProducer(acks="all", enable_idempotence=True, **client_options(self.settings))
             await self._producer.start()
         return self._producer
 
@@ -215,10 +302,7 @@ class KafkaProbe:
         Returns what was read when the deadline passes, so a failing assertion shows it.
         """
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.infra.kafka_bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            group_id=None, enable_auto_commit=False, auto_offset_reset="earliest", **client_options(self.settings)
         )
         await consumer.start()
         records: list[Any] = []
@@ -276,9 +360,41 @@ async def kafka(infra: Infra) -> AsyncIterator[KafkaProbe]:
     """A probe with its own topic namespace; the declared topics are created."""
     probe = KafkaProbe(infra, new_namespace())
     await probe.create()
+    await probe.grant_services()
     yield probe
     await probe.close()
+    await probe.remove_partners()
+    await probe.revoke_services()
     await probe.delete_topics()
+
+
+def kcat_config(settings: KafkaSettings, path: Any) -> Any:
+    """Write ``settings``' connection as a librdkafka properties file (``kcat -F``); returns the path."""
+    from pathlib import Path
+
+    from .access import confluent_config
+
+    conf = confluent_config(settings)
+    keep = ("bootstrap.servers", "security.protocol", "sasl.mechanism", "sasl.username", "sasl.password")
+    Path(path).write_text("".join(f"{k}={conf[k]}\n" for k in keep if k in conf))
+    return path
+
+
+def recent_librdkafka(folder: Any) -> dict[str, str]:
+    """Environment that runs kcat on the librdkafka of the confluent-kafka wheel (2.6.1 or newer):
+    Debian 12's kcat links librdkafka 2.0.2, whose SCRAM proof Kafka 4 rejects (fixed in 2.6.1)."""
+    from pathlib import Path
+
+    import confluent_kafka
+
+    libs = Path(confluent_kafka.__file__).resolve().parent.parent / "confluent_kafka.libs"
+    [lib] = libs.glob("librdkafka*.so*")
+    target = Path(folder) / "librdkafka"
+    target.mkdir(parents=True, exist_ok=True)
+    link = target / "librdkafka.so.1"
+    if not link.exists():
+        link.symlink_to(lib)
+    return {"LD_LIBRARY_PATH": str(target)}
 
 
 def free_port() -> int:

@@ -139,6 +139,11 @@ class StackConfig:
     def kafka_pid_file(self) -> Path:
         return self.kafka_dir / "kafka.pid"
 
+    @property
+    def kafka_credentials(self) -> Path:
+        """The stack's Kafka users and their passwords (JSON, mode 0600), made at format time."""
+        return self.kafka_dir / "credentials.json"
+
     # postgres
     @property
     def pg_dir(self) -> Path:

@@ -1,7 +1,14 @@
-"""Apache Kafka 4.1 in KRaft combined mode (one JVM: broker + controller).
+"""Apache Kafka 4.1 in KRaft combined mode (one JVM: broker + controller), secured.
 
 The jars come from Maven Central through ``stack/kafka/pom.xml``; the broker runs as
 ``java -cp '.local/kafka/lib/*' kafka.Kafka .local/kafka/config/server.properties``.
+
+Every client authenticates with SASL/SCRAM-SHA-512 on the client listener, and the
+StandardAuthorizer refuses whatever no ACL allows (``homeward.contracts.access`` is the
+policy). The KRaft controller listener, on loopback, uses SASL/PLAIN: Kafka does not support
+SCRAM there. The credentials of the admin, ops and each service are made when the storage is
+formatted (``--add-scram``) and kept in ``.local/kafka/credentials.json`` (mode 0600); partners'
+are made later by ``homeward partner add``.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ import asyncio
 import base64
 import contextlib
 import functools
+import json
 import logging
 import os
 import re
@@ -21,7 +29,8 @@ from collections.abc import Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from homeward.contracts.topics import TopicSpec
+from homeward.contracts.access import ADMIN, OPS, service_principal
+from homeward.contracts.topics import SERVICES, TopicSpec
 
 from .config import StackConfig
 from .errors import StackError
@@ -182,23 +191,122 @@ def fetch_libs(cfg: StackConfig, log: Log) -> None:
     log(f"kafka: {len(jars)} jars in {cfg.kafka_lib}")
 
 
+# ---- credentials ------------------------------------------------------------------
+# The KRaft controller's own PLAIN user (the broker and controller in this JVM talk as it).
+CONTROLLER_USER = "kraft"
+MECHANISM = "SCRAM-SHA-512"
+SECURED_MARKER = ".homeward-sasl"
+
+
+def stack_users() -> list[str]:
+    """The SCRAM users made at format time: the admin, ops and one per service."""
+    return [ADMIN, OPS, *(service_principal(s) for s in SERVICES)]
+
+
+def load_credentials(cfg: StackConfig) -> dict[str, str] | None:
+    """The stack's users and passwords: this checkout's, or those of the checkout whose broker
+    already serves our port (a shared stack). None before the first format."""
+    for path in (cfg.kafka_credentials, *([] if (other := sibling(cfg)) is None else [_sibling_credentials(other)])):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and ADMIN in data:
+            return {str(k): str(v) for k, v in data.items()}
+    return None
+
+
+def _sibling_credentials(root: Path) -> Path:
+    return root / ".local" / "kafka" / "credentials.json"
+
+
+def credentials(cfg: StackConfig) -> dict[str, str]:
+    found = load_credentials(cfg)
+    if found is None:
+        raise StackError(
+            f"no Kafka credentials in {cfg.kafka_credentials}",
+            hint="start the stack first: homeward-stack up (it makes them when it formats Kafka's storage)",
+        )
+    return found
+
+
+def _make_credentials(cfg: StackConfig) -> dict[str, str]:
+    from homeward.kit.access import new_password
+
+    users = {u: new_password() for u in [*stack_users(), CONTROLLER_USER]}
+    cfg.kafka_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cfg.kafka_credentials.with_suffix(".tmp")
+    tmp.touch(mode=0o600)
+    tmp.chmod(0o600)
+    tmp.write_text(json.dumps(users, indent=2) + "\n")
+    tmp.rename(cfg.kafka_credentials)
+    return users
+
+
+def client_settings(cfg: StackConfig, user: str = ADMIN, namespace: str = "") -> Any:
+    """KafkaSettings for one of the stack's users (the admin by default)."""
+    from homeward.kit.settings import KafkaSettings
+
+    return KafkaSettings(
+        bootstrap_servers=cfg.kafka_bootstrap,
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism=MECHANISM,
+        sasl_username=user,
+        sasl_password=credentials(cfg)[user],
+        topic_namespace=namespace,
+    )
+
+
+def _admin_options(cfg: StackConfig) -> dict[str, Any]:
+    from homeward.kit.kafka import client_options
+
+    return client_options(client_settings(cfg))
+
+
+def apply_acls(cfg: StackConfig) -> int:
+    """Grant the services and ops what homeward.contracts.access says (idempotent)."""
+    from homeward.contracts.access import homeward_grants
+    from homeward.kit.access import KafkaAccess
+
+    return KafkaAccess(client_settings(cfg)).grant(homeward_grants())
+
+
 # ---- configuration ----------------------------------------------------------------
 def server_properties_path(cfg: StackConfig) -> Path:
     return cfg.kafka_config / "server.properties"
 
 
-def _server_properties(cfg: StackConfig) -> str:
+def _jaas(module: str, user: str, password: str, serves: bool = False) -> str:
+    """A JAAS line: this JVM signs in as ``user``; ``serves``: it also accepts that user (PLAIN)."""
+    accepts = f' user_{user}="{password}"' if serves else ""
+    return f'org.apache.kafka.common.security.{module} required username="{user}" password="{password}"{accepts};'
+
+
+def _server_properties(cfg: StackConfig, users: dict[str, str]) -> str:
     h = cfg.host
-    return f"""# Generated by homeward-stack on every `up`; edits are overwritten.
+    admin, kraft = users[ADMIN], users[CONTROLLER_USER]
+    return f"""# Generated by homeward-stack on every `up`; edits are overwritten. Holds secrets (mode 0600).
 # Single-node KRaft (broker + controller in one JVM) for local development and tests.
 node.id=1
 process.roles=broker,controller
 controller.quorum.voters=1@{h}:{cfg.controller_port}
-listeners=PLAINTEXT://{h}:{cfg.kafka_port},CONTROLLER://{h}:{cfg.controller_port}
-advertised.listeners=PLAINTEXT://{h}:{cfg.kafka_port}
-inter.broker.listener.name=PLAINTEXT
+listeners=SASL_PLAINTEXT://{h}:{cfg.kafka_port},CONTROLLER://{h}:{cfg.controller_port}
+advertised.listeners=SASL_PLAINTEXT://{h}:{cfg.kafka_port}
+listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+# Clients: SCRAM-SHA-512 only. The broker talks to itself as the admin.
+sasl.enabled.mechanisms={MECHANISM}
+inter.broker.listener.name=SASL_PLAINTEXT
+sasl.mechanism.inter.broker.protocol={MECHANISM}
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config={_jaas("scram.ScramLoginModule", ADMIN, admin)}
+# The controller listener (loopback): PLAIN, as Kafka supports no SCRAM there.
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+listener.name.controller.plain.sasl.jaas.config={_jaas("plain.PlainLoginModule", CONTROLLER_USER, kraft, True)}
+# Nothing is allowed that no ACL allows; the admin and the controller are super users.
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:{ADMIN};User:{CONTROLLER_USER}
 log.dirs={cfg.kafka_data}
 num.partitions=6
 default.replication.factor=1
@@ -265,11 +373,14 @@ logger.network.level = WARN
     )
 
 
-def write_config(cfg: StackConfig) -> None:
+def write_config(cfg: StackConfig, users: dict[str, str]) -> None:
     cfg.kafka_config.mkdir(parents=True, exist_ok=True)
     cfg.kafka_logs.mkdir(parents=True, exist_ok=True)
     cfg.kafka_data.mkdir(parents=True, exist_ok=True)
-    server_properties_path(cfg).write_text(_server_properties(cfg))
+    path = server_properties_path(cfg)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(_server_properties(cfg, users))
     (cfg.kafka_config / "log4j2.properties").write_text(_log4j2_properties(cfg))
 
 
@@ -290,11 +401,17 @@ def _java_base(cfg: StackConfig, java: str) -> list[str]:
     ]
 
 
-def format_storage(cfg: StackConfig, java: str, log: Log) -> None:
+def format_storage(cfg: StackConfig, java: str, log: Log, users: dict[str, str]) -> None:
     if (cfg.kafka_data / "meta.properties").is_file():
         return
     cluster_id = new_cluster_id()
-    log(f"kafka: formatting storage in {cfg.kafka_data} (cluster id {cluster_id})")
+    log(
+        f"kafka: formatting storage in {cfg.kafka_data} (cluster id {cluster_id}), "
+        f"with SCRAM users {', '.join(stack_users())}"
+    )
+    scram = [
+        arg for user in stack_users() for arg in ("--add-scram", f"{MECHANISM}=[name={user},password={users[user]}]")
+    ]
     argv = [
         *_java_base(cfg, java),
         "-cp",
@@ -305,6 +422,7 @@ def format_storage(cfg: StackConfig, java: str, log: Log) -> None:
         cluster_id,
         "-c",
         str(server_properties_path(cfg)),
+        *scram,
     ]
     result = run(argv, cwd=cfg.kafka_dir, timeout=180)
     if result.returncode != 0:
@@ -314,6 +432,7 @@ def format_storage(cfg: StackConfig, java: str, log: Log) -> None:
             hint=f"if {cfg.kafka_data} holds a broken previous install, `homeward-stack down --wipe` and retry",
         )
     (cfg.kafka_dir / "cluster.id").write_text(cluster_id + "\n")
+    (cfg.kafka_data / SECURED_MARKER).write_text(f"{MECHANISM} users made at format time\n")
 
 
 # ---- lifecycle ------------------------------------------------------------------
@@ -328,14 +447,31 @@ def sibling(cfg: StackConfig) -> Path | None:
     )
 
 
+def _secured(cfg: StackConfig) -> bool:
+    return (cfg.kafka_data / SECURED_MARKER).is_file() and load_credentials(cfg) is not None
+
+
 def prepare(cfg: StackConfig, log: Log) -> None:
-    """Everything before the broker can start: Java, jars, config, storage."""
-    if running_pid(cfg):
+    """Everything before the broker can start: Java, jars, credentials, config, storage.
+
+    A broker formatted by an older Homeward, without SASL users, cannot be given them
+    afterwards: it is stopped and its (development) data is formatted again."""
+    pid = running_pid(cfg)
+    if pid and _secured(cfg):
         return
+    if pid or ((cfg.kafka_data / "meta.properties").is_file() and not _secured(cfg)):
+        log("kafka: this broker's storage has no SASL users (made by an older Homeward); formatting it again")
+        if pid:
+            stop(cfg, log)
+        shutil.rmtree(cfg.kafka_data, ignore_errors=True)
+        (cfg.kafka_dir / "cluster.id").unlink(missing_ok=True)
     java = java_binary()
     fetch_libs(cfg, log)
-    write_config(cfg)
-    format_storage(cfg, java, log)
+    users = load_credentials(cfg) if cfg.kafka_credentials.is_file() else None
+    if users is None or not (cfg.kafka_data / "meta.properties").is_file():
+        users = _make_credentials(cfg)
+    write_config(cfg, users)
+    format_storage(cfg, java, log, users)
 
 
 def start(cfg: StackConfig, log: Log) -> bool:
@@ -369,10 +505,10 @@ def start(cfg: StackConfig, log: Log) -> bool:
     return True
 
 
-async def _probe(bootstrap: str) -> bool:
+async def _probe(options: dict[str, Any]) -> bool:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="homeward-stack", request_timeout_ms=5000)
+    admin = AIOKafkaAdminClient(**options, client_id="homeward-stack", request_timeout_ms=5000)
     try:
         await asyncio.wait_for(admin.start(), 10)
         info = await asyncio.wait_for(admin.describe_cluster(), 10)
@@ -396,7 +532,7 @@ def wait_ready(cfg: StackConfig, log: Log, timeout: float = 90, *, shared: bool 
                     details=tail(cfg.kafka_logs / "kafka.out", 15) + "\n" + tail(cfg.kafka_logs / "server.log", 15),
                     hint=f"full logs in {cfg.kafka_logs}",
                 )
-            if port_open(cfg.host, cfg.kafka_port) and run_async(_probe(cfg.kafka_bootstrap)):
+            if port_open(cfg.host, cfg.kafka_port) and run_async(_probe(_admin_options(cfg))):
                 return
             if time.monotonic() > deadline:
                 raise StackError(
@@ -435,11 +571,11 @@ def status(cfg: StackConfig) -> ComponentStatus:
 
 
 # ---- topics ----------------------------------------------------------------------
-async def _ensure_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> list[str]:
+async def _ensure_topics(options: dict[str, Any], specs: Iterable[TopicSpec]) -> list[str]:
     from aiokafka.admin import AIOKafkaAdminClient
     from homeward.kit.kafka import TopicsRefused, create_missing_topics  # the services' own rule
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="homeward-stack", request_timeout_ms=30000)
+    admin = AIOKafkaAdminClient(**options, client_id="homeward-stack", request_timeout_ms=30000)
     await admin.start()
     try:
         return await create_missing_topics(admin, list(specs))
@@ -451,13 +587,13 @@ async def _ensure_topics(bootstrap: str, specs: Iterable[TopicSpec]) -> list[str
 
 def ensure_topics(cfg: StackConfig, specs: Iterable[TopicSpec]) -> list[str]:
     """Create the topics that do not exist yet; returns the names created."""
-    return run_async(_ensure_topics(cfg.kafka_bootstrap, specs))
+    return run_async(_ensure_topics(_admin_options(cfg), specs))
 
 
-async def _list_topics(bootstrap: str) -> list[str]:
+async def _list_topics(options: dict[str, Any]) -> list[str]:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="homeward-stack", request_timeout_ms=10000)
+    admin = AIOKafkaAdminClient(**options, client_id="homeward-stack", request_timeout_ms=10000)
     await admin.start()
     try:
         return sorted(await admin.list_topics())
@@ -466,13 +602,13 @@ async def _list_topics(bootstrap: str) -> list[str]:
 
 
 def list_topics(cfg: StackConfig) -> list[str]:
-    return run_async(_list_topics(cfg.kafka_bootstrap))
+    return run_async(_list_topics(_admin_options(cfg)))
 
 
-async def _delete_topics(bootstrap: str, names: list[str], timeout_s: float) -> None:
+async def _delete_topics(options: dict[str, Any], names: list[str], timeout_s: float) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="homeward-stack", request_timeout_ms=30000)
+    admin = AIOKafkaAdminClient(**options, client_id="homeward-stack", request_timeout_ms=30000)
     await admin.start()
     try:
         await admin.delete_topics(names, timeout_ms=30000)
@@ -491,4 +627,4 @@ async def _delete_topics(bootstrap: str, names: list[str], timeout_s: float) -> 
 def delete_topics(cfg: StackConfig, names: list[str], timeout_s: float = 60) -> None:
     """Delete the topics and wait until the broker no longer lists them."""
     if names:
-        run_async(_delete_topics(cfg.kafka_bootstrap, names, timeout_s))
+        run_async(_delete_topics(_admin_options(cfg), names, timeout_s))

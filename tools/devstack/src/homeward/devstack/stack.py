@@ -12,8 +12,11 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from homeward.contracts.topics import SERVICES, TopicSpec, declared_topics, partner_of, partner_topic
+from homeward.contracts.access import ADMIN, service_principal
+from homeward.contracts.topics import DLQ_RETENTION_DAYS, SERVICES, TopicSpec, partner_of, partner_topic
+from homeward.contracts.topics import declared_topics as contract_topics
 
 from . import kafka, mail, postgres
 from .config import PARTNERS_VAR, StackConfig, parse_partners
@@ -26,9 +29,22 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+DLQ_RETENTION_VAR = "HOMEWARD_DLQ_RETENTION_DAYS"
+
+
+def declared_topics(partners: tuple[str, ...] = ()) -> list[TopicSpec]:
+    """The declared topics, dead-letter retention from ``$HOMEWARD_DLQ_RETENTION_DAYS``."""
+    raw = os.environ.get(DLQ_RETENTION_VAR, "").strip()
+    try:
+        days = float(raw) if raw else DLQ_RETENTION_DAYS
+    except ValueError:
+        raise StackError(f"{DLQ_RETENTION_VAR}={raw!r} is not a number of days") from None
+    return contract_topics(partners, dlq_retention_days=days)
+
+
 @dataclass(frozen=True)
 class StackInfo:
-    """Addresses of the running stack (all on loopback, dev credentials)."""
+    """Addresses of the running stack (all on loopback) and its Kafka users' credentials."""
 
     kafka_bootstrap: str
     postgres_admin_dsn: str
@@ -36,6 +52,7 @@ class StackInfo:
     smtp_port: int
     mail_web_url: str
     service_database_urls: Mapping[str, str] = field(default_factory=dict, hash=False)
+    kafka_users: Mapping[str, str] = field(default_factory=dict, hash=False, repr=False)
 
     @classmethod
     def from_config(cls, cfg: StackConfig) -> StackInfo:
@@ -46,7 +63,41 @@ class StackInfo:
             smtp_port=cfg.smtp_port,
             mail_web_url=cfg.mail_web_url,
             service_database_urls={s: cfg.service_dsn(s) for s in SERVICES},
+            kafka_users=kafka.load_credentials(cfg) or {},
         )
+
+    def kafka_env(self, user: str = ADMIN) -> dict[str, str]:
+        """The HOMEWARD_KAFKA_* variables that connect as one of the stack's users."""
+        if user not in self.kafka_users:
+            raise StackError(f"the stack has no Kafka user {user}", hint="homeward-stack up makes them")
+        return {
+            "HOMEWARD_KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+            "HOMEWARD_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "HOMEWARD_KAFKA_SASL_MECHANISM": kafka.MECHANISM,
+            "HOMEWARD_KAFKA_SASL_USERNAME": user,
+            "HOMEWARD_KAFKA_SASL_PASSWORD": self.kafka_users[user],
+        }
+
+    def kafka_settings(self, user: str = ADMIN, namespace: str = "") -> Any:
+        """KafkaSettings connecting as one of the stack's users (the admin: the operator)."""
+        from homeward.kit.settings import KafkaSettings
+
+        env = self.kafka_env(user)
+        return KafkaSettings(
+            bootstrap_servers=self.kafka_bootstrap,
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism=kafka.MECHANISM,
+            sasl_username=user,
+            sasl_password=env["HOMEWARD_KAFKA_SASL_PASSWORD"],  # type: ignore[arg-type]
+            topic_namespace=namespace,
+        )
+
+    def service_env(self, service: str) -> dict[str, str]:
+        """What a service needs to run on the stack as itself: its Kafka user and database."""
+        return {
+            **self.kafka_env(service_principal(service)),
+            f"HOMEWARD_{service.upper()}_DATABASE_URL": self.service_database_urls[service],
+        }
 
     @property
     def mail_api_url(self) -> str:
@@ -58,7 +109,13 @@ class StackInfo:
 
     def as_env(self) -> dict[str, str]:
         env = {
-            "HOMEWARD_KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+            # The operator's connection: tests and the homeward CLI act as the admin; services
+            # are given their own users (service_env).
+            **(
+                self.kafka_env(ADMIN)
+                if ADMIN in self.kafka_users
+                else {"HOMEWARD_KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap}
+            ),
             "HOMEWARD_POSTGRES_ADMIN_DSN": self.postgres_admin_dsn,
             "HOMEWARD_SMTP_HOST": self.smtp_host,
             "HOMEWARD_SMTP_PORT": str(self.smtp_port),
@@ -176,6 +233,7 @@ def ensure_up(
         created = kafka.ensure_topics(cfg, declared_topics(wanted_partners))
         if created:
             say(f"kafka: created topics {', '.join(created)}")
+        kafka.apply_acls(cfg)
         if started:
             say(f"stack: started {', '.join(started)} in {time.monotonic() - t0:.1f}s")
     return StackInfo.from_config(cfg)
