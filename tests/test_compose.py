@@ -166,9 +166,13 @@ def compose_binary() -> str:
     return binary
 
 
-def run_compose(*args: str) -> subprocess.CompletedProcess[str]:
+# The keys the file requires (it has no default for them), as an operator's .env would give them.
+COMPOSE_KEYS = {"HOMEWARD_PATIENT_REF_KEY": "k" * 43, "HOMEWARD_NHS_NUMBER_KEY": "n" * 43}
+
+
+def run_compose(*args: str, keys: Mapping[str, str] = COMPOSE_KEYS) -> subprocess.CompletedProcess[str]:
     # A clean environment: the file's own defaults, not whatever this shell exports.
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"), **keys}
     return subprocess.run(
         [compose_binary(), "-f", str(COMPOSE_FILE), *args],
         cwd=ROOT,
@@ -226,6 +230,15 @@ def kafka_listeners(env: Mapping[str, str]) -> dict[str, tuple[str, int]]:
 def test_compose_config_is_valid() -> None:
     result = run_compose("config", "-q")
     assert result.returncode == 0, f"docker-compose config -q failed:\n{result.stderr}"
+
+
+@pytest.mark.parametrize("missing", sorted(COMPOSE_KEYS))
+def test_compose_refuses_to_run_without_each_key(missing: str) -> None:
+    """No key has a default: the public development key is gone from the file."""
+    result = run_compose("config", "-q", keys={k: v for k, v in COMPOSE_KEYS.items() if k != missing})
+    assert result.returncode != 0
+    assert missing in result.stderr
+    assert "development-key" not in COMPOSE_FILE.read_text()
 
 
 def test_compose_runs_infrastructure_with_health_checks_and_volumes() -> None:
