@@ -29,9 +29,10 @@ from homeward.contracts.vocab import (
     ReviewType,
 )
 from homeward.kit import outbox
-from homeward.kit.consumer import dlq_headers
+from homeward.kit.consumer import dlq_headers, signed_dlq_headers
 
 from ..domain import Ending, Placement, RateEntry, Repatriation, Review, ReviewRule, ReviewSchedule, SiteFact
+from .patients import PatientKeys, add_patient
 
 Conn: TypeAlias = asyncpg.Connection  # type: ignore[type-arg]
 
@@ -133,11 +134,22 @@ class PlacementRepository(abc.ABC):
 
 
 class PgPlacementRepository(PlacementRepository):
-    def __init__(self, conn: Conn, *, dlq_topic: str, origin_topic: str, service: str = "placements") -> None:
+    def __init__(
+        self,
+        conn: Conn,
+        *,
+        dlq_topic: str,
+        origin_topic: str,
+        service: str = "placements",
+        keys: PatientKeys | None = None,
+        dead_letter_key: bytes | None = None,
+    ) -> None:
         self.conn = conn
         self.dlq_topic = dlq_topic
         self.origin_topic = origin_topic  # where parked events came from, and where a replay puts them
         self.service = service
+        self.keys = keys  # seal NHS numbers and re-key people (adapters.patients); needed by add()
+        self.dead_letter_key = dead_letter_key  # signs dead letters' metadata (homeward.kit.crypto)
 
     async def lock(self, key: str) -> None:
         try:
@@ -154,13 +166,11 @@ class PgPlacementRepository(PlacementRepository):
 
     async def add(self, placement: Placement, nhs_number: str) -> None:
         p = placement
-        # The only copy of the NHS number: kept so patient references can be re-derived if the
-        # pseudonymisation key is rotated. Nothing reads it back into an event, a log or the API.
-        await self.conn.execute(
-            "INSERT INTO patients (patient_ref, nhs_number) VALUES ($1, $2) ON CONFLICT (patient_ref) DO NOTHING",
-            p.patient_ref,
-            nhs_number,
-        )
+        # The only copy of the NHS number, encrypted: kept so patient references can be made
+        # again if the pseudonymisation key is rotated. Nothing reads it into an event, a log or the API.
+        if self.keys is None:
+            raise RuntimeError("PgPlacementRepository needs the patient keys to record a person")
+        await add_patient(self.conn, self.keys, p.patient_ref, nhs_number)
         await self.conn.execute(
             """INSERT INTO placements (
                    placement_id, referral_id, patient_ref, commissioner, commissioner_area, provider,
@@ -312,7 +322,8 @@ class PgPlacementRepository(PlacementRepository):
         )
 
     async def dead_letter(self, parked: ParkedEvent, reason: str, message: str, at: dt.datetime) -> None:
-        headers = [("content-type", STRUCTURED_CONTENT_TYPE.encode())] + dlq_headers(
+        own = [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
+        metadata = dlq_headers(
             reason,
             message,
             service=self.service,
@@ -320,11 +331,14 @@ class PgPlacementRepository(PlacementRepository):
             at=at,
             parked_at=parked.parked_at.isoformat(),
         )
+        key = parked.placement_id.encode()
+        value = json.dumps(parked.event, separators=(",", ":"), sort_keys=True).encode()
+        headers = own + signed_dlq_headers(self.dead_letter_key, metadata, record_key=key, value=value, headers=own)
         await outbox.add_raw(
             self.conn,
             self.dlq_topic,
-            parked.placement_id.encode(),
-            json.dumps(parked.event, separators=(",", ":"), sort_keys=True).encode(),
+            key,
+            value,
             headers,
             event_id=f"dlq:parked:{parked.event_id}",
             event_type="dead-letter",
