@@ -81,12 +81,6 @@ async def add_patient(conn: Conn, keys: PatientKeys, patient_ref: str, nhs_numbe
     )
 
 
-async def resolve_ref(conn: Conn, ref: str) -> str:
-    """The person's current reference for ``ref``, which may be the one they had before a rotation."""
-    current = await conn.fetchval("SELECT patient_ref FROM patients WHERE previous_patient_ref = $1", ref)
-    return str(current) if current is not None else ref
-
-
 async def protect_patients(pool: asyncpg.Pool, keys: PatientKeys, batch_size: int = 200) -> int:  # type: ignore[type-arg]
     """Seal, re-seal and re-key every row not yet under the configured keys; how many changed.
 
