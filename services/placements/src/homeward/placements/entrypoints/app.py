@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from homeward.contracts.events import (
+    AmountHeld,
     PatientRepatriated,
+    PlacementAwaitingAgreement,
     PlacementClosed,
     PlacementRateChanged,
     PlacementRegistered,
     ReviewDueSoon,
     ReviewOverdue,
 )
+from homeward.contracts.plausibility import load_bounds
 from homeward.kit.crypto import KeyProblem
 from homeward.kit.db import service_migrations
 from homeward.kit.reference import load_reference
@@ -39,6 +42,8 @@ PUBLISHES = (
     ReviewDueSoon,
     ReviewOverdue,
     PatientRepatriated,
+    PlacementAwaitingAgreement,
+    AmountHeld,
 )
 
 
@@ -53,6 +58,8 @@ def build_context(settings: PlacementsSettings) -> Context:
         policy=load_policy(settings.review_policy_path()),
         patient_ref_key=_secret(settings.common.patient_ref_key),
         repatriation_window_days=settings.repatriation_window_days,
+        delegations=dict(settings.delegations),
+        rate_bounds=load_bounds(settings.rate_bounds),
     )
 
 
