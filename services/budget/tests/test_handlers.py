@@ -240,3 +240,19 @@ async def test_every_transfer_records_who_asserted_it() -> None:
     assert {p for p, _, _ in who} >= {"commitment", "accrual"}
     assert all(by == "05A" for _, by, _ in who)
     assert {pr for p, _, pr in who if p != "accrual"} == {"User:05A"}
+
+
+async def test_an_invoice_is_judged_per_night_of_the_stay_it_covers() -> None:
+    h = Harness(D(2026, 6, 1), _bounded())
+    stay = registered("P1", start=D(2026, 4, 28), rate=54_500)
+    await register_placement(h.ctx(), from_placements(stay, h.today))
+    await close_placement(h.ctx(), from_placements(closed("P1", D(2026, 5, 3), D(2026, 4, 28)), h.today))
+    # April's invoice covers 3 nights (28-30 April) and May's 2 (1-2 May), not whole months.
+    for invoice_id, first, last, nights in (
+        ("INV-4", D(2026, 4, 1), D(2026, 4, 30), 3),
+        ("INV-5", D(2026, 5, 1), D(2026, 5, 31), 2),
+    ):
+        claim = invoice(invoice_id, "P1", first, last, nights * 54_500)
+        await receive_invoice(h.ctx(), from_partner(claim, "8Z001", h.today))
+        assert h.repo.invoices[("8Z001", invoice_id)].status is InvoiceStatus.MATCHED, invoice_id
+    assert h.outbox.of(AmountHeld) == []

@@ -442,7 +442,13 @@ def _implausible(ctx: Context, invoice: Invoice, stream: Stream) -> tuple[int, R
     bed_type = stream.details.get("bed_type")
     if not bed_type:
         return None
-    nightly = per_night(invoice.amount, (invoice.period_end - invoice.period_start).days + 1)
+    # Per night of the stay within the invoiced period: a month's invoice for a stay that began
+    # on the 29th covers three nights, not thirty.
+    first = max(invoice.period_start, stream.start)
+    after = invoice.period_end + dt.timedelta(days=1)
+    if stream.stay_end is not None:
+        after = min(after, stream.stay_end)
+    nightly = per_night(invoice.amount, (after - first).days)
     bounds = daily_rate_outside(ctx.rules.rate_bounds, str(bed_type), nightly)
     return None if bounds is None else (nightly, bounds)
 
