@@ -29,6 +29,7 @@ from placements_support import (
     local_made,
     placement_made,
     rate_changed,
+    reference,
 )
 
 D = dt.date.fromisoformat
@@ -160,3 +161,14 @@ async def test_a_repatriation_is_published_only_between_agreed_placements() -> N
     await reg.send(event(agreed("PLC-2", rate=40000), org=HOME))
     (move,) = reg.store.of_type(PatientRepatriated)
     assert (move.from_placement_id, move.to_placement_id, move.asserted_by) == ("PLC-1", "PLC-2", HOME)
+
+
+async def test_a_provider_reports_placements_at_its_own_sites_only() -> None:
+    reg = Register(ref=reference(RYG01=HOME))
+    # 8Z000 names the local trust's site as its own: the reference data says whose site it is.
+    with pytest.raises(Rejected) as refused:
+        await reg.send(event(placement_made("PLC-1", site="RYG01", site_area=HOME), org=FAR_PROVIDER))
+    assert refused.value.reason == "not-party"
+    assert reg.store.placements == {}
+    await reg.send(event(local_made("PLC-2"), org=LOCAL_PROVIDER))
+    assert reg.placement("PLC-2").status == AWAITING_AGREEMENT

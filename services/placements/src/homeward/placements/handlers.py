@@ -139,6 +139,14 @@ class PlacementHandlers:
                 f"organisation {event.organisation} is not the commissioner, the provider or a funder of "
                 f"placement {pid}, so it may not state it",
             )
+        site = self.ctx.reference.sites.get(made.provider_site)
+        if site is not None and site.provider != made.provider:
+            # A provider reports placements at its own sites only (docs/authority.md).
+            raise Refused(
+                "not-party",
+                f"site {made.provider_site} belongs to provider {site.provider} in the reference data, "
+                f"not to {made.provider}",
+            )
         repo = self.repository_for(uow)
         await repo.lock(placement_key(pid))
         existing = await repo.get(pid)
