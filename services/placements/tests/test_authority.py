@@ -172,3 +172,15 @@ async def test_a_provider_reports_placements_at_its_own_sites_only() -> None:
     assert reg.store.placements == {}
     await reg.send(event(local_made("PLC-2"), org=LOCAL_PROVIDER))
     assert reg.placement("PLC-2").status == AWAITING_AGREEMENT
+
+
+async def test_a_held_starting_rate_replaced_by_a_plausible_one_makes_the_placement_chargeable() -> None:
+    reg = Register()
+    # Pounds typed as pence: £54,500.00 a day instead of £545.00.
+    await reg.send(event(placement_made("PLC-1", rate=5_450_000), org=FAR_PROVIDER))
+    await reg.send(event(agreed("PLC-1", rate=5_450_000), org=HOME))
+    assert reg.store.of_type(PlacementRegistered) == []
+    await reg.send(event(rate_changed("PLC-1", 54500, "2026-01-05", reason="correction"), org=FAR_PROVIDER))
+    (registered,) = reg.store.of_type(PlacementRegistered)
+    assert (registered.daily_rate_pence, registered.asserted_by, registered.principal) == (54500, HOME, "User:05A")
+    assert reg.placement("PLC-1").status == AGREED

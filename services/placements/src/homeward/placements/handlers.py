@@ -268,11 +268,16 @@ class PlacementHandlers:
 
     async def _release(self, placement: Placement, uow: Work, repo: PlacementRepository, event: Event[Any]) -> None:
         """Once a placement is chargeable (agreed, at a plausible or confirmed starting rate),
-        tell the budget: PlacementRegistered, and any repatriation that waited for it."""
+        tell the budget: PlacementRegistered, and any repatriation that waited for it. The
+        registration is asserted by the commissioner (or lead) that agreed the placement; when
+        that was the event handled now, with the principal it was verified as."""
         if placement.released or not placement.chargeable:
             return
+        agreed_by = placement.agreed_by
+        assert agreed_by is not None
+        principal = principal_of(event) if event.organisation == agreed_by else partner_principal(agreed_by)
         await uow.publish(
-            placement.registered_payload(asserted_by=event.organisation, principal=principal_of(event)),
+            placement.registered_payload(asserted_by=agreed_by, principal=principal),
             id=stable_id("PlacementRegistered", placement.placement_id),
         )
         placement.released = True
@@ -436,6 +441,8 @@ class PlacementHandlers:
             )
             return
         await self._publish_rate(placement, change, uow, event)
+        # A plausible rate from the start replaces a held starting rate: an agreed placement is then chargeable.
+        await self._release(placement, uow, repo, event)
 
     async def _publish_rate(self, placement: Placement, change: RateChange, uow: Work, event: Event[Any]) -> None:
         """Re-publish a rate in force for the budget. ``event`` made it so: the statement itself, or

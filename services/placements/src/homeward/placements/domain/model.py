@@ -142,7 +142,9 @@ class Placement:
 
     @property
     def starting_rate_held(self) -> bool:
-        return any(e.held and e.event_id == self.registered_event_id for e in self.rates)
+        """No rate in force from the start: the stated one is held, and neither confirmed nor
+        replaced by a plausible statement effective from the start."""
+        return not any(e.effective_date <= self.start_date and not e.held for e in self.rates)
 
     @property
     def chargeable(self) -> bool:
@@ -277,7 +279,8 @@ class Placement:
             programme=self.programme,
             start_date=self.start_date,
             planned_end_date=self.planned_end_date,
-            daily_rate_pence=self.initial_daily_rate_pence,
+            # The rate in force from the start: the stated one, unless it was held and replaced.
+            daily_rate_pence=self.rate_on(self.start_date),
             out_of_area=self.out_of_area,
             out_of_area_reason=self.out_of_area_reason,
             inappropriate=self.inappropriate,
