@@ -382,13 +382,18 @@ def test_stop_services_signals_each_recorded_process_and_forgets_it(tmp_path: Pa
 def test_replay_restores_headers_the_dead_letter_writer_stored_as_base64() -> None:
     """A record whose header held a NUL byte is dead-lettered with that value in base64 (jsonb
     cannot hold a NUL); a replay sends the original bytes again, without the dead-letter headers."""
-    from homeward.kit.consumer import DLQ_HEADER_PREFIX as H
-    from homeward.kit.consumer import Record, storable_dead_letter
+    import datetime as dt
 
-    from homeward.cli.dlq import original_headers
+    from homeward.kit.consumer import Record, dlq_headers, signed_dlq_headers, storable_dead_letter
 
+    from homeward.cli.dlq import _Raw, check, original_headers
+
+    key = b"k" * 32
     record = Record("partner.RX1.events", 0, 5, b"k", b"{}", headers=(("trace", b"a\x00b"), ("plain", b"ok")))
     stored = storable_dead_letter(record, 512 * 1024)
-    extra = {name.replace("_", "-"): value for name, value in stored.extra.items()}
-    dead_letter = list(stored.headers) + [(H + name, value.encode()) for name, value in extra.items()]
+    at = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
+    meta = dlq_headers("malformed-json", "", service="ingress", topic=record.topic, at=at, **stored.extra)
+    signed = signed_dlq_headers(key, meta, record_key=stored.key, value=stored.value, headers=stored.headers)
+    dead_letter = check(_Raw(0, 1, stored.key, stored.value, list(stored.headers) + signed), [key])
+    assert dead_letter.verified
     assert original_headers(dead_letter) == [("trace", b"a\x00b"), ("plain", b"ok")]
