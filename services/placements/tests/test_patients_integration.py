@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -141,3 +144,28 @@ async def test_keys_rotate_with_old_and_new_references_kept_during_the_changeove
             "PLC-3": patient_ref(NHS_C, REF_B),
         }
         assert len(await rows(database, "SELECT 1 FROM patients")) == 3
+
+
+def _start_placements(**env: str) -> tuple[int, str]:
+    """``python -m homeward.placements`` with the session's environment and ``env`` over it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "homeward.placements"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_placements_refuses_to_start_with_the_development_key() -> None:
+    code, output = _start_placements(HOMEWARD_PATIENT_REF_KEY="homeward-development-key-change-me")
+    assert code == 1, output
+    assert "cannot start" in output and "HOMEWARD_PATIENT_REF_KEY" in output and "development key" in output
+    assert "Traceback" not in output
+
+
+def test_placements_refuses_to_start_without_the_key_for_nhs_numbers() -> None:
+    code, output = _start_placements(HOMEWARD_PATIENT_REF_KEY=REF_A, HOMEWARD_NHS_NUMBER_KEY="")
+    assert code == 1, output
+    assert "HOMEWARD_NHS_NUMBER_KEY is not set" in output and "Traceback" not in output
