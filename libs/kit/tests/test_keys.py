@@ -153,3 +153,19 @@ def test_homeward_headers_from_a_partner_are_dropped_at_intake() -> None:
         ("HOMEWARD-Trace", b"y"),
         ("ce_id", b"1"),
     )
+
+
+def test_the_dead_letter_key_is_its_own_or_derived_and_an_operator_needs_only_it() -> None:
+    derived = CommonSettings.model_validate({"patient_ref_key": SecretStr(KEY_A)}).dead_letter_keys()
+    own = CommonSettings.model_validate({"dlq_hmac_key": SecretStr(KEY_B)}).dead_letter_keys()
+    both = CommonSettings.model_validate(
+        {"patient_ref_key": SecretStr(KEY_A), "dlq_hmac_key": SecretStr(KEY_B)}
+    ).dead_letter_keys()
+    assert len(derived) == len(own) == 1 and derived != own
+    assert both == own + derived  # signs with its own; still verifies what the derived key signed
+    rotating = CommonSettings.model_validate(
+        {"patient_ref_key": SecretStr(KEY_B), "patient_ref_key_previous": SecretStr(KEY_A)}
+    ).dead_letter_keys()
+    assert rotating[1:] == derived
+    with pytest.raises(KeyProblem, match="HOMEWARD_PATIENT_REF_KEY is not set"):
+        CommonSettings().dead_letter_keys()

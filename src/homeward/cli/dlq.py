@@ -80,7 +80,7 @@ class _Checked:
 def dead_letter_keys() -> list[bytes]:
     """The keys that may have signed dead letters: from the environment, else the native stack's."""
     common = CommonSettings()
-    if common.patient_ref_key is None:
+    if common.patient_ref_key is None and common.dlq_hmac_key is None:
         try:
             from homeward.devstack.secrets import read_secrets
 

@@ -96,15 +96,19 @@ class CommonSettings(BaseSettings):
         return NhsNumberCipher(self._value(self.nhs_number_key) or "", self._value(self.nhs_number_key_previous))
 
     def dead_letter_keys(self) -> list[bytes]:
-        """The key that signs dead letters first, then any that may have signed older ones (the
-        key derived from the previous patient reference key, while it is configured)."""
-        patient = self._value(self.patient_ref_key)
-        check_key("HOMEWARD_PATIENT_REF_KEY", patient)
-        explicit = self._value(self.dlq_hmac_key)
-        keys = [dead_letter_key(explicit, patient or "")]
-        if explicit:
-            keys.append(dead_letter_key(None, patient or ""))
+        """The key that signs dead letters first (``HOMEWARD_DLQ_HMAC_KEY``, else derived from the
+        patient reference key), then any that may have signed older ones: the derived key when
+        an explicit one is set, and during a rotation the one derived from the previous patient
+        reference key. An operator's ``homeward dlq`` needs only ``HOMEWARD_DLQ_HMAC_KEY``."""
+        explicit, patient = self._value(self.dlq_hmac_key), self._value(self.patient_ref_key)
         previous = self._value(self.patient_ref_key_previous)
+        keys = []
+        if explicit:
+            check_key("HOMEWARD_DLQ_HMAC_KEY", explicit)
+            keys.append(dead_letter_key(explicit, ""))
+        if patient or not explicit:
+            check_key("HOMEWARD_PATIENT_REF_KEY", patient)
+            keys.append(dead_letter_key(None, patient or ""))
         if previous:
             keys.append(dead_letter_key(None, previous))
         return list(dict.fromkeys(keys))
