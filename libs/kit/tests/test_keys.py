@@ -58,7 +58,7 @@ async def test_a_service_refuses_to_start_without_a_key_or_with_a_short_one(infr
     with pytest.raises(StartupError, match="HOMEWARD_PATIENT_REF_KEY is not set"):
         await _runtime(database, infra, patient_ref_key="").start()
     with pytest.raises(StartupError, match="HOMEWARD_PATIENT_REF_KEY is shorter"):
-        await _runtime(database, infra, patient_ref_key="change-me").start()
+        await _runtime(database, infra, patient_ref_key="short-key").start()
     with pytest.raises(StartupError, match="HOMEWARD_DLQ_HMAC_KEY is the public development key"):
         await _runtime(database, infra, patient_ref_key=KEY_A, dlq_hmac_key=DEVELOPMENT_KEY).start()
 
@@ -100,8 +100,10 @@ def test_the_process_exits_1_naming_the_key(infra: Infra, database: str) -> None
     assert "Traceback" not in output
 
 
-def test_check_key_accepts_a_random_key() -> None:
+def test_check_key_accepts_a_random_key_and_refuses_a_placeholder() -> None:
     check_key("X", "x" * 43)
+    with pytest.raises(KeyProblem, match="placeholder"):
+        check_key("X", "CHANGE-ME-to-at-least-32-random-bytes")
     check_key("X", None, required=False)
     with pytest.raises(KeyProblem):
         check_key("X", None)

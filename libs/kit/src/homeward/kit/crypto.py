@@ -37,6 +37,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 DEVELOPMENT_KEY = "homeward-development-key-change-me"
 MIN_KEY_LENGTH = 32
+# Text of example keys (deploy/base/secrets.example.yaml says CHANGE-ME-...): never a real key.
+PLACEHOLDERS = ("change-me", "changeme", "change_me")
 GENERATE = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
@@ -56,6 +58,8 @@ def check_key(variable: str, value: str | None, *, required: bool = True) -> Non
             f"{variable} is the public development key {DEVELOPMENT_KEY!r}: with it anyone can turn patient "
             f"references back into NHS numbers. Set a random key; {how}"
         )
+    if any(mark in value.lower() for mark in PLACEHOLDERS):
+        raise KeyProblem(f"{variable} is a placeholder from an example file, not a key; {how}")
     if len(value) < MIN_KEY_LENGTH:
         raise KeyProblem(f"{variable} is shorter than {MIN_KEY_LENGTH} characters; {how}")
 
