@@ -5,6 +5,7 @@ text, and re-keys people when a key is rotated, keeping their old reference duri
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import os
 import subprocess
@@ -15,14 +16,19 @@ from typing import Any
 
 import asyncpg
 from homeward.kit.clock import FixedClock
+from homeward.kit.consumer import UnitOfWork
 from homeward.kit.crypto import NhsNumberCipher
-from homeward.kit.pseudonym import patient_ref
+from homeward.kit.db import create_pool, migrate
+from homeward.kit.pseudonym import Pseudonymiser, patient_ref
 from homeward.kit.service import ServiceRuntime
 from homeward.kit.settings import CommonSettings
 from homeward.kit.testing import KafkaProbe, eventually
-from homeward.placements.entrypoints.app import build_definition
+from homeward.placements.adapters.patients import PatientKeys, protect_patients
+from homeward.placements.adapters.repository import PgPlacementRepository
+from homeward.placements.entrypoints.app import MIGRATIONS, build_definition
+from homeward.placements.handlers import PlacementHandlers
 from homeward.placements.settings import PlacementsSettings
-from placements_support import HOME, NHS_A, NHS_B, NHS_C, event, placement_made
+from placements_support import HOME, NHS_A, NHS_B, NHS_C, Register, event, placement_made
 from pydantic import SecretStr
 
 REF_A, REF_B = "ref-key-a-" + "a" * 32, "ref-key-b-" + "b" * 32
@@ -169,3 +175,47 @@ def test_placements_refuses_to_start_without_the_key_for_nhs_numbers() -> None:
     code, output = _start_placements(HOMEWARD_PATIENT_REF_KEY=REF_A, HOMEWARD_NHS_NUMBER_KEY="")
     assert code == 1, output
     assert "HOMEWARD_NHS_NUMBER_KEY is not set" in output and "Traceback" not in output
+
+
+async def test_a_person_added_under_the_old_key_during_a_rolling_restart_is_merged(database: str) -> None:
+    """A replica not yet restarted (old key) records a person the new replica has already
+    re-keyed: the job merges the two rows, and both placements end under the new reference."""
+    await migrate(database, "placements", MIGRATIONS)
+    pool = await create_pool(database, 1, 2)
+    wiring = Register()
+    clock = FixedClock(dt.date(2026, 1, 5))
+    old = PatientKeys(Pseudonymiser(REF_A), NhsNumberCipher(NHS_KEY_A))
+    new = PatientKeys(Pseudonymiser(REF_B, previous=REF_A), NhsNumberCipher(NHS_KEY_A))
+
+    def replica(keys: PatientKeys) -> PlacementHandlers:
+        ctx = dataclasses.replace(wiring.ctx, patient_ref_key=keys.pseudonymiser.key)
+        return PlacementHandlers(
+            ctx, lambda uow: PgPlacementRepository(uow.conn, dlq_topic="d", origin_topic="o", keys=keys)
+        )
+
+    async def handle(handlers: PlacementHandlers, e: Any) -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            await handlers.mapping()[type(e.data)](e, UnitOfWork(conn, "placements", clock, cause=e))
+
+    try:
+        await handle(replica(old), event(placement_made("PLC-1", nhs=NHS_A)))
+        assert await protect_patients(pool, new) == 1  # the new replica starts: re-keyed
+        await handle(replica(old), event(placement_made("PLC-2", nhs=NHS_A, start="2026-01-06")))
+        assert {r["patient_ref"] for r in await rows(database, "SELECT * FROM patients")} == {
+            patient_ref(NHS_A, REF_A),
+            patient_ref(NHS_A, REF_B),
+        }
+        assert await protect_patients(pool, new) == 1
+        [person] = await rows(database, "SELECT * FROM patients")
+        assert (person["patient_ref"], person["previous_patient_ref"]) == (
+            patient_ref(NHS_A, REF_B),
+            patient_ref(NHS_A, REF_A),
+        )
+        placed = await rows(database, "SELECT placement_id, patient_ref FROM placements ORDER BY 1")
+        assert [(r[0], r[1]) for r in placed] == [
+            ("PLC-1", patient_ref(NHS_A, REF_B)),
+            ("PLC-2", patient_ref(NHS_A, REF_B)),
+        ]
+        assert await protect_patients(pool, new) == 0  # nothing left to do
+    finally:
+        await pool.close()
