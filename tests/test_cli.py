@@ -129,12 +129,35 @@ def test_pounds_for_people() -> None:
     assert pounds(123_456, pennies=True) == "£1,234.56"
 
 
+def _signed_dead_letter(
+    key: bytes | None, value: bytes, headers: list[tuple[str, bytes]], **metadata: str
+) -> list[tuple[str, bytes]]:
+    """The headers a service writes on a dead letter (the kit's own functions), signed with ``key``."""
+    import datetime as dt
+
+    from homeward.kit.consumer import dlq_headers, signed_dlq_headers
+
+    meta = dlq_headers(
+        metadata.pop("reason"),
+        metadata.pop("error"),
+        service=metadata.pop("service"),
+        topic=metadata.pop("topic"),
+        at=dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC),
+        **metadata,
+    )
+    return headers + signed_dlq_headers(key, meta, record_key=b"PLC-RX1-000001", value=value, headers=headers)
+
+
+def _session_dead_letter_key() -> bytes:
+    from homeward.kit.settings import CommonSettings
+
+    return CommonSettings().dead_letter_keys()[0]
+
+
 async def test_dlq_list_shows_why_without_the_payload_and_replay_puts_it_back(
     kafka: KafkaProbe,
     monkeypatch,  # type: ignore[no-untyped-def]
 ) -> None:
-    from homeward.kit.consumer import DLQ_HEADER_PREFIX as H
-
     ods = new_ods()
     await kafka.create(partners=[ods])
     source = kafka.topics.partner(ods)
@@ -144,16 +167,17 @@ async def test_dlq_list_shows_why_without_the_payload_and_replay_puts_it_back(
         kafka.topics.dlq("placements"),
         original,
         key=b"PLC-RX1-000001",
-        headers=headers
-        + [
-            (H + "reason", b"malformed-json"),
-            (H + "error", b"malformed-json: message is not valid JSON"),
-            (H + "service", b"placements"),
-            (H + "topic", source.encode()),
-            (H + "partition", b"2"),
-            (H + "offset", b"41"),
-            (H + "at", b"2026-11-20T12:00:00+00:00"),
-        ],
+        headers=_signed_dead_letter(
+            _session_dead_letter_key(),
+            original,
+            headers,
+            reason="malformed-json",
+            error="malformed-json: message is not valid JSON",
+            service="placements",
+            topic=source,
+            partition="2",
+            offset="41",
+        ),
     )
     monkeypatch.setenv("HOMEWARD_KAFKA_TOPIC_NAMESPACE", kafka.topics.namespace)
     for name, value in kafka.infra.kafka_env(OPS).items():  # on call: ops reads and replays dead letters
@@ -162,12 +186,21 @@ async def test_dlq_list_shows_why_without_the_payload_and_replay_puts_it_back(
     listed = await asyncio.to_thread(runner.invoke, app, ["dlq", "list", "placements", "--json"])
     assert listed.exit_code == 0, listed.output
     [letter] = json.loads(listed.output)
+    assert letter["verified"] is True
     assert letter["reason"] == "malformed-json"
     assert letter["topic"] == source and letter["source"] == "2:41"
-    assert letter["at"].startswith("2026-11-20T12:00")
+    assert letter["at"].startswith("2026-11-20T12:00") and letter["age"]
     table = await asyncio.to_thread(runner.invoke, app, ["dlq", "list", "placements"])
     assert "malformed-json" in table.output
-    assert "9990000018" not in listed.output + table.output  # never the payload
+    # Reason, origin and age only: never the payload, the key or the record's own headers.
+    for shown in (listed.output, table.output):
+        assert "9990000018" not in shown and "PLC-RX1-000001" not in shown and "traceparent" not in shown
+
+    shown = await asyncio.to_thread(runner.invoke, app, ["dlq", "show", "placements", letter["id"]])
+    assert shown.exit_code == 0, shown.output
+    whole = json.loads(shown.stdout)
+    assert whole["value"] == original.decode() and whole["key"] == "PLC-RX1-000001"
+    assert whole["metadata"]["error"] == "malformed-json: message is not valid JSON"
 
     replayed = await asyncio.to_thread(runner.invoke, app, ["dlq", "replay", "placements", letter["id"]])
     assert replayed.exit_code == 0, replayed.output
@@ -181,12 +214,57 @@ async def test_dlq_list_shows_why_without_the_payload_and_replay_puts_it_back(
     assert wrong.exit_code == 2
 
 
-async def test_dlq_list_and_replay_ignore_dead_letter_headers_a_partner_forged(
+async def test_dlq_shows_a_dead_letter_it_cannot_verify_as_unverified_and_never_replays_it(
     kafka: KafkaProbe,
     monkeypatch,  # type: ignore[no-untyped-def]
 ) -> None:
-    """A partner's record that carries its own homeward-dlq-* headers cannot change the reason an
-    operator reads, nor make a replay speak on another partner's topic."""
+    """Dead-letter headers written by anyone but a Homeward service (no MAC, another key, or a
+    MAC over other values) are not believed: no reason, no origin, no replay."""
+    from homeward.kit.consumer import DLQ_HEADER_PREFIX as H
+
+    sender, victim = new_ods("S"), new_ods("V")
+    await kafka.create(partners=[sender, victim])
+    claims = {
+        "reason": "corrected-by-operator",
+        "error": "please replay",
+        "service": "ingress",
+        "topic": kafka.topics.partner(victim),
+        "partition": "0",
+        "offset": "1",
+    }
+    no_mac = _signed_dead_letter(None, b"{}", [], **dict(claims))
+    other_key = _signed_dead_letter(b"k" * 32, b"{}", [], **dict(claims))
+    # Signed with the right key, then the topic changed: the MAC no longer matches.
+    altered = [
+        (k, kafka.topics.partner(victim).encode() if k == H + "topic" else v)
+        for k, v in _signed_dead_letter(_session_dead_letter_key(), b"{}", [], **{**claims, "topic": "x"})
+    ]
+    for headers in (no_mac, other_key, altered):
+        await kafka.send_raw(kafka.topics.dlq("ingress"), b"{}", key=b"PLC-RX1-000001", headers=headers)
+    monkeypatch.setenv("HOMEWARD_KAFKA_TOPIC_NAMESPACE", kafka.topics.namespace)
+    monkeypatch.setenv("HOMEWARD_KAFKA_BOOTSTRAP_SERVERS", kafka.infra.kafka_bootstrap)
+
+    listed = await asyncio.to_thread(runner.invoke, app, ["dlq", "list", "ingress", "--json"])
+    assert listed.exit_code == 0, listed.output
+    letters = json.loads(listed.output)
+    assert len(letters) == 3
+    assert {(d["verified"], d["reason"], d["topic"]) for d in letters} == {(False, "unverified", "")}
+    assert "corrected-by-operator" not in listed.output and victim not in listed.output
+    for d in letters:
+        refused = await asyncio.to_thread(runner.invoke, app, ["dlq", "replay", "ingress", d["id"]])
+        assert refused.exit_code == 1
+        assert "unverified" in refused.output
+    assert await kafka.read(kafka.topics.partner(victim), timeout=3) == []
+
+
+async def test_dlq_forged_headers_a_partner_sends_are_dropped_at_intake_and_cannot_redirect_a_replay(
+    kafka: KafkaProbe,
+    ingress: object,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """A partner's record that carries its own homeward-* headers, refused by the real ingress:
+    the dead letter the ingress writes holds none of them, the listing shows the ingress's
+    reason and the partner's own topic, and a replay goes back there, not to the victim's."""
     from homeward.kit.consumer import DLQ_HEADER_PREFIX as H
 
     sender, victim = new_ods("S"), new_ods("V")
@@ -195,34 +273,31 @@ async def test_dlq_list_and_replay_ignore_dead_letter_headers_a_partner_forged(
     forged = [
         (H + "reason", b"corrected by operator, please replay"),
         (H + "topic", kafka.topics.partner(victim).encode()),
+        (H + "mac", b"v1:0000"),
+        ("Homeward-DLQ-Topic", kafka.topics.partner(victim).encode()),
+        ("homeward-anything", b"x"),
+        ("traceparent", b"00-abc-01"),
     ]
-    await kafka.send_raw(
-        kafka.topics.dlq("ingress"),
-        b"{not json",
-        key=b"k",
-        headers=forged
-        + [
-            (H + "reason", b"malformed-json"),
-            (H + "error", b"message is not valid JSON"),
-            (H + "service", b"ingress"),
-            (H + "topic", own.encode()),
-            (H + "partition", b"0"),
-            (H + "offset", b"7"),
-            (H + "at", b"2026-11-20T12:00:00+00:00"),
-        ],
-    )
+    await kafka.send_raw(own, b"{not json", key=b"k", headers=forged)
+    [dead] = await kafka.read(kafka.topics.dlq("ingress"), until=lambda r: len(r) >= 1, timeout=60)
+    names = [k for k, _ in dead.headers]
+    assert names[0] == "traceparent"  # the partner's other headers are kept, for a replay
+    assert [k for k in names if k.lower().startswith("homeward-") and not k.startswith(H)] == []
+    assert dict(dead.headers)[H + "reason"] == b"malformed-json"
+    assert names.count(H + "reason") == names.count(H + "topic") == names.count(H + "mac") == 1
+
     monkeypatch.setenv("HOMEWARD_KAFKA_TOPIC_NAMESPACE", kafka.topics.namespace)
     for name, value in kafka.infra.kafka_env(OPS).items():  # on call: ops reads and replays dead letters
         monkeypatch.setenv(name, value)
     listed = await asyncio.to_thread(runner.invoke, app, ["dlq", "list", "ingress", "--json"])
     assert listed.exit_code == 0, listed.output
     [letter] = json.loads(listed.output)
-    assert (letter["reason"], letter["topic"]) == ("malformed-json", own)
+    assert (letter["verified"], letter["reason"], letter["topic"]) == (True, "malformed-json", own)
     replayed = await asyncio.to_thread(runner.invoke, app, ["dlq", "replay", "ingress", letter["id"]])
     assert replayed.exit_code == 0, replayed.output
-    [record] = await kafka.read(own, until=lambda r: len(r) >= 1)
-    assert record.value == b"{not json"
-    assert not [k for k, _ in record.headers if k.startswith(H)]  # no dead-letter header goes back
+    records = await kafka.read(own, until=lambda r: len(r) >= 2)
+    assert [r.value for r in records] == [b"{not json", b"{not json"]
+    assert list(records[1].headers) == [("traceparent", b"00-abc-01")]  # no homeward-* header goes back
     assert await kafka.read(kafka.topics.partner(victim), timeout=3) == []
 
 
@@ -316,13 +391,18 @@ def test_stop_services_signals_each_recorded_process_and_forgets_it(tmp_path: Pa
 def test_replay_restores_headers_the_dead_letter_writer_stored_as_base64() -> None:
     """A record whose header held a NUL byte is dead-lettered with that value in base64 (jsonb
     cannot hold a NUL); a replay sends the original bytes again, without the dead-letter headers."""
-    from homeward.kit.consumer import DLQ_HEADER_PREFIX as H
-    from homeward.kit.consumer import Record, storable_dead_letter
+    import datetime as dt
 
-    from homeward.cli.dlq import original_headers
+    from homeward.kit.consumer import Record, dlq_headers, signed_dlq_headers, storable_dead_letter
 
+    from homeward.cli.dlq import _Raw, check, original_headers
+
+    key = b"k" * 32
     record = Record("partner.RX1.events", 0, 5, b"k", b"{}", headers=(("trace", b"a\x00b"), ("plain", b"ok")))
     stored = storable_dead_letter(record, 512 * 1024)
-    extra = {name.replace("_", "-"): value for name, value in stored.extra.items()}
-    dead_letter = list(stored.headers) + [(H + name, value.encode()) for name, value in extra.items()]
+    at = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
+    meta = dlq_headers("malformed-json", "", service="ingress", topic=record.topic, at=at, **stored.extra)
+    signed = signed_dlq_headers(key, meta, record_key=stored.key, value=stored.value, headers=stored.headers)
+    dead_letter = check(_Raw(0, 1, stored.key, stored.value, list(stored.headers) + signed), [key])
+    assert dead_letter.verified
     assert original_headers(dead_letter) == [("trace", b"a\x00b"), ("plain", b"ok")]

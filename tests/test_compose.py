@@ -181,12 +181,21 @@ def compose_binary() -> str:
 # The Kafka passwords docker-compose.yml requires (${KAFKA_PASSWORD_<WHO>:?...}, no defaults):
 # the admin's, ops' and each service's, as an operator's .env file would give them.
 COMPOSE_PASSWORDS = {f"KAFKA_PASSWORD_{who.upper()}": f"test-{who}-secret" for who in ("admin", "ops", *SERVICES)}
+# The keys the file requires (it has no default for them), as an operator's .env would give them.
+COMPOSE_KEYS = {"HOMEWARD_PATIENT_REF_KEY": "k" * 43, "HOMEWARD_NHS_NUMBER_KEY": "n" * 43}
 
 
-def run_compose(*args: str, passwords: Mapping[str, str] = COMPOSE_PASSWORDS) -> subprocess.CompletedProcess[str]:
+def run_compose(
+    *args: str, passwords: Mapping[str, str] = COMPOSE_PASSWORDS, keys: Mapping[str, str] = COMPOSE_KEYS
+) -> subprocess.CompletedProcess[str]:
     # A clean environment: the file's own defaults, not whatever this shell exports, and the
-    # required passwords.
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"), **passwords}
+    # required passwords and keys.
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        **passwords,
+        **keys,
+    }
     return subprocess.run(
         [compose_binary(), "-f", str(COMPOSE_FILE), *args],
         cwd=ROOT,
@@ -329,6 +338,15 @@ def test_compose_kafka_health_check_signs_in() -> None:
     # The client reads the broker's own JAAS line (its username and password) from the environment.
     assert f"$KAFKA_LISTENER_NAME_{listener}_PLAIN_SASL_JAAS_CONFIG" in command.replace("$$", "$")
     assert "sasl.jaas.config" in command
+
+
+@pytest.mark.parametrize("missing", sorted(COMPOSE_KEYS))
+def test_compose_refuses_to_run_without_each_key(missing: str) -> None:
+    """No key has a default: the public development key is gone from the file."""
+    result = run_compose("config", "-q", keys={k: v for k, v in COMPOSE_KEYS.items() if k != missing})
+    assert result.returncode != 0
+    assert missing in result.stderr
+    assert "development-key" not in COMPOSE_FILE.read_text()
 
 
 def test_compose_runs_infrastructure_with_health_checks_and_volumes() -> None:

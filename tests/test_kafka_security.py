@@ -244,8 +244,9 @@ def test_each_service_has_its_own_kafka_user(infra: Infra) -> None:
 
 
 def test_each_services_wiring_reads_exactly_what_its_grants_allow() -> None:
-    from homeward.cli.runner import service_subscriptions
     from homeward.contracts.topics import CONSUMES
+
+    from homeward.cli.runner import service_subscriptions
 
     for service, subscriptions in service_subscriptions().items():
         assert {s for sub in subscriptions for s in sub.services} == set(CONSUMES[service]), service

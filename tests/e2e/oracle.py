@@ -14,6 +14,7 @@ from typing import Any
 
 from homeward.contracts.events import (
     BudgetAllocated,
+    PlacementAgreed,
     PlacementEnded,
     PlacementMade,
     PlacementRateChanged,
@@ -48,6 +49,10 @@ class P:
     end_reason: str | None = None
     transfer_to: str | None = None
     reviews: dict[str, list[dt.date]] = field(default_factory=dict)
+    # Charged only once its commissioner agreed it: by sending the PlacementMade itself, or a
+    # PlacementAgreed for a provider's report (docs/authority.md).
+    agreed: bool = False
+    reported_by: str = ""
 
     def rate_on(self, night: dt.date) -> int:
         return [r for eff, r in sorted(self.rates) if eff <= night][-1]
@@ -67,7 +72,7 @@ def replay(sc: Scenario) -> World:
     site_areas = {s["code"]: s["area"] for s in sc.reference["sites"]}
     placements: dict[str, P] = {}
     allocations: dict[tuple[str, str], int] = {}
-    for _, e in sc.events:
+    for sender, e in sc.events:
         d: Any = e.data
         if isinstance(d, PlacementMade):
             site_area = d.provider_site_area or site_areas[d.provider_site]
@@ -87,7 +92,12 @@ def replay(sc: Scenario) -> World:
                 d.start_date,
                 [(d.start_date, d.daily_rate_pence)],
                 funding,
+                agreed=sender == d.commissioner,
+                reported_by=sender,
             )
+        elif isinstance(d, PlacementAgreed):
+            if sender == d.commissioner and d.daily_rate_pence == placements[d.placement_id].rates[0][1]:
+                placements[d.placement_id].agreed = True
         elif isinstance(d, PlacementRateChanged):
             placements[d.placement_id].rates.append((d.effective_date, d.daily_rate_pence))
         elif isinstance(d, ReviewCompleted):
@@ -106,7 +116,17 @@ def active(world: World, as_of: dt.date) -> dict[str, bool]:
     return {p.id: p.out_of_area for p in world.placements.values() if p.active_on(as_of)}
 
 
+def agreed(world: World) -> set[str]:
+    """Placements their commissioners agreed: the only ones the budget is told of."""
+    return {p.id for p in world.placements.values() if p.agreed}
+
+
 def repatriations(world: World) -> set[tuple[str, str]]:
+    """Moves home between agreed placements (a move involving an unagreed one waits for it)."""
+    return {(a, b) for a, b in _moves(world) if world.placements[a].agreed and world.placements[b].agreed}
+
+
+def _moves(world: World) -> set[tuple[str, str]]:
     out = set()
     for p in world.placements.values():
         if not p.out_of_area or p.end is None:
@@ -167,9 +187,12 @@ def split(amount: int, shares: list[tuple[str, int]]) -> dict[str, int]:
 
 
 def spent(world: World, fy_start: dt.date, as_of: dt.date) -> dict[str, int]:
-    """Accrued spend per commissioner: every night before as_of in the financial year."""
+    """Accrued spend per commissioner: every night before as_of in the financial year, of the
+    placements the commissioner agreed."""
     out: dict[str, int] = {}
     for p in world.placements.values():
+        if not p.agreed:
+            continue
         night = max(p.start, fy_start)
         last = min(p.end or as_of, as_of)
         while night < last:

@@ -77,6 +77,28 @@ def test_register_matches_the_partners_events(system: System, world: oracle.Worl
     assert not all(expected.values())
 
 
+def test_providers_reports_are_charged_only_once_their_commissioners_agree_them(
+    system: System, world: oracle.World
+) -> None:
+    """The scenario's providers report some placements themselves; the commissioners agree all
+    but the latest, which stays in the register awaiting agreement and costs its budget nothing."""
+    unagreed = set(world.placements) - oracle.agreed(world)
+    assert unagreed, "the scenario should leave a provider's report unagreed"
+    assert any(p.reported_by != p.commissioner and p.agreed for p in world.placements.values())
+    for pid in unagreed:
+        detail = system.get("placements", f"/placements/{pid}", as_of=AS_OF.isoformat())
+        assert (detail["status"], detail["agreed_by"]) == ("awaiting commissioner agreement", None)
+        r = httpx.get(system.url("budget", f"/placements/{pid}/ledger"), timeout=60)
+        assert r.status_code == 404 or (r.json()["streams"], r.json()["transfers"]) == ([], []), pid
+    registered = _internal(system, "placements", "homeward.PlacementRegistered.v1")
+    assert {e.data.placement_id for e in registered} == oracle.agreed(world)
+    assert all(e.data.asserted_by == world.placements[e.data.placement_id].commissioner for e in registered)
+    waiting = _internal(system, "placements", "homeward.PlacementAwaitingAgreement.v1")
+    assert {e.data.placement_id for e in waiting} == {
+        p.id for p in world.placements.values() if p.reported_by != p.commissioner
+    }
+
+
 def test_every_review_overdue_exactly_once(system: System, world: oracle.World) -> None:
     expected = oracle.overdue(world, AS_OF)
     events = _internal(system, "placements", "homeward.ReviewOverdue.v1")
@@ -128,10 +150,14 @@ def test_emails_delivered_to_the_right_people(system: System, world: oracle.Worl
         expected[(address("case_manager", c), "overdue", pid)] += 1
         if level >= 2:
             expected[(address("clinical_lead", c), "overdue", pid)] += 1
-    for pid, ooa in ((p.id, p.out_of_area) for p in world.placements.values()):
-        if ooa:
-            for org, _ in world.placements[pid].funding:
-                expected[(address("oap_lead", org), "new out-of-area placement", pid)] += 1
+    for p in world.placements.values():
+        if p.out_of_area and p.agreed:
+            for org, _ in p.funding:
+                expected[(address("oap_lead", org), "new out-of-area placement", p.id)] += 1
+        if p.reported_by != p.commissioner:  # a provider's report: the commissioner is asked to agree it
+            for org, _ in p.funding:
+                for role in ("oap_lead", "finance_lead"):
+                    expected[(address(role, org), "agree or query placement", p.id)] += 1
     for src, _ in oracle.repatriations(world):
         for org, _ in world.placements[src].funding:
             for role in ("case_manager", "finance_lead"):
@@ -142,7 +168,7 @@ def test_emails_delivered_to_the_right_people(system: System, world: oracle.Worl
     got: Counter[tuple[str, str, str]] = Counter()
     for m in mails:
         subject = m["subject"]
-        for keyword in ("overdue", "new out-of-area placement", "moved home to"):
+        for keyword in ("overdue", "new out-of-area placement", "moved home to", "agree or query placement"):
             if keyword in subject:
                 pid = next((p for p in world.placements if f"placement {p} " in subject + " "), None)
                 got[(m["to"][0]["address"], keyword, pid or "?")] += 1

@@ -14,7 +14,7 @@ from homeward.budget.domain.position import Figures, TotalsKey, transfer_figures
 from homeward.budget.domain.records import Allocation, Invoice
 from homeward.budget.domain.streams import Stream, StreamBook
 from homeward.budget.domain.thresholds import ThresholdState
-from homeward.budget.handlers import Context, Rules
+from homeward.budget.handlers import Context, Rules, assertion_of
 from homeward.budget.ports import BudgetRepository
 from homeward.contracts import Event, Payload, new_event, partner_source, service_source
 from homeward.contracts.events import (
@@ -154,11 +154,13 @@ class Harness:
         self.repo = FakeRepository()
         self.outbox = FakeOutbox()
         self.today = today
-        self.rules = rules or Rules()
+        # Most use-case tests use toy rates (£10 a night); the plausibility tests pass bounds.
+        self.rules = rules or Rules(rate_bounds={})
 
-    def ctx(self) -> Context:
+    def ctx(self, event: Event[Any] | None = None) -> Context:
+        """A context for handling ``event`` (who asserted it is taken from it), or for the job."""
         now = dt.datetime.combine(self.today, dt.time(12), tzinfo=dt.UTC)
-        return Context(self.repo, self.outbox, self.today, now, self.rules)
+        return Context(self.repo, self.outbox, self.today, now, self.rules, assertion_of(event) if event else None)
 
 
 _ids = itertools.count(1)

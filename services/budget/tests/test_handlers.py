@@ -10,15 +10,18 @@ from homeward.budget.domain.locks import LockKey, commissioner_keys, invoice_key
 from homeward.budget.domain.position import position
 from homeward.budget.domain.records import InvoiceStatus
 from homeward.budget.handlers import (
+    Rules,
     accrue_stream,
     allocate,
     change_rate,
     close_placement,
+    confirm_invoice,
     receive_invoice,
     register_placement,
 )
 from homeward.contracts import new_event, partner_source
-from homeward.contracts.events import InvoiceVarianceFound
+from homeward.contracts.events import AmountHeld, InvoiceConfirmed, InvoiceVarianceFound
+from homeward.contracts.plausibility import load_bounds
 from homeward.kit.consumer import Rejected
 
 from .fakes import Harness, allocated, closed, from_partner, from_placements, invoice, rate_changed, registered
@@ -26,15 +29,24 @@ from .fakes import Harness, allocated, closed, from_partner, from_placements, in
 D = dt.date
 
 
-async def test_allocation_is_accepted_from_the_commissioner_or_the_named_source_only() -> None:
-    h = Harness(D(2026, 4, 1))
+async def test_allocation_is_accepted_from_the_commissioner_or_its_delegated_lead_only() -> None:
+    h = Harness(D(2026, 4, 1), Rules(delegations={"05A": "05H"}))
     await allocate(h.ctx(), from_partner(allocated("05A", 1_000), "05A", h.today))
-    lead = allocated("05A", 2_000, allocation_id="ALLOC-2").model_copy(update={"source_organisation": "RYG"})
-    await allocate(h.ctx(), from_partner(lead, "RYG", h.today))
-    with pytest.raises(Rejected) as refused:
-        await allocate(h.ctx(), from_partner(allocated("05A", 5_000, allocation_id="ALLOC-3"), "05H", h.today))
-    assert refused.value.reason == "not-party"
+    await allocate(h.ctx(), from_partner(allocated("05A", 2_000, allocation_id="ALLOC-2"), "05H", h.today))
+    # Naming yourself as the source of the money gives no right to move it (issue 12: 8Z000 added £10bn).
+    forged = allocated("05A", 5_000, allocation_id="ALLOC-3").model_copy(update={"source_organisation": "8Z000"})
+    for sender, payload in (("8Z000", forged), ("05R", allocated("05A", 5_000, allocation_id="ALLOC-4"))):
+        with pytest.raises(Rejected) as refused:
+            await allocate(h.ctx(), from_partner(payload, sender, h.today))
+        assert refused.value.reason == "not-authorised"
+    # 05H leads for 05A, not the other way round.
+    with pytest.raises(Rejected):
+        await allocate(h.ctx(), from_partner(allocated("05H", 7_000, allocation_id="ALLOC-5"), "05A", h.today))
     assert position(h.repo.book.accounts, "05A", "2026-27").total.allocated == 3_000
+    assert {(t.asserted_by, t.principal) for t in h.repo.book.transfers.values()} == {
+        ("05A", "User:05A"),
+        ("05H", "User:05H"),
+    }
 
 
 async def test_a_revised_allocation_posts_the_difference_and_an_old_revision_replayed_changes_nothing() -> None:
@@ -153,3 +165,94 @@ async def test_each_use_case_locks_its_placement_and_every_commissioner_it_posts
         invoice_key("8Z001", "INV-1"),
     }
     assert await locks_of(allocate, from_partner(allocated("05R", 1_000), "05R", h.today)) == commissioner_keys(["05R"])
+
+
+# ------------------------------------------------------------------ authority (docs/authority.md)
+
+
+def _bounded() -> Rules:
+    return Rules(rate_bounds=load_bounds())
+
+
+def _confirmation(claim: Any, amount: int | None = None) -> InvoiceConfirmed:
+    return InvoiceConfirmed(
+        invoice_id=claim.invoice_id,
+        provider=claim.provider,
+        commissioner=claim.commissioner,
+        placement_id=claim.placement_id,
+        amount_pence=claim.amount_pence if amount is None else amount,
+    )
+
+
+async def test_an_implausible_invoice_is_held_and_matched_once_the_commissioner_confirms_it() -> None:
+    h = Harness(D(2026, 5, 1), _bounded())
+    await register_placement(h.ctx(), from_placements(registered("P1", start=D(2026, 4, 1), rate=54_500), h.today))
+    # Pounds typed as pence: £54,500 a night for an adult acute bed.
+    claim = invoice("INV-1", "P1", D(2026, 4, 1), D(2026, 4, 30), 30 * 5_450_000)
+    await receive_invoice(h.ctx(), from_partner(claim, "8Z001", h.today))
+    held = h.repo.invoices[("8Z001", "INV-1")]
+    assert (held.status, held.accrued) == (InvoiceStatus.HELD, None)
+    [alert] = h.outbox.of(AmountHeld)
+    assert (alert.kind, alert.daily_rate_pence, alert.upper_pence, alert.commissioner) == (
+        "invoice",
+        5_450_000,
+        300_000,
+        "05A",
+    )
+    assert h.outbox.of(InvoiceVarianceFound) == []
+    # Only the commissioner confirms, and only the amount that was held.
+    for sender, confirmation, reason in (
+        ("8Z001", _confirmation(claim), "not-authorised"),
+        ("05A", _confirmation(claim, amount=1), "conflict"),
+    ):
+        with pytest.raises(Rejected) as refused:
+            await confirm_invoice(h.ctx(), from_partner(confirmation, sender, h.today))
+        assert refused.value.reason == reason
+    assert h.repo.invoices[("8Z001", "INV-1")].status is InvoiceStatus.HELD
+    await confirm_invoice(h.ctx(), from_partner(_confirmation(claim), "05A", h.today))
+    matched = h.repo.invoices[("8Z001", "INV-1")]
+    assert (matched.status, matched.confirmed_by, matched.accrued) == (InvoiceStatus.MATCHED, "05A", 30 * 54_500)
+    assert len(h.outbox.of(InvoiceVarianceFound)) == 1
+
+
+async def test_a_plausible_invoice_is_matched_at_once_and_a_parked_one_is_checked_on_arrival() -> None:
+    h = Harness(D(2026, 5, 1), _bounded())
+    low = invoice("INV-LOW", "P1", D(2026, 4, 1), D(2026, 4, 30), 30 * 9_000)  # £90 a night: below £100
+    await receive_invoice(h.ctx(), from_partner(low, "8Z001", h.today))
+    assert h.repo.invoices[("8Z001", "INV-LOW")].status is InvoiceStatus.PARKED
+    await register_placement(h.ctx(), from_placements(registered("P1", start=D(2026, 4, 1), rate=54_500), h.today))
+    assert h.repo.invoices[("8Z001", "INV-LOW")].status is InvoiceStatus.HELD
+    fair = invoice("INV-OK", "P1", D(2026, 4, 1), D(2026, 4, 30), 30 * 54_500)
+    await receive_invoice(h.ctx(), from_partner(fair, "8Z001", h.today))
+    assert h.repo.invoices[("8Z001", "INV-OK")].status is InvoiceStatus.MATCHED
+    assert [a.invoice_id for a in h.outbox.of(AmountHeld)] == ["INV-LOW"]
+
+
+async def test_every_transfer_records_who_asserted_it() -> None:
+    h = Harness(D(2026, 5, 1))
+    agreed = registered("P1", start=D(2026, 4, 1), rate=1000).model_copy(
+        update={"asserted_by": "05A", "principal": "User:05A"}
+    )
+    await register_placement(h.ctx(), from_placements(agreed, h.today))
+    await accrue_stream(h.ctx(), "placement:P1")
+    who = {(t.purpose, t.asserted_by, t.principal) for t in h.repo.book.transfers.values()}
+    assert ("accrual", "05A", "service:budget") in who
+    assert {p for p, _, _ in who} >= {"commitment", "accrual"}
+    assert all(by == "05A" for _, by, _ in who)
+    assert {pr for p, _, pr in who if p != "accrual"} == {"User:05A"}
+
+
+async def test_an_invoice_is_judged_per_night_of_the_stay_it_covers() -> None:
+    h = Harness(D(2026, 6, 1), _bounded())
+    stay = registered("P1", start=D(2026, 4, 28), rate=54_500)
+    await register_placement(h.ctx(), from_placements(stay, h.today))
+    await close_placement(h.ctx(), from_placements(closed("P1", D(2026, 5, 3), D(2026, 4, 28)), h.today))
+    # April's invoice covers 3 nights (28-30 April) and May's 2 (1-2 May), not whole months.
+    for invoice_id, first, last, nights in (
+        ("INV-4", D(2026, 4, 1), D(2026, 4, 30), 3),
+        ("INV-5", D(2026, 5, 1), D(2026, 5, 31), 2),
+    ):
+        claim = invoice(invoice_id, "P1", first, last, nights * 54_500)
+        await receive_invoice(h.ctx(), from_partner(claim, "8Z001", h.today))
+        assert h.repo.invoices[("8Z001", invoice_id)].status is InvoiceStatus.MATCHED, invoice_id
+    assert h.outbox.of(AmountHeld) == []

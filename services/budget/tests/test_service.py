@@ -192,7 +192,7 @@ async def test_events_in_give_hand_computed_positions_history_and_alerts(
     assert alert_types(records) == expected
 
     dlq = await kafka.read(kafka.topics.dlq("budget"), until=lambda r: len(r) >= 1, timeout=60)
-    assert [dict(r.headers)["homeward-dlq-reason"] for r in dlq] == [b"not-party"]
+    assert [dict(r.headers)["homeward-dlq-reason"] for r in dlq] == [b"not-authorised"]
 
     check = await _get(service, "/check")
     assert check.status_code == 200, check.json()

@@ -61,6 +61,8 @@ SOURCES = {
     "ReferralWaitBreached": "referrals",
     "BudgetThresholdBreached": "budget",
     "InvoiceVarianceFound": "budget",
+    "PlacementAwaitingAgreement": "placements",
+    "AmountHeld": "budget",
 }
 
 
@@ -166,6 +168,31 @@ def sample_data(name: str, commissioner: str = "05A", **extra: Any) -> dict[str,
             "accrued_pence": 1_526_000,
             "variance_pence": 210_000,
             "tolerance_pence": 5_000,
+        },
+        "PlacementAwaitingAgreement": {
+            "placement_id": "PLC-8Z104-000777",
+            "provider": "8Z104",
+            "provider_site": "8Z10401",
+            "reported_by": "8Z104",
+            "bed_type": "adult_acute",
+            "start_date": "2026-03-02",
+            "daily_rate_pence": 54_500,
+            "out_of_area": True,
+            "patient_ref": PATIENT_REF,
+        },
+        "AmountHeld": {
+            "kind": "invoice",
+            "placement_id": "PLC-05A-000125",
+            "provider": "8Z104",
+            "bed_type": "adult_acute",
+            "asserted_by": "8Z104",
+            "daily_rate_pence": 5_450_000,
+            "lower_pence": 10_000,
+            "upper_pence": 300_000,
+            "invoice_id": "INV-8Z104-5532",
+            "invoice_amount_pence": 152_600_000,
+            "period_start": "2026-02-01",
+            "period_end": "2026-02-28",
         },
     }[name]
     return {**base, "commissioner": commissioner, **UPSTREAM_PERSONAL, **extra}

@@ -61,7 +61,7 @@ async def test_import_takes_the_valid_rows_and_reports_the_others_by_line(databa
     assert result.code == 1
     assert "staff.csv:3: email:" in result.err
     assert "staff.csv:5: role:" in result.err
-    assert "2 added, 0 updated, 6 subscriptions added, 2 rows refused" in result.out
+    assert "2 added, 0 updated, 8 subscriptions added, 2 rows refused" in result.out
 
     yaml_file = tmp_path / "staff.yaml"
     yaml_file.write_text(

@@ -322,9 +322,11 @@ async def test_failed_emails_are_kept_reported_and_can_be_queued_again(
             people = (await api.get("/subscriptions", params={"org": "05A"})).json()["recipients"]
             assert [p["email"] for p in people] == ["finance@05a.nhs.uk"]
             assert {s["event_type"] for s in people[0]["subscriptions"]} == {
+                "AmountHeld",
                 "BudgetThresholdBreached",
                 "InvoiceVarianceFound",
                 "PatientRepatriated",
+                "PlacementAwaitingAgreement",
             }
             assert (await api.get("/notifications", params={"status": "lost"})).status_code == 400
 

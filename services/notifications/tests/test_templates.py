@@ -29,6 +29,8 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     "ReferralWaitBreached": ("REF-05A-000079", "30 hours", "10 Mar 2026 08:30", "24"),
     "BudgetThresholdBreached": ("2025-26", "£12,345,678.91", "£12,000,000.00", "102.9%", "95%"),
     "InvoiceVarianceFound": ("INV-8Z104-5531", "PLC-05A-000125", "£17,360.00", "£15,260.00", "£2,100.00"),
+    "PlacementAwaitingAgreement": ("PLC-8Z104-000777", "8Z10401", "2 Mar 2026", "£545.00", "awaiting commissioner"),
+    "AmountHeld": ("INV-8Z104-5532", "PLC-05A-000125", "£54,500.00", "£100.00 to £3,000.00", "£1,526,000.00"),
 }
 SUBJECT_BY: dict[str, str] = {
     "ReviewOverdue": "Action needed by 19 Mar 2026: CTR overdue 21 days — placement PLC-05A-000123 at 8HA0301",
@@ -39,6 +41,8 @@ SUBJECT_BY: dict[str, str] = {
     "ReferralWaitBreached": "Action needed by 11 Mar 2026: find an adult acute bed",
     "BudgetThresholdBreached": "Action needed by 26 Mar 2026: review the 2025-26 forecast",
     "InvoiceVarianceFound": "Action needed by 26 Mar 2026: check invoice INV-8Z104-5531",
+    "PlacementAwaitingAgreement": "Action needed by 14 Mar 2026: agree or query placement PLC-8Z104-000777",
+    "AmountHeld": "Action needed by 17 Mar 2026: confirm or query invoice INV-8Z104-5532",
 }
 
 

@@ -148,6 +148,7 @@ class FakeStore:
     resolutions: dict[str, tuple[str, str]] = field(default_factory=dict)
     dead_letters: list[tuple[str, str, str]] = field(default_factory=list)
     repatriations: dict[str, Repatriation] = field(default_factory=dict)
+    repatriation_ids: dict[str, tuple[str, bool]] = field(default_factory=dict)  # from -> (event id, published)
     capacity: list[tuple[str, BedType, int, dt.datetime]] = field(default_factory=list)
     published: list[tuple[str, Payload]] = field(default_factory=list)
     locks: list[str] = field(default_factory=list)
@@ -267,7 +268,30 @@ class FakeRepository(PlacementRepository):
         if repatriation.from_placement_id in self.s.repatriations or repatriation.to_placement_id in used:
             return False
         self.s.repatriations[repatriation.from_placement_id] = repatriation
+        self.s.repatriation_ids[repatriation.from_placement_id] = (event_id, False)
         return True
+
+    async def save_agreement(self, placement: Placement) -> None:
+        stored = self.s.placements[placement.placement_id]
+        stored.agreed_by, stored.agreed_event_id = placement.agreed_by, placement.agreed_event_id
+
+    async def mark_released(self, placement_id: str) -> None:
+        self.s.placements[placement_id].released = True
+
+    async def confirm_rate(self, placement_id: str, entry: RateEntry) -> None:
+        rates = self.s.placements[placement_id].rates
+        rates[:] = [entry if e.event_id == entry.event_id else e for e in rates]
+
+    async def unpublished_repatriations(self, placement_id: str) -> list[tuple[Repatriation, str]]:
+        return [
+            (r, self.s.repatriation_ids[f][0])
+            for f, r in sorted(self.s.repatriations.items())
+            if not self.s.repatriation_ids[f][1] and placement_id in (r.from_placement_id, r.to_placement_id)
+        ]
+
+    async def mark_repatriation_published(self, from_placement_id: str) -> None:
+        event_id, _ = self.s.repatriation_ids[from_placement_id]
+        self.s.repatriation_ids[from_placement_id] = (event_id, True)
 
     async def record_capacity(
         self, area: str, bed_type: BedType, available_beds: int, as_of: dt.datetime, event_id: str
@@ -297,10 +321,11 @@ class Register:
         ref: ReferenceData | None = None,
         policy: ReviewPolicy | None = None,
         window: int = 14,
+        delegations: dict[str, str] | None = None,
     ) -> None:
         self.store = FakeStore()
         self.clock = FixedClock(dt.date.fromisoformat(today))
-        self.ctx = Context(ref or reference(), policy or default_policy(), KEY, window)
+        self.ctx = Context(ref or reference(), policy or default_policy(), KEY, window, delegations=delegations or {})
         self.handlers = PlacementHandlers(self.ctx, lambda uow: FakeRepository(uow.store)).mapping()
 
     async def send(self, e: Event[Any]) -> None:

@@ -63,6 +63,9 @@ async def test_pooled_funding_is_published_as_stated_and_a_funder_may_state_the_
     reg = Register()
     funding = [{"commissioner": HOME, "share_bp": 5000}, {"commissioner": "05R", "share_bp": 5000}]
     await reg.send(event(placement_made("PLC-1", funding=funding), org="05R"))
+    # A co-funder's report waits for the responsible commissioner, who agrees by stating it too.
+    assert reg.store.of_type(PlacementRegistered) == []
+    await reg.send(event(placement_made("PLC-1", funding=funding), org=HOME))
     (published,) = reg.store.of_type(PlacementRegistered)
     assert [(f.commissioner, f.share_bp) for f in published.funding] == [(HOME, 5000), ("05R", 5000)]
 

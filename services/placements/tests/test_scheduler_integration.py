@@ -14,15 +14,19 @@ from homeward.contracts.events import PlacementMade
 from homeward.contracts.identifiers import nhs_numbers_in_test_range
 from homeward.kit.clock import FixedClock
 from homeward.kit.consumer import UnitOfWork
+from homeward.kit.crypto import NhsNumberCipher
 from homeward.kit.db import create_pool, migrate
+from homeward.kit.pseudonym import Pseudonymiser
 from homeward.kit.topics import Topics
+from homeward.placements.adapters.patients import PatientKeys
 from homeward.placements.adapters.repository import PgPlacementRepository
 from homeward.placements.entrypoints.app import MIGRATIONS
 from homeward.placements.entrypoints.jobs import ParkedExpiry, ReviewScheduler
 from homeward.placements.handlers import PlacementHandlers
-from placements_support import Register, event, placement_made, review
+from placements_support import KEY, Register, event, placement_made, review
 
 TOPICS = Topics("sched.")
+KEYS = PatientKeys(Pseudonymiser(KEY), NhsNumberCipher("test-nhs-number-key-" + "x" * 32))
 
 
 def nhs(i: int) -> str:
@@ -62,7 +66,7 @@ async def test_two_replicas_running_the_scheduler_at_once_emit_each_alert_once(
     handlers = PlacementHandlers(
         wiring.ctx,
         lambda uow: PgPlacementRepository(
-            uow.conn, dlq_topic=TOPICS.dlq("placements"), origin_topic=TOPICS.internal("ingress")
+            uow.conn, dlq_topic=TOPICS.dlq("placements"), origin_topic=TOPICS.internal("ingress"), keys=KEYS
         ),
     )
     # Twenty adults placed out of area on 1-20 January 2026: oversight visits due 56 days later,
@@ -111,7 +115,7 @@ async def test_events_parked_too_long_are_marked_expired_and_nothing_is_publishe
     handlers = PlacementHandlers(
         wiring.ctx,
         lambda uow: PgPlacementRepository(
-            uow.conn, dlq_topic=TOPICS.dlq("placements"), origin_topic=TOPICS.internal("ingress")
+            uow.conn, dlq_topic=TOPICS.dlq("placements"), origin_topic=TOPICS.internal("ingress"), keys=KEYS
         ),
     )
     await handle(pool, handlers, event(review("PLC-GHOST", "oversight_visit", "2025-12-20")), clock)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import structlog
 from homeward.contracts import new_event, parse_kafka, partner_source, service_source
-from homeward.contracts.events import LocalCapacityChanged, Payload
+from homeward.contracts.events import LocalCapacityChanged, Payload, PlacementAgreed
 from homeward.kit.clock import FixedClock
 from homeward.kit.logging import configure_logging
 from homeward.kit.service import ServiceRuntime
@@ -144,6 +144,9 @@ async def test_a_partner_sequence_gives_the_right_register_events_dead_letters_a
     await kafka.send(
         local, from_(LOCAL, local_made("PLC-1H", nhs=NHS_A, start="2026-04-10", site_area=None), at("2026-04-10"))
     )
+    # The provider's report is charged (and the move home counted) once the commissioner agrees it.
+    agreement = PlacementAgreed(placement_id="PLC-1H", commissioner=COMM, daily_rate_pence=40000)
+    await kafka.send(comm, from_(COMM, agreement, at("2026-04-11")))
     referrals = kafka.topics.internal("referrals")
     for bed_type, beds in (("adult_acute", 2), ("picu", 0)):
         capacity = LocalCapacityChanged.model_validate_json(
@@ -201,6 +204,7 @@ async def test_a_partner_sequence_gives_the_right_register_events_dead_letters_a
     want = Counter(
         {
             "PlacementRegistered": 4,
+            "PlacementAwaitingAgreement": 1,
             "PlacementRateChanged": 1,
             "PlacementClosed": 2,
             "PatientRepatriated": 1,
@@ -308,3 +312,58 @@ async def test_a_partner_sequence_gives_the_right_register_events_dead_letters_a
         for form in (nhs, spaced):
             assert form not in logs
             assert form.encode() not in on_topic
+
+
+async def test_a_providers_placement_is_charged_only_once_agreed_and_an_implausible_rate_is_held(
+    service: ServiceRuntime, database: str, kafka: KafkaProbe
+) -> None:
+    """Issue 12: provider 8Z000 charged 05A £100m a day by stating a placement itself."""
+    comm, far = kafka.topics.partner(COMM), kafka.topics.partner(FAR)
+
+    def from_(org: str, payload: Payload, time: dt.datetime) -> Any:
+        return new_event(payload, source=partner_source(org), time=time)
+
+    # The provider reports two placements at its own site: one at a fair rate, one at £100m a day.
+    await kafka.send(far, from_(FAR, placement_made("PLC-F1", nhs=NHS_A), at("2026-01-05")))
+    await kafka.send(far, from_(FAR, placement_made("PLC-F2", nhs=NHS_B, rate=10_000_000_000), at("2026-01-05")))
+    await kafka.send(far, from_(FAR, rate_changed("PLC-F1", 56000, "2026-01-20"), at("2026-01-21")))
+    # The provider cannot agree its own report.
+    await kafka.send(
+        far,
+        from_(FAR, PlacementAgreed(placement_id="PLC-F1", commissioner=COMM, daily_rate_pence=54500), at("2026-01-06")),
+    )
+    internal = kafka.topics.internal("placements")
+
+    def kinds(records: list[Any]) -> Counter[str]:
+        return Counter(parse_kafka(r.value, r.headers).data.name for r in records)
+
+    waiting = Counter({"PlacementAwaitingAgreement": 2, "AmountHeld": 1, "PlacementRateChanged": 1})
+    records = await kafka.read(internal, until=lambda r: kinds(r) == waiting, timeout=60, settle=1.0)
+    assert kinds(records) == waiting  # no PlacementRegistered: nothing reaches the budget
+    dlq = await kafka.read(kafka.topics.dlq("placements"), until=lambda r: len(r) >= 1, timeout=60)
+    assert [dict(r.headers)["homeward-dlq-reason"] for r in dlq] == [b"not-authorised"]
+    rows = {r["placement_id"]: r for r in await fetch(database, "SELECT * FROM placements")}
+    assert {p: (r["reported_by"], r["agreed_by"], r["released"]) for p, r in rows.items()} == {
+        "PLC-F1": (FAR, None, False),
+        "PLC-F2": (FAR, None, False),
+    }
+
+    # The commissioner agrees both: the fair one is charged, the implausible one stays held.
+    for pid, rate in (("PLC-F1", 54500), ("PLC-F2", 10_000_000_000)):
+        agreed = PlacementAgreed(placement_id=pid, commissioner=COMM, daily_rate_pence=rate)
+        await kafka.send(comm, from_(COMM, agreed, at("2026-01-07")))
+    want = waiting + Counter({"PlacementRegistered": 1})
+    records = await kafka.read(internal, until=lambda r: kinds(r) == want, timeout=60, settle=1.0)
+    assert kinds(records) == want
+    (registered,) = [
+        e.data for e in (parse_kafka(r.value, r.headers) for r in records) if e.data.name == "PlacementRegistered"
+    ]
+    assert (registered.placement_id, registered.asserted_by, registered.principal) == ("PLC-F1", COMM, "User:05A")
+
+    app = service.server.config.app  # type: ignore[union-attr]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://placements") as http:
+        listed = (await http.get("/placements", params={"as_of": "2026-01-10"})).json()["placements"]
+        assert {p["placement_id"]: p["status"] for p in listed} == {
+            "PLC-F1": "agreed",
+            "PLC-F2": "starting rate held for confirmation",
+        }

@@ -17,7 +17,7 @@ from homeward.referrals.domain.model import BedCount, Placement, Referral
 from homeward.referrals.handlers import Dependencies
 from homeward.referrals.ports import CapacityRepository, ReferralRepository, Repositories
 
-KEY = "test-patient-ref-key"
+KEY = "test-patient-ref-key-at-least-32-characters"
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 
 

@@ -1,11 +1,20 @@
 """`homeward dlq`: what each service refused, and why; and putting it back once fixed.
 
 A dead letter is the original Kafka record (key, value, headers) with ``homeward-dlq-*``
-headers added by the service that refused it. ``list`` reads those headers and never prints
-the payload (it can hold an NHS number). ``replay`` re-produces the original record onto the
-topic it came from, without the dead-letter headers. Replaying is safe: a service that had
-handled the event already skips it (its inbox), and one that refused it tries again, which
-is what you want after fixing reference data or a partner's mistake.
+headers added by the service that refused it, the last of them ``homeward-dlq-mac``: an HMAC
+over the others and the record's digests (``homeward.kit.crypto``), with the key of
+``HOMEWARD_DLQ_HMAC_KEY``. Only a dead letter whose MAC verifies is believed:
+
+* ``list`` shows, for each dead letter, its id, age, reason and origin (the topic, partition
+  and offset it was read from), nothing of the record itself: not its key, value or headers
+  (they can hold an NHS number). One whose MAC does not verify is listed as ``unverified``,
+  with none of what its headers claim.
+* ``show`` prints one dead letter whole, the record included, for an operator who must see it
+  (the same access as reading the dead-letter topic).
+* ``replay`` re-produces a verified record onto the topic it was read from, without the
+  dead-letter headers; it refuses an unverified one. Replaying is safe: a service that had
+  handled the event already skips it (its inbox), and one that refused it tries again, which is
+  what you want after fixing reference data or a partner's mistake.
 """
 
 from __future__ import annotations
@@ -20,9 +29,10 @@ from typing import Annotated
 import typer
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from homeward.contracts.topics import SERVICES
-from homeward.kit.consumer import DLQ_HEADER_PREFIX
+from homeward.kit.consumer import DLQ_HEADER_PREFIX, DLQ_MAC_HEADER
+from homeward.kit.crypto import KeyProblem, verify_dead_letter_mac
 from homeward.kit.kafka import client_options, make_producer
-from homeward.kit.settings import KafkaSettings
+from homeward.kit.settings import CommonSettings, KafkaSettings
 from homeward.kit.topics import Topics
 from rich.console import Console
 from rich.markup import escape
@@ -32,17 +42,21 @@ dlq_app = typer.Typer(help="Dead letters: what each service refused, why, and re
 console = Console()
 err = Console(stderr=True)
 
+UNVERIFIED = "unverified"
+
 
 @dataclass(frozen=True)
 class DeadLetter:
+    """What ``list`` shows: no key, value or header of the record itself."""
+
     id: str  # "<partition>:<offset>" on the dead-letter topic
-    at: str
+    verified: bool
+    at: str  # when the service refused it (unverified: when Kafka received the dead letter)
+    age: str
     reason: str
-    error: str
-    topic: str  # where the record came from
+    service: str
+    topic: str  # where the record came from (verified only)
     source: str  # "<partition>:<offset>" there
-    key: str | None
-    size: int
 
 
 @dataclass(frozen=True)
@@ -52,25 +66,98 @@ class _Raw:
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]]
+    timestamp: int | None = None
 
 
-def _header(headers: list[tuple[str, bytes]], name: str) -> str:
-    """The value Homeward wrote: its dead-letter headers come after the record's own, so a
-    partner that sends its own ``homeward-dlq-*`` headers cannot change what is read here."""
-    return next((v.decode(errors="replace") for k, v in reversed(headers) if k == name), "")
+@dataclass(frozen=True)
+class _Checked:
+    raw: _Raw
+    verified: bool
+    metadata: dict[str, str]  # the homeward-dlq-* headers, name without the prefix (verified only)
+    own_headers: list[tuple[str, bytes]]  # the record's own headers, as stored
 
 
-def _dead_letter(r: _Raw) -> DeadLetter:
-    h = r.headers
+def dead_letter_keys() -> list[bytes]:
+    """The keys that may have signed dead letters: from the environment, else the native stack's."""
+    common = CommonSettings()
+    if common.patient_ref_key is None and common.dlq_hmac_key is None:
+        try:
+            from homeward.devstack.secrets import read_secrets
+
+            found = {k.removeprefix("HOMEWARD_").lower(): v for k, v in read_secrets().items()}
+            common = CommonSettings.model_validate(found)
+        except Exception:
+            pass
+    try:
+        return common.dead_letter_keys()
+    except KeyProblem as exc:
+        raise LookupError(
+            f"cannot check dead letters: {exc}. Use the services' keys (on the native stack: "
+            'eval "$(homeward-stack env)")'
+        ) from None
+
+
+def check(r: _Raw, keys: list[bytes]) -> _Checked:
+    """Split Homeward's dead-letter headers from the record's own and verify their MAC. The
+    metadata is the block that ends with the MAC (the service appends it after the record's
+    own headers); nothing in it is believed unless the MAC verifies."""
+    macs = [i for i, (k, _) in enumerate(r.headers) if k == DLQ_MAC_HEADER]
+    own = [(k, v) for k, v in r.headers if not k.startswith(DLQ_HEADER_PREFIX)]
+    if not macs:
+        return _Checked(r, False, {}, own)
+    end = macs[-1]
+    start = end
+    while start > 0 and r.headers[start - 1][0].startswith(DLQ_HEADER_PREFIX):
+        start -= 1
+    metadata = r.headers[start:end]
+    own = r.headers[:start] + r.headers[end + 1 :]
+    ok = not any(k.startswith(DLQ_HEADER_PREFIX) for k, _ in own) and verify_dead_letter_mac(
+        keys,
+        r.headers[end][1].decode(errors="replace"),
+        metadata,
+        record_key=r.key,
+        value=r.value,
+        headers=own,
+    )
+    if not ok:
+        return _Checked(r, False, {}, [(k, v) for k, v in r.headers if not k.startswith(DLQ_HEADER_PREFIX)])
+    meta = {k.removeprefix(DLQ_HEADER_PREFIX): v.decode(errors="replace") for k, v in metadata}
+    return _Checked(r, True, meta, own)
+
+
+def _age(at: dt.datetime | None, now: dt.datetime) -> str:
+    if at is None:
+        return ""
+    seconds = max(0, int((now - at).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _when(c: _Checked) -> dt.datetime | None:
+    try:
+        if c.verified:
+            return dt.datetime.fromisoformat(c.metadata["at"])
+        if c.raw.timestamp is not None:
+            return dt.datetime.fromtimestamp(c.raw.timestamp / 1000, dt.UTC)
+    except (KeyError, ValueError):
+        pass
+    return None
+
+
+def _dead_letter(c: _Checked, now: dt.datetime) -> DeadLetter:
+    when = _when(c)
+    m = c.metadata
     return DeadLetter(
-        id=f"{r.partition}:{r.offset}",
-        at=_header(h, DLQ_HEADER_PREFIX + "at"),
-        reason=_header(h, DLQ_HEADER_PREFIX + "reason"),
-        error=_header(h, DLQ_HEADER_PREFIX + "error"),
-        topic=_header(h, DLQ_HEADER_PREFIX + "topic"),
-        source=f"{_header(h, DLQ_HEADER_PREFIX + 'partition')}:{_header(h, DLQ_HEADER_PREFIX + 'offset')}",
-        key=r.key.decode(errors="replace") if r.key is not None else None,
-        size=len(r.value),
+        id=f"{c.raw.partition}:{c.raw.offset}",
+        verified=c.verified,
+        at=when.isoformat() if when else "",
+        age=_age(when, now),
+        reason=m.get("reason", "") if c.verified else UNVERIFIED,
+        service=m.get("service", ""),
+        topic=m.get("topic", ""),
+        source=f"{m['partition']}:{m['offset']}" if m.get("partition") else "",
     )
 
 
@@ -98,7 +185,9 @@ async def _read_all(settings: KafkaSettings, topic: str) -> list[_Raw]:
             for tp, records in batch.items():
                 for rec in records:
                     if rec.offset < ends[tp]:
-                        out.append(_Raw(tp.partition, rec.offset, rec.key, rec.value or b"", list(rec.headers)))
+                        out.append(
+                            _Raw(tp.partition, rec.offset, rec.key, rec.value or b"", list(rec.headers), rec.timestamp)
+                        )
                 if await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)
         return out
@@ -106,16 +195,17 @@ async def _read_all(settings: KafkaSettings, topic: str) -> list[_Raw]:
         await consumer.stop()
 
 
-def original_headers(headers: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
-    """The record's own headers, as they came: without Homeward's dead-letter headers, and with
-    those the dead-letter writer had to store as base64 (a NUL byte, say) decoded again."""
-    encoded = {int(n) for n in _header(headers, DLQ_HEADER_PREFIX + "base64-headers").split(",") if n.strip().isdigit()}
-    out = []
-    for position, (k, v) in enumerate(headers):
-        if k.startswith(DLQ_HEADER_PREFIX):
-            continue
-        out.append((k, base64.b64decode(v) if position in encoded else v))
-    return out
+def original_headers(c: _Checked) -> list[tuple[str, bytes]]:
+    """The record's own headers, as they came: those the dead-letter writer had to store as
+    base64 (a NUL byte, say) decoded again."""
+    encoded = {int(n) for n in c.metadata.get("base64-headers", "").split(",") if n.strip().isdigit()}
+    return [(k, base64.b64decode(v) if i in encoded else v) for i, (k, v) in enumerate(c.own_headers)]
+
+
+async def _checked(settings: KafkaSettings, service: str) -> list[_Checked]:
+    keys = dead_letter_keys()
+    raws = await _read_all(settings, Topics(settings.topic_namespace).dlq(service))
+    return [check(r, keys) for r in raws]
 
 
 def _ops() -> KafkaSettings:
@@ -128,34 +218,46 @@ def _ops() -> KafkaSettings:
 
 
 def read_dead_letters(service: str, settings: KafkaSettings | None = None) -> list[DeadLetter]:
-    settings = settings or _ops()
-    raws = asyncio.run(_read_all(settings, Topics(settings.topic_namespace).dlq(service)))
-    return sorted((_dead_letter(r) for r in raws), key=lambda d: (d.at, d.id))
+    checked = asyncio.run(_checked(settings or _ops(), service))
+    now = dt.datetime.now(dt.UTC)
+    return sorted((_dead_letter(c, now) for c in checked), key=lambda d: (d.at, d.id))
+
+
+def read_dead_letter(service: str, id: str, settings: KafkaSettings | None = None) -> _Checked:
+    found = {f"{c.raw.partition}:{c.raw.offset}": c for c in asyncio.run(_checked(settings or _ops(), service))}
+    if id not in found:
+        raise LookupError(f"no dead letter {id} on the {service} dead-letter topic")
+    return found[id]
 
 
 async def _replay(settings: KafkaSettings, service: str, ids: set[str]) -> list[tuple[str, str]]:
-    dlq = Topics(settings.topic_namespace).dlq(service)
-    raws = {f"{r.partition}:{r.offset}": r for r in await _read_all(settings, dlq)}
-    missing = sorted(ids - raws.keys())
+    checked = {f"{c.raw.partition}:{c.raw.offset}": c for c in await _checked(settings, service)}
+    missing = sorted(ids - checked.keys())
     if missing:
         raise LookupError(f"no dead letter {', '.join(missing)} on the {service} dead-letter topic")
+    order = sorted(ids, key=lambda x: tuple(int(n) for n in x.split(":")))
+    for i in order:  # every one is checked before any is replayed
+        c = checked[i]
+        if not c.verified:
+            raise LookupError(
+                f"dead letter {i} is unverified: its dead-letter headers were not written by a Homeward service "
+                "with this key, so where it came from is not known; it is not replayed"
+            )
+        if not c.metadata.get("topic"):
+            raise LookupError(f"dead letter {i} does not say which topic it came from")
+        if c.metadata.get("truncated"):
+            raise LookupError(
+                f"dead letter {i} cannot be replayed: its {c.metadata['truncated']} was too large to keep, and only "
+                "its digest was stored; ask the partner to send it again"
+            )
     producer = make_producer(settings, "cli-dlq-replay")
     await producer.start()
     done = []
     try:
-        for i in sorted(ids, key=lambda x: tuple(int(n) for n in x.split(":"))):
-            r = raws[i]
-            topic = _header(r.headers, DLQ_HEADER_PREFIX + "topic")
-            if not topic:
-                raise LookupError(f"dead letter {i} does not say which topic it came from")
-            truncated = _header(r.headers, DLQ_HEADER_PREFIX + "truncated")
-            if truncated:
-                raise LookupError(
-                    f"dead letter {i} cannot be replayed: its {truncated} was too large to keep, and only its "
-                    "digest was stored; ask the partner to send it again"
-                )
-            headers = original_headers(r.headers)
-            await producer.send_and_wait(topic, value=r.value, key=r.key, headers=headers)
+        for i in order:
+            c = checked[i]
+            topic = c.metadata["topic"]
+            await producer.send_and_wait(topic, value=c.raw.value, key=c.raw.key, headers=original_headers(c))
             done.append((i, topic))
     finally:
         await producer.stop()
@@ -181,7 +283,8 @@ def list_(
     reason: Annotated[str | None, typer.Option(help="Only this reason, e.g. invalid-payload")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
 ) -> None:
-    """What the service refused, newest last: when, why, and where it came from (never the payload)."""
+    """What the service refused, oldest first: age, reason and origin only (never the record's
+    key, value or headers; `homeward dlq show` prints one whole)."""
     try:
         letters = [d for d in read_dead_letters(service) if reason is None or d.reason == reason]
     except LookupError as exc:
@@ -191,14 +294,42 @@ def list_(
         console.print_json(json.dumps([asdict(d) for d in letters]))
         return
     table = Table(title=f"{len(letters)} dead letter(s) of {service}", title_justify="left")
-    for col in ("id", "at", "reason", "from", "error"):
+    for col in ("id", "age", "reason", "from"):
         table.add_column(col, overflow="fold")
     for d in letters:
-        at = d.at[:19].replace("T", " ") if d.at else ""
-        table.add_row(d.id, at, d.reason, f"{d.topic} {d.source}", escape(d.error))
+        origin = f"{d.topic} {d.source}" if d.verified else "(not known: its metadata did not verify)"
+        table.add_row(d.id, d.age, escape(d.reason), escape(origin))
     console.print(table)
     if letters:
-        console.print(f"Replay after fixing the cause: homeward dlq replay {service} <id> [<id> ...]", style="dim")
+        console.print(
+            f"Why, in full: homeward dlq show {service} <id>. After fixing the cause: "
+            f"homeward dlq replay {service} <id> [<id> ...]",
+            style="dim",
+        )
+
+
+@dlq_app.command()
+def show(
+    service: ServiceArg,
+    id: Annotated[str, typer.Argument(help="A dead letter id from `homeward dlq list` (partition:offset)")],
+) -> None:
+    """One dead letter whole: its verified metadata, the error message, and the original record
+    (key, headers, value), which can hold an NHS number. For operators investigating it."""
+    try:
+        c = read_dead_letter(service, id)
+    except LookupError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
+    err.print("[yellow]This prints the refused record itself, which may identify a person.[/]")
+    out = {
+        "id": id,
+        "verified": c.verified,
+        "metadata": c.metadata if c.verified else None,
+        "key": c.raw.key.decode(errors="replace") if c.raw.key is not None else None,
+        "headers": [[k, v.decode(errors="replace")] for k, v in original_headers(c)] if c.verified else None,
+        "value": c.raw.value.decode(errors="replace"),
+    }
+    console.print_json(json.dumps(out))
 
 
 @dlq_app.command()

@@ -62,7 +62,11 @@ class RunPaths:
 def service_env(
     stack_env: dict[str, str], paths: RunPaths, as_of: dt.date, scheduler_s: float = 5.0, ports: dict[str, int] = PORTS
 ) -> dict[str, str]:
+    from homeward.devstack.secrets import ensure_secrets
+
     env = dict(os.environ)
+    for name, key in ensure_secrets().items():  # the checkout's keys (.local/secrets/), unless set
+        env.setdefault(name, key)
     env.update(stack_env)
     env["HOMEWARD_CLOCK"] = f"{as_of.isoformat()}T12:00:00Z"
     env.setdefault("HOMEWARD_LOG_FORMAT", "json")

@@ -8,7 +8,10 @@ are held or missed; over the simulated years out-of-area patients come home.
 
 The generator simulates the world and writes down only what partners would send: every
 event is an inbound contract event from the organisation that would send it, on its own
-topic. Sizes come from flags, up to a national scale (42 commissioners, hundreds of
+topic. Independent providers report some of their admissions themselves; the commissioner
+then agrees each report (``PlacementAgreed``), a few days later, except the last
+``unagreed_reports`` of them, which stay in the register, awaiting agreement and uncharged
+(docs/authority.md). Sizes come from flags, up to a national scale (42 commissioners, hundreds of
 providers, tens of thousands of placements). The same seed gives the same events, ids and
 all. Nothing here reads what the services compute: tests derive expected figures from
 these events alone.
@@ -30,6 +33,7 @@ from homeward.contracts.events import (
     FundingShare,
     InvoiceReceived,
     Payload,
+    PlacementAgreed,
     PlacementEnded,
     PlacementMade,
     PlacementRateChanged,
@@ -102,6 +106,8 @@ class ScenarioConfig:
     repatriation_rate: float = 0.7
     pooled_share: float = 0.2
     invoice_variance_rate: float = 0.08
+    provider_reports: float = 0.5  # of placements with independent providers, reported by the provider
+    unagreed_reports: int = 1  # provider reports the commissioner never agrees (the latest to start)
 
 
 @dataclass
@@ -136,6 +142,8 @@ class Episode:
     funding: list[tuple[str, int]]
     end_reason: EndReason | None = None
     transfer_to: str | None = None
+    reported_by: str | None = None  # who sent the PlacementMade: the commissioner unless the provider did
+    agreed: bool = True  # the commissioner agreed it (its own report, or PlacementAgreed)
 
 
 @dataclass
@@ -406,6 +414,7 @@ def generate(config: ScenarioConfig | None = None) -> Scenario:
                 _place(b, back, ep_nhs, None, occupancy, capacity_report)
                 episodes.append(back)
 
+    _agreements(b, episodes, c)
     for ep in episodes:
         _reviews(b, ep, c)
         _rate_changes(b, ep, c)
@@ -425,11 +434,15 @@ def _place(
     capacity_report: Any,
 ) -> None:
     occupancy[(ep.site.code, ep.bed_type)].append((ep.start, ep.end or dt.date.max))
+    # A separate stream of chances, so the rest of the scenario is the same with or without reports.
+    reporter = random.Random(f"{b.c.seed}:report:{ep.placement_id}")
+    if ep.site.independent and reporter.random() < b.c.provider_reports:
+        ep.reported_by = ep.site.provider
     legal = LegalStatus.MHA_SECTION_3 if ep.bed_type not in SECURE else LegalStatus.MHA_SECTION_37_41
     if ep.cohort is Cohort.DEMENTIA:
         legal = LegalStatus.DEPRIVATION_OF_LIBERTY
     b.emit(
-        ep.commissioner,
+        ep.reported_by or ep.commissioner,
         PlacementMade(
             placement_id=ep.placement_id,
             referral_id=referral_id,
@@ -456,6 +469,27 @@ def _place(
         capacity_report(ep.site, ep.bed_type, ep.start)
         if ep.end is not None:
             capacity_report(ep.site, ep.bed_type, ep.end)
+
+
+def _agreements(b: _Builder, episodes: list[Episode], c: ScenarioConfig) -> None:
+    """The commissioner agrees each provider's report a few days after it, at the reported rate;
+    the latest ``unagreed_reports`` reports of stays that do not end with a move home are never agreed."""
+    reports = [ep for ep in episodes if ep.reported_by is not None]
+    never = sorted((ep for ep in reports if ep.transfer_to is None), key=lambda ep: (ep.start, ep.placement_id))
+    left_unagreed = (
+        {ep.placement_id for ep in never[len(never) - c.unagreed_reports :]} if c.unagreed_reports else set()
+    )
+    for ep in reports:
+        if ep.placement_id in left_unagreed:
+            ep.agreed = False
+            continue
+        delay = random.Random(f"{c.seed}:agree:{ep.placement_id}").randint(0, 3)
+        day = min(ep.start + dt.timedelta(days=delay), c.as_of - dt.timedelta(days=1))
+        b.emit(
+            ep.commissioner,
+            PlacementAgreed(placement_id=ep.placement_id, commissioner=ep.commissioner, daily_rate_pence=ep.rate),
+            dt.datetime.combine(day, dt.time(11, 30), dt.UTC),  # no draw from b.rng: the rest stays as it was
+        )
 
 
 def _reviews(b: _Builder, ep: Episode, c: ScenarioConfig) -> None:

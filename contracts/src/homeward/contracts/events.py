@@ -203,6 +203,13 @@ class PlacementRateChanged(Payload):
     reason: RateChangeReason = RateChangeReason.OTHER
     previous_daily_rate_pence: Pence | None = Field(default=None, description="Set by placements when it re-publishes")
     commissioner: OrgCode | None = Field(default=None, description="Set by placements when it re-publishes")
+    asserted_by: OrgCode | None = Field(
+        default=None,
+        description="Set by placements: the organisation whose statement makes this chargeable (docs/authority.md)",
+    )
+    principal: str | None = Field(
+        default=None, max_length=200, description="Set by placements: the principal that organisation was verified as"
+    )
 
 
 class ReviewCompleted(Payload):
@@ -245,9 +252,12 @@ class PlacementEnded(Payload):
 
 
 class BudgetAllocated(Payload):
+    """Money allocated to a commissioner's delegated budget, recorded by that commissioner (or its
+    delegated lead commissioner); nobody else may move its budget (docs/authority.md)."""
+
     direction = "inbound"
     key_field = "commissioner"
-    producers = ("NHS England", "lead provider", "pooled fund")
+    producers = ("commissioner", "delegated lead commissioner")
 
     allocation_id: Reference
     commissioner: OrgCode
@@ -255,7 +265,10 @@ class BudgetAllocated(Payload):
     programme: Programme
     amount_pence: Pence
     source: FundingSource
-    source_organisation: OrgCode | None = None
+    source_organisation: OrgCode | None = Field(
+        default=None,
+        description="Where the money comes from (e.g. NHS England's ODS code): recorded, but gives no right to send it",
+    )
 
 
 class InvoiceReceived(Payload):
@@ -277,6 +290,51 @@ class InvoiceReceived(Payload):
         if self.period_end < self.period_start:
             raise ValueError("period_end cannot be before period_start")
         return self
+
+
+class PlacementAgreed(Payload):
+    """The commissioner agrees to fund a placement a provider (or a co-funder) reported.
+
+    Until the responsible commissioner (or its delegated lead commissioner) has agreed a
+    placement, by this event or by sending the same ``PlacementMade`` itself, the placement is in
+    the register as awaiting agreement and nothing is charged to its budget."""
+
+    direction = "inbound"
+    key_field = "placement_id"
+    producers = ("commissioner",)
+
+    placement_id: Reference = Field(description="The placement as the provider reported it")
+    commissioner: OrgCode = Field(description="The responsible commissioner named in the placement")
+    daily_rate_pence: Pence = Field(description="The starting daily rate agreed; must equal the reported one")
+
+
+class RateConfirmed(Payload):
+    """The commissioner confirms a daily rate Homeward held as outside its plausibility bounds."""
+
+    direction = "inbound"
+    key_field = "placement_id"
+    producers = ("commissioner",)
+
+    placement_id: Reference
+    commissioner: OrgCode
+    effective_date: FactDate = Field(
+        description="The date the held rate takes effect from (for a starting rate, the start)"
+    )
+    daily_rate_pence: Pence = Field(description="The held rate, exactly as stated")
+
+
+class InvoiceConfirmed(Payload):
+    """The commissioner confirms an invoice Homeward held as outside its plausibility bounds."""
+
+    direction = "inbound"
+    key_field = "commissioner"
+    producers = ("commissioner",)
+
+    invoice_id: Reference
+    provider: OrgCode
+    commissioner: OrgCode
+    placement_id: Reference
+    amount_pence: Pence = Field(description="The held invoice's amount, exactly as invoiced")
 
 
 # ---------------------------------------------------------------------------------- internal
@@ -310,6 +368,13 @@ class PlacementRegistered(Payload):
     inappropriate: bool = Field(description="Out of area for lack of a local bed (reason 10)")
     distance_from_home_km: int | None = None
     funding: list[FundingShare] = Field(description="Funding shares; always at least one")
+    asserted_by: OrgCode | None = Field(
+        default=None,
+        description="Set by placements: the organisation whose statement makes this chargeable (docs/authority.md)",
+    )
+    principal: str | None = Field(
+        default=None, max_length=200, description="Set by placements: the principal that organisation was verified as"
+    )
 
 
 class PlacementClosed(Payload):
@@ -325,6 +390,13 @@ class PlacementClosed(Payload):
     end_reason: EndReason
     out_of_area: bool
     length_of_stay_nights: Days
+    asserted_by: OrgCode | None = Field(
+        default=None,
+        description="Set by placements: the organisation whose statement makes this chargeable (docs/authority.md)",
+    )
+    principal: str | None = Field(
+        default=None, max_length=200, description="Set by placements: the principal that organisation was verified as"
+    )
 
 
 class _ReviewAlert(Payload):
@@ -371,6 +443,13 @@ class PatientRepatriated(Payload):
     repatriated_on: FactDate
     explicit: bool = Field(description="True when a partner stated the repatriation; false when matched by Homeward")
     funding: list[FundingShare] = Field(default_factory=list)
+    asserted_by: OrgCode | None = Field(
+        default=None,
+        description="Set by placements: the organisation whose statement makes this chargeable (docs/authority.md)",
+    )
+    principal: str | None = Field(
+        default=None, max_length=200, description="Set by placements: the principal that organisation was verified as"
+    )
 
 
 class LocalOption(BaseModel):
@@ -473,6 +552,50 @@ class InvoiceVarianceFound(Payload):
     tolerance_pence: Pence
 
 
+class PlacementAwaitingAgreement(Payload):
+    """A placement was reported by someone other than its commissioner and waits for the
+    commissioner's agreement before anything is charged to its budget."""
+
+    direction = "internal"
+    key_field = "placement_id"
+    producers = ("placements",)
+
+    placement_id: Reference
+    commissioner: OrgCode
+    provider: OrgCode
+    provider_site: OdsCode
+    reported_by: OrgCode = Field(description="The organisation that reported the placement")
+    bed_type: BedType
+    start_date: FactDate
+    daily_rate_pence: Pence
+    out_of_area: bool
+    funding: list[FundingShare] = Field(default_factory=list)
+
+
+class AmountHeld(Payload):
+    """A daily rate or an invoice outside the plausibility bounds of its bed type, held (not
+    posted) until the commissioner confirms it."""
+
+    direction = "internal"
+    key_field = "placement_id"
+    producers = ("placements", "budget")
+
+    kind: Literal["daily_rate", "invoice"]
+    placement_id: Reference
+    commissioner: OrgCode
+    provider: OrgCode
+    bed_type: BedType
+    asserted_by: OrgCode = Field(description="The organisation that stated the amount")
+    daily_rate_pence: Pence = Field(description="The daily rate stated, or for an invoice its amount per night")
+    lower_pence: Pence = Field(description="The lowest plausible daily rate for the bed type")
+    upper_pence: Pence = Field(description="The highest plausible daily rate for the bed type")
+    effective_date: FactDate | None = Field(default=None, description="For a rate: the date it takes effect from")
+    invoice_id: Reference | None = None
+    invoice_amount_pence: Pence | None = None
+    period_start: FactDate | None = None
+    period_end: FactDate | None = None
+
+
 class NotificationSent(Payload):
     direction = "internal"
     key_field = "notification_id"
@@ -510,6 +633,9 @@ INBOUND: tuple[type[Payload], ...] = (
     PlacementEnded,
     BudgetAllocated,
     InvoiceReceived,
+    PlacementAgreed,
+    RateConfirmed,
+    InvoiceConfirmed,
 )
 INTERNAL: tuple[type[Payload], ...] = (
     PlacementRegistered,
@@ -523,6 +649,8 @@ INTERNAL: tuple[type[Payload], ...] = (
     LocalCapacityChanged,
     BudgetThresholdBreached,
     InvoiceVarianceFound,
+    PlacementAwaitingAgreement,
+    AmountHeld,
     NotificationSent,
     NotificationFailed,
 )

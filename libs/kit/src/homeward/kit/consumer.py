@@ -85,6 +85,15 @@ value larger than ``dead_letter_max_bytes`` is replaced by a small JSON stub nam
 digest, its size and where it came from (topic, partition, offset), and a key or a set of
 headers that large by its digest or nothing; ``homeward-dlq-truncated`` then says what was
 replaced, with ``-original-size`` and ``-original-sha256`` for the value.
+
+Homeward's headers are believed only when Homeward wrote them. A record loses every
+``homeward-dlq-*`` header it arrives with, and a partner's record every ``homeward-*`` header,
+before anything reads it (:func:`without_untrusted_headers`): what a partner puts on its record
+can neither pose as dead-letter metadata nor travel with the record into a dead letter or a
+replay. The dead-letter headers end with ``homeward-dlq-mac``, an HMAC (key
+``HOMEWARD_DLQ_HMAC_KEY``, :func:`homeward.kit.crypto.dead_letter_mac`) over all of them and
+the digests of the key, value and headers kept; ``homeward dlq`` shows a dead letter whose MAC
+does not verify as unverified and never replays it.
 """
 
 from __future__ import annotations
@@ -92,6 +101,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -121,6 +131,7 @@ from homeward.contracts.topics import INGRESS, internal_topic
 
 from . import inbox, outbox
 from .clock import Clock, SystemClock
+from .crypto import dead_letter_mac
 from .logging import get_logger, redact_text
 from .metrics import BATCH_RETRIES, BATCH_SECONDS, DEAD_LETTERS, EVENTS_HANDLED
 from .topics import Topics
@@ -307,7 +318,36 @@ def authorise(topic: str, event: Event[Any]) -> None:
             raise Rejected("wrong-source", f"only the {owner} service writes on {topic}, not {event.source!r}")
 
 
-DLQ_HEADER_PREFIX = "homeward-dlq-"  # reason, error, service, topic, partition, offset, at; see below
+DLQ_HEADER_PREFIX = "homeward-dlq-"  # reason, error, service, topic, partition, offset, at, mac; see below
+DLQ_MAC_HEADER = DLQ_HEADER_PREFIX + "mac"
+HOMEWARD_HEADER_PREFIX = "homeward-"
+
+
+def without_untrusted_headers(record: Record, *, from_partner: bool) -> Record:
+    """``record`` without the headers only Homeward may write: every ``homeward-*`` header of a
+    partner's record (the prefix in any case), and ``homeward-dlq-*`` on any record (dead-letter
+    metadata is only ever true on a dead-letter topic, where the consumer never reads)."""
+    prefix = HOMEWARD_HEADER_PREFIX if from_partner else DLQ_HEADER_PREFIX
+    kept = tuple((k, v) for k, v in record.headers if not k.lower().startswith(prefix))
+    if len(kept) == len(record.headers):
+        return record
+    return dataclasses.replace(record, headers=kept)
+
+
+def signed_dlq_headers(
+    key: bytes | None,
+    metadata: list[tuple[str, bytes]],
+    *,
+    record_key: bytes | None,
+    value: bytes,
+    headers: Sequence[tuple[str, bytes]],
+) -> list[tuple[str, bytes]]:
+    """``metadata`` (from :func:`dlq_headers`) followed by its ``homeward-dlq-mac``; without a
+    key, ``metadata`` alone (such a dead letter is listed as unverified and cannot be replayed)."""
+    if key is None:
+        return metadata
+    mac = dead_letter_mac(key, metadata, record_key=record_key, value=value, headers=headers)
+    return [*metadata, (DLQ_MAC_HEADER, mac.encode())]
 
 
 def storable_text(text: str) -> str:
@@ -501,6 +541,7 @@ class EventConsumer:
         transient_retry_budget_s: float = 30.0,
         transient_backoff_max_s: float = 5.0,
         dead_letter_max_bytes: int = 512 * 1024,
+        dead_letter_key: bytes | None = None,
     ) -> None:
         self.service = service
         self.pool = pool
@@ -513,6 +554,8 @@ class EventConsumer:
         self.transient_retry_budget_s = max(0.0, transient_retry_budget_s)
         self.transient_backoff_max_s = max(0.0, transient_backoff_max_s)
         self.dead_letter_max_bytes = dead_letter_max_bytes
+        # Signs the dead letters' metadata (homeward.kit.crypto); the runtime always gives one.
+        self.dead_letter_key = dead_letter_key
         self._authorise = authorise
         self.topics = topics or Topics()
         self.dlq_topic = self.topics.dlq(service)
@@ -522,7 +565,7 @@ class EventConsumer:
     async def handle_batch(self, records: Sequence[Record]) -> BatchResult:
         started = time.perf_counter()
         try:
-            run = await self._handle_batch([self._prepare(i, r) for i, r in enumerate(records)])
+            run = await self._handle_batch([self._prepare(i, self._intake(r)) for i, r in enumerate(records)])
         finally:
             BATCH_SECONDS.labels(self.service).observe(time.perf_counter() - started)
         for (event_type, outcome), n in run.outcomes.items():
@@ -599,6 +642,10 @@ class EventConsumer:
         return run
 
     # ------------------------------------------------------------------ parsing (no transaction)
+
+    def _intake(self, record: Record) -> Record:
+        from_partner = partner_of(self.topics.strip(record.topic)) is not None
+        return without_untrusted_headers(record, from_partner=from_partner)
 
     def _prepare(self, index: int, record: Record) -> _Item:
         item = _Item(index, record)
@@ -825,7 +872,7 @@ class EventConsumer:
         error: str,
     ) -> None:
         stored = storable_dead_letter(record, self.dead_letter_max_bytes)
-        headers = stored.headers + dlq_headers(
+        metadata = dlq_headers(
             reason,
             error,
             service=self.service,
@@ -834,6 +881,9 @@ class EventConsumer:
             partition=str(record.partition),
             offset=str(record.offset),
             **stored.extra,
+        )
+        headers = stored.headers + signed_dlq_headers(
+            self.dead_letter_key, metadata, record_key=stored.key, value=stored.value, headers=stored.headers
         )
         await outbox.add_raw(
             conn,

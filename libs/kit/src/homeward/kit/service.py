@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute
 
 from .clock import Clock, clock_from
 from .consumer import EventConsumer, Handler, InfrastructureError, Record
+from .crypto import KeyProblem
 from .db import create_pool, migrate
 from .http import build_app
 from .kafka import RelayProducer, make_admin, make_broker
@@ -60,6 +61,9 @@ class Job:
     name: str
     run: JobFn
     interval_s: float | None = None
+    # Also run once at start, after the migrations and before anything is consumed (a job that
+    # brings stored data up to the configured keys, say); a failure then stops the start.
+    at_start: bool = False
 
 
 @dataclass
@@ -191,6 +195,8 @@ class ServiceDefinition:
     routes: Callable[[asyncpg.Pool, Clock], Sequence[BaseRoute]] | None = None  # type: ignore[type-arg]
     publishes: Sequence[type[Payload]] = ()
     version: str = "1.0.0"
+    # The service stores NHS numbers, so it needs HOMEWARD_NHS_NUMBER_KEY to start.
+    stores_nhs_numbers: bool = False
 
 
 class ServiceRuntime:
@@ -245,11 +251,35 @@ class ServiceRuntime:
                 "the KafkaTopic resources under deploy/ on Kubernetes"
             )
 
+    def _check_settings(self) -> None:
+        """Keys and the database account: refused before anything connects."""
+        s = self.settings
+        try:
+            s.common.check_keys(nhs_numbers=self.d.stores_nhs_numbers)
+        except KeyProblem as exc:
+            raise StartupError(str(exc)) from None
+        if not s.database_url:
+            prefix = s.model_config.get("env_prefix", "HOMEWARD_SERVICE_")
+            raise StartupError(
+                f"{prefix}DATABASE_URL is not set: give the service its own database and role "
+                f"(postgresql://homeward_{self.d.name}:<password>@<host>/homeward_{self.d.name}), not the superuser; "
+                "`homeward-stack env` prints the native stack's"
+            )
+
     async def start(self) -> None:
         s = self.settings
+        self._check_settings()
         await self._check_topics()
         await migrate(s.database_url, self.d.name, self.d.migrations)
         self.pool = await create_pool(s.database_url, s.pool_min_size, s.pool_max_size)
+        for job in self.d.jobs:
+            if job.at_start:
+                try:
+                    done = await job.run(self.pool, self.clock)
+                except Exception as exc:
+                    await self.pool.close()
+                    raise StartupError(f"{job.name} failed at start: {type(exc).__name__}: {exc}") from exc
+                log.info("start-up job ran", job=job.name, changed=done)
         consumer = EventConsumer(
             self.d.name,
             self.pool,
@@ -261,6 +291,7 @@ class ServiceRuntime:
             transient_retry_budget_s=s.transient_retry_budget_s,
             transient_backoff_max_s=s.transient_backoff_max_s,
             dead_letter_max_bytes=s.dead_letter_max_bytes,
+            dead_letter_key=s.common.dead_letter_keys()[0],
         )
         self.consumer = consumer
         group = s.consumer_group or f"homeward-{self.d.name}"

@@ -15,6 +15,9 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .crypto import KeyProblem, NhsNumberCipher, check_key, dead_letter_key
+from .pseudonym import Pseudonymiser
+
 
 class KafkaSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HOMEWARD_KAFKA_", extra="ignore")
@@ -37,13 +40,78 @@ class CommonSettings(BaseSettings):
 
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
-    patient_ref_key: SecretStr = Field(
-        default=SecretStr("homeward-development-key-change-me"),
+    # Keys (homeward.kit.crypto says what each protects). None has a default: a service refuses
+    # to start without its keys, and with the public development key.
+    patient_ref_key: SecretStr | None = Field(
+        default=None,
         description="Key of the keyed hash that turns an NHS number into a pseudonymous patient reference",
+    )
+    patient_ref_key_previous: SecretStr | None = Field(
+        default=None, description="The patient reference key being replaced, during a rotation"
+    )
+    nhs_number_key: SecretStr | None = Field(
+        default=None, description="Key that encrypts NHS numbers at rest (placements); another key than the above"
+    )
+    nhs_number_key_previous: SecretStr | None = Field(
+        default=None, description="The NHS number key being replaced, during a rotation"
+    )
+    dlq_hmac_key: SecretStr | None = Field(
+        default=None,
+        description="Key that authenticates dead-letter metadata; derived from the patient reference key if unset",
     )
     clock: dt.datetime | None = Field(
         default=None, description="Run 'as of' this instant instead of the system clock (demos and tests)"
     )
+
+    @staticmethod
+    def _value(secret: SecretStr | None) -> str | None:
+        return secret.get_secret_value() if secret is not None else None
+
+    def check_keys(self, *, nhs_numbers: bool = False) -> None:
+        """Raise :class:`~homeward.kit.crypto.KeyProblem` naming the first key that is missing,
+        short or the public development key; ``nhs_numbers`` for a service that stores them."""
+        check_key("HOMEWARD_PATIENT_REF_KEY", self._value(self.patient_ref_key))
+        check_key("HOMEWARD_PATIENT_REF_KEY_PREVIOUS", self._value(self.patient_ref_key_previous), required=False)
+        check_key("HOMEWARD_DLQ_HMAC_KEY", self._value(self.dlq_hmac_key), required=False)
+        if nhs_numbers:
+            check_key("HOMEWARD_NHS_NUMBER_KEY", self._value(self.nhs_number_key))
+            check_key("HOMEWARD_NHS_NUMBER_KEY_PREVIOUS", self._value(self.nhs_number_key_previous), required=False)
+            if self._value(self.nhs_number_key) == self._value(self.patient_ref_key):
+                raise KeyProblem(
+                    "HOMEWARD_NHS_NUMBER_KEY must differ from HOMEWARD_PATIENT_REF_KEY: every service holds the "
+                    "patient reference key, only those that store NHS numbers may hold this one"
+                )
+
+    def pseudonymiser(self) -> Pseudonymiser:
+        """References with the current key (and the previous one, during a rotation)."""
+        check_key("HOMEWARD_PATIENT_REF_KEY", self._value(self.patient_ref_key))
+        return Pseudonymiser(self._value(self.patient_ref_key) or "", self._value(self.patient_ref_key_previous))
+
+    def patient_ref_secret(self) -> str:
+        """The current patient reference key, checked."""
+        return self.pseudonymiser().key
+
+    def nhs_number_cipher(self) -> NhsNumberCipher:
+        check_key("HOMEWARD_NHS_NUMBER_KEY", self._value(self.nhs_number_key))
+        return NhsNumberCipher(self._value(self.nhs_number_key) or "", self._value(self.nhs_number_key_previous))
+
+    def dead_letter_keys(self) -> list[bytes]:
+        """The key that signs dead letters first (``HOMEWARD_DLQ_HMAC_KEY``, else derived from the
+        patient reference key), then any that may have signed older ones: the derived key when
+        an explicit one is set, and during a rotation the one derived from the previous patient
+        reference key. An operator's ``homeward dlq`` needs only ``HOMEWARD_DLQ_HMAC_KEY``."""
+        explicit, patient = self._value(self.dlq_hmac_key), self._value(self.patient_ref_key)
+        previous = self._value(self.patient_ref_key_previous)
+        keys = []
+        if explicit:
+            check_key("HOMEWARD_DLQ_HMAC_KEY", explicit)
+            keys.append(dead_letter_key(explicit, ""))
+        if patient or not explicit:
+            check_key("HOMEWARD_PATIENT_REF_KEY", patient)
+            keys.append(dead_letter_key(None, patient or ""))
+        if previous:
+            keys.append(dead_letter_key(None, previous))
+        return list(dict.fromkeys(keys))
 
 
 class ServiceSettings(BaseSettings):
@@ -51,7 +119,9 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="HOMEWARD_SERVICE_", extra="ignore")
 
-    database_url: str = "postgresql://postgres:postgres@127.0.0.1:55432/postgres"
+    # No default: the superuser is not a service's account. The native stack, compose and the
+    # Kubernetes manifests give each service its own role and database.
+    database_url: str = Field(default="", description="postgresql://<the service's role>@host/<its database>")
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     consumer_group: str | None = None

@@ -35,6 +35,19 @@ from .topics import Topics
 SCRAM = "SCRAM-SHA-512"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The session's keys (services refuse to start without them): the native stack's of this
+    checkout (``.local/secrets/``), unless the environment sets them; random ones without a stack."""
+    try:
+        from homeward.devstack.secrets import ensure_secrets
+
+        keys = ensure_secrets()
+    except Exception:
+        keys = {n: secrets.token_urlsafe(32) for n in ("HOMEWARD_PATIENT_REF_KEY", "HOMEWARD_NHS_NUMBER_KEY")}
+    for name, value in keys.items():
+        os.environ.setdefault(name, value)
+
+
 @dataclass
 class Infra:
     kafka_bootstrap: str

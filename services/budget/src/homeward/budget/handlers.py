@@ -12,14 +12,16 @@ it reads the stream, locks, and reads it again. Events are published only throug
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from homeward.contracts import Event, Payload, parse_json, source_service
 from homeward.contracts.events import (
+    AmountHeld,
     BudgetAllocated,
     BudgetThresholdBreached,
+    InvoiceConfirmed,
     InvoiceReceived,
     InvoiceVarianceFound,
     PatientRepatriated,
@@ -27,10 +29,12 @@ from homeward.contracts.events import (
     PlacementRateChanged,
     PlacementRegistered,
 )
-from homeward.contracts.vocab import Programme
+from homeward.contracts.plausibility import RateBounds, daily_rate_outside, load_bounds, per_night
+from homeward.contracts.vocab import BedType, Programme
 from homeward.kit.consumer import Rejected, UnitOfWork, stable_id
 from homeward.kit.logging import get_logger
 
+from .domain.authority import SERVICE_PRINCIPAL, Assertion, may_act_for
 from .domain.calendar import fy_end, fy_label, parse_fy, twelve_months_from
 from .domain.invoices import accrued_for_period, assess
 from .domain.ledger import AccountKey, AccountKind, LedgerName, Transfer, TransferKind, transfer_id
@@ -56,6 +60,10 @@ class Rules:
     threshold_rearm_margin_percent: int = 5
     invoice_tolerance_pence: int = 100_00
     invoice_tolerance_percent: int = 2
+    # commissioner -> the lead commissioner it delegated its budget to (docs/authority.md)
+    delegations: Mapping[str, str] = field(default_factory=dict)
+    # plausible daily rates per bed type: an invoice's amount per night outside them is held
+    rate_bounds: Mapping[BedType, RateBounds] = field(default_factory=load_bounds)
 
 
 @dataclass
@@ -65,6 +73,8 @@ class Context:
     today: dt.date
     now: dt.datetime
     rules: Rules
+    # Who asserted the event being handled; None for the accrual job (the service on its schedule).
+    assertion: Assertion | None = None
 
 
 CommissionerYear = tuple[str, int]
@@ -96,9 +106,24 @@ async def _locked_stream(ctx: Context, stream_id: str, keys: set[LockKey]) -> St
         wanted |= stream_keys(stream)
 
 
+def _asserting(ctx: Context, event: Event[Any]) -> Context:
+    """``ctx`` knowing who asserted ``event`` (the kit's binding already sets it)."""
+    return ctx if ctx.assertion is not None else replace(ctx, assertion=assertion_of(event))
+
+
+def _asserted(ctx: Context, transfers: Iterable[Transfer], stream: Stream | None = None) -> list[Transfer]:
+    """``transfers`` with who asserted them: the handled event's organisation and principal, or,
+    for the accrual job, the organisation that made the stream chargeable and the service."""
+    who = ctx.assertion
+    if who is None:
+        by = str(stream.details.get("asserted_by") or stream.commissioner) if stream is not None else "budget"
+        who = Assertion(by, SERVICE_PRINCIPAL)
+    return [replace(t, asserted_by=who.organisation, principal=who.principal) for t in transfers]
+
+
 async def _save_and_post(ctx: Context, stream: Stream, transfers: list[Transfer]) -> None:
     await ctx.repo.save_stream(stream)
-    await ctx.repo.post(transfers)
+    await ctx.repo.post(_asserted(ctx, transfers, stream))
 
 
 async def reconcile_stream(ctx: Context, stream: Stream, *, cause: str, at: dt.datetime) -> set[CommissionerYear]:
@@ -165,13 +190,14 @@ async def check_thresholds(ctx: Context, keys: Iterable[CommissionerYear]) -> in
 
 
 async def allocate(ctx: Context, event: Event[BudgetAllocated]) -> None:
+    ctx = _asserting(ctx, event)
     d = event.data
-    allowed = {d.commissioner} | ({d.source_organisation} if d.source_organisation else set())
-    if event.organisation not in allowed:
+    if not may_act_for(event.organisation, d.commissioner, ctx.rules.delegations):
         raise Rejected(
-            "not-party",
-            f"organisation {event.organisation} may not allocate {d.commissioner}'s budget; "
-            "only the commissioner or the source_organisation named in the allocation may",
+            "not-authorised",
+            f"organisation {event.organisation} may not allocate or change {d.commissioner}'s budget: only "
+            f"{d.commissioner} itself or the lead commissioner it has delegated to may (the source_organisation "
+            "named in an allocation is recorded, and gives no right to send it)",
         )
     try:
         year = parse_fy(d.financial_year)
@@ -226,7 +252,7 @@ async def allocate(ctx: Context, event: Event[BudgetAllocated]) -> None:
         financial_year=new.financial_year,
         metadata={"allocation_id": d.allocation_id, "source": d.source.value},
     )
-    await ctx.repo.post([transfer])
+    await ctx.repo.post(_asserted(ctx, [transfer]))
     await ctx.repo.save_allocation(new)
     await check_thresholds(ctx, {(d.commissioner, year)})
 
@@ -260,11 +286,13 @@ def _placement_stream(d: PlacementRegistered) -> Stream:
             "cohort": d.cohort.value,
             "independent_provider": d.independent_provider,
             "inappropriate": d.inappropriate,
+            "asserted_by": d.asserted_by or d.commissioner,
         },
     )
 
 
 async def register_placement(ctx: Context, event: Event[PlacementRegistered]) -> None:
+    ctx = _asserting(ctx, event)
     stream = _placement_stream(event.data)
     # The placement's lock is what makes a rate change or closure parked by another replica at
     # the same moment visible to take_parked below (or this registration visible to it).
@@ -301,6 +329,7 @@ async def _change_rate(ctx: Context, stream: Stream, event: Event[PlacementRateC
 
 
 async def change_rate(ctx: Context, event: Event[PlacementRateChanged]) -> None:
+    ctx = _asserting(ctx, event)
     if source_service(event.source) != "placements":
         # A partner's own rate change reaches the budget once placements has checked and re-published it.
         return
@@ -323,6 +352,7 @@ async def _close(ctx: Context, stream: Stream, event: Event[PlacementClosed]) ->
 
 
 async def close_placement(ctx: Context, event: Event[PlacementClosed]) -> None:
+    ctx = _asserting(ctx, event)
     placement_id = event.data.placement_id
     stream = await _locked_stream(ctx, placement_stream_id(placement_id), {placement_key(placement_id)})
     if stream is None:
@@ -334,6 +364,7 @@ async def close_placement(ctx: Context, event: Event[PlacementClosed]) -> None:
 
 
 async def record_repatriation(ctx: Context, event: Event[PatientRepatriated]) -> None:
+    ctx = _asserting(ctx, event)
     d = event.data
     try:
         shares = funding_shares([(f.commissioner, f.share_bp) for f in d.funding], d.commissioner)
@@ -403,7 +434,88 @@ async def receive_invoice(ctx: Context, event: Event[InvoiceReceived]) -> None:
     refusal = _not_party(invoice, stream)
     if refusal:
         raise Rejected("not-party", refusal)
-    await _assess(ctx, invoice, stream)
+    await _assess_or_hold(ctx, invoice, stream)
+
+
+def _implausible(ctx: Context, invoice: Invoice, stream: Stream) -> tuple[int, RateBounds] | None:
+    """(amount per night, the bounds it is outside) when the invoice is implausible for the bed type."""
+    bed_type = stream.details.get("bed_type")
+    if not bed_type:
+        return None
+    # Per night of the stay within the invoiced period: a month's invoice for a stay that began
+    # on the 29th covers three nights, not thirty.
+    first = max(invoice.period_start, stream.start)
+    after = invoice.period_end + dt.timedelta(days=1)
+    if stream.stay_end is not None:
+        after = min(after, stream.stay_end)
+    nightly = per_night(invoice.amount, (after - first).days)
+    bounds = daily_rate_outside(ctx.rules.rate_bounds, str(bed_type), nightly)
+    return None if bounds is None else (nightly, bounds)
+
+
+async def _assess_or_hold(ctx: Context, invoice: Invoice, stream: Stream) -> None:
+    """Match the invoice against the accrual, unless it is implausible and not yet confirmed:
+    then hold it and alert finance (docs/authority.md)."""
+    found = _implausible(ctx, invoice, stream) if invoice.confirmed_by is None else None
+    if found is None:
+        await _assess(ctx, invoice, stream)
+        return
+    nightly, bounds = found
+    reason = (
+        f"£{nightly / 100:,.2f} a night is outside the plausible £{bounds.lower_pence / 100:,.2f} to "
+        f"£{bounds.upper_pence / 100:,.2f} for {stream.details.get('bed_type')}: held until {invoice.commissioner} "
+        "confirms it (InvoiceConfirmed)"
+    )
+    await ctx.repo.save_invoice(replace(invoice, status=InvoiceStatus.HELD, reason=reason))
+    held = AmountHeld(
+        kind="invoice",
+        placement_id=invoice.placement_id,
+        commissioner=invoice.commissioner,
+        provider=invoice.provider,
+        bed_type=BedType(str(stream.details["bed_type"])),
+        asserted_by=invoice.provider,
+        daily_rate_pence=nightly,
+        lower_pence=bounds.lower_pence,
+        upper_pence=bounds.upper_pence,
+        invoice_id=invoice.invoice_id,
+        invoice_amount_pence=invoice.amount,
+        period_start=invoice.period_start,
+        period_end=invoice.period_end,
+    )
+    await ctx.publish(held, id=stable_id("AmountHeld", "invoice", invoice.provider, invoice.invoice_id))
+    log.info("implausible invoice held for confirmation", invoice_id=invoice.invoice_id, nightly_pence=nightly)
+
+
+async def confirm_invoice(ctx: Context, event: Event[InvoiceConfirmed]) -> None:
+    """The commissioner confirms an invoice held as implausible: it is matched as any other."""
+    d = event.data
+    if not may_act_for(event.organisation, d.commissioner, ctx.rules.delegations):
+        raise Rejected(
+            "not-authorised",
+            f"organisation {event.organisation} may not confirm an invoice to {d.commissioner}: only "
+            f"{d.commissioner} or the lead commissioner it has delegated to may",
+        )
+    await ctx.repo.lock({placement_key(d.placement_id), invoice_key(d.provider, d.invoice_id)})
+    invoice = await ctx.repo.get_invoice(d.provider, d.invoice_id)
+    if invoice is None:
+        raise Rejected("nothing-held", f"no invoice {d.invoice_id} from {d.provider} has been received")
+    if (invoice.commissioner, invoice.placement_id, invoice.amount) != (d.commissioner, d.placement_id, d.amount_pence):
+        raise Rejected(
+            "conflict",
+            f"invoice {d.invoice_id} from {d.provider} was received for another commissioner, placement or amount; "
+            "a confirmation must name the invoice exactly as it was sent",
+        )
+    if invoice.confirmed_by is not None:
+        return
+    confirmed = replace(invoice, confirmed_by=event.organisation)
+    if invoice.status is InvoiceStatus.HELD:
+        stream = await ctx.repo.get_stream(placement_stream_id(d.placement_id), for_update=False)
+        if stream is not None:
+            await _assess(ctx, confirmed, stream)
+            log.info("held invoice confirmed and matched", invoice_id=d.invoice_id)
+            return
+    # Parked (its placement is not charged yet): the confirmation applies when it is matched.
+    await ctx.repo.save_invoice(confirmed)
 
 
 def _not_party(invoice: Invoice, stream: Stream) -> str | None:
@@ -455,7 +567,7 @@ async def _match_invoices(ctx: Context, stream: Stream) -> None:
             await ctx.repo.save_invoice(replace(invoice, status=InvoiceStatus.REFUSED, reason=refusal))
             log.warning("parked invoice refused", invoice_id=invoice.invoice_id, reason="not-party")
             continue
-        await _assess(ctx, invoice, stream)
+        await _assess_or_hold(ctx, invoice, stream)
 
 
 async def _recheck_invoices(ctx: Context, stream: Stream) -> None:
@@ -483,6 +595,18 @@ async def accrue_stream(ctx: Context, stream_id: str) -> tuple[int, int]:
 # ----------------------------------------------------------------------- kit handlers
 
 
+def assertion_of(event: Event[Any]) -> Assertion:
+    """Who asserted an event: a partner's organisation as verified from its topic, or, for a
+    service's fact, the organisation and principal the service recorded on it."""
+    service = source_service(event.source)
+    if service is None:
+        return Assertion.of_partner(event.organisation or "unknown")
+    data = event.data
+    by = getattr(data, "asserted_by", None)
+    principal = getattr(data, "principal", None)
+    return Assertion(by or service, principal or f"service:{service}")
+
+
 RepositoryFactory = Callable[[UnitOfWork[Any]], BudgetRepository]
 UseCase = Callable[[Context, Event[Any]], Awaitable[None]]
 
@@ -494,12 +618,19 @@ class Handlers:
         self.repository = repository
         self.rules = rules
 
-    def context(self, uow: UnitOfWork[Any]) -> Context:
-        return Context(self.repository(uow), uow.publish, uow.clock.today(), uow.clock.now(), self.rules)
+    def context(self, uow: UnitOfWork[Any], event: Event[Any] | None = None) -> Context:
+        return Context(
+            self.repository(uow),
+            uow.publish,
+            uow.clock.today(),
+            uow.clock.now(),
+            self.rules,
+            assertion_of(event) if event is not None else None,
+        )
 
     def _bind(self, use_case: UseCase) -> Callable[[Event[Any], UnitOfWork[Any]], Awaitable[None]]:
         async def handle(event: Event[Any], uow: UnitOfWork[Any]) -> None:
-            await use_case(self.context(uow), event)
+            await use_case(self.context(uow, event), event)
 
         handle.__name__ = use_case.__name__
         return handle
@@ -508,6 +639,7 @@ class Handlers:
         return {
             BudgetAllocated: self._bind(allocate),
             InvoiceReceived: self._bind(receive_invoice),
+            InvoiceConfirmed: self._bind(confirm_invoice),
             PlacementRegistered: self._bind(register_placement),
             PlacementRateChanged: self._bind(change_rate),
             PlacementClosed: self._bind(close_placement),

@@ -23,4 +23,15 @@ class BudgetSettings(ServiceSettings):
     )
     invoice_tolerance_pence: int = Field(default=100_00, ge=0, description="Variance always tolerated, in pence")
     invoice_tolerance_percent: int = Field(default=2, ge=0, description="Variance tolerated as a percent of accrual")
+    delegations: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Commissioner -> the lead commissioner it delegated its budget to, as JSON (e.g. "
+            '{"05R": "05A"}): the lead may then allocate and confirm for it (docs/authority.md)'
+        ),
+    )
+    rate_bounds: str | None = Field(
+        default=None,
+        description="A CSV of plausible daily rates per bed type replacing rows of the defaults (docs/authority.md)",
+    )
     accrual_batch_size: int = Field(default=200, ge=1, description="Placements the accrual job reads at a time")

@@ -11,7 +11,10 @@ The republished record is the partner's event in structured mode: its ``source``
 de-duplicates on the partner's (source, id) and every decision still knows which
 organisation asserted it. Whatever else the partner's record carried (its own headers, a
 binary-mode layout, whitespace) is not copied: downstream services read only what the
-contracts define, written by Homeward.
+contracts define, written by Homeward. Headers named ``homeward-*`` are Homeward's own: the kit
+drops every one a partner's record carries before anything reads it
+(``homeward.kit.consumer.without_untrusted_headers``), so a partner can neither pose as
+dead-letter metadata nor have such a header kept in a dead letter or sent back by a replay.
 
 The key is the entity the event is about (``Payload.key()``), so one entity's events stay in
 order on one partition:

@@ -10,22 +10,27 @@ one person, so two facts arriving at once on different partitions cannot miss ea
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from homeward.contracts import ContractError, Event, Payload
 from homeward.contracts.envelope import parse_event
 from homeward.contracts.events import (
+    AmountHeld,
     BedAvailabilityUpdated,
     LocalCapacityChanged,
+    PlacementAgreed,
+    PlacementAwaitingAgreement,
     PlacementClosed,
     PlacementEnded,
     PlacementMade,
     PlacementRateChanged,
+    RateConfirmed,
     ReviewCompleted,
 )
-from homeward.contracts.vocab import EndReason
+from homeward.contracts.plausibility import RateBounds, daily_rate_outside, load_bounds
+from homeward.contracts.vocab import BedType, EndReason, RateChangeReason
 from homeward.kit.clock import Clock
 from homeward.kit.consumer import Rejected, stable_id
 from homeward.kit.logging import get_logger
@@ -36,6 +41,8 @@ from .adapters.repository import ParkedEvent, PlacementRepository
 from .domain import (
     Ending,
     Placement,
+    RateChange,
+    RateEntry,
     Refused,
     Review,
     ReviewPolicy,
@@ -43,6 +50,8 @@ from .domain import (
     best_source,
     best_target,
     check_stated,
+    may_act_for,
+    partner_principal,
     register,
     repatriation,
     resolve_site_area,
@@ -71,6 +80,10 @@ class Context:
     policy: ReviewPolicy
     patient_ref_key: str
     repatriation_window_days: int = 14
+    # commissioner -> the lead commissioner it delegated to (docs/authority.md)
+    delegations: Mapping[str, str] = field(default_factory=dict)
+    # plausible daily rates per bed type; a rate outside them is held for confirmation
+    rate_bounds: Mapping[BedType, RateBounds] = field(default_factory=load_bounds)
 
 
 def placement_key(placement_id: str) -> str:
@@ -79,6 +92,10 @@ def placement_key(placement_id: str) -> str:
 
 def patient_key(ref: str) -> str:
     return f"patient:{ref}"
+
+
+def principal_of(event: Event[Any]) -> str:
+    return partner_principal(event.organisation or "unknown")
 
 
 def _rejecting(fn: Callable[[Event[Any], Any], Awaitable[None]]) -> Handler:
@@ -103,6 +120,8 @@ class PlacementHandlers:
             PlacementRateChanged: _rejecting(self.rate_changed),
             ReviewCompleted: _rejecting(self.review_completed),
             PlacementEnded: _rejecting(self.placement_ended),
+            PlacementAgreed: _rejecting(self.placement_agreed),
+            RateConfirmed: _rejecting(self.rate_confirmed),
             BedAvailabilityUpdated: _rejecting(self.bed_availability_updated),
             LocalCapacityChanged: _rejecting(self.local_capacity_changed),
         }
@@ -113,11 +132,20 @@ class PlacementHandlers:
         made = event.data
         pid = made.placement_id
         parties = {made.commissioner, made.provider, *(f.commissioner for f in made.funding)}
+        parties |= self._leads(parties)
         if event.organisation not in parties:
             raise Refused(
                 "not-party",
                 f"organisation {event.organisation} is not the commissioner, the provider or a funder of "
                 f"placement {pid}, so it may not state it",
+            )
+        site = self.ctx.reference.sites.get(made.provider_site)
+        if site is not None and site.provider != made.provider:
+            # A provider reports placements at its own sites only (docs/authority.md).
+            raise Refused(
+                "not-party",
+                f"site {made.provider_site} belongs to provider {site.provider} in the reference data, "
+                f"not to {made.provider}",
             )
         repo = self.repository_for(uow)
         await repo.lock(placement_key(pid))
@@ -136,6 +164,9 @@ class PlacementHandlers:
                 "location or ICB the site lies in) on the PlacementMade",
             )
         ref = patient_ref(made.nhs_number, self.ctx.patient_ref_key)
+        # The commissioner's own report (or its delegated lead's) is also its agreement to pay.
+        agreed = may_act_for(event.organisation, made.commissioner, self.ctx.delegations)
+        bounds = daily_rate_outside(self.ctx.rate_bounds, made.bed_type, made.daily_rate_pence)
         placement = register(
             made,
             patient_ref=ref,
@@ -144,17 +175,25 @@ class PlacementHandlers:
             event_id=event.id,
             event_time=event.time,
             policy=self.ctx.policy,
+            reported_by=event.organisation,
+            agreed=agreed,
+            rate_held=bounds is not None,
         )
         if existing is not None:
             differences = existing.differences(placement)
-            if not differences:
-                log.info("placement stated again with the same facts; nothing to do", placement_id=pid)
+            if differences:
+                raise Refused(
+                    "conflict",
+                    f"placement {pid} is already registered with different {', '.join(differences)}; "
+                    "a correction needs a new placement id or the original facts",
+                )
+            if agreed and existing.agree(event.organisation, event.id, made.commissioner, made.daily_rate_pence):
+                await repo.save_agreement(existing)
+                log.info("placement agreed by its commissioner's own report", placement_id=pid)
+                await self._release(existing, uow, repo, event)
                 return
-            raise Refused(
-                "conflict",
-                f"placement {pid} is already registered with different {', '.join(differences)}; "
-                "a correction needs a new placement id or the original facts",
-            )
+            log.info("placement stated again with the same facts; nothing to do", placement_id=pid)
+            return
         if made.provider_site_area is not None:
             await repo.learn_site(
                 SiteFact(
@@ -163,14 +202,33 @@ class PlacementHandlers:
             )
         await repo.lock(patient_key(ref))
         await repo.add(placement, made.nhs_number)
-        await uow.publish(placement.registered_payload(), id=stable_id("PlacementRegistered", pid))
         log.info(
             "placement registered",
             placement_id=pid,
             commissioner=placement.commissioner,
             out_of_area=placement.out_of_area,
+            status=placement.status,
             reviews=[t.value for t in placement.schedules],
         )
+        if bounds is not None:
+            await self._hold_rate(placement, placement.rates[0], bounds, uow)
+        if not agreed:
+            await uow.publish(
+                PlacementAwaitingAgreement(
+                    placement_id=pid,
+                    commissioner=placement.commissioner,
+                    provider=placement.provider,
+                    provider_site=placement.provider_site,
+                    reported_by=event.organisation or placement.provider,
+                    bed_type=placement.bed_type,
+                    start_date=placement.start_date,
+                    daily_rate_pence=placement.initial_daily_rate_pence,
+                    out_of_area=placement.out_of_area,
+                    funding=list(placement.funding) if len(placement.funding) > 1 else [],
+                ),
+                id=stable_id("PlacementAwaitingAgreement", pid),
+            )
+        await self._release(placement, uow, repo, event)
         placement = await self._apply_parked(placement, uow, repo)
         await self._match_arrival(placement, uow, repo)
 
@@ -201,6 +259,97 @@ class PlacementHandlers:
             )
             log.info("parked event applied", placement_id=placement.placement_id, parked_event_id=parked.event_id)
         return placement
+
+    # ------------------------------------------------------------------ authority
+
+    def _leads(self, commissioners: set[str]) -> set[str]:
+        """The lead commissioners these commissioners delegated to."""
+        return {self.ctx.delegations[c] for c in commissioners if c in self.ctx.delegations}
+
+    async def _release(self, placement: Placement, uow: Work, repo: PlacementRepository, event: Event[Any]) -> None:
+        """Once a placement is chargeable (agreed, at a plausible or confirmed starting rate),
+        tell the budget: PlacementRegistered, and any repatriation that waited for it. The
+        registration is asserted by the commissioner (or lead) that agreed the placement; when
+        that was the event handled now, with the principal it was verified as."""
+        if placement.released or not placement.chargeable:
+            return
+        agreed_by = placement.agreed_by
+        assert agreed_by is not None
+        principal = principal_of(event) if event.organisation == agreed_by else partner_principal(agreed_by)
+        await uow.publish(
+            placement.registered_payload(asserted_by=agreed_by, principal=principal),
+            id=stable_id("PlacementRegistered", placement.placement_id),
+        )
+        placement.released = True
+        await repo.mark_released(placement.placement_id)
+        log.info("placement chargeable", placement_id=placement.placement_id, agreed_by=placement.agreed_by)
+        for move, event_id in await repo.unpublished_repatriations(placement.placement_id):
+            other_id = (
+                move.to_placement_id if move.from_placement_id == placement.placement_id else move.from_placement_id
+            )
+            other = await repo.get(other_id)
+            if other is None or not other.chargeable:
+                continue
+            await self._publish_repatriation(move, event_id, uow, repo)
+
+    async def _hold_rate(self, placement: Placement, entry: RateEntry, bounds: RateBounds, uow: Work) -> None:
+        await uow.publish(
+            AmountHeld(
+                kind="daily_rate",
+                placement_id=placement.placement_id,
+                commissioner=placement.commissioner,
+                provider=placement.provider,
+                bed_type=placement.bed_type,
+                asserted_by=entry.asserted_by or placement.provider,
+                daily_rate_pence=entry.daily_rate_pence,
+                lower_pence=bounds.lower_pence,
+                upper_pence=bounds.upper_pence,
+                effective_date=entry.effective_date,
+            ),
+            id=stable_id("AmountHeld", "daily_rate", placement.placement_id, entry.event_id),
+        )
+        log.warning(
+            "implausible daily rate held for the commissioner's confirmation",
+            placement_id=placement.placement_id,
+            daily_rate_pence=entry.daily_rate_pence,
+        )
+
+    async def placement_agreed(self, event: Event[PlacementAgreed], uow: Work) -> None:
+        await self._about_placement(event, uow)
+
+    async def rate_confirmed(self, event: Event[RateConfirmed], uow: Work) -> None:
+        await self._about_placement(event, uow)
+
+    async def _apply_agreement(
+        self, event: Event[PlacementAgreed], uow: Work, repo: PlacementRepository, placement: Placement
+    ) -> None:
+        data = event.data
+        assert event.organisation is not None
+        if placement.agree(event.organisation, event.id, data.commissioner, data.daily_rate_pence):
+            await repo.save_agreement(placement)
+            log.info("placement agreed", placement_id=placement.placement_id, agreed_by=event.organisation)
+        await self._release(placement, uow, repo, event)
+
+    async def _apply_confirmation(
+        self, event: Event[RateConfirmed], uow: Work, repo: PlacementRepository, placement: Placement
+    ) -> None:
+        data = event.data
+        assert event.organisation is not None
+        if data.commissioner != placement.commissioner:
+            raise Refused(
+                "conflict",
+                f"placement {placement.placement_id} is {placement.commissioner}'s, not {data.commissioner}'s",
+            )
+        change = placement.confirm_rate(data.effective_date, data.daily_rate_pence, event.organisation)
+        if change is None:
+            log.info("rate already in force; nothing held to confirm", placement_id=placement.placement_id)
+            return
+        await repo.confirm_rate(placement.placement_id, change.entry)
+        log.info("held rate confirmed", placement_id=placement.placement_id, confirmed_by=event.organisation)
+        if change.entry.event_id == placement.registered_event_id:
+            await self._release(placement, uow, repo, event)
+        elif change.outcome == "applied":
+            await self._publish_rate(placement, change, uow, event)
 
     # ------------------------------------------------------------------ facts about a known placement
 
@@ -236,14 +385,25 @@ class PlacementHandlers:
         await self._apply(event, uow, repo, placement)
 
     async def _apply(self, event: Event[Any], uow: Work, repo: PlacementRepository, placement: Placement) -> None:
-        if event.organisation not in placement.parties():
+        data = event.data
+        if isinstance(data, PlacementAgreed | RateConfirmed):
+            if not may_act_for(event.organisation, placement.commissioner, self.ctx.delegations):
+                raise Refused(
+                    "not-authorised",
+                    f"organisation {event.organisation} may not agree or confirm for {placement.commissioner}: "
+                    f"only {placement.commissioner} or the lead commissioner it has delegated to may",
+                )
+        elif event.organisation not in placement.parties() | self._leads(placement.parties()):
             raise Refused(
                 "not-party",
                 f"organisation {event.organisation} is not the commissioner, the provider or a funder of "
                 f"placement {placement.placement_id}",
             )
-        data = event.data
-        if isinstance(data, PlacementRateChanged):
+        if isinstance(data, PlacementAgreed):
+            await self._apply_agreement(event, uow, repo, placement)
+        elif isinstance(data, RateConfirmed):
+            await self._apply_confirmation(event, uow, repo, placement)
+        elif isinstance(data, PlacementRateChanged):
             await self._apply_rate(event, uow, repo, placement)
         elif isinstance(data, ReviewCompleted):
             await self._apply_review(event, repo, placement)
@@ -256,27 +416,50 @@ class PlacementHandlers:
         self, event: Event[PlacementRateChanged], uow: Work, repo: PlacementRepository, placement: Placement
     ) -> None:
         data = event.data
-        change = placement.change_rate(data.daily_rate_pence, data.effective_date, data.reason, event.id, event.time)
+        bounds = daily_rate_outside(self.ctx.rate_bounds, placement.bed_type, data.daily_rate_pence)
+        change = placement.change_rate(
+            data.daily_rate_pence,
+            data.effective_date,
+            data.reason,
+            event.id,
+            event.time,
+            held=bounds is not None,
+            asserted_by=event.organisation,
+        )
         if change.outcome == "duplicate":
-            log.info("rate already in force from that date; nothing to do", placement_id=placement.placement_id)
+            log.info("rate already stated from that date; nothing to do", placement_id=placement.placement_id)
             return
         await repo.add_rate(placement.placement_id, change.entry)
+        if change.outcome == "held":
+            assert bounds is not None
+            await self._hold_rate(placement, change.entry, bounds, uow)
+            return
         if change.outcome == "superseded":
             log.info(
                 "rate statement recorded; a later statement for the same date stands",
                 placement_id=placement.placement_id,
             )
             return
+        await self._publish_rate(placement, change, uow, event)
+        # A plausible rate from the start replaces a held starting rate: an agreed placement is then chargeable.
+        await self._release(placement, uow, repo, event)
+
+    async def _publish_rate(self, placement: Placement, change: RateChange, uow: Work, event: Event[Any]) -> None:
+        """Re-publish a rate in force for the budget. ``event`` made it so: the statement itself, or
+        the commissioner's confirmation of a held one. The id comes from the statement either way."""
+        entry = change.entry
         await uow.publish(
             PlacementRateChanged(
                 placement_id=placement.placement_id,
-                daily_rate_pence=data.daily_rate_pence,
-                effective_date=data.effective_date,
-                reason=data.reason,
+                daily_rate_pence=entry.daily_rate_pence,
+                effective_date=entry.effective_date,
+                reason=_rate_reason(entry.reason),
                 previous_daily_rate_pence=change.previous_daily_rate_pence,
                 commissioner=placement.commissioner,
+                asserted_by=event.organisation,
+                principal=principal_of(event),
             ),
-            id=stable_id("PlacementRateChanged", placement.placement_id, event.id),
+            id=stable_id("PlacementRateChanged", placement.placement_id, entry.event_id),
         )
 
     async def _apply_review(
@@ -319,6 +502,8 @@ class PlacementHandlers:
                 end_reason=ending.end_reason,
                 out_of_area=placement.out_of_area,
                 length_of_stay_nights=(ending.end_date - placement.start_date).days,
+                asserted_by=event.organisation,
+                principal=principal_of(event),
             ),
             id=stable_id("PlacementClosed", placement.placement_id),
         )
@@ -372,14 +557,34 @@ class PlacementHandlers:
         event_id = stable_id("PatientRepatriated", source.placement_id)
         if not await repo.add_repatriation(move, event_id, uow.clock.now()):
             return False
-        await uow.publish(move.payload(), id=event_id)
         log.info(
             "patient repatriated",
             from_placement_id=source.placement_id,
             to_placement_id=target.placement_id,
             explicit=explicit,
         )
+        # A saving is reported (and booked) only between placements the commissioner has agreed;
+        # otherwise it waits for the agreement (_release).
+        if source.chargeable and target.chargeable:
+            await self._publish_repatriation(move, event_id, uow, repo, source.agreed_by)
         return True
+
+    async def _publish_repatriation(
+        self, move: Any, event_id: str, uow: Work, repo: PlacementRepository, agreed_by: str | None = None
+    ) -> None:
+        if agreed_by is None:
+            source = await repo.get(move.from_placement_id)
+            agreed_by = source.agreed_by if source is not None else None
+        await uow.publish(
+            move.payload().model_copy(
+                update={
+                    "asserted_by": agreed_by,
+                    "principal": partner_principal(agreed_by) if agreed_by else None,
+                }
+            ),
+            id=event_id,
+        )
+        await repo.mark_repatriation_published(move.from_placement_id)
 
     # ------------------------------------------------------------------ reference facts
 
@@ -399,3 +604,10 @@ class PlacementHandlers:
         data = event.data
         repo = self.repository_for(uow)
         await repo.record_capacity(data.area, data.bed_type, data.available_beds, data.as_of, event.id)
+
+
+def _rate_reason(reason: str) -> RateChangeReason:
+    try:
+        return RateChangeReason(reason)
+    except ValueError:
+        return RateChangeReason.OTHER

@@ -29,5 +29,17 @@ class PlacementsSettings(ServiceSettings):
         default=30, ge=1, description="After how many days a parked event whose placement never came is marked expired"
     )
 
+    delegations: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Commissioner -> the lead commissioner it delegated to, as JSON (e.g. "
+            '{"05R": "05A"}): the lead may agree placements and confirm rates for it (docs/authority.md)'
+        ),
+    )
+    rate_bounds: Path | None = Field(
+        default=None,
+        description="A CSV of plausible daily rates per bed type replacing rows of the defaults (docs/authority.md)",
+    )
+
     def review_policy_path(self) -> Path:
         return self.review_policy or DEFAULT_REVIEW_POLICY

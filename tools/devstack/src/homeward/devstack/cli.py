@@ -14,6 +14,7 @@ from .config import StackConfig
 from .errors import StackError
 from .kafka import list_topics
 from .proc import Log
+from .secrets import ensure_secrets
 
 try:  # rich is optional (typer normally brings it)
     from rich.console import Console
@@ -96,6 +97,7 @@ def up(
     log: Log = (lambda _m: None) if quiet else _log
     partners = partner if partner else None
     info = _guard(lambda: stack.ensure_up(partners=partners, log=log))
+    _guard(ensure_secrets)  # the services' keys, random per checkout (.local/secrets/)
     if not quiet:
         _say("stack is up", "bold green")
         _print_addresses(info)
@@ -148,7 +150,7 @@ def status() -> None:
 def env() -> None:
     """Print `export HOMEWARD_...=...` lines: eval "$(homeward-stack env)"."""
     info = _guard(lambda: stack.stack_info())
-    for key, value in info.as_env().items():
+    for key, value in {**info.as_env(), **_guard(ensure_secrets)}.items():
         print(f"export {key}={shlex.quote(value)}")
 
 

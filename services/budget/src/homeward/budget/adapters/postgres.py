@@ -127,6 +127,7 @@ def _invoice(row: Any) -> Invoice:
         tolerance=row["tolerance_pence"],
         flagged=row["flagged"],
         reason=row["reason"],
+        confirmed_by=row["confirmed_by"],
     )
 
 
@@ -310,16 +311,16 @@ class PgBudgetRepository(BudgetRepository):
         inserted = await self.conn.fetch(
             """INSERT INTO transfers (id, kind, debit_account_id, credit_account_id, amount, pending_id, purpose,
                    cause, stream_id, placement_id, funder, financial_year, range_start, range_end, effective_on,
-                   event_at, metadata)
+                   event_at, metadata, asserted_by, principal)
                SELECT x.id, x.kind, x.d, x.c, x.amount, x.pending_id, x.purpose, x.cause, x.stream_id,
                       x.placement_id, x.funder, x.financial_year, x.range_start, x.range_end, x.effective_on,
-                      x.event_at, x.metadata
+                      x.event_at, x.metadata, x.asserted_by, x.principal
                FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::uuid[],
                            $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::date[],
-                           $14::date[], $15::date[], $16::timestamptz[], $17::jsonb[])
+                           $14::date[], $15::date[], $16::timestamptz[], $17::jsonb[], $18::text[], $19::text[])
                     WITH ORDINALITY AS x(id, kind, d, c, amount, pending_id, purpose, cause, stream_id, placement_id,
                                          funder, financial_year, range_start, range_end, effective_on, event_at,
-                                         metadata, n)
+                                         metadata, asserted_by, principal, n)
                ORDER BY x.n
                ON CONFLICT (id) DO NOTHING
                RETURNING id::text""",
@@ -340,6 +341,8 @@ class PgBudgetRepository(BudgetRepository):
             [t.effective_on for t in transfers],
             [t.event_at for t in transfers],
             [json.dumps(dict(t.metadata)) for t in transfers],
+            [t.asserted_by for t in transfers],
+            [t.principal for t in transfers],
         )
         new_ids = {r["id"] for r in inserted}
         new = [t for t in transfers if t.id in new_ids]  # a transfer posted before adds nothing, twice
@@ -443,12 +446,13 @@ class PgBudgetRepository(BudgetRepository):
     async def save_invoice(self, i: Invoice) -> None:
         await self.conn.execute(
             """INSERT INTO invoices (provider, invoice_id, commissioner, placement_id, period_start, period_end,
-                   amount_pence, event_id, status, accrued_pence, variance_pence, tolerance_pence, flagged, reason)
-               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)
+                   amount_pence, event_id, status, accrued_pence, variance_pence, tolerance_pence, flagged, reason,
+                   confirmed_by)
+               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)
                ON CONFLICT (provider, invoice_id) DO UPDATE SET status = EXCLUDED.status,
                    accrued_pence = EXCLUDED.accrued_pence, variance_pence = EXCLUDED.variance_pence,
                    tolerance_pence = EXCLUDED.tolerance_pence, flagged = EXCLUDED.flagged,
-                   reason = EXCLUDED.reason, updated_at = now()""",
+                   reason = EXCLUDED.reason, confirmed_by = EXCLUDED.confirmed_by, updated_at = now()""",
             i.provider,
             i.invoice_id,
             i.commissioner,
@@ -463,6 +467,7 @@ class PgBudgetRepository(BudgetRepository):
             i.tolerance,
             i.flagged,
             i.reason,
+            i.confirmed_by,
         )
 
     async def invoices_for_placement(self, placement_id: str) -> list[Invoice]:
@@ -625,6 +630,8 @@ def _transfer_json(r: Any) -> dict[str, Any]:
         "event_at": r["event_at"].isoformat(),
         "created_at": r["created_at"].isoformat(),
         "cause": r["cause"],
+        "asserted_by": r["asserted_by"],
+        "principal": r["principal"],
         "stream": r["stream_id"],
     }
 
@@ -662,6 +669,7 @@ async def placement_history(conn: Connection, placement_id: str, as_of: dt.date 
     rows = await conn.fetch(
         f"""SELECT t.id::text AS id, t.seq, t.kind, t.purpose, t.amount, t.funder, t.financial_year, t.range_start,
                    t.range_end, t.pending_id::text AS pending_id, t.effective_on, t.event_at, t.created_at, t.cause,
+                   t.asserted_by, t.principal,
                    t.stream_id, {d_cols}, {c_cols}
             FROM transfers t JOIN accounts d ON d.id = t.debit_account_id JOIN accounts c ON c.id = t.credit_account_id
             WHERE t.placement_id = $1 AND ($2::date IS NULL OR t.effective_on <= $2)
@@ -724,6 +732,7 @@ def invoice_json(i: Invoice) -> dict[str, Any]:
         "tolerance_pence": i.tolerance,
         "flagged": i.flagged,
         "reason": i.reason,
+        "confirmed_by": i.confirmed_by,
     }
 
 

@@ -111,6 +111,10 @@ class Transfer:
     range_end: dt.date | None = None
     pending_id: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # Who asserted it (docs/authority.md): the organisation whose statement caused it and the
+    # principal that organisation was verified as. Set by the use case before it posts.
+    asserted_by: str | None = None
+    principal: str | None = None
 
     def __post_init__(self) -> None:
         if self.amount <= 0:

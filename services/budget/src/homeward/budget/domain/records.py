@@ -31,6 +31,7 @@ class InvoiceStatus(StrEnum):
     MATCHED = "matched"  # compared with the accrual
     PARKED = "parked"  # its placement is not known yet; matched when it arrives
     REFUSED = "refused"  # found not to be the placement's provider once the placement arrived
+    HELD = "held"  # its amount per night is outside the bed type's plausibility bounds: confirmation needed
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Invoice:
     tolerance: int | None = None
     flagged: bool = False
     reason: str | None = None
+    confirmed_by: str | None = None  # the commissioner that confirmed it despite the plausibility bounds
 
     def same_claim(self, other: Invoice) -> bool:
         return (self.commissioner, self.placement_id, self.period_start, self.period_end, self.amount) == (

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeward.contracts.events import BudgetThresholdBreached, InvoiceVarianceFound
+from homeward.contracts.events import AmountHeld, BudgetThresholdBreached, InvoiceVarianceFound
+from homeward.contracts.plausibility import load_bounds
 from homeward.kit.consumer import UnitOfWork
 from homeward.kit.db import service_migrations
 from homeward.kit.service import ServiceDefinition, Subscription
@@ -27,6 +28,8 @@ def rules_from(settings: BudgetSettings) -> Rules:
         threshold_rearm_margin_percent=settings.threshold_rearm_margin_percent,
         invoice_tolerance_pence=settings.invoice_tolerance_pence,
         invoice_tolerance_percent=settings.invoice_tolerance_percent,
+        delegations=dict(settings.delegations),
+        rate_bounds=load_bounds(settings.rate_bounds),
     )
 
 
@@ -46,5 +49,5 @@ def build_definition(settings: BudgetSettings | None = None) -> ServiceDefinitio
         subscriptions=SUBSCRIPTIONS,
         jobs=[accrual_job(topics, rules, settings.accrual_batch_size)],
         routes=build_routes,
-        publishes=[BudgetThresholdBreached, InvoiceVarianceFound],
+        publishes=[BudgetThresholdBreached, InvoiceVarianceFound, AmountHeld],
     )

@@ -16,11 +16,13 @@ from typing import Any, TypeVar
 
 from homeward.contracts import Event, Payload
 from homeward.contracts.events import (
+    AmountHeld,
     BudgetThresholdBreached,
     FundingShare,
     InvoiceVarianceFound,
     LocalCapacityUnavailable,
     PatientRepatriated,
+    PlacementAwaitingAgreement,
     PlacementRegistered,
     ReferralWaitBreached,
     ReviewDueSoon,
@@ -43,6 +45,8 @@ DEFAULT_RESPOND_WITHIN_DAYS: Mapping[str, int] = MappingProxyType(
         "ReferralWaitBreached": 0,
         "BudgetThresholdBreached": 14,
         "InvoiceVarianceFound": 14,
+        "PlacementAwaitingAgreement": 2,
+        "AmountHeld": 5,
     }
 )
 # Commissioner oversight visits to people placed out of area: every 8 weeks for adults and
@@ -392,6 +396,91 @@ def _invoice_variance_found(p: InvoiceVarianceFound, event: Event[Any], policy: 
         ],
         values={"direction": direction, "gap": gap},
         organisations={p.commissioner, p.provider},
+    )
+
+
+@_builds(PlacementAwaitingAgreement)
+def _placement_awaiting_agreement(p: PlacementAwaitingAgreement, event: Event[Any], policy: AlertPolicy) -> _Draft:
+    where = "out of area" if p.out_of_area else "in area"
+    return _Draft(
+        reference=p.placement_id,
+        due_by=policy.respond_by("PlacementAwaitingAgreement", uk_date(event.time)),
+        what=f"agree or query placement {p.placement_id} at {p.provider_site} — reported by {p.reported_by}",
+        action=(
+            f"Agree placement {p.placement_id} (send PlacementAgreed, or the PlacementMade yourself) "
+            f"or query it with {p.provider}"
+        ),
+        headline=(
+            f"{p.reported_by} reports that placement {p.placement_id} started on {day(p.start_date)} at "
+            f"{p.provider_site} ({p.provider}, {where}) at {money(p.daily_rate_pence)} a day, "
+            f"funded by {p.commissioner}. "
+            "Nothing is charged to the budget until the commissioner agrees it."
+        ),
+        facts=[
+            ("Placement", p.placement_id),
+            ("Reported by", p.reported_by),
+            ("Commissioner", p.commissioner),
+            ("Provider site", f"{p.provider_site} ({p.provider})"),
+            ("Start date", day(p.start_date)),
+            ("Daily rate", money(p.daily_rate_pence)),
+            ("Bed type", label(p.bed_type.value)),
+            ("Out of area", "yes" if p.out_of_area else "no"),
+            ("Funding", _funding_text(p.funding)),
+        ],
+        values={"reported_by": p.reported_by},
+        organisations={p.commissioner, *_funders(p.funding)},
+    )
+
+
+@_builds(AmountHeld)
+def _amount_held(p: AmountHeld, event: Event[Any], policy: AlertPolicy) -> _Draft:
+    bounds = f"{money(p.lower_pence)} to {money(p.upper_pence)} a day"
+    bed = label(p.bed_type.value)
+    if p.kind == "invoice":
+        reference = p.invoice_id or p.placement_id
+        what = (
+            f"confirm or query invoice {reference} — {money(p.daily_rate_pence)} a night for placement {p.placement_id}"
+        )
+        action = f"Check invoice {reference} from {p.provider}; confirm it (InvoiceConfirmed) only if it is right"
+        headline = (
+            f"Invoice {reference} from {p.provider} for placement {p.placement_id} comes to "
+            f"{money(p.daily_rate_pence)} a night, outside the plausible {bounds} for {article(bed)} bed. "
+            "It is held, not matched or paid, until the commissioner confirms it."
+        )
+    else:
+        reference = p.placement_id
+        when = day(p.effective_date) if p.effective_date else "the start"
+        what = f"confirm or query the daily rate of placement {p.placement_id} — {money(p.daily_rate_pence)}"
+        action = f"Check the rate of placement {p.placement_id}; confirm it (RateConfirmed) only if it is right"
+        headline = (
+            f"{p.asserted_by} stated a daily rate of {money(p.daily_rate_pence)} from {when} for placement "
+            f"{p.placement_id}, outside the plausible {bounds} for {article(bed)} bed. It is held, not charged, "
+            "until the commissioner confirms it."
+        )
+    return _Draft(
+        reference=reference,
+        due_by=policy.respond_by("AmountHeld", uk_date(event.time)),
+        what=what,
+        action=action,
+        headline=headline,
+        facts=[
+            ("Placement", p.placement_id),
+            ("Invoice", p.invoice_id),
+            ("Stated by", p.asserted_by),
+            ("Commissioner", p.commissioner),
+            ("Provider", p.provider),
+            ("Bed type", bed),
+            ("Daily rate" if p.kind == "daily_rate" else "Amount per night", money(p.daily_rate_pence)),
+            ("Invoiced", money(p.invoice_amount_pence) if p.invoice_amount_pence is not None else None),
+            (
+                "Period",
+                f"{day(p.period_start)} to {day(p.period_end)}" if p.period_start and p.period_end else None,
+            ),
+            ("Effective from", day(p.effective_date) if p.effective_date else None),
+            ("Plausible range", bounds),
+        ],
+        values={"bounds": bounds},
+        organisations={p.commissioner},
     )
 
 

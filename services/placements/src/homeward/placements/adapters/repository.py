@@ -29,9 +29,10 @@ from homeward.contracts.vocab import (
     ReviewType,
 )
 from homeward.kit import outbox
-from homeward.kit.consumer import dlq_headers
+from homeward.kit.consumer import dlq_headers, signed_dlq_headers
 
 from ..domain import Ending, Placement, RateEntry, Repatriation, Review, ReviewRule, ReviewSchedule, SiteFact
+from .patients import PatientKeys, add_patient
 
 Conn: TypeAlias = asyncpg.Connection  # type: ignore[type-arg]
 
@@ -124,6 +125,25 @@ class PlacementRepository(abc.ABC):
         """Record a repatriation; False if either placement already has one."""
 
     @abc.abstractmethod
+    async def save_agreement(self, placement: Placement) -> None:
+        """Record who agreed the placement (``agreed_by``, ``agreed_event_id``)."""
+
+    @abc.abstractmethod
+    async def mark_released(self, placement_id: str) -> None:
+        """PlacementRegistered has been published: the placement is chargeable."""
+
+    @abc.abstractmethod
+    async def confirm_rate(self, placement_id: str, entry: RateEntry) -> None:
+        """A held rate statement is confirmed (``entry`` is the confirmed one, same event id)."""
+
+    @abc.abstractmethod
+    async def unpublished_repatriations(self, placement_id: str) -> list[tuple[Repatriation, str]]:
+        """Repatriations from or to this placement not yet published, with their event ids."""
+
+    @abc.abstractmethod
+    async def mark_repatriation_published(self, from_placement_id: str) -> None: ...
+
+    @abc.abstractmethod
     async def record_capacity(
         self, area: str, bed_type: BedType, available_beds: int, as_of: dt.datetime, event_id: str
     ) -> None: ...
@@ -133,11 +153,22 @@ class PlacementRepository(abc.ABC):
 
 
 class PgPlacementRepository(PlacementRepository):
-    def __init__(self, conn: Conn, *, dlq_topic: str, origin_topic: str, service: str = "placements") -> None:
+    def __init__(
+        self,
+        conn: Conn,
+        *,
+        dlq_topic: str,
+        origin_topic: str,
+        service: str = "placements",
+        keys: PatientKeys | None = None,
+        dead_letter_key: bytes | None = None,
+    ) -> None:
         self.conn = conn
         self.dlq_topic = dlq_topic
         self.origin_topic = origin_topic  # where parked events came from, and where a replay puts them
         self.service = service
+        self.keys = keys  # seal NHS numbers and re-key people (adapters.patients); needed by add()
+        self.dead_letter_key = dead_letter_key  # signs dead letters' metadata (homeward.kit.crypto)
 
     async def lock(self, key: str) -> None:
         try:
@@ -154,13 +185,11 @@ class PgPlacementRepository(PlacementRepository):
 
     async def add(self, placement: Placement, nhs_number: str) -> None:
         p = placement
-        # The only copy of the NHS number: kept so patient references can be re-derived if the
-        # pseudonymisation key is rotated. Nothing reads it back into an event, a log or the API.
-        await self.conn.execute(
-            "INSERT INTO patients (patient_ref, nhs_number) VALUES ($1, $2) ON CONFLICT (patient_ref) DO NOTHING",
-            p.patient_ref,
-            nhs_number,
-        )
+        # The only copy of the NHS number, encrypted: kept so patient references can be made
+        # again if the pseudonymisation key is rotated. Nothing reads it into an event, a log or the API.
+        if self.keys is None:
+            raise RuntimeError("PgPlacementRepository needs the patient keys to record a person")
+        await add_patient(self.conn, self.keys, p.patient_ref, nhs_number)
         await self.conn.execute(
             """INSERT INTO placements (
                    placement_id, referral_id, patient_ref, commissioner, commissioner_area, provider,
@@ -168,9 +197,9 @@ class PgPlacementRepository(PlacementRepository):
                    age_band, legal_status, programme, start_date, planned_end_date,
                    initial_daily_rate_pence, out_of_area, out_of_area_reason, inappropriate,
                    distance_from_home_km, funding, prior_approval_reference, registered_event_id,
-                   registered_at)
+                   registered_at, reported_by, agreed_by, agreed_event_id, released)
                VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,
-                       $23::jsonb,$24,$25,$26)""",
+                       $23::jsonb,$24,$25,$26,$27,$28,$29,$30)""",
             p.placement_id,
             p.referral_id,
             p.patient_ref,
@@ -197,6 +226,10 @@ class PgPlacementRepository(PlacementRepository):
             p.prior_approval_reference,
             p.registered_event_id,
             p.registered_at,
+            p.reported_by,
+            p.agreed_by,
+            p.agreed_event_id,
+            p.released,
         )
         for entry in p.rates:
             await self.add_rate(p.placement_id, entry)
@@ -205,15 +238,51 @@ class PgPlacementRepository(PlacementRepository):
 
     async def add_rate(self, placement_id: str, entry: RateEntry) -> None:
         await self.conn.execute(
-            """INSERT INTO placement_rates
-                   (placement_id, effective_date, daily_rate_pence, reason, event_id, event_time)
-               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (placement_id, event_id) DO NOTHING""",
+            """INSERT INTO placement_rates (placement_id, effective_date, daily_rate_pence, reason, event_id,
+                   event_time, held, asserted_by, confirmed_by)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (placement_id, event_id) DO NOTHING""",
             placement_id,
             entry.effective_date,
             entry.daily_rate_pence,
             entry.reason,
             entry.event_id,
             entry.event_time,
+            entry.held,
+            entry.asserted_by,
+            entry.confirmed_by,
+        )
+
+    async def save_agreement(self, placement: Placement) -> None:
+        await self.conn.execute(
+            "UPDATE placements SET agreed_by = $2, agreed_event_id = $3 WHERE placement_id = $1",
+            placement.placement_id,
+            placement.agreed_by,
+            placement.agreed_event_id,
+        )
+
+    async def mark_released(self, placement_id: str) -> None:
+        await self.conn.execute("UPDATE placements SET released = true WHERE placement_id = $1", placement_id)
+
+    async def confirm_rate(self, placement_id: str, entry: RateEntry) -> None:
+        await self.conn.execute(
+            """UPDATE placement_rates SET held = false, confirmed_by = $3
+               WHERE placement_id = $1 AND event_id = $2""",
+            placement_id,
+            entry.event_id,
+            entry.confirmed_by,
+        )
+
+    async def unpublished_repatriations(self, placement_id: str) -> list[tuple[Repatriation, str]]:
+        rows = await self.conn.fetch(
+            """SELECT * FROM repatriations WHERE NOT published AND (from_placement_id = $1 OR to_placement_id = $1)
+               ORDER BY from_placement_id""",
+            placement_id,
+        )
+        return [(_repatriation(r), r["event_id"]) for r in rows]
+
+    async def mark_repatriation_published(self, from_placement_id: str) -> None:
+        await self.conn.execute(
+            "UPDATE repatriations SET published = true WHERE from_placement_id = $1", from_placement_id
         )
 
     async def _save_schedule(self, placement_id: str, s: ReviewSchedule) -> None:
@@ -312,7 +381,8 @@ class PgPlacementRepository(PlacementRepository):
         )
 
     async def dead_letter(self, parked: ParkedEvent, reason: str, message: str, at: dt.datetime) -> None:
-        headers = [("content-type", STRUCTURED_CONTENT_TYPE.encode())] + dlq_headers(
+        own = [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
+        metadata = dlq_headers(
             reason,
             message,
             service=self.service,
@@ -320,11 +390,14 @@ class PgPlacementRepository(PlacementRepository):
             at=at,
             parked_at=parked.parked_at.isoformat(),
         )
+        key = parked.placement_id.encode()
+        value = json.dumps(parked.event, separators=(",", ":"), sort_keys=True).encode()
+        headers = own + signed_dlq_headers(self.dead_letter_key, metadata, record_key=key, value=value, headers=own)
         await outbox.add_raw(
             self.conn,
             self.dlq_topic,
-            parked.placement_id.encode(),
-            json.dumps(parked.event, separators=(",", ":"), sort_keys=True).encode(),
+            key,
+            value,
             headers,
             event_id=f"dlq:parked:{parked.event_id}",
             event_type="dead-letter",
@@ -393,6 +466,23 @@ class PgPlacementRepository(PlacementRepository):
         )
 
 
+def _repatriation(r: asyncpg.Record) -> Repatriation:
+    return Repatriation(
+        patient_ref=r["patient_ref"],
+        commissioner=r["commissioner"],
+        programme=Programme(r["programme"]),
+        from_placement_id=r["from_placement_id"],
+        to_placement_id=r["to_placement_id"],
+        from_site=r["from_site"],
+        to_site=r["to_site"],
+        from_daily_rate_pence=r["from_daily_rate_pence"],
+        to_daily_rate_pence=r["to_daily_rate_pence"],
+        repatriated_on=r["repatriated_on"],
+        explicit=r["explicit"],
+        funding=_funding(r["funding"]),
+    )
+
+
 def parked_from_row(r: asyncpg.Record) -> ParkedEvent:
     event = r["event"]
     return ParkedEvent(
@@ -424,7 +514,16 @@ async def load_placements(
     rates: dict[str, list[RateEntry]] = {i: [] for i in ids}
     for r in await conn.fetch("SELECT * FROM placement_rates WHERE placement_id = ANY($1::text[]) ORDER BY id", ids):
         rates[r["placement_id"]].append(
-            RateEntry(r["effective_date"], r["daily_rate_pence"], r["reason"], r["event_id"], r["event_time"])
+            RateEntry(
+                r["effective_date"],
+                r["daily_rate_pence"],
+                r["reason"],
+                r["event_id"],
+                r["event_time"],
+                held=r["held"],
+                asserted_by=r["asserted_by"],
+                confirmed_by=r["confirmed_by"],
+            )
         )
     reviews: dict[str, list[Review]] = {i: [] for i in ids}
     for r in await conn.fetch(
@@ -491,4 +590,8 @@ def _placement(
         reviews=reviews,
         schedules=schedules,
         ending=ending,
+        reported_by=r["reported_by"],
+        agreed_by=r["agreed_by"],
+        agreed_event_id=r["agreed_event_id"],
+        released=r["released"],
     )

@@ -1,7 +1,19 @@
 """The placement register's rules: pure, no I/O."""
 
 from .areas import SiteFact, is_out_of_area, resolve_site_area
-from .model import Ending, Placement, RateChange, RateEntry, Refused, rate_on, register
+from .authority import may_act_for, partner_principal
+from .model import (
+    AGREED,
+    AWAITING_AGREEMENT,
+    RATE_HELD,
+    Ending,
+    Placement,
+    RateChange,
+    RateEntry,
+    Refused,
+    rate_on,
+    register,
+)
 from .repatriation import Repatriation, best_source, best_target, check_stated, may_match, repatriation
 from .reviews import (
     Alert,
@@ -16,6 +28,11 @@ from .reviews import (
 )
 
 __all__ = [
+    "AGREED",
+    "AWAITING_AGREEMENT",
+    "RATE_HELD",
+    "may_act_for",
+    "partner_principal",
     "Alert",
     "Ending",
     "Placement",

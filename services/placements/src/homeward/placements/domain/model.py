@@ -30,6 +30,10 @@ from .reviews import Alert, Review, ReviewPolicy, ReviewSchedule, alert_for, nex
 
 FULL_SHARE_BP = 10_000
 
+AWAITING_AGREEMENT = "awaiting commissioner agreement"
+RATE_HELD = "starting rate held for confirmation"
+AGREED = "agreed"
+
 
 class Refused(Exception):
     """A fact the register will not accept; ``reason`` is the dead-letter reason."""
@@ -47,6 +51,10 @@ class RateEntry:
     reason: str
     event_id: str
     event_time: dt.datetime
+    # Outside the bed type's plausibility bounds and not yet confirmed: kept in the history, not in force.
+    held: bool = False
+    asserted_by: str | None = None  # the organisation that stated it
+    confirmed_by: str | None = None  # the commissioner that confirmed it, if it was held
 
     @property
     def order(self) -> tuple[dt.date, dt.datetime, str]:
@@ -55,7 +63,8 @@ class RateEntry:
 
 
 def rate_on(entries: list[RateEntry], day: dt.date) -> int | None:
-    applicable = [e for e in entries if e.effective_date <= day]
+    """The rate in force on ``day``: held statements are not in force until confirmed."""
+    applicable = [e for e in entries if e.effective_date <= day and not e.held]
     if not applicable:
         return None
     return max(applicable, key=lambda e: e.order).daily_rate_pence
@@ -63,7 +72,7 @@ def rate_on(entries: list[RateEntry], day: dt.date) -> int | None:
 
 @dataclass(frozen=True)
 class RateChange:
-    outcome: Literal["applied", "duplicate", "superseded"]
+    outcome: Literal["applied", "duplicate", "superseded", "held"]
     entry: RateEntry
     previous_daily_rate_pence: int
 
@@ -105,6 +114,12 @@ class Placement:
     reviews: list[Review] = field(default_factory=list)
     schedules: dict[ReviewType, ReviewSchedule] = field(default_factory=dict)
     ending: Ending | None = None
+    # Authority (docs/authority.md): who reported it, which commissioner agreed it (None: awaiting
+    # agreement), and whether PlacementRegistered has gone to the budget.
+    reported_by: str | None = None
+    agreed_by: str | None = None
+    agreed_event_id: str | None = None
+    released: bool = False
 
     # ------------------------------------------------------------------ derived facts
 
@@ -124,6 +139,68 @@ class Placement:
     @property
     def end_date(self) -> dt.date | None:
         return self.ending.end_date if self.ending else None
+
+    @property
+    def starting_rate_held(self) -> bool:
+        """No rate in force from the start: the stated one is held, and neither confirmed nor
+        replaced by a plausible statement effective from the start."""
+        return not any(e.effective_date <= self.start_date and not e.held for e in self.rates)
+
+    @property
+    def chargeable(self) -> bool:
+        """Agreed by its commissioner, at a starting rate that is plausible or confirmed."""
+        return self.agreed_by is not None and not self.starting_rate_held
+
+    @property
+    def status(self) -> str:
+        if self.agreed_by is None:
+            return AWAITING_AGREEMENT
+        if self.starting_rate_held:
+            return RATE_HELD
+        return AGREED
+
+    def agree(self, organisation: str, event_id: str, commissioner: str, daily_rate_pence: int) -> bool:
+        """The commissioner agrees the placement as reported; False if it was already agreed.
+
+        The caller has checked that ``organisation`` may act for the commissioner."""
+        if commissioner != self.commissioner:
+            raise Refused(
+                "conflict",
+                f"placement {self.placement_id} was reported for commissioner {self.commissioner}, not {commissioner}",
+            )
+        if daily_rate_pence != self.initial_daily_rate_pence:
+            raise Refused(
+                "conflict",
+                f"placement {self.placement_id} was reported at another starting daily rate; agree the reported "
+                "rate, or have the provider correct it with a PlacementRateChanged",
+            )
+        if self.agreed_by is not None:
+            return False
+        self.agreed_by, self.agreed_event_id = organisation, event_id
+        return True
+
+    def confirm_rate(self, effective_date: dt.date, daily_rate_pence: int, organisation: str) -> RateChange | None:
+        """Confirm a held rate statement; None when that statement is already in force (nothing held)."""
+        held = [
+            e
+            for e in self.rates
+            if e.effective_date == effective_date and e.daily_rate_pence == daily_rate_pence and e.held
+        ]
+        if not held:
+            if any(e.effective_date == effective_date and e.daily_rate_pence == daily_rate_pence for e in self.rates):
+                return None
+            raise Refused(
+                "nothing-held",
+                f"no rate of {daily_rate_pence}p from {effective_date} is held for placement {self.placement_id}",
+            )
+        entry = held[-1]
+        previous = self.rate_on(effective_date)
+        confirmed = replace(entry, held=False, confirmed_by=organisation)
+        self.rates[self.rates.index(entry)] = confirmed
+        same_day = [e for e in self.rates if e.effective_date == effective_date and not e.held and e is not confirmed]
+        if any(e.order > confirmed.order for e in same_day):
+            return RateChange("superseded", confirmed, previous)
+        return RateChange("applied", confirmed, previous)
 
     def parties(self) -> set[str]:
         """The organisations that may speak for this placement."""
@@ -181,8 +258,10 @@ class Placement:
         mine, theirs = self.facts(), other.facts()
         return sorted(k for k in mine if mine[k] != theirs[k])
 
-    def registered_payload(self) -> PlacementRegistered:
+    def registered_payload(self, asserted_by: str | None = None, principal: str | None = None) -> PlacementRegistered:
         return PlacementRegistered(
+            asserted_by=asserted_by,
+            principal=principal,
             placement_id=self.placement_id,
             referral_id=self.referral_id,
             patient_ref=self.patient_ref,
@@ -200,7 +279,8 @@ class Placement:
             programme=self.programme,
             start_date=self.start_date,
             planned_end_date=self.planned_end_date,
-            daily_rate_pence=self.initial_daily_rate_pence,
+            # The rate in force from the start: the stated one, unless it was held and replaced.
+            daily_rate_pence=self.rate_on(self.start_date),
             out_of_area=self.out_of_area,
             out_of_area_reason=self.out_of_area_reason,
             inappropriate=self.inappropriate,
@@ -217,9 +297,13 @@ class Placement:
         reason: RateChangeReason | str,
         event_id: str,
         event_time: dt.datetime,
+        *,
+        held: bool = False,
+        asserted_by: str | None = None,
     ) -> RateChange:
         """Record a rate from a date, possibly in the past: the schedule keeps every statement,
-        and ``previous_daily_rate_pence`` is what applied on that date before this one."""
+        and ``previous_daily_rate_pence`` is what applied on that date before this one. A ``held``
+        statement (implausible, not yet confirmed) is kept but not in force."""
         if effective_date < self.start_date:
             raise Refused(
                 "before-start",
@@ -232,12 +316,25 @@ class Placement:
                 f"rate change effective {effective_date} is on or after placement {self.placement_id} "
                 f"ended on {self.end_date}",
             )
-        entry = RateEntry(effective_date, daily_rate_pence, str(getattr(reason, "value", reason)), event_id, event_time)
+        entry = RateEntry(
+            effective_date,
+            daily_rate_pence,
+            str(getattr(reason, "value", reason)),
+            event_id,
+            event_time,
+            held=held,
+            asserted_by=asserted_by,
+        )
         previous = self.rate_on(effective_date)
-        same_day = [e for e in self.rates if e.effective_date == effective_date]
+        stated = [e for e in self.rates if e.effective_date == effective_date]
+        if any(e.held and e.daily_rate_pence == daily_rate_pence for e in stated):
+            return RateChange("duplicate", entry, previous)  # stating a held rate again does not confirm it
+        same_day = [e for e in stated if not e.held]
         if same_day and max(same_day, key=lambda e: e.order).daily_rate_pence == daily_rate_pence:
             return RateChange("duplicate", entry, previous)
         self.rates.append(entry)
+        if held:
+            return RateChange("held", entry, previous)
         if any(e.order > entry.order for e in same_day):
             return RateChange("superseded", entry, previous)
         return RateChange("applied", entry, previous)
@@ -296,8 +393,14 @@ def register(
     event_id: str,
     event_time: dt.datetime,
     policy: ReviewPolicy,
+    reported_by: str | None = None,
+    agreed: bool = False,
+    rate_held: bool = False,
 ) -> Placement:
-    """A new placement from a PlacementMade whose site area is known, with its review schedule."""
+    """A new placement from a PlacementMade whose site area is known, with its review schedule.
+
+    ``agreed``: the sender may act for the commissioner, so the report is also its agreement.
+    ``rate_held``: the starting rate is outside the bed type's plausibility bounds."""
     funding = tuple(made.funding) or (FundingShare(commissioner=made.commissioner, share_bp=FULL_SHARE_BP),)
     placement = Placement(
         placement_id=made.placement_id,
@@ -323,8 +426,21 @@ def register(
         prior_approval_reference=made.prior_approval_reference,
         registered_event_id=event_id,
         registered_at=event_time,
+        reported_by=reported_by,
+        agreed_by=reported_by if agreed else None,
+        agreed_event_id=event_id if agreed else None,
     )
-    placement.rates.append(RateEntry(made.start_date, made.daily_rate_pence, "placement_made", event_id, event_time))
+    placement.rates.append(
+        RateEntry(
+            made.start_date,
+            made.daily_rate_pence,
+            "placement_made",
+            event_id,
+            event_time,
+            held=rate_held,
+            asserted_by=reported_by,
+        )
+    )
     rules = policy.rules_for(placement.cohort, placement.age_band, placement.setting, placement.out_of_area)
     placement.schedules = {rule.review_type: next_due(placement.start_date, rule, ()) for rule in rules}
     return placement

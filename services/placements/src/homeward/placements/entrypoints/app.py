@@ -5,18 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from homeward.contracts.events import (
+    AmountHeld,
     PatientRepatriated,
+    PlacementAwaitingAgreement,
     PlacementClosed,
     PlacementRateChanged,
     PlacementRegistered,
     ReviewDueSoon,
     ReviewOverdue,
 )
+from homeward.contracts.plausibility import load_bounds
+from homeward.kit.crypto import KeyProblem
 from homeward.kit.db import service_migrations
 from homeward.kit.reference import load_reference
-from homeward.kit.service import ServiceDefinition, Subscription
+from homeward.kit.service import Job, ServiceDefinition, Subscription
 from homeward.kit.topics import Topics
+from pydantic import SecretStr
 
+from ..adapters.patients import PatientKeys, protect_job
 from ..adapters.policy_file import load_policy
 from ..adapters.repository import PgPlacementRepository, PlacementRepository
 from ..handlers import Context, PlacementHandlers
@@ -36,15 +42,24 @@ PUBLISHES = (
     ReviewDueSoon,
     ReviewOverdue,
     PatientRepatriated,
+    PlacementAwaitingAgreement,
+    AmountHeld,
 )
+
+
+def _secret(value: SecretStr | None) -> str:
+    # Unset, the runtime refuses to start (naming the variable) before any handler runs.
+    return value.get_secret_value() if value is not None else ""
 
 
 def build_context(settings: PlacementsSettings) -> Context:
     return Context(
         reference=load_reference(settings.reference_data),
         policy=load_policy(settings.review_policy_path()),
-        patient_ref_key=settings.common.patient_ref_key.get_secret_value(),
+        patient_ref_key=_secret(settings.common.patient_ref_key),
         repatriation_window_days=settings.repatriation_window_days,
+        delegations=dict(settings.delegations),
+        rate_bounds=load_bounds(settings.rate_bounds),
     )
 
 
@@ -52,8 +67,17 @@ def build_definition(settings: PlacementsSettings | None = None) -> ServiceDefin
     settings = settings or PlacementsSettings()
     topics = Topics(settings.kafka.topic_namespace)
 
+    keys = patient_keys(settings)
+    dead_letter_key = _dead_letter_key(settings)
+
     def repository_for(uow: Any) -> PlacementRepository:
-        return PgPlacementRepository(uow.conn, dlq_topic=topics.dlq(SERVICE), origin_topic=topics.internal("ingress"))
+        return PgPlacementRepository(
+            uow.conn,
+            dlq_topic=topics.dlq(SERVICE),
+            origin_topic=topics.internal("ingress"),
+            keys=keys,
+            dead_letter_key=dead_letter_key,
+        )
 
     handlers = PlacementHandlers(build_context(settings), repository_for)
     return ServiceDefinition(
@@ -62,7 +86,32 @@ def build_definition(settings: PlacementsSettings | None = None) -> ServiceDefin
         migrations=MIGRATIONS,
         handlers=handlers.mapping(),
         subscriptions=SUBSCRIPTIONS,
-        jobs=jobs(topics, settings.park_expiry_days),
+        jobs=[*jobs(topics, settings.park_expiry_days), *patient_jobs(keys)],
         routes=build_routes,
         publishes=PUBLISHES,
+        stores_nhs_numbers=True,
     )
+
+
+def patient_keys(settings: PlacementsSettings) -> PatientKeys | None:
+    """The keys that protect people's identities, or None while they are not configured (the
+    runtime then refuses to start, naming the variable)."""
+    common = settings.common
+    if common.patient_ref_key is None or common.nhs_number_key is None:
+        return None
+    try:
+        return PatientKeys(common.pseudonymiser(), common.nhs_number_cipher())
+    except KeyProblem:
+        return None
+
+
+def _dead_letter_key(settings: PlacementsSettings) -> bytes | None:
+    try:
+        return settings.common.dead_letter_keys()[0]
+    except KeyProblem:  # the runtime refuses to start, naming the variable
+        return None
+
+
+def patient_jobs(keys: PatientKeys | None) -> list[Job]:
+    # At start (before consuming) and every five minutes: seal, re-seal and re-key patients.
+    return [] if keys is None else [Job("protect-patients", protect_job(keys), interval_s=300, at_start=True)]

@@ -19,7 +19,14 @@ from ..adapters.read_model import ReadModel
 from ..adapters.repository import ParkedEvent
 from ..domain import Placement, RateEntry, ReviewSchedule, alert_for
 
-COUNTS = ("active_out_of_area", "active_in_area", "inappropriate", "overdue_reviews", "repatriations")
+COUNTS = (
+    "active_out_of_area",
+    "active_in_area",
+    "inappropriate",
+    "overdue_reviews",
+    "repatriations",
+    "awaiting_agreement",
+)
 
 
 def jsonable(value: Any) -> Any:
@@ -67,6 +74,11 @@ def placement_row(p: Placement, as_of: dt.date) -> dict[str, Any]:
         "distance_from_home_km": p.distance_from_home_km,
         "daily_rate_pence": p.rate_on(as_of),
         "funding": [{"commissioner": f.commissioner, "share_bp": f.share_bp} for f in p.funding],
+        # docs/authority.md: "awaiting commissioner agreement", "starting rate held for confirmation" or "agreed"
+        "status": p.status,
+        "reported_by": p.reported_by,
+        "agreed_by": p.agreed_by,
+        "held_rates": sum(1 for e in p.rates if e.held),
     }
 
 
@@ -125,6 +137,8 @@ def rates_in_force(p: Placement) -> set[RateEntry]:
     """For each effective date, the statement that stands (the latest made)."""
     latest: dict[dt.date, RateEntry] = {}
     for e in p.rates:
+        if e.held:
+            continue
         if e.effective_date not in latest or e.order > latest[e.effective_date].order:
             latest[e.effective_date] = e
     return set(latest.values())
@@ -171,6 +185,9 @@ def build_routes(pool: asyncpg.Pool, clock: Clock) -> list[BaseRoute]:  # type: 
                         "stated_at": e.event_time,
                         "event_id": e.event_id,
                         "in_force": e in in_force,
+                        "held": e.held,
+                        "stated_by": e.asserted_by,
+                        "confirmed_by": e.confirmed_by,
                     }
                     for e in sorted(p.rates, key=lambda e: e.order)
                 ],
@@ -265,6 +282,7 @@ def build_routes(pool: asyncpg.Pool, clock: Clock) -> list[BaseRoute]:  # type: 
             b["active_out_of_area" if p.out_of_area else "active_in_area"] += 1
             b["inappropriate"] += int(p.inappropriate)
             b["overdue_reviews"] += sum(1 for a in p.alerts_as_of(day) if a.kind == "overdue")
+            b["awaiting_agreement"] += int(p.agreed_by is None)
         for code, n in repatriated.items():
             bucket(code)["repatriations"] = n
         totals = {k: sum(b[k] for b in by.values()) for k in COUNTS}

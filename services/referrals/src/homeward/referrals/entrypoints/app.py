@@ -28,7 +28,8 @@ def build_definition(settings: ReferralsSettings | None = None) -> ServiceDefini
     deps = Dependencies(
         repositories=lambda uow: pg_repositories(uow.conn),
         reference=load_reference(settings.reference_data),
-        patient_ref_key=settings.common.patient_ref_key.get_secret_value(),
+        # Unset, the runtime refuses to start (naming the variable) before any handler runs.
+        patient_ref_key=key.get_secret_value() if (key := settings.common.patient_ref_key) else "",
     )
     return ServiceDefinition(
         name=SERVICE,
