@@ -12,7 +12,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,8 @@ class System:
     mail_domain: str
     env: dict[str, str]
     logs: Path
+    # NHS numbers of the events a partner posted over HTTP (the ingress's POST /events).
+    http_nhs_numbers: list[str] = field(default_factory=list)
 
     def url(self, service: str, path: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}{path}"
@@ -119,6 +121,50 @@ async def _send_bad_input(system: System) -> None:
         await producer.stop()
 
 
+def _post_over_http(system: System) -> list[str]:
+    """A commissioner without a Kafka client refers two people over HTTP, with an API key the
+    operator made for it; returns their NHS numbers (not in the scenario)."""
+    from homeward.contracts import new_event
+    from homeward.contracts.events import ReferralReceived
+    from homeward.contracts.identifiers import nhs_numbers_in_test_range
+    from homeward.contracts.vocab import AgeBand, BedType, Cohort, Urgency
+
+    commissioner = system.scenario.reference["commissioners"][0]["code"]
+    issued = subprocess.run(
+        [sys.executable, "-m", "homeward.cli", "partner", "key", "add", commissioner, "--json"]
+        + ["--database-url", system.databases["ingress"]],
+        env=system.env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    key = json.loads(issued.stdout)["key"]
+    taken = {e.data.nhs_number for _, e in system.scenario.events if hasattr(e.data, "nhs_number")}
+    numbers = [n for n in nhs_numbers_in_test_range(40, start=700_000) if n not in taken][:2]
+    now = dt.datetime.combine(AS_OF, dt.time(9), tzinfo=dt.UTC)
+    for n, nhs in enumerate(numbers):
+        referral = ReferralReceived(
+            referral_id=f"REF-HTTP-{n}",
+            nhs_number=nhs,
+            commissioner=commissioner,
+            bed_type=BedType.PICU,
+            cohort=Cohort.MENTAL_HEALTH,
+            age_band=AgeBand.ADULT,
+            urgency=Urgency.URGENT,
+            need_arose_at=now,
+        )
+        event = new_event(referral, source=f"urn:nhs:ods:{commissioner}", id=f"e2e-http-{n}", time=now)
+        r = httpx.post(
+            system.url("ingress", "/events"),
+            content=json.dumps(event.to_dict()),
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/cloudevents+json"},
+            timeout=60,
+        )
+        assert r.status_code == 202, r.text
+    return numbers
+
+
 @pytest.fixture(scope="session")
 def system(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     namespace = f"e2e{secrets.token_hex(3)}."
@@ -182,6 +228,7 @@ def system(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         )
         asyncio.run(send_scenario(scenario, progress=False, settings=kafka))
         asyncio.run(_send_bad_input(system))
+        system.http_nhs_numbers = _post_over_http(system)
         assert settle(kafka, ports, namespace=namespace, group_prefix=namespace), (
             "the services did not finish the work in time"
         )
