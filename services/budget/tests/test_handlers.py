@@ -256,3 +256,17 @@ async def test_an_invoice_is_judged_per_night_of_the_stay_it_covers() -> None:
         await receive_invoice(h.ctx(), from_partner(claim, "8Z001", h.today))
         assert h.repo.invoices[("8Z001", invoice_id)].status is InvoiceStatus.MATCHED, invoice_id
     assert h.outbox.of(AmountHeld) == []
+
+
+async def test_what_a_parked_event_posts_is_asserted_by_whoever_asserted_that_event() -> None:
+    h = Harness(D(2026, 5, 1))
+    change = rate_changed("P1", D(2026, 4, 15), 2000).model_copy(
+        update={"asserted_by": "8Z001", "principal": "User:8Z001"}
+    )
+    await change_rate(h.ctx(), from_placements(change, h.today, id="evt-rate"))
+    agreed = registered("P1", start=D(2026, 4, 1), rate=1000).model_copy(
+        update={"asserted_by": "05A", "principal": "User:05A"}
+    )
+    await register_placement(h.ctx(), from_placements(agreed, h.today, id="evt-reg"))
+    by_cause = {(t.cause, t.asserted_by, t.principal) for t in h.repo.book.transfers.values()}
+    assert by_cause == {("evt-reg", "05A", "User:05A"), ("evt-rate", "8Z001", "User:8Z001")}

@@ -306,10 +306,12 @@ async def register_placement(ctx: Context, event: Event[PlacementRegistered]) ->
     for raw in await ctx.repo.take_parked(stream.placement_id):
         parked = parse_json(raw)
         log.info("applying parked event", placement_id=stream.placement_id, parked_type=parked.type)
+        # What a parked event posts is asserted by whoever asserted that event, not the registration.
+        as_parked = replace(ctx, assertion=assertion_of(parked))
         if isinstance(parked.data, PlacementRateChanged):
-            keys |= await _change_rate(ctx, stream, parked)  # type: ignore[arg-type]
+            keys |= await _change_rate(as_parked, stream, parked)  # type: ignore[arg-type]
         elif isinstance(parked.data, PlacementClosed):
-            keys |= await _close(ctx, stream, parked)  # type: ignore[arg-type]
+            keys |= await _close(as_parked, stream, parked)  # type: ignore[arg-type]
     await _match_invoices(ctx, stream)
     await check_thresholds(ctx, keys)
 
