@@ -1050,3 +1050,14 @@ def test_kustomize_builds_when_kubectl_is_available() -> None:
         assert result.returncode == 0, result.stderr
         kinds = {d["kind"] for d in yaml.safe_load_all(result.stdout) if d}
         assert {"Deployment", "KafkaTopic", "Kafka", "HorizontalPodAutoscaler"} <= kinds
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_deployment_gets_the_keys_its_service_refuses_to_start_without(service: str) -> None:
+    [container] = deployment(service)["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container.get("env", [])}
+    assert "secretKeyRef" in env["HOMEWARD_PATIENT_REF_KEY"]["valueFrom"]
+    # Only placements stores NHS numbers: only it gets the key that encrypts them.
+    assert ("HOMEWARD_NHS_NUMBER_KEY" in env) == (service == "placements")
+    if service == "placements":
+        assert env["HOMEWARD_NHS_NUMBER_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "homeward-nhs-number-key"

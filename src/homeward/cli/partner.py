@@ -85,7 +85,11 @@ def _dsn(explicit: str | None) -> str:
     except Exception:
         from homeward.ingress.settings import IngressSettings
 
-        return IngressSettings().database_url
+        url = IngressSettings().database_url
+        if not url:
+            err.print("[red]no ingress database: give --database-url or set HOMEWARD_INGRESS_DATABASE_URL[/]")
+            raise typer.Exit(2) from None
+        return url
 
 
 def _where(dsn: str) -> str:
