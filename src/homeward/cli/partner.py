@@ -341,7 +341,7 @@ def _kafka_call(work: Callable[[], T]) -> T:
 def partner_add(ods: Ods, bootstrap: Bootstrap = None, json_out: JsonFlag = False) -> None:
     """Onboard a partner on Kafka: its topic, its SCRAM credential and ACLs; prints its client settings once."""
     from homeward.contracts.access import partner_grants, partner_principal
-    from homeward.contracts.topics import TopicSpec, partner_topic
+    from homeward.contracts.topics import TopicSpec, partner_topic, partner_topic_spec
     from homeward.kit.access import new_password
     from homeward.kit.kafka import ensure_topics
 
@@ -353,7 +353,8 @@ def partner_add(ods: Ods, bootstrap: Bootstrap = None, json_out: JsonFlag = Fals
         err.print(f"[red]{code} already has a Kafka identity ({user}): use `homeward partner rotate {code}`[/]")
         raise typer.Exit(1)
     try:
-        asyncio.run(ensure_topics(settings, [TopicSpec(topic, purpose=f"events written by partner {code}")]))
+        spec = partner_topic_spec(code)
+        asyncio.run(ensure_topics(settings, [TopicSpec(topic, spec.partitions, spec.retention_ms, spec.purpose)]))
     except Exception as exc:
         err.print(f"[red]could not create {topic} on Kafka at {settings.bootstrap_servers}: {exc}[/]")
         raise typer.Exit(2) from None

@@ -33,6 +33,12 @@ CONSUMES: dict[str, tuple[str, ...]] = {
 }
 
 DEFAULT_PARTITIONS = 6
+# A partner topic has one partition. One partner's events are few (a national replay is about 300
+# events per partner), so more partitions would add no throughput, while every partition of every
+# partner topic is one more entry in each of the ingress's fetch requests and responses: with six
+# per topic and 382 partners, decoding those (empty) entries took a quarter of the ingress's CPU.
+# One partition also keeps each partner's events in the order it sent them, whatever the key.
+PARTNER_PARTITIONS = 1
 
 # Dead-letter topics hold partner records as they came, NHS numbers included, so they are not
 # kept for ever: 14 days unless the operator configures otherwise (docs/operations.md says how
@@ -58,6 +64,10 @@ def partner_of(topic: str) -> str | None:
     """The ODS code a partner topic belongs to, or None for any other topic."""
     match = _PARTNER_TOPIC_RE.match(topic)
     return match.group("ods") if match else None
+
+
+def partner_topic_spec(ods_code: str) -> TopicSpec:
+    return TopicSpec(partner_topic(ods_code), PARTNER_PARTITIONS, purpose=f"events written by partner {ods_code}")
 
 
 def internal_topic(service: str) -> str:
@@ -91,5 +101,5 @@ def declared_topics(
         )
         for s in SERVICES
     ]
-    topics += [TopicSpec(partner_topic(p), purpose=f"events written by partner {p}") for p in partners]
+    topics += [partner_topic_spec(p) for p in partners]
     return topics
