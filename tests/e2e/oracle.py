@@ -14,12 +14,14 @@ from typing import Any
 
 from homeward.contracts.events import (
     BudgetAllocated,
+    InvoiceReceived,
     PlacementAgreed,
     PlacementEnded,
     PlacementMade,
     PlacementRateChanged,
     ReviewCompleted,
 )
+from homeward.contracts.plausibility import load_bounds
 
 from homeward.scenario import Scenario
 
@@ -65,6 +67,7 @@ class P:
 class World:
     placements: dict[str, P]
     allocations: dict[tuple[str, str], int]
+    invoices: list[InvoiceReceived] = field(default_factory=list)
 
 
 def replay(sc: Scenario) -> World:
@@ -72,6 +75,7 @@ def replay(sc: Scenario) -> World:
     site_areas = {s["code"]: s["area"] for s in sc.reference["sites"]}
     placements: dict[str, P] = {}
     allocations: dict[tuple[str, str], int] = {}
+    invoices: list[InvoiceReceived] = []
     for sender, e in sc.events:
         d: Any = e.data
         if isinstance(d, PlacementMade):
@@ -108,7 +112,9 @@ def replay(sc: Scenario) -> World:
         elif isinstance(d, BudgetAllocated):
             key = (d.commissioner, d.financial_year)
             allocations[key] = allocations.get(key, 0) + d.amount_pence
-    return World(placements, allocations)
+        elif isinstance(d, InvoiceReceived):
+            invoices.append(d)
+    return World(placements, allocations, invoices)
 
 
 def active(world: World, as_of: dt.date) -> dict[str, bool]:
@@ -199,4 +205,24 @@ def spent(world: World, fy_start: dt.date, as_of: dt.date) -> dict[str, int]:
             for c, pence in split(p.rate_on(night), p.funding).items():
                 out[c] = out.get(c, 0) + pence
             night += dt.timedelta(days=1)
+    return out
+
+
+def held_invoices(world: World) -> set[str]:
+    """Invoices of agreed placements whose amount per night of the stay they cover is above the
+    plausible daily rates of the bed type (the contracts' default table)."""
+    bounds = load_bounds()
+    out = set()
+    for inv in world.invoices:
+        p = world.placements[inv.placement_id]
+        if not p.agreed:
+            continue  # the budget does not know the placement: the invoice waits, unjudged
+        first = max(inv.period_start, p.start)
+        after = inv.period_end + dt.timedelta(days=1)
+        if p.end is not None:
+            after = min(after, p.end)
+        nightly = inv.amount_pence // max((after - first).days, 1)
+        b = {k.value: v for k, v in bounds.items()}[p.bed_type]
+        if nightly > b.upper_pence:
+            out.add(inv.invoice_id)
     return out

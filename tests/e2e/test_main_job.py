@@ -99,6 +99,20 @@ def test_providers_reports_are_charged_only_once_their_commissioners_agree_them(
     }
 
 
+def test_an_implausible_invoice_is_held_and_the_corrected_one_matched(system: System, world: oracle.World) -> None:
+    held = oracle.held_invoices(world)
+    assert held, "the scenario should contain an invoice typed in pounds as pence"
+    statuses: dict[str, str] = {}
+    for c in system.scenario.reference["commissioners"]:
+        for i in system.get("budget", f"/invoices/{c['code']}")["invoices"]:
+            statuses[i["invoice_id"]] = i["status"]
+    assert {i for i, st in statuses.items() if st == "held"} == held
+    for invoice_id in held:  # the provider's corrected invoice, under the id without the slip's suffix
+        assert statuses[invoice_id.removesuffix("-X")] == "matched"
+    alerts = _internal(system, "budget", "homeward.AmountHeld.v1")
+    assert sorted(e.data.invoice_id for e in alerts) == sorted(held)
+
+
 def test_every_review_overdue_exactly_once(system: System, world: oracle.World) -> None:
     expected = oracle.overdue(world, AS_OF)
     events = _internal(system, "placements", "homeward.ReviewOverdue.v1")
@@ -158,6 +172,11 @@ def test_emails_delivered_to_the_right_people(system: System, world: oracle.Worl
             for org, _ in p.funding:
                 for role in ("oap_lead", "finance_lead"):
                     expected[(address(role, org), "agree or query placement", p.id)] += 1
+    for invoice in world.invoices:
+        if invoice.invoice_id in oracle.held_invoices(world):
+            expected[
+                (address("finance_lead", invoice.commissioner), "confirm or query invoice", invoice.placement_id)
+            ] += 1
     for src, _ in oracle.repatriations(world):
         for org, _ in world.placements[src].funding:
             for role in ("case_manager", "finance_lead"):
@@ -168,7 +187,13 @@ def test_emails_delivered_to_the_right_people(system: System, world: oracle.Worl
     got: Counter[tuple[str, str, str]] = Counter()
     for m in mails:
         subject = m["subject"]
-        for keyword in ("overdue", "new out-of-area placement", "moved home to", "agree or query placement"):
+        for keyword in (
+            "overdue",
+            "new out-of-area placement",
+            "moved home to",
+            "agree or query placement",
+            "confirm or query invoice",
+        ):
             if keyword in subject:
                 pid = next((p for p in world.placements if f"placement {p} " in subject + " "), None)
                 got[(m["to"][0]["address"], keyword, pid or "?")] += 1

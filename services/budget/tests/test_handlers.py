@@ -217,15 +217,28 @@ async def test_an_implausible_invoice_is_held_and_matched_once_the_commissioner_
 
 async def test_a_plausible_invoice_is_matched_at_once_and_a_parked_one_is_checked_on_arrival() -> None:
     h = Harness(D(2026, 5, 1), _bounded())
-    low = invoice("INV-LOW", "P1", D(2026, 4, 1), D(2026, 4, 30), 30 * 9_000)  # £90 a night: below £100
-    await receive_invoice(h.ctx(), from_partner(low, "8Z001", h.today))
-    assert h.repo.invoices[("8Z001", "INV-LOW")].status is InvoiceStatus.PARKED
+    high = invoice("INV-HIGH", "P1", D(2026, 4, 1), D(2026, 4, 30), 30 * 300_001)  # a penny over £3,000 a night
+    await receive_invoice(h.ctx(), from_partner(high, "8Z001", h.today))
+    assert h.repo.invoices[("8Z001", "INV-HIGH")].status is InvoiceStatus.PARKED
     await register_placement(h.ctx(), from_placements(registered("P1", start=D(2026, 4, 1), rate=54_500), h.today))
-    assert h.repo.invoices[("8Z001", "INV-LOW")].status is InvoiceStatus.HELD
-    fair = invoice("INV-OK", "P1", D(2026, 4, 1), D(2026, 4, 30), 30 * 54_500)
-    await receive_invoice(h.ctx(), from_partner(fair, "8Z001", h.today))
-    assert h.repo.invoices[("8Z001", "INV-OK")].status is InvoiceStatus.MATCHED
-    assert [a.invoice_id for a in h.outbox.of(AmountHeld)] == ["INV-LOW"]
+    assert h.repo.invoices[("8Z001", "INV-HIGH")].status is InvoiceStatus.HELD
+    for invoice_id, nightly in (("INV-OK", 54_500), ("INV-TOP", 300_000), ("INV-LOW", 9_000)):
+        # A low invoice costs nothing more: the variance check, not a hold, deals with it.
+        claim = invoice(invoice_id, "P1", D(2026, 4, 1), D(2026, 4, 30), 30 * nightly)
+        await receive_invoice(h.ctx(), from_partner(claim, "8Z001", h.today))
+        assert h.repo.invoices[("8Z001", invoice_id)].status is InvoiceStatus.MATCHED, invoice_id
+    assert [a.invoice_id for a in h.outbox.of(AmountHeld)] == ["INV-HIGH"]
+
+
+async def test_an_invoice_judged_before_the_discharge_is_known_is_never_held_for_it() -> None:
+    h = Harness(D(2026, 5, 10), _bounded())
+    await register_placement(h.ctx(), from_placements(registered("P1", start=D(2026, 4, 1), rate=54_500), h.today))
+    # The stay ended on 4 April, but the invoice for its 3 nights arrives before the closure.
+    claim = invoice("INV-4", "P1", D(2026, 4, 1), D(2026, 4, 30), 3 * 54_500)
+    await receive_invoice(h.ctx(), from_partner(claim, "8Z001", h.today))
+    await close_placement(h.ctx(), from_placements(closed("P1", D(2026, 4, 4), D(2026, 4, 1)), h.today))
+    assert h.repo.invoices[("8Z001", "INV-4")].status is InvoiceStatus.MATCHED
+    assert h.outbox.of(AmountHeld) == []
 
 
 async def test_every_transfer_records_who_asserted_it() -> None:

@@ -5,6 +5,7 @@ confirmation, and what arrives meanwhile is kept, not lost."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 from homeward.contracts.events import (
@@ -18,12 +19,14 @@ from homeward.contracts.events import (
     RateConfirmed,
 )
 from homeward.kit.consumer import Rejected
-from homeward.placements.domain import AGREED, AWAITING_AGREEMENT, RATE_HELD, may_act_for
+from homeward.placements.domain import AGREED, AWAITING_AGREEMENT, RATE_HELD, Refused, may_act_for, register
 from placements_support import (
     FAR_PROVIDER,
     HOME,
     LOCAL_PROVIDER,
     Register,
+    at,
+    default_policy,
     ended,
     event,
     local_made,
@@ -41,6 +44,58 @@ def agreed(pid: str, rate: int = 54500, commissioner: str = HOME) -> PlacementAg
 
 def confirmed(pid: str, rate: int, effective: str) -> RateConfirmed:
     return RateConfirmed(placement_id=pid, commissioner=HOME, daily_rate_pence=rate, effective_date=D(effective))
+
+
+def _registered(rate: int = 54500, *, agreed: bool, held: bool = False) -> Any:
+    return register(
+        placement_made("PLC-1", rate=rate),
+        patient_ref="pt_" + "0" * 32,
+        commissioner_area=HOME,
+        site_area="QAB",
+        event_id="evt-made",
+        event_time=at("2026-01-05"),
+        policy=default_policy(),
+        reported_by=HOME if agreed else FAR_PROVIDER,
+        agreed=agreed,
+        rate_held=held,
+    )
+
+
+def test_the_aggregate_is_chargeable_only_when_agreed_at_a_rate_in_force() -> None:
+    reported = _registered(agreed=False)
+    assert (reported.status, reported.chargeable) == (AWAITING_AGREEMENT, False)
+    with pytest.raises(Refused):
+        reported.agree(HOME, "evt-agree", HOME, 50000)  # another price
+    with pytest.raises(Refused):
+        reported.agree(HOME, "evt-agree", "05R", 54500)  # another commissioner
+    assert reported.agree(HOME, "evt-agree", HOME, 54500) is True
+    assert reported.agree(HOME, "evt-again", HOME, 54500) is False
+    assert (reported.status, reported.chargeable, reported.agreed_event_id) == (AGREED, True, "evt-agree")
+
+    held = _registered(5_450_000, agreed=True, held=True)
+    assert (held.status, held.chargeable) == (RATE_HELD, False)
+    assert held.registered_payload().daily_rate_pence == 5_450_000  # nothing else in force yet
+    with pytest.raises(Refused) as nothing:
+        held.confirm_rate(D("2026-01-05"), 54500, HOME)
+    assert nothing.value.reason == "nothing-held"
+    change = held.confirm_rate(D("2026-01-05"), 5_450_000, HOME)
+    assert change is not None and change.entry.confirmed_by == HOME and not change.entry.held
+    assert held.chargeable and held.confirm_rate(D("2026-01-05"), 5_450_000, HOME) is None
+
+
+def test_a_held_rate_is_history_not_in_force() -> None:
+    p = _registered(agreed=True)
+    change = p.change_rate(5_450_000, D("2026-02-01"), "other", "evt-high", at("2026-02-02"), held=True)
+    assert change.outcome == "held"
+    assert p.rate_on(D("2026-02-10")) == 54500
+    # Stating the held figure again neither confirms it nor counts as new.
+    again = p.change_rate(5_450_000, D("2026-02-01"), "other", "evt-again", at("2026-02-03"), held=True)
+    assert again.outcome == "duplicate"
+    # The right figure for the same date stands; the held one stays held.
+    fixed = p.change_rate(56000, D("2026-02-01"), "correction", "evt-fix", at("2026-02-04"))
+    assert (fixed.outcome, fixed.previous_daily_rate_pence) == ("applied", 54500)
+    assert p.rate_on(D("2026-02-10")) == 56000
+    assert [e.held for e in p.rates if e.event_id == "evt-high"] == [True]
 
 
 def test_only_the_commissioner_or_its_configured_lead_may_act_for_it() -> None:

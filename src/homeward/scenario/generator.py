@@ -108,6 +108,7 @@ class ScenarioConfig:
     invoice_variance_rate: float = 0.08
     provider_reports: float = 0.5  # of placements with independent providers, reported by the provider
     unagreed_reports: int = 1  # provider reports the commissioner never agrees (the latest to start)
+    invoice_slips: int = 1  # invoices typed in pounds as pence (x100), held; the provider sends a corrected one
 
 
 @dataclass
@@ -586,6 +587,7 @@ def _budgets_and_invoices(b: _Builder, episodes: list[Episode], codes: list[str]
     # Monthly invoices for the financial year that contains as_of, for months already over.
     fy_start = dt.date(c.as_of.year if c.as_of.month >= 4 else c.as_of.year - 1, 4, 1)
     month = fy_start
+    slips = 0
     while True:
         nxt = dt.date(month.year + (month.month == 12), month.month % 12 + 1, 1)
         if nxt > c.as_of:
@@ -597,18 +599,26 @@ def _budgets_and_invoices(b: _Builder, episodes: list[Episode], codes: list[str]
             amount = ep.rate * nights  # the rate at the start; uplifts make some invoices differ
             if b.rng.random() < c.invoice_variance_rate:
                 amount = amount * 112 // 100
-            b.emit(
-                ep.site.provider,
-                InvoiceReceived(
-                    invoice_id=f"INV-{ep.placement_id}-{month:%Y%m}",
-                    provider=ep.site.provider,
-                    commissioner=ep.commissioner,
-                    placement_id=ep.placement_id,
-                    period_start=month,
-                    period_end=nxt - dt.timedelta(days=1),
-                    amount_pence=amount,
-                    invoice_date=nxt,
-                ),
-                b.at(nxt + dt.timedelta(days=3), 12),
-            )
+            invoice_id = f"INV-{ep.placement_id}-{month:%Y%m}"
+            sent = b.at(nxt + dt.timedelta(days=3), 12)
+            if slips < c.invoice_slips and ep.agreed:
+                # A slip: pounds typed as pence. Held as implausible (docs/authority.md); nobody
+                # confirms it, and the provider sends the right figure under a new id.
+                slips += 1
+                b.emit(ep.site.provider, _invoice(ep, f"{invoice_id}-X", month, nxt, amount * 100), sent)
+                sent += dt.timedelta(days=1)
+            b.emit(ep.site.provider, _invoice(ep, invoice_id, month, nxt, amount), sent)
         month = nxt
+
+
+def _invoice(ep: Episode, invoice_id: str, month: dt.date, nxt: dt.date, amount: int) -> InvoiceReceived:
+    return InvoiceReceived(
+        invoice_id=invoice_id,
+        provider=ep.site.provider,
+        commissioner=ep.commissioner,
+        placement_id=ep.placement_id,
+        period_start=month,
+        period_end=nxt - dt.timedelta(days=1),
+        amount_pence=amount,
+        invoice_date=nxt,
+    )

@@ -440,7 +440,11 @@ async def receive_invoice(ctx: Context, event: Event[InvoiceReceived]) -> None:
 
 
 def _implausible(ctx: Context, invoice: Invoice, stream: Stream) -> tuple[int, RateBounds] | None:
-    """(amount per night, the bounds it is outside) when the invoice is implausible for the bed type."""
+    """(amount per night, the bounds) when the invoice asks more per night than is plausible for
+    the bed type. Only the upper bound: an invoice below the accrual costs nothing (the variance
+    check flags it), and while the budget has not yet heard of a discharge it counts nights to
+    the period's end, so a low figure per night may only mean the stay ended earlier. That
+    undercount can hide, never invent, an implausible invoice, whichever arrives first."""
     bed_type = stream.details.get("bed_type")
     if not bed_type:
         return None
@@ -452,7 +456,7 @@ def _implausible(ctx: Context, invoice: Invoice, stream: Stream) -> tuple[int, R
         after = min(after, stream.stay_end)
     nightly = per_night(invoice.amount, (after - first).days)
     bounds = daily_rate_outside(ctx.rules.rate_bounds, str(bed_type), nightly)
-    return None if bounds is None else (nightly, bounds)
+    return None if bounds is None or nightly <= bounds.upper_pence else (nightly, bounds)
 
 
 async def _assess_or_hold(ctx: Context, invoice: Invoice, stream: Stream) -> None:
@@ -464,7 +468,7 @@ async def _assess_or_hold(ctx: Context, invoice: Invoice, stream: Stream) -> Non
         return
     nightly, bounds = found
     reason = (
-        f"£{nightly / 100:,.2f} a night is outside the plausible £{bounds.lower_pence / 100:,.2f} to "
+        f"£{nightly / 100:,.2f} a night is above the plausible £{bounds.lower_pence / 100:,.2f} to "
         f"£{bounds.upper_pence / 100:,.2f} for {stream.details.get('bed_type')}: held until {invoice.commissioner} "
         "confirms it (InvoiceConfirmed)"
     )
