@@ -43,14 +43,14 @@ TODAY = dt.date(2026, 5, 10)
 FORECAST = 14 * 54_500 + 351 * 56_000
 
 
-def _tuning(kafka: KafkaProbe) -> dict[str, Any]:
+def _tuning(kafka: KafkaProbe, service: str) -> dict[str, Any]:
     return {
         "http_port": 0,
         "retry_backoff_s": 0.01,
         "batch_timeout_ms": 50,
         "outbox_poll_interval_s": 0.2,
         "scheduler_interval_s": 3600,
-        "kafka": kafka.settings.model_copy(update={"metadata_max_age_ms": 1000}),
+        "kafka": kafka.service_settings(service).model_copy(update={"metadata_max_age_ms": 1000}),
     }
 
 
@@ -80,11 +80,12 @@ async def services(
     await kafka.create(partners=[COMMISSIONER, PROVIDER])
     async with _own_database(infra) as budget_db:
         placements = ServiceRuntime(
-            placements_definition(PlacementsSettings(database_url=database, **_tuning(kafka))),
+            placements_definition(PlacementsSettings(database_url=database, **_tuning(kafka, "placements"))),
             clock=FixedClock(TODAY),
         )
         budget = ServiceRuntime(
-            budget_definition(BudgetSettings(database_url=budget_db, **_tuning(kafka))), clock=FixedClock(TODAY)
+            budget_definition(BudgetSettings(database_url=budget_db, **_tuning(kafka, "budget"))),
+            clock=FixedClock(TODAY),
         )
         await placements.start()
         await budget.start()

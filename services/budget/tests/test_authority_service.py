@@ -41,7 +41,7 @@ async def service(database: str, kafka: KafkaProbe, ingress: ServiceRuntime) -> 
         outbox_poll_interval_s=0.2,
         scheduler_interval_s=3600,
         delegations={COMMISSIONER: LEAD},
-        kafka=kafka.settings.model_copy(update={"metadata_max_age_ms": 1000}),
+        kafka=kafka.service_settings("budget").model_copy(update={"metadata_max_age_ms": 1000}),
     )
     runtime = ServiceRuntime(build_definition(settings), clock=FixedClock(TODAY))
     await runtime.start()

@@ -51,7 +51,7 @@ async def placements(
         outbox_poll_interval_s=0.2,
         scheduler_interval_s=3600,
         reference_data=tmp_path / "reference.yaml",
-        kafka=kafka.settings.model_copy(update={"metadata_max_age_ms": 1000}),
+        kafka=kafka.service_settings("placements").model_copy(update={"metadata_max_age_ms": 1000}),
         common=common,
     )
     runtime = ServiceRuntime(build_definition(settings), clock=FixedClock(dt.date(2026, 1, 5)))
