@@ -200,9 +200,9 @@ async def test_a_providers_placement_reaches_the_ledger_only_once_the_commission
     )
     # The registration is 05A's (it agreed); the rate it re-priced with was stated by 8Z000.
     assert who == [
-        ("allocation", COMMISSIONER, f"User:{COMMISSIONER}"),
-        ("placement", COMMISSIONER, f"User:{COMMISSIONER}"),
-        ("placement", PROVIDER, f"User:{PROVIDER}"),
+        ("allocation", COMMISSIONER, f"User:{kafka.topics.namespace}{COMMISSIONER}"),
+        ("placement", COMMISSIONER, f"User:{kafka.topics.namespace}{COMMISSIONER}"),
+        ("placement", PROVIDER, f"User:{kafka.topics.namespace}{PROVIDER}"),
     ]
     [(variance,)] = await _rows(budget_db, "SELECT variance_pence FROM invoices")
     assert variance == 0

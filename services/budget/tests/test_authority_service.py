@@ -82,8 +82,9 @@ async def test_only_the_commissioner_or_its_lead_allocates_and_every_transfer_sa
 
     assert await eventually(both_allocated, timeout=60)
     assert [tuple(r) for r in await _rows(database, allocations)] == [
-        (LEAD, f"User:{LEAD}", 5_000_000),
-        (COMMISSIONER, f"User:{COMMISSIONER}", 20_000_000),
+        # The principal the ingress named: the partner's Kafka user (namespaced, as in this test).
+        (LEAD, f"User:{kafka.topics.namespace}{LEAD}", 5_000_000),
+        (COMMISSIONER, f"User:{kafka.topics.namespace}{COMMISSIONER}", 20_000_000),
     ]
 
     # A placement the commissioner agreed (placements says so) and an invoice at £54,500 a night.

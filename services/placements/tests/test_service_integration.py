@@ -358,7 +358,11 @@ async def test_a_providers_placement_is_charged_only_once_agreed_and_an_implausi
     (registered,) = [
         e.data for e in (parse_kafka(r.value, r.headers) for r in records) if e.data.name == "PlacementRegistered"
     ]
-    assert (registered.placement_id, registered.asserted_by, registered.principal) == ("PLC-F1", COMM, "User:05A")
+    assert (registered.placement_id, registered.asserted_by, registered.principal) == (
+        "PLC-F1",
+        COMM,
+        f"User:{kafka.topics.namespace}05A",
+    )
 
     app = service.server.config.app  # type: ignore[union-attr]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://placements") as http:

@@ -34,6 +34,13 @@ from .topics import CONSUMES, SERVICES, dead_letter_topic, internal_topic, partn
 ADMIN = "homeward-admin"
 OPS = "homeward-ops"
 
+# The CloudEvents extension attribute in which the ingress names, on every partner event it
+# forwards, the principal that could have written it: ``User:<ODS>`` (the only Kafka user the
+# ACLs let write ``partner.<ODS>.events``) or, for an event posted over HTTP, ``apikey:<key id>``.
+# The ingress always sets it, replacing any a partner sent; services believe it only on the
+# ingress's topic, which only the ingress may write.
+PRINCIPAL_EXTENSION = "principal"
+
 Operation = Literal["READ", "WRITE", "DESCRIBE"]
 Resource = Literal["TOPIC", "GROUP"]
 Pattern = Literal["LITERAL", "PREFIXED"]

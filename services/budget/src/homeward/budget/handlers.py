@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from homeward.contracts import Event, Payload, parse_json, source_service
+from homeward.contracts.access import PRINCIPAL_EXTENSION
 from homeward.contracts.events import (
     AmountHeld,
     BudgetAllocated,
@@ -606,7 +607,9 @@ def assertion_of(event: Event[Any]) -> Assertion:
     service's fact, the organisation and principal the service recorded on it."""
     service = source_service(event.source)
     if service is None:
-        return Assertion.of_partner(event.organisation or "unknown")
+        named = event.extensions.get(PRINCIPAL_EXTENSION)  # set by the ingress (docs/kafka-security.md)
+        who = Assertion.of_partner(event.organisation or "unknown")
+        return Assertion(who.organisation, str(named)) if named else who
     data = event.data
     by = getattr(data, "asserted_by", None)
     principal = getattr(data, "principal", None)

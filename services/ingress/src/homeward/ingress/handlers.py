@@ -16,6 +16,11 @@ drops every one a partner's record carries before anything reads it
 (``homeward.kit.consumer.without_untrusted_headers``), so a partner can neither pose as
 dead-letter metadata nor have such a header kept in a dead letter or sent back by a replay.
 
+Each forwarded event names its principal in the CloudEvents extension ``principal``
+(``homeward.contracts.access.PRINCIPAL_EXTENSION``): ``User:<ODS>``, the only Kafka user that may
+write the partner's topic, or ``apikey:<key id>`` for an event posted over HTTP. A value the
+partner sent is replaced.
+
 The key is the entity the event is about (``Payload.key()``), so one entity's events stay in
 order on one partition:
 
@@ -31,9 +36,11 @@ BudgetAllocated, InvoiceReceived   commissioner
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from homeward.contracts import Event, Payload
+from homeward.contracts.access import PRINCIPAL_EXTENSION, partner_principal
 from homeward.contracts.events import INBOUND
 from homeward.kit import outbox
 from homeward.kit.consumer import Handler, UnitOfWork
@@ -46,8 +53,22 @@ def outbox_id(event: Event[Any]) -> str:
     return f"{event.source} {event.id}"
 
 
+async def principal(event: Event[Any], uow: UnitOfWork[Any]) -> str:
+    """Who could have written the record: the partner's own Kafka user, or the API key it was
+    posted over HTTP with (the ingress wrote those onto the partner's topic)."""
+    key_id = await uow.conn.fetchval(
+        "SELECT key_id FROM http_receipts WHERE source = $1 AND event_id = $2", event.source, event.id
+    )
+    if key_id:
+        return f"apikey:{key_id}"
+    return f"User:{partner_principal(event.organisation or 'unknown', uow.topics.namespace)}"
+
+
 async def accept(event: Event[Any], uow: UnitOfWork[Any]) -> None:
-    key, value, headers = event.to_kafka()
+    named = dataclasses.replace(
+        event, extensions={**event.extensions, PRINCIPAL_EXTENSION: await principal(event, uow)}
+    )
+    key, value, headers = named.to_kafka()
     await outbox.add_raw(
         uow.conn,
         uow.topics.internal(SERVICE),

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from homeward.contracts import ContractError, Event, Payload
+from homeward.contracts.access import PRINCIPAL_EXTENSION
 from homeward.contracts.envelope import parse_event
 from homeward.contracts.events import (
     AmountHeld,
@@ -95,7 +96,10 @@ def patient_key(ref: str) -> str:
 
 
 def principal_of(event: Event[Any]) -> str:
-    return partner_principal(event.organisation or "unknown")
+    """The principal the ingress named on the event (docs/kafka-security.md), else the one the
+    organisation's topic implies."""
+    named = event.extensions.get(PRINCIPAL_EXTENSION)
+    return str(named) if named else partner_principal(event.organisation or "unknown")
 
 
 def _rejecting(fn: Callable[[Event[Any], Any], Awaitable[None]]) -> Handler:

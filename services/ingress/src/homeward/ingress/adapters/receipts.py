@@ -38,7 +38,13 @@ class ReusedIds(Exception):
         self.events = events
 
 
-async def record(conn: asyncpg.Connection, topic: str, ods: str, events: Sequence[Admitted]) -> Recorded:  # type: ignore[type-arg]
+async def record(
+    conn: asyncpg.Connection,  # type: ignore[type-arg]
+    topic: str,
+    ods: str,
+    events: Sequence[Admitted],
+    key_id: str | None = None,
+) -> Recorded:
     """In the caller's transaction: a receipt and an outbox row for each new event (first copy
     of each (source, id)), in key order so that two requests cannot deadlock. Raises
     :class:`ReusedIds` (the caller rolls back) if any id was used before for other content."""
@@ -47,8 +53,8 @@ async def record(conn: asyncpg.Connection, topic: str, ods: str, events: Sequenc
         unique.setdefault(a.ident, a)
     ordered = [unique[k] for k in sorted(unique)]
     rows = await conn.fetch(
-        """INSERT INTO http_receipts (source, event_id, digest, event_type, ods)
-           SELECT r.source, r.event_id, r.digest, r.event_type, $5
+        """INSERT INTO http_receipts (source, event_id, digest, event_type, ods, key_id)
+           SELECT r.source, r.event_id, r.digest, r.event_type, $5, $6
            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY
                 AS r(source, event_id, digest, event_type, n)
            ORDER BY r.n
@@ -59,6 +65,7 @@ async def record(conn: asyncpg.Connection, topic: str, ods: str, events: Sequenc
         [a.digest for a in ordered],
         [a.event.type for a in ordered],
         ods,
+        key_id,
     )
     out = Recorded(new={(r["source"], r["event_id"]) for r in rows})
     seen = [a for a in ordered if a.ident not in out.new]
@@ -99,3 +106,18 @@ async def prune(pool: asyncpg.Pool, older_than: dt.timedelta, batch_size: int = 
         total += n
         if n < batch_size:
             return total
+
+
+async def http_key_ids(conn: asyncpg.Connection, idents: Sequence[Key]) -> dict[Key, str]:  # type: ignore[type-arg]
+    """The API key each of these (source, id) was posted with over HTTP; absent: not over HTTP."""
+    if not idents:
+        return {}
+    rows = await conn.fetch(
+        """SELECT h.source, h.event_id, h.key_id
+           FROM unnest($1::text[], $2::text[]) AS k(source, event_id)
+           JOIN http_receipts h ON h.source = k.source AND h.event_id = k.event_id
+           WHERE h.key_id IS NOT NULL""",
+        [s for s, _ in idents],
+        [i for _, i in idents],
+    )
+    return {(r["source"], r["event_id"]): r["key_id"] for r in rows}

@@ -42,6 +42,7 @@ from starlette.routing import BaseRoute, Route
 from ..adapters import keys, receipts
 from ..domain.admission import Admitted, admit
 from ..domain.binding import PROBLEM_TYPE, Mode, Problem, mode_of, parse_request
+from ..domain.keys import key_id_of
 from ..domain.ratelimit import TokenBuckets
 from ..settings import IngressSettings
 from .openapi import document
@@ -243,7 +244,7 @@ class FrontDoor:
             )
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                recorded = await receipts.record(conn, topic, ods, events)
+                recorded = await receipts.record(conn, topic, ods, events, key_id_of(presented_key(request) or ""))
         except receipts.ReusedIds as exc:
             raise Problem(
                 409,
