@@ -46,3 +46,24 @@ async def test_forwarded_events_name_their_principal_and_a_partner_cannot_forge_
     assert named["kafka-1"] == f"User:{partner_principal('05A', kafka.topics.namespace)}"
     key_id = key.split("_")[1]
     assert named["http-1"] == f"apikey:{key_id}"
+
+
+async def test_an_oversized_correlationid_is_dead_lettered_and_the_next_event_goes_through(
+    kafka: KafkaProbe, ingress: ServiceRuntime
+) -> None:
+    """Issue 12's attack: a 500 KB correlationid was copied into every internal event."""
+    await partner_topics(kafka, "05A")
+    big = event("05A", allocation("05A"), id="big-1").to_dict() | {"correlationid": "c" * 500_000}
+    await kafka.send_raw(kafka.topics.partner("05A"), json.dumps(big).encode(), key=b"05A")
+    await kafka.send(kafka.topics.partner("05A"), event("05A", allocation("05A", 9_000_00), id="after-1"))
+
+    [dead] = await kafka.read(kafka.topics.dlq("ingress"), until=lambda r: len(r) >= 1, timeout=60, settle=1.0)
+    headers = dict(dead.headers)
+    assert headers["homeward-dlq-reason"] == b"invalid-envelope"
+    assert b"correlationid" in headers["homeward-dlq-error"]
+    forwarded = await kafka.read(
+        kafka.topics.internal("ingress"),
+        until=lambda rs: any(parse_kafka(r.value, r.headers).id == "after-1" for r in rs),
+        timeout=60,
+    )
+    assert [parse_kafka(r.value, r.headers).id for r in forwarded] == ["after-1"]
