@@ -71,6 +71,16 @@ that wraps a database error (placements' ``LockContention`` wraps a deadlock) co
   source the inbox cannot store (a NUL character, a lone surrogate, over 1,000 bytes) is
   rejected as ``invalid-envelope``.
 
+Progress
+--------
+
+The runtime gives :meth:`EventConsumer.handle_batch` a :class:`~homeward.kit.progress.ProgressTracker`
+per subscription. A batch that commits is progress (records dead-lettered included); each
+transient retry, and a batch that raises (the platform down, the transient budget spent), says
+that its partitions wait without progress since the batch began. Records that wait so for
+``stall_after_s`` make the subscription *stalled*: ``/readyz`` answers 503 naming it, and
+``homeward_stalled`` is 1 (:mod:`homeward.kit.progress`).
+
 Dead letters
 ------------
 
@@ -134,6 +144,7 @@ from .clock import Clock, SystemClock
 from .crypto import dead_letter_mac
 from .logging import get_logger, redact_text
 from .metrics import BATCH_RETRIES, BATCH_SECONDS, DEAD_LETTERS, EVENTS_HANDLED
+from .progress import ProgressTracker, partitions_of
 from .topics import Topics
 
 INGRESS_TOPIC = internal_topic(INGRESS)
@@ -562,12 +573,26 @@ class EventConsumer:
 
     # ------------------------------------------------------------------ the batch
 
-    async def handle_batch(self, records: Sequence[Record]) -> BatchResult:
+    async def handle_batch(self, records: Sequence[Record], *, progress: ProgressTracker | None = None) -> BatchResult:
+        """Handle one batch in one transaction (module docstring). ``progress`` hears whether
+        it committed: every transient retry and a batch that fails tell it that ``records`` wait
+        without progress since the batch began, a batch that commits that it progressed."""
         started = time.perf_counter()
+        began = progress.now() if progress is not None else 0.0
+        waiting = partitions_of(records)
         try:
-            run = await self._handle_batch([self._prepare(i, self._intake(r)) for i, r in enumerate(records)])
+            run = await self._handle_batch(
+                [self._prepare(i, self._intake(r)) for i, r in enumerate(records)],
+                progress=None if progress is None else (progress, began, waiting),
+            )
+        except Exception as exc:
+            if progress is not None:
+                progress.failed(_describe(exc), waiting=waiting, since=began)
+            raise
         finally:
             BATCH_SECONDS.labels(self.service).observe(time.perf_counter() - started)
+        if progress is not None:
+            progress.progressed()
         for (event_type, outcome), n in run.outcomes.items():
             EVENTS_HANDLED.labels(self.service, event_type, outcome).inc(n)
         for record, reason in run.result.dead_lettered:
@@ -581,7 +606,9 @@ class EventConsumer:
             )
         return run.result
 
-    async def _handle_batch(self, items: list[_Item]) -> _Run:
+    async def _handle_batch(
+        self, items: list[_Item], *, progress: tuple[ProgressTracker, float, set[str]] | None = None
+    ) -> _Run:
         careful_from = len(items)  # no savepoints until a handler raises
         transient_since: float | None = None
         transient_tries = 0
@@ -620,6 +647,9 @@ class EventConsumer:
                         f"budget {self.transient_retry_budget_s}s); last: {_describe(transient.cause)}"
                     ) from transient.cause
                 BATCH_RETRIES.labels(self.service, "transient").inc()
+                if progress is not None:  # a stall shows while the retries go on, not only once they give up
+                    tracker, began, waiting = progress
+                    tracker.failed(_describe(transient.cause), waiting=waiting, since=began)
                 log.warning(
                     "transient database error; the batch was rolled back and runs again",
                     error=redact_text(_describe(transient.cause))[:500],

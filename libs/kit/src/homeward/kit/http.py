@@ -16,6 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from .progress import Stall
+
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
 
@@ -26,7 +28,12 @@ def build_app(
     routes: Sequence[BaseRoute] = (),
     state: dict[str, Any] | None = None,
     run_jobs: Callable[[], Awaitable[dict[str, int]]] | None = None,
+    stalled: Callable[[], Sequence[Stall]] | None = None,
 ) -> Starlette:
+    """``checks`` say whether a dependency answers; ``stalled`` what makes no progress
+    (homeward.kit.progress). Either makes ``/readyz`` answer 503; ``/healthz`` (liveness) only
+    says the process serves: no outage or stall is cured by restarting it."""
+
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok", "service": service})
 
@@ -37,9 +44,10 @@ def build_app(
                 results[name] = bool(await asyncio.wait_for(check(), timeout=5))
             except Exception:
                 results[name] = False
-        ready = all(results.values())
+        stuck = [s.to_json() for s in stalled()] if stalled is not None else []
+        ready = all(results.values()) and not stuck
         return JSONResponse(
-            {"status": "ready" if ready else "not ready", "service": service, "checks": results},
+            {"status": "ready" if ready else "not ready", "service": service, "checks": results, "stalled": stuck},
             status_code=200 if ready else 503,
         )
 

@@ -29,3 +29,15 @@ OUTBOX_BATCH_SECONDS = Histogram(
 RETENTION_DELETED = Counter(
     "homeward_retention_deleted_total", "Rows deleted by the retention job, by table", ["service", "table"]
 )
+STALLED = Gauge(
+    "homeward_stalled",
+    "1 while work waits and nothing has been committed for stall_after_s (a consumer's batch rolled back "
+    "again and again, or the leading outbox relay not publishing its pending rows); /readyz then answers 503",
+    ["service", "what"],
+)
+SECONDS_SINCE_PROGRESS = Gauge(
+    "homeward_seconds_since_progress",
+    "How long work has waited without progress (a consumer's batch not committed, the leading relay's pending "
+    "rows not published); 0 when nothing waits",
+    ["service", "what"],
+)

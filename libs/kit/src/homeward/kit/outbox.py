@@ -24,6 +24,13 @@ order:
   from it on is, and it is tried again later, so order is kept. Records of the stopped
   batch that Kafka takes meanwhile are published again on the retry; consumers drop the
   copies by event id (at-least-once, as everywhere else).
+
+The leader that has rows pending and publishes (or parks) none of them for ``stall_after_s``,
+because Kafka does not take them or an error keeps ending its batches, is *stalled*:
+``/readyz`` answers 503 naming the "outbox relay" with the last error and the row it waits at,
+and ``homeward_stalled{what="outbox relay"}`` is 1 (:mod:`homeward.kit.progress`). After an
+error that cost it its session, the replica that led last goes on reporting until a batch goes
+out or another replica leads.
 """
 
 from __future__ import annotations
@@ -62,6 +69,7 @@ from .metrics import (
     OUTBOX_PENDING,
     OUTBOX_PUBLISHED,
 )
+from .progress import ProgressTracker
 
 CHANNEL = "homeward_outbox"  # also named in the trigger of kit migration 0003
 _RELAY_LOCK = 0x4F757462  # "Outb"
@@ -259,6 +267,7 @@ class OutboxRelay:
         gauge_interval_s: float = 5.0,
         log_every_s: float = 30.0,
         restart_producer: Callable[[], Awaitable[None]] | None = None,
+        progress: ProgressTracker | None = None,
     ) -> None:
         self._pool = pool
         self._send = send
@@ -276,6 +285,19 @@ class OutboxRelay:
         # an outage does not pile up copies of the same rows in the producer.
         self._unsettled: list[asyncio.Future[Any]] = []
         self._quiet = RateLimiter(log_every_s)
+        # Hears whether the leader publishes its pending rows (homeward.kit.progress): a batch
+        # published or parked, or none pending, is progress; a batch Kafka did not take, or an
+        # error while this relay led last, is not. A standby relay is never stalled.
+        self.progress = progress
+        self._led_last = False
+
+    def _progressed(self) -> None:
+        if self.progress is not None:
+            self.progress.progressed()
+
+    def _failed(self, error: BaseException, waiting: str | None = None) -> None:
+        if self.progress is not None:
+            self.progress.failed(_describe(error), waiting=(waiting,) if waiting else ())
 
     @property
     def is_leader(self) -> bool:
@@ -452,6 +474,8 @@ class OutboxRelay:
                     self._quiet.log(
                         log, "warning", "outbox relay error; retrying", key=type(exc).__name__, error=_describe(exc)
                     )
+                    if self._led_last:  # it may be pending rows this relay cannot publish
+                        self._failed(exc)
                     with contextlib.suppress(Exception):
                         await self.update_gauges()
                     await self._pause(min(5.0, self._poll * 2))
@@ -478,12 +502,14 @@ class OutboxRelay:
         conn = await self._pool.acquire()
         try:
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _RELAY_LOCK):
+                self._led_last = False  # another replica leads: what waits is its to publish
+                self._progressed()
                 if self._stopping.is_set():
                     return
                 await self._pause(self._poll)
                 if self._stopping.is_set():  # a standby just stops
                     return
-            self._leader = True
+            self._leader = self._led_last = True
             try:
                 await conn.add_listener(CHANNEL, self._on_notify)
                 await self._lead(conn)
@@ -508,6 +534,9 @@ class OutboxRelay:
                 published, parked = await self._next_batch(conn)
             except PublishBlocked as blocked:
                 failures += 1
+                if blocked.published or blocked.parked:
+                    self._progressed()  # rows went out before it stopped: the wait starts now
+                self._failed(blocked.error, f"outbox row {blocked.row_id}" if blocked.row_id is not None else None)
                 pending = await self.pending()
                 OUTBOX_PENDING.labels(self._service).set(pending)
                 self._quiet.log(
@@ -521,6 +550,7 @@ class OutboxRelay:
                 )
                 await self._pause(min(5.0, self._poll * 2))
                 continue
+            self._progressed()  # published or parked some, or none are pending
             if failures:
                 log.info("outbox relay publishing again", failed_attempts=failures)
                 failures = 0

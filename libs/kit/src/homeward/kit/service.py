@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 import uvicorn
+from aiokafka.abc import ConsumerRebalanceListener
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -32,6 +33,7 @@ from .kafka import RelayProducer, make_admin, make_broker
 from .logging import RateLimiter, configure_logging, get_logger
 from .metrics import RETENTION_DELETED, SCHEDULER_RUNS
 from .outbox import OutboxRelay, prune_inbox, prune_outbox
+from .progress import RELAY, ProgressTracker, Stall, consumer_what, stalls
 from .settings import ServiceSettings
 from .topics import Topics
 
@@ -82,6 +84,20 @@ class Subscription:
         return tuple(topics.internal(s) for s in self.services), None
 
 
+class _ForgetRevoked(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Partitions taken away in a rebalance no longer wait on this replica: another consumer
+    reads them now, so they cannot make this one stalled."""
+
+    def __init__(self, progress: ProgressTracker) -> None:
+        self.progress = progress
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self.progress.forget(f"{tp.topic}[{tp.partition}]" for tp in revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        return None
+
+
 async def _raw_decoder(msg: StreamMessage[Any]) -> Any:
     # Records are parsed by the contracts, not by FastStream, so malformed JSON reaches
     # the dead-letter path instead of failing inside the framework.
@@ -100,7 +116,10 @@ def subscribe(
     auto_offset_reset: str = "earliest",
     backoff_s: float = 2.0,
     title: str | None = None,
+    progress: ProgressTracker | None = None,
 ) -> Any:
+    """Subscribe ``consumer`` to what ``subscription`` names, in consumer group ``group_id``.
+    ``progress`` hears whether each batch committed (homeward.kit.progress)."""
     names, pattern = subscription.resolve(topics)
     sub = broker.subscriber(  # type: ignore[call-overload]
         *names,
@@ -113,6 +132,7 @@ def subscribe(
         ack_policy=AckPolicy.MANUAL,
         decoder=_raw_decoder,
         title=title,
+        listener=_ForgetRevoked(progress) if progress is not None else None,
     )
 
     quiet = RateLimiter()  # an outage retries every backoff_s: one line per interval, with a count
@@ -121,7 +141,7 @@ def subscribe(
     async def on_batch(body: list[bytes], msg: KafkaMessage) -> None:
         records = [Record.from_consumer_record(r) for r in msg.raw_message]
         try:
-            await consumer.handle_batch(records)
+            await consumer.handle_batch(records, progress=progress)
         except InfrastructureError as exc:
             quiet.log(
                 log,
@@ -217,6 +237,8 @@ class ServiceRuntime:
         # service's schedulers on demand.
         self.kit_jobs = [retention_job(definition.name, self.settings)]
         self.server: uvicorn.Server | None = None
+        # One per subscription and one for the relay: what /readyz and homeward_stalled report.
+        self.progress: list[ProgressTracker] = []
         for payload in definition.publishes:
             topic = self.topics.internal(definition.name)
             self.broker.publisher(topic, schema=payload, title=f"{topic}:{payload.name}")
@@ -295,7 +317,16 @@ class ServiceRuntime:
         )
         self.consumer = consumer
         group = s.consumer_group or f"homeward-{self.d.name}"
+        self.progress = []
         for group_id, sub in consumer_groups(group, self.d.subscriptions):
+            names, pattern = sub.resolve(self.topics)
+            tracker = ProgressTracker(
+                self.d.name,
+                consumer_what(group_id),
+                stall_after_s=s.stall_after_s,
+                detail={"group": group_id, "topics": [pattern] if pattern else list(names)},
+            )
+            self.progress.append(tracker)
             subscribe(
                 self.broker,
                 consumer,
@@ -306,10 +337,13 @@ class ServiceRuntime:
                 batch_timeout_ms=s.batch_timeout_ms,
                 auto_offset_reset=s.kafka.auto_offset_reset,
                 title=f"{self.d.name}:{'partners' if sub.partners else ','.join(sub.services)}",
+                progress=tracker,
             )
         producer = RelayProducer(s.kafka, self.d.name)
         await producer.start()
         self._producer = producer
+        relay_progress = ProgressTracker(self.d.name, RELAY, stall_after_s=s.stall_after_s)
+        self.progress.append(relay_progress)
         self.relay = OutboxRelay(
             self.pool,
             producer.send,
@@ -318,6 +352,7 @@ class ServiceRuntime:
             batch_size=s.outbox_batch_size,
             poll_interval_s=s.outbox_poll_interval_s,
             send_timeout_s=s.outbox_send_timeout_s,
+            progress=relay_progress,
         )
         self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox-relay"))
         await self.broker.start()
@@ -331,11 +366,16 @@ class ServiceRuntime:
             routes=routes,
             state={"pool": self.pool, "clock": self.clock, "runtime": self},
             run_jobs=self.run_jobs_once,
+            stalled=self.stalled,
         )
         config = uvicorn.Config(app, host=s.http_host, port=s.http_port, log_config=None, access_log=False)
         self.server = _QuietServer(config)
         self._tasks.append(asyncio.create_task(self.server.serve(), name="http"))
         log.info("service started", http=f"http://{s.http_host}:{s.http_port}", group=group)
+
+    def stalled(self) -> list[Stall]:
+        """What makes no progress now: consumer subscriptions and the relay (homeward.kit.progress)."""
+        return stalls(self.progress)
 
     async def _pg_ready(self) -> bool:
         assert self.pool is not None

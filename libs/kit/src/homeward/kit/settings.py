@@ -138,6 +138,10 @@ class ServiceSettings(BaseSettings):
     # A dead letter's value larger than this is stored as a small JSON stub naming its
     # sha256 digest, size and origin (topic, partition, offset) instead.
     dead_letter_max_bytes: int = Field(default=512 * 1024, ge=1024)
+    # A consumer subscription whose records wait without a batch committing, or the leading
+    # outbox relay with pending rows and nothing published, for this long is *stalled*: /readyz
+    # answers 503 naming it and homeward_stalled is 1 (homeward.kit.progress; docs/operations.md).
+    stall_after_s: float = Field(default=300.0, gt=0)
     outbox_poll_interval_s: float = 1.0
     outbox_batch_size: int = 500
     # How long the relay waits for Kafka to acknowledge a batch before it counts Kafka as
