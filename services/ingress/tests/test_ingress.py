@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from homeward.contracts import Event, new_event, parse_kafka, partner_source, service_source
+from homeward.contracts.access import PRINCIPAL_EXTENSION, partner_principal
 from homeward.contracts.events import INBOUND, BudgetAllocated, LocalCapacityChanged, PlacementMade
 from homeward.contracts.identifiers import nhs_numbers_in_test_range
 from homeward.ingress.handlers import build_handlers
@@ -135,7 +136,9 @@ async def test_partner_events_are_checked_once_and_republished_with_their_identi
         # Only Homeward's own headers: nothing a partner put on its record is carried inside.
         assert [k for k, _ in record.headers] == ["content-type"]
     by_id = {(e.source, e.id): e for _, e in events}
-    assert by_id[(first.source, "1")].to_dict() == first.to_dict()
+    # The partner's event as it sent it, plus the principal the ingress names (docs/authority.md).
+    principal = f"User:{partner_principal(commissioner, kafka.topics.namespace)}"
+    assert by_id[(first.source, "1")].to_dict() == first.to_dict() | {PRINCIPAL_EXTENSION: principal}
     assert by_id[(binary.source, binary.id)].data == binary.data
 
     dead = await kafka.read(kafka.topics.dlq("ingress"), until=lambda r: len(r) >= 5, timeout=60, settle=2)

@@ -352,10 +352,14 @@ def _installed_maildev_modules(cfg: StackConfig) -> Path:
     own = cfg.mail_dir / "node_modules"
     if (own / "maildev").is_dir():
         return own
+    other = stack_mail.sibling(cfg)  # the checkout whose MailDev serves our ports
+    if other is not None and (other / ".local" / "mail" / "node_modules" / "maildev").is_dir():
+        return other / ".local" / "mail" / "node_modules"
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         with contextlib.suppress(OSError):
             for arg in cmdline.read_bytes().split(b"\0"):
-                if arg.endswith(b"node_modules/maildev/bin/maildev"):
+                # Any other running MailDev whose installation still exists.
+                if arg.endswith(b"node_modules/maildev/bin/maildev") and Path(arg.decode()).is_file():
                     return Path(arg.decode()).parents[2]
     return own
 
