@@ -28,10 +28,4 @@ def kafka_settings(bootstrap: str | None = None, *, role: str = ADMIN) -> KafkaS
         users = None
     if not users or role not in users:
         return KafkaSettings(**overrides)  # type: ignore[arg-type]
-    return KafkaSettings(
-        bootstrap_servers=bootstrap or cfg.kafka_bootstrap,
-        security_protocol="SASL_PLAINTEXT",
-        sasl_mechanism=stack_kafka.MECHANISM,
-        sasl_username=role,
-        sasl_password=users[role],  # type: ignore[arg-type]
-    )
+    return KafkaSettings.scram(bootstrap or cfg.kafka_bootstrap, role, users[role])

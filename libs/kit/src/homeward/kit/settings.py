@@ -34,6 +34,34 @@ class KafkaSettings(BaseSettings):
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     topic_namespace: str = Field(default="", description="Prefix of every topic name; empty in production")
 
+    @classmethod
+    def scram(cls, bootstrap_servers: str, user: str, password: str, namespace: str = "") -> KafkaSettings:
+        """Signed in as ``user`` with SASL/SCRAM-SHA-512 over SASL_PLAINTEXT (the native stack, tests)."""
+        return cls(
+            bootstrap_servers=bootstrap_servers,
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism="SCRAM-SHA-512",
+            sasl_username=user,
+            sasl_password=SecretStr(password),
+            topic_namespace=namespace,
+        )
+
+    def as_env(self) -> dict[str, str]:
+        """These settings' connection as the HOMEWARD_KAFKA_* variables a process reads."""
+        env = {
+            "HOMEWARD_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            "HOMEWARD_KAFKA_SECURITY_PROTOCOL": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            env["HOMEWARD_KAFKA_SASL_MECHANISM"] = self.sasl_mechanism
+        if self.sasl_username is not None:
+            env["HOMEWARD_KAFKA_SASL_USERNAME"] = self.sasl_username
+        if self.sasl_password is not None:
+            env["HOMEWARD_KAFKA_SASL_PASSWORD"] = self.sasl_password.get_secret_value()
+        if self.ssl_cafile:
+            env["HOMEWARD_KAFKA_SSL_CAFILE"] = self.ssl_cafile
+        return env
+
 
 class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HOMEWARD_", extra="ignore")

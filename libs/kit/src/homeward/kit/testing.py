@@ -32,8 +32,6 @@ from .kafka import client_options, ensure_topics, make_admin
 from .settings import KafkaSettings
 from .topics import Topics
 
-SCRAM = "SCRAM-SHA-512"
-
 
 def pytest_configure(config: pytest.Config) -> None:
     """The session's keys (services refuse to start without them): the native stack's of this
@@ -69,27 +67,11 @@ class Infra:
         if not self.secured:
             return KafkaSettings(bootstrap_servers=self.kafka_bootstrap, topic_namespace=namespace)
         secret = password if password is not None else self.kafka_users[user]
-        return KafkaSettings(
-            bootstrap_servers=self.kafka_bootstrap,
-            security_protocol="SASL_PLAINTEXT",
-            sasl_mechanism=SCRAM,
-            sasl_username=user,
-            sasl_password=secret,  # type: ignore[arg-type]
-            topic_namespace=namespace,
-        )
+        return KafkaSettings.scram(self.kafka_bootstrap, user, secret, namespace)
 
     def kafka_env(self, user: str = ADMIN) -> dict[str, str]:
         """The HOMEWARD_KAFKA_* variables for a process connecting as ``user``."""
-        s = self.kafka_settings(user=user)
-        env = {"HOMEWARD_KAFKA_BOOTSTRAP_SERVERS": s.bootstrap_servers}
-        if self.secured:
-            env |= {
-                "HOMEWARD_KAFKA_SECURITY_PROTOCOL": s.security_protocol,
-                "HOMEWARD_KAFKA_SASL_MECHANISM": SCRAM,
-                "HOMEWARD_KAFKA_SASL_USERNAME": user,
-                "HOMEWARD_KAFKA_SASL_PASSWORD": self.kafka_users[user],
-            }
-        return env
+        return self.kafka_settings(user=user).as_env()
 
     def client_options(self, user: str = ADMIN) -> dict[str, Any]:
         """Options for an aiokafka client connecting as ``user``."""

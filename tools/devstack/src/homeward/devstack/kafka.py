@@ -247,14 +247,7 @@ def client_settings(cfg: StackConfig, user: str = ADMIN, namespace: str = "") ->
     """KafkaSettings for one of the stack's users (the admin by default)."""
     from homeward.kit.settings import KafkaSettings
 
-    return KafkaSettings(
-        bootstrap_servers=cfg.kafka_bootstrap,
-        security_protocol="SASL_PLAINTEXT",
-        sasl_mechanism=MECHANISM,
-        sasl_username=user,
-        sasl_password=credentials(cfg)[user],
-        topic_namespace=namespace,
-    )
+    return KafkaSettings.scram(cfg.kafka_bootstrap, user, credentials(cfg)[user], namespace)
 
 
 def _admin_options(cfg: StackConfig) -> dict[str, Any]:

@@ -68,29 +68,15 @@ class StackInfo:
 
     def kafka_env(self, user: str = ADMIN) -> dict[str, str]:
         """The HOMEWARD_KAFKA_* variables that connect as one of the stack's users."""
-        if user not in self.kafka_users:
-            raise StackError(f"the stack has no Kafka user {user}", hint="homeward-stack up makes them")
-        return {
-            "HOMEWARD_KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
-            "HOMEWARD_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
-            "HOMEWARD_KAFKA_SASL_MECHANISM": kafka.MECHANISM,
-            "HOMEWARD_KAFKA_SASL_USERNAME": user,
-            "HOMEWARD_KAFKA_SASL_PASSWORD": self.kafka_users[user],
-        }
+        return dict(self.kafka_settings(user).as_env())
 
     def kafka_settings(self, user: str = ADMIN, namespace: str = "") -> Any:
         """KafkaSettings connecting as one of the stack's users (the admin: the operator)."""
         from homeward.kit.settings import KafkaSettings
 
-        env = self.kafka_env(user)
-        return KafkaSettings(
-            bootstrap_servers=self.kafka_bootstrap,
-            security_protocol="SASL_PLAINTEXT",
-            sasl_mechanism=kafka.MECHANISM,
-            sasl_username=user,
-            sasl_password=env["HOMEWARD_KAFKA_SASL_PASSWORD"],  # type: ignore[arg-type]
-            topic_namespace=namespace,
-        )
+        if user not in self.kafka_users:
+            raise StackError(f"the stack has no Kafka user {user}", hint="homeward-stack up makes them")
+        return KafkaSettings.scram(self.kafka_bootstrap, user, self.kafka_users[user], namespace)
 
     def service_env(self, service: str) -> dict[str, str]:
         """What a service needs to run on the stack as itself: its Kafka user and database."""
