@@ -11,53 +11,37 @@ other settings (a small rate limit, say).
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import asyncpg
 import pytest
 from homeward.ingress.entrypoints.app import build_definition
 from homeward.ingress.settings import IngressSettings
 from homeward.kit.service import ServiceRuntime
-from homeward.kit.testing import Infra, KafkaProbe
+from homeward.kit.testing import Infra, KafkaProbe, scratch_database, service_tuning
 
 
 @contextlib.asynccontextmanager
 async def running_ingress(infra: Infra, kafka: KafkaProbe, **overrides: Any) -> AsyncIterator[ServiceRuntime]:
     """The real ingress on its own database and the probe's namespace; ``overrides`` are
     IngressSettings fields. Its HTTP server listens on a free port (``http_port=0``)."""
-    name = f"t_ingress_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(infra.postgres_admin_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    await kafka.create()
-    settings = IngressSettings(
-        **{
-            "database_url": infra.postgres_admin_dsn.rpartition("/")[0] + "/" + name,
-            "http_port": 0,
-            "batch_timeout_ms": 50,
-            "outbox_poll_interval_s": 0.2,
-            "scheduler_interval_s": 3600,
-            # Its own group per namespace: test runs sharing the broker must not share offsets.
-            "consumer_group": f"{kafka.topics.namespace}homeward-ingress",
-            "kafka": kafka.service_settings("ingress").model_copy(update={"metadata_max_age_ms": 1000}),
-            **overrides,
-        }
-    )
-    runtime = ServiceRuntime(build_definition(settings))
-    await runtime.start()
-    try:
-        yield runtime
-    finally:
-        await runtime.stop()
-        admin = await asyncpg.connect(infra.postgres_admin_dsn)
+    async with scratch_database(infra, "t_ingress") as database:
+        await kafka.create()
+        settings = IngressSettings(
+            **{
+                "database_url": database,
+                **service_tuning(kafka, "ingress"),
+                # Its own group per namespace: test runs sharing the broker must not share offsets.
+                "consumer_group": f"{kafka.topics.namespace}homeward-ingress",
+                **overrides,
+            }
+        )
+        runtime = ServiceRuntime(build_definition(settings))
+        await runtime.start()
         try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            yield runtime
         finally:
-            await admin.close()
+            await runtime.stop()
 
 
 @pytest.fixture

@@ -10,10 +10,8 @@ raises it to £560.00 from 15 April and invoices April; nothing of it reaches 05
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -32,7 +30,7 @@ from homeward.contracts.events import (
 )
 from homeward.kit.clock import FixedClock
 from homeward.kit.service import ServiceRuntime
-from homeward.kit.testing import Infra, KafkaProbe, eventually
+from homeward.kit.testing import Infra, KafkaProbe, eventually, scratch_database, service_tuning
 from homeward.placements.entrypoints.app import build_definition as placements_definition
 from homeward.placements.settings import PlacementsSettings
 
@@ -43,48 +41,19 @@ TODAY = dt.date(2026, 5, 10)
 FORECAST = 14 * 54_500 + 351 * 56_000
 
 
-def _tuning(kafka: KafkaProbe, service: str) -> dict[str, Any]:
-    return {
-        "http_port": 0,
-        "retry_backoff_s": 0.01,
-        "batch_timeout_ms": 50,
-        "outbox_poll_interval_s": 0.2,
-        "scheduler_interval_s": 3600,
-        "kafka": kafka.service_settings(service).model_copy(update={"metadata_max_age_ms": 1000}),
-    }
-
-
-@contextlib.asynccontextmanager
-async def _own_database(infra: Infra) -> AsyncIterator[str]:
-    name = f"t_budget_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(infra.postgres_admin_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield infra.postgres_admin_dsn.rpartition("/")[0] + "/" + name
-    finally:
-        admin = await asyncpg.connect(infra.postgres_admin_dsn)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-
 @pytest.fixture
 async def services(
     infra: Infra, database: str, kafka: KafkaProbe, ingress: ServiceRuntime
 ) -> AsyncIterator[tuple[str, str]]:
     """Placements (on ``database``) and budget (on a database of its own), as of 10 May 2026."""
     await kafka.create(partners=[COMMISSIONER, PROVIDER])
-    async with _own_database(infra) as budget_db:
+    async with scratch_database(infra, "t_budget") as budget_db:
         placements = ServiceRuntime(
-            placements_definition(PlacementsSettings(database_url=database, **_tuning(kafka, "placements"))),
+            placements_definition(PlacementsSettings(database_url=database, **service_tuning(kafka, "placements"))),
             clock=FixedClock(TODAY),
         )
         budget = ServiceRuntime(
-            budget_definition(BudgetSettings(database_url=budget_db, **_tuning(kafka, "budget"))),
+            budget_definition(BudgetSettings(database_url=budget_db, **service_tuning(kafka, "budget"))),
             clock=FixedClock(TODAY),
         )
         await placements.start()

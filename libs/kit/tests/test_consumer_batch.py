@@ -27,6 +27,7 @@ from homeward.kit.consumer import (
     UnitOfWork,
 )
 from homeward.kit.db import create_pool, migrate
+from homeward.kit.testing import sample_placement
 from homeward.kit.topics import Topics
 
 ODS = "RYG"
@@ -38,21 +39,7 @@ Behaviour = Callable[[Event[Any], UnitOfWork[Any]], Awaitable[None]]
 
 
 def placement(pid: str, rate: int = 54500) -> PlacementMade:
-    data = {
-        "placement_id": pid,
-        "nhs_number": "9990000018",
-        "commissioner": ODS,
-        "provider": "8HA03",
-        "provider_site": "8HA0301",
-        "bed_type": "picu",
-        "cohort": "mental_health",
-        "age_band": "adult",
-        "legal_status": "mha_s3",
-        "programme": "mental_health",
-        "start_date": "2026-01-05",
-        "daily_rate_pence": rate,
-    }
-    return PlacementMade.model_validate_json(json.dumps(data))
+    return sample_placement(pid, commissioner=ODS, daily_rate_pence=rate)
 
 
 def event(pid: str, rate: int = 54500, id: str | None = None) -> Event[PlacementMade]:

@@ -5,7 +5,6 @@ here times anything: the clock moves only when a test moves it."""
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from homeward.kit.http import build_app
 from homeward.kit.outbox import OutboxRelay, OutboxRow
 from homeward.kit.progress import RELAY, ProgressTracker, consumer_what, stalls
 from homeward.kit.service import _ForgetRevoked
-from homeward.kit.testing import eventually
+from homeward.kit.testing import eventually, sample_placement
 from homeward.kit.topics import Topics
 from prometheus_client import REGISTRY
 
@@ -203,21 +202,7 @@ async def pool(database: str, tmp_path: Path) -> AsyncIterator[asyncpg.Pool]:  #
 
 
 def _placement(pid: str) -> Event[PlacementMade]:
-    data = {
-        "placement_id": pid,
-        "nhs_number": "9990000018",
-        "commissioner": "RYG",
-        "provider": "8HA03",
-        "provider_site": "8HA0301",
-        "bed_type": "picu",
-        "cohort": "mental_health",
-        "age_band": "adult",
-        "legal_status": "mha_s3",
-        "programme": "mental_health",
-        "start_date": "2026-01-05",
-        "daily_rate_pence": 54500,
-    }
-    return new_event(PlacementMade.model_validate_json(json.dumps(data)), source=partner_source("RYG"))
+    return new_event(sample_placement(pid), source=partner_source("RYG"))
 
 
 def _records(*events: Event[Any], partition: int = 0) -> list[Record]:

@@ -5,7 +5,6 @@ of hanging."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +15,11 @@ from homeward.contracts.events import PlacementMade
 from homeward.kit.consumer import UnitOfWork
 from homeward.kit.service import ServiceDefinition, ServiceRuntime, Subscription
 from homeward.kit.settings import ServiceSettings
-from homeward.kit.testing import KafkaProbe, eventually
+from homeward.kit.testing import KafkaProbe, eventually, sample_placement
 
 
 def _placement(pid: str) -> PlacementMade:
-    data = {
-        "placement_id": pid,
-        "nhs_number": "9990000018",
-        "commissioner": "RYG",
-        "provider": "8HA03",
-        "provider_site": "8HA0301",
-        "bed_type": "picu",
-        "cohort": "mental_health",
-        "age_band": "adult",
-        "legal_status": "mha_s3",
-        "programme": "mental_health",
-        "start_date": "2026-01-05",
-        "daily_rate_pence": 54500,
-    }
-    return PlacementMade.model_validate_json(json.dumps(data))
+    return sample_placement(pid)
 
 
 async def test_a_consumer_that_makes_no_progress_turns_readyz_503_until_it_moves_again(

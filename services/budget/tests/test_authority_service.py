@@ -19,7 +19,7 @@ from homeward.contracts import new_event, parse_kafka, partner_source, service_s
 from homeward.contracts.events import InvoiceConfirmed
 from homeward.kit.clock import FixedClock
 from homeward.kit.service import ServiceRuntime
-from homeward.kit.testing import KafkaProbe, eventually
+from homeward.kit.testing import KafkaProbe, eventually, service_tuning
 
 from .fakes import allocated, invoice, registered
 
@@ -34,14 +34,7 @@ SENT_AT = dt.datetime(2026, 5, 2, 9, tzinfo=dt.UTC)
 async def service(database: str, kafka: KafkaProbe, ingress: ServiceRuntime) -> AsyncIterator[ServiceRuntime]:
     await kafka.create(partners=[COMMISSIONER, LEAD, PROVIDER])
     settings = BudgetSettings(
-        database_url=database,
-        http_port=0,
-        retry_backoff_s=0.01,
-        batch_timeout_ms=50,
-        outbox_poll_interval_s=0.2,
-        scheduler_interval_s=3600,
-        delegations={COMMISSIONER: LEAD},
-        kafka=kafka.service_settings("budget").model_copy(update={"metadata_max_age_ms": 1000}),
+        database_url=database, delegations={COMMISSIONER: LEAD}, **service_tuning(kafka, "budget")
     )
     runtime = ServiceRuntime(build_definition(settings), clock=FixedClock(TODAY))
     await runtime.start()

@@ -15,7 +15,7 @@ from homeward.contracts.identifiers import nhs_numbers_in_test_range
 from homeward.ingress.adapters import keys
 from homeward.kit.kafka import make_admin
 from homeward.kit.service import ServiceRuntime
-from homeward.kit.testing import KafkaProbe, eventually
+from homeward.kit.testing import KafkaProbe, eventually, sample_placement
 
 NHS = nhs_numbers_in_test_range(1, start=3)[0]
 AT = dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)
@@ -61,22 +61,7 @@ async def issue_key(runtime: ServiceRuntime, ods: str) -> str:
 
 
 def placement(ods: str, pid: str, *, nhs: str = NHS, rate: int = 54500, **extra: Any) -> PlacementMade:
-    data = {
-        "placement_id": pid,
-        "nhs_number": nhs,
-        "commissioner": ods,
-        "provider": "8HA03",
-        "provider_site": "8HA0301",
-        "bed_type": "picu",
-        "cohort": "mental_health",
-        "age_band": "adult",
-        "legal_status": "mha_s3",
-        "programme": "mental_health",
-        "start_date": "2026-01-05",
-        "daily_rate_pence": rate,
-        **extra,
-    }
-    return PlacementMade.model_validate_json(json.dumps(data))
+    return sample_placement(pid, nhs_number=nhs, commissioner=ods, daily_rate_pence=rate, **extra)
 
 
 def allocation(ods: str, amount: int = 100_000_00) -> BudgetAllocated:

@@ -17,7 +17,7 @@ from front_door_support import NHS, allocation, auth, event, http_address, issue
 from homeward.contracts import parse_kafka
 from homeward.kit.clock import FixedClock
 from homeward.kit.service import ServiceRuntime
-from homeward.kit.testing import KafkaProbe, eventually, new_ods
+from homeward.kit.testing import KafkaProbe, eventually, new_ods, service_tuning
 from homeward.placements.entrypoints.app import build_definition as placements_definition
 from homeward.placements.settings import PlacementsSettings
 
@@ -88,12 +88,8 @@ async def placements(
     (tmp_path / "reference.yaml").write_text(REFERENCE)
     settings = PlacementsSettings(
         database_url=database,
-        http_port=0,
-        batch_timeout_ms=50,
-        outbox_poll_interval_s=0.2,
-        scheduler_interval_s=3600,
         reference_data=tmp_path / "reference.yaml",
-        kafka=kafka.service_settings("placements").model_copy(update={"metadata_max_age_ms": 1000}),
+        **service_tuning(kafka, "placements"),
     )
     runtime = ServiceRuntime(placements_definition(settings), clock=FixedClock(dt.date(2026, 1, 5)))
     await runtime.start()

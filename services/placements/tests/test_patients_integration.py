@@ -22,7 +22,7 @@ from homeward.kit.db import create_pool, migrate
 from homeward.kit.pseudonym import Pseudonymiser, patient_ref
 from homeward.kit.service import ServiceRuntime
 from homeward.kit.settings import CommonSettings
-from homeward.kit.testing import KafkaProbe, eventually
+from homeward.kit.testing import KafkaProbe, eventually, service_tuning
 from homeward.placements.adapters.patients import PatientKeys, protect_patients
 from homeward.placements.adapters.repository import PgPlacementRepository
 from homeward.placements.entrypoints.app import MIGRATIONS, build_definition
@@ -46,12 +46,8 @@ async def placements(
 ) -> AsyncIterator[ServiceRuntime]:
     settings = PlacementsSettings(
         database_url=database,
-        http_port=0,
-        batch_timeout_ms=50,
-        outbox_poll_interval_s=0.2,
-        scheduler_interval_s=3600,
         reference_data=tmp_path / "reference.yaml",
-        kafka=kafka.service_settings("placements").model_copy(update={"metadata_max_age_ms": 1000}),
+        **service_tuning(kafka, "placements"),
         common=common,
     )
     runtime = ServiceRuntime(build_definition(settings), clock=FixedClock(dt.date(2026, 1, 5)))

@@ -20,7 +20,7 @@ from homeward.contracts.events import LocalCapacityChanged, Payload, PlacementAg
 from homeward.kit.clock import FixedClock
 from homeward.kit.logging import configure_logging
 from homeward.kit.service import ServiceRuntime
-from homeward.kit.testing import KafkaProbe, eventually
+from homeward.kit.testing import KafkaProbe, eventually, service_tuning
 from homeward.placements.entrypoints.app import build_definition
 from homeward.placements.settings import PlacementsSettings
 from placements_support import NHS_A, NHS_B, NHS_C, NHS_D, at, ended, local_made, placement_made, rate_changed, review
@@ -56,13 +56,8 @@ async def service(
     (tmp_path / "reference.yaml").write_text(REFERENCE)
     settings = PlacementsSettings(
         database_url=database,
-        http_port=0,
-        retry_backoff_s=0.01,
-        batch_timeout_ms=50,
-        outbox_poll_interval_s=0.2,
-        scheduler_interval_s=3600,
         reference_data=tmp_path / "reference.yaml",
-        kafka=kafka.service_settings("placements").model_copy(update={"metadata_max_age_ms": 1000}),
+        **service_tuning(kafka, "placements"),
     )
     runtime = ServiceRuntime(build_definition(settings), clock=FixedClock(dt.date(2026, 1, 5)))
     await runtime.start()

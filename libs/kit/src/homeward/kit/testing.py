@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import socket
@@ -27,6 +28,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from homeward.contracts import Event
 from homeward.contracts.access import ADMIN, homeward_grants, partner_grants, partner_principal, service_principal
+from homeward.contracts.events import PlacementMade
 
 from .kafka import client_options, ensure_topics, make_admin
 from .settings import KafkaSettings
@@ -168,21 +170,63 @@ def _dsn_for(admin_dsn: str, database: str) -> str:
     return f"{base}/{database}"
 
 
-@pytest.fixture
-async def database(infra: Infra) -> AsyncIterator[str]:
-    """A fresh, empty database for one test; dropped afterwards."""
-    name = f"t_{uuid.uuid4().hex[:16]}"
+@contextlib.asynccontextmanager
+async def scratch_database(infra: Infra, prefix: str = "t") -> AsyncIterator[str]:
+    """A fresh, empty database, dropped on leaving; yields its DSN."""
+    name = f"{prefix}_{uuid.uuid4().hex[:16]}"
     conn = await _admin(infra.postgres_admin_dsn)
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    yield _dsn_for(infra.postgres_admin_dsn, name)
-    conn = await _admin(infra.postgres_admin_dsn)
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield _dsn_for(infra.postgres_admin_dsn, name)
     finally:
-        await conn.close()
+        conn = await _admin(infra.postgres_admin_dsn)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+@pytest.fixture
+async def database(infra: Infra) -> AsyncIterator[str]:
+    """A fresh, empty database for one test; dropped afterwards."""
+    async with scratch_database(infra) as dsn:
+        yield dsn
+
+
+def service_tuning(kafka: KafkaProbe, service: str) -> dict[str, Any]:
+    """Settings of a service under test: its own Kafka user in the probe's namespace, a free HTTP
+    port, short batch and outbox waits, and scheduled jobs only when the test runs them."""
+    return {
+        "http_port": 0,
+        "retry_backoff_s": 0.01,
+        "batch_timeout_ms": 50,
+        "outbox_poll_interval_s": 0.2,
+        "scheduler_interval_s": 3600,
+        "kafka": kafka.service_settings(service).model_copy(update={"metadata_max_age_ms": 1000}),
+    }
+
+
+def sample_placement(placement_id: str = "PLC-RYG-000001", **overrides: Any) -> PlacementMade:
+    """A valid ``PlacementMade`` (an NHS number from the test range), with ``overrides``."""
+    data = {
+        "placement_id": placement_id,
+        "nhs_number": "9990000018",
+        "commissioner": "RYG",
+        "provider": "8HA03",
+        "provider_site": "8HA0301",
+        "bed_type": "picu",
+        "cohort": "mental_health",
+        "age_band": "adult",
+        "legal_status": "mha_s3",
+        "programme": "mental_health",
+        "start_date": "2026-01-05",
+        "daily_rate_pence": 54500,
+        **overrides,
+    }
+    return PlacementMade.model_validate_json(json.dumps(data))
 
 
 def new_namespace() -> str:
