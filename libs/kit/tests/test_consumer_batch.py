@@ -142,7 +142,7 @@ def reused(e: Event[Any], rate: int) -> Event[PlacementMade]:
 async def test_duplicates_within_a_batch_and_across_batches(pool: asyncpg.Pool) -> None:  # type: ignore[type-arg]
     handler, batch = Handler(), Batch()
     c = consumer(pool, handler)
-    a, b = event("PLC-A"), event("PLC-B")
+    a, b = event("PLC-A", id="dup-a"), event("PLC-B", id="dup-b")  # ids a redactor cannot mistake for NHS numbers
     result = await c.handle_batch(batch(a, a, reused(a, 99_900), b))
     assert (result.handled, result.duplicates) == (2, 1)
     assert [reason for _, reason in result.dead_lettered] == ["conflicting-duplicate"]
