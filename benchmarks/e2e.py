@@ -45,6 +45,7 @@ import asyncpg
 from homeward.devstack import StackInfo, ensure_up
 from homeward.kit.kafka import ensure_topics, make_producer
 from homeward.kit.settings import KafkaSettings
+from homeward.kit.testing import create_databases, drop_databases
 from homeward.kit.topics import Topics
 
 from homeward.cli.lag import LagReader, PartitionLag
@@ -53,7 +54,7 @@ from homeward.scenario.produce import Produced, produce, wait_for_leaders
 
 from . import procstat
 from .smtp_sink import SmtpSink
-from .system import BenchSystem, bench_root, create_databases, delete_namespace_topics, drop_databases
+from .system import BenchSystem, bench_root, delete_namespace_topics
 
 NATIONAL = {"commissioners": 42, "providers": 300}
 SIZES = {"national": 20_000, "1m": 175_000}  # placements: about 114,000 and 1,000,000 partner events

@@ -21,7 +21,7 @@ from homeward.contracts.access import service_principal
 from homeward.devstack import StackInfo
 from homeward.kit.kafka import ensure_topics
 from homeward.kit.settings import KafkaSettings
-from homeward.kit.testing import free_port
+from homeward.kit.testing import create_databases, drop_databases, free_port
 from homeward.kit.topics import Topics
 
 from homeward.cli import runner
@@ -32,24 +32,6 @@ from .smtp_sink import SmtpSink
 
 def bench_root() -> Path:
     return runner.repo_root() / ".local" / "bench"
-
-
-async def create_databases(admin_dsn: str, names: list[str]) -> None:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        for n in names:
-            await conn.execute(f'CREATE DATABASE "{n}"')
-    finally:
-        await conn.close()
-
-
-async def drop_databases(admin_dsn: str, names: list[str]) -> None:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        for n in names:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 def delete_namespace_topics(info: StackInfo, namespace: str) -> None:

@@ -16,14 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import yaml
 from aiokafka import AIOKafkaProducer
 from homeward.contracts.access import service_principal
 from homeward.kit.kafka import ensure_topics
-from homeward.kit.testing import Infra, KafkaProbe, free_port
+from homeward.kit.testing import Infra, KafkaProbe, create_databases, drop_databases, free_port
 from homeward.kit.topics import Topics
 
 from homeward.cli.main import send_scenario
@@ -64,24 +63,6 @@ class System:
 
     def log(self, service: str) -> str:
         return (self.logs / f"{service}.log").read_text(errors="replace")
-
-
-async def _create_databases(admin_dsn: str, names: list[str]) -> None:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        for n in names:
-            await conn.execute(f'CREATE DATABASE "{n}"')
-    finally:
-        await conn.close()
-
-
-async def _drop_databases(admin_dsn: str, names: list[str]) -> None:
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        for n in names:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 # What a careless or hostile partner might send, after the scenario: reason -> raw message.
@@ -171,7 +152,7 @@ def system(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     scenario = generate(ScenarioConfig(seed=11, placements=200, as_of=AS_OF))
     work = tmp_path_factory.mktemp("e2e")
     dbs = {svc: f"e2e_{namespace[3:-1]}_{svc}" for svc in SERVICES}
-    asyncio.run(_create_databases(infra.postgres_admin_dsn, list(dbs.values())))
+    asyncio.run(create_databases(infra.postgres_admin_dsn, list(dbs.values())))
     base = infra.postgres_admin_dsn.rpartition("/")[0]
     mail_domain = f"{namespace[:-1]}.nhs.invalid"
     (work / "reference.yaml").write_text(yaml.safe_dump(scenario.reference))
@@ -236,4 +217,4 @@ def system(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     finally:
         stop_services(work)
         asyncio.run(KafkaProbe(infra, namespace).revoke_services())
-        asyncio.run(_drop_databases(infra.postgres_admin_dsn, list(dbs.values())))
+        asyncio.run(drop_databases(infra.postgres_admin_dsn, list(dbs.values())))

@@ -536,6 +536,18 @@ class _Transient(Exception):
 _SAVEPOINT = "homeward_event"
 
 
+def _raise_unless_the_handlers(exc: Exception, conn: asyncpg.Connection) -> ErrorKind | None:  # type: ignore[type-arg]
+    """A handler raised ``exc``: re-raise it as the platform's (the database or Kafka gone) or as a
+    transient database error, which the batch answers as a whole; else return its kind, for the
+    caller to treat as the handler's own failure."""
+    kind = database_error_kind(exc)
+    if kind == "platform" or conn.is_closed():
+        raise InfrastructureError(_describe(exc)) from exc
+    if kind == "transient":
+        raise _Transient(exc) from exc
+    return kind
+
+
 class EventConsumer:
     def __init__(
         self,
@@ -828,11 +840,7 @@ class EventConsumer:
         try:
             await handler(event, self._uow(conn, event))
         except Exception as exc:
-            kind = database_error_kind(exc)
-            if kind == "platform" or conn.is_closed():
-                raise InfrastructureError(_describe(exc)) from exc
-            if kind == "transient":
-                raise _Transient(exc) from exc
+            kind = _raise_unless_the_handlers(exc, conn)
             # Aborted: an earlier handler caught a database error and carried on; find which.
             raise _Restart(0 if kind == "aborted" else item.index, exc) from exc
 
@@ -856,11 +864,7 @@ class EventConsumer:
                 await conn.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
                 return True
             except Exception as exc:
-                kind = database_error_kind(exc)
-                if kind == "platform" or conn.is_closed():
-                    raise InfrastructureError(_describe(exc)) from exc
-                if kind == "transient":
-                    raise _Transient(exc) from exc
+                _raise_unless_the_handlers(exc, conn)
                 # Whatever the handler did is undone; this statement working shows the
                 # connection is healthy (if it fails, the error is classified outside).
                 await conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}; RELEASE SAVEPOINT {_SAVEPOINT}")

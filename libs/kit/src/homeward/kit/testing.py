@@ -170,23 +170,33 @@ def _dsn_for(admin_dsn: str, database: str) -> str:
     return f"{base}/{database}"
 
 
+async def create_databases(admin_dsn: str, names: Sequence[str]) -> None:
+    conn = await _admin(admin_dsn)
+    try:
+        for n in names:
+            await conn.execute(f'CREATE DATABASE "{n}"')
+    finally:
+        await conn.close()
+
+
+async def drop_databases(admin_dsn: str, names: Sequence[str]) -> None:
+    conn = await _admin(admin_dsn)
+    try:
+        for n in names:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
 @contextlib.asynccontextmanager
 async def scratch_database(infra: Infra, prefix: str = "t") -> AsyncIterator[str]:
     """A fresh, empty database, dropped on leaving; yields its DSN."""
     name = f"{prefix}_{uuid.uuid4().hex[:16]}"
-    conn = await _admin(infra.postgres_admin_dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
+    await create_databases(infra.postgres_admin_dsn, [name])
     try:
         yield _dsn_for(infra.postgres_admin_dsn, name)
     finally:
-        conn = await _admin(infra.postgres_admin_dsn)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+        await drop_databases(infra.postgres_admin_dsn, [name])
 
 
 @pytest.fixture
