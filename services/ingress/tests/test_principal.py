@@ -67,3 +67,17 @@ async def test_an_oversized_correlationid_is_dead_lettered_and_the_next_event_go
         timeout=60,
     )
     assert [parse_kafka(r.value, r.headers).id for r in forwarded] == ["after-1"]
+
+
+async def test_a_partner_using_every_extension_still_gets_its_event_through_with_the_principal(
+    kafka: KafkaProbe, ingress: ServiceRuntime
+) -> None:
+    await partner_topics(kafka, "05A")
+    full = dataclasses.replace(
+        event("05A", allocation("05A"), id="ext-20"), extensions={f"x{n:02d}": "v" for n in range(20)}
+    )
+    await kafka.send(kafka.topics.partner("05A"), full)
+    [record] = await kafka.read(kafka.topics.internal("ingress"), until=lambda r: len(r) >= 1, timeout=60)
+    forwarded = parse_kafka(record.value, record.headers)  # within the contracts' bound of 20
+    assert forwarded.extensions[PRINCIPAL_EXTENSION] == f"User:{partner_principal('05A', kafka.topics.namespace)}"
+    assert len(forwarded.extensions) == 20

@@ -41,6 +41,7 @@ from typing import Any
 
 from homeward.contracts import Event, Payload
 from homeward.contracts.access import PRINCIPAL_EXTENSION, partner_principal
+from homeward.contracts.envelope import MAX_EXTENSIONS
 from homeward.contracts.events import INBOUND
 from homeward.kit import outbox
 from homeward.kit.consumer import Handler, UnitOfWork
@@ -65,9 +66,11 @@ async def principal(event: Event[Any], uow: UnitOfWork[Any]) -> str:
 
 
 async def accept(event: Event[Any], uow: UnitOfWork[Any]) -> None:
-    named = dataclasses.replace(
-        event, extensions={**event.extensions, PRINCIPAL_EXTENSION: await principal(event, uow)}
-    )
+    who = await principal(event, uow)
+    # The partner's own extensions, less any it called "principal", and fewer by one if it used
+    # the whole allowance, so the forwarded event stays within the contracts' bound.
+    own = sorted((k, v) for k, v in event.extensions.items() if k != PRINCIPAL_EXTENSION)[: MAX_EXTENSIONS - 1]
+    named = dataclasses.replace(event, extensions={**dict(own), PRINCIPAL_EXTENSION: who})
     key, value, headers = named.to_kafka()
     await outbox.add_raw(
         uow.conn,
