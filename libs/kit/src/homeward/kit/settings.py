@@ -10,7 +10,7 @@ no code change.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,15 +35,17 @@ class KafkaSettings(BaseSettings):
     topic_namespace: str = Field(default="", description="Prefix of every topic name; empty in production")
 
     @classmethod
-    def scram(cls, bootstrap_servers: str, user: str, password: str, namespace: str = "") -> KafkaSettings:
-        """Signed in as ``user`` with SASL/SCRAM-SHA-512 over SASL_PLAINTEXT (the native stack, tests)."""
+    def scram(cls, bootstrap_servers: str, user: str, password: str, namespace: str | None = None) -> KafkaSettings:
+        """Signed in as ``user`` with SASL/SCRAM-SHA-512 over SASL_PLAINTEXT (the native stack, tests).
+        Without ``namespace``, the topic namespace comes from the environment, as for any setting."""
+        fields: dict[str, Any] = {} if namespace is None else {"topic_namespace": namespace}
         return cls(
             bootstrap_servers=bootstrap_servers,
             security_protocol="SASL_PLAINTEXT",
             sasl_mechanism="SCRAM-SHA-512",
             sasl_username=user,
             sasl_password=SecretStr(password),
-            topic_namespace=namespace,
+            **fields,
         )
 
     def as_env(self) -> dict[str, str]:
