@@ -12,12 +12,15 @@ The events are what budget consumes in a replay of a generated national scenario
 ``BudgetAllocated`` and ``InvoiceReceived`` (on ``partner.<ODS>.events``, keyed by commissioner)
 and what the placements service publishes from the partners' placement events
 (``PlacementRegistered``, ``PlacementRateChanged``, ``PlacementClosed``, ``PatientRepatriated`` on
-``homeward.placements.v1``, keyed by placement id), built here the way placements builds them.
-Each record goes to partition ``crc32(key) % 6`` of its topic. Three layouts:
+``homeward.placements.v1``, keyed by commissioner as placements keys them), built here the way
+placements builds them. Each record goes to partition ``crc32(key) % 6`` of its topic. Two layouts:
 
 * ``1 consumer`` reads every partition;
-* ``2 replicas``: two consumers, each with half the partitions of every topic;
-* ``2 subscriptions``: what one replica runs at once, the partner topics and the placements topic.
+* ``2 replicas``: two consumers, each with the same half of the partitions of every topic, as the
+  kit's client ids make a consumer group assign them (homeward.contracts.topics.KEYED_BY).
+
+A replica runs its two subscriptions' batches one at a time (the kit's ``one_batch_at_a_time``),
+so one consumer per replica, reading its partitions of both topics in time order, is what it does.
 
 Each consumer reads its records in event-time order, in batches of ``--batch`` records (one
 database transaction each, as in the service; a batch the kit gives up on after transient errors
@@ -57,6 +60,7 @@ from homeward.contracts.events import (
     PlacementRateChanged,
     PlacementRegistered,
 )
+from homeward.contracts.topics import publish_key
 from homeward.contracts.vocab import BedType, OutOfAreaReason, Setting
 from homeward.kit.consumer import EventConsumer, InfrastructureError, Record
 
@@ -192,6 +196,8 @@ def records_for(events: Sequence[tuple[str, Event[Any]]]) -> list[Record]:
     out = []
     for topic, event in events:
         key, value, headers = event.to_kafka()
+        if topic == PLACEMENTS_TOPIC:  # keyed as placements keys what it publishes
+            key = publish_key("placements", event.data).encode()
         p = partition_of(key)
         offset = offsets.get((topic, p), 0)
         offsets[(topic, p)] = offset + 1
@@ -202,7 +208,6 @@ def records_for(events: Sequence[tuple[str, Event[Any]]]) -> list[Record]:
 LAYOUTS = {
     "1 consumer": "every partition of every topic",
     "2 replicas": "two consumers, each with half the partitions of every topic",
-    "2 subscriptions": "one replica's two subscriptions at once: the partner topics, and homeward.placements.v1",
 }
 
 
@@ -212,9 +217,6 @@ def assign(records: Sequence[Record], layout: str) -> list[list[Record]]:
         return [list(records)]
     if layout == "2 replicas":
         return [[r for r in records if r.partition % 2 == i] for i in range(2)]
-    if layout == "2 subscriptions":
-        partner = [r for r in records if r.topic != PLACEMENTS_TOPIC]
-        return [partner, [r for r in records if r.topic == PLACEMENTS_TOPIC]]
     raise ValueError(layout)
 
 

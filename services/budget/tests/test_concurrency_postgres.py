@@ -184,10 +184,10 @@ async def test_a_lock_below_one_held_is_waited_for_briefly_then_refused_with_a_r
 
         # A rollback to a savepoint gives back the locks taken after it, and the highest it recorded.
         async with other.transaction():
-            await PgBudgetRepository(other, whole_ledger_after=None).lock([low])
+            await PgBudgetRepository(other, whole_ledger_after=None, whole_after_refusal=False).lock([low])
             savepoint = other.transaction()
             await savepoint.start()
-            await PgBudgetRepository(other, whole_ledger_after=None).lock([high])
+            await PgBudgetRepository(other, whole_ledger_after=None, whole_after_refusal=False).lock([high])
             assert await _locks_held(other) == {
                 LEDGER_LOCK: "ShareLock",
                 lock_id(low): "ExclusiveLock",
@@ -226,7 +226,7 @@ async def test_after_a_big_batch_or_a_refusal_a_transaction_takes_the_whole_ledg
         # Refused a lock out of order: the batch's next attempt takes the whole ledger.
         low, high = sorted(keys[:2], key=lock_id)
         async with rival.transaction():
-            await PgBudgetRepository(rival, whole_ledger_after=None).lock([low])
+            await PgBudgetRepository(rival, whole_ledger_after=None, whole_after_refusal=False).lock([low])
             with pytest.raises(asyncpg.exceptions.DeadlockDetectedError):
                 await transaction([high], [low])
         assert await transaction([high]) == {LEDGER_LOCK: "ExclusiveLock"}

@@ -223,7 +223,10 @@ async def test_a_partner_sequence_gives_the_right_register_events_dead_letters_a
     assert (soon.placement_id, soon.due_date, soon.days_until_due) == ("PLC-2", dt.date(2026, 3, 7), 10)
     overdue = sorted((o.placement_id, o.escalation_level, o.days_overdue) for o in by_type["ReviewOverdue"])
     assert overdue == [("PLC-2", 1, 13), ("PLC-2", 2, 15), ("PLC-2", 3, 46)]
-    assert {r.key for r in records if parse_kafka(r.value, r.headers).data.name == "ReviewOverdue"} == {b"PLC-2"}
+    # Every event placements publishes is keyed by its placement's commissioner (contracts.topics.KEYED_BY).
+    assert {(r.key, parse_kafka(r.value, r.headers).data.commissioner.encode()) for r in records} == {
+        (COMM.encode(),) * 2
+    }
 
     # 6. The API.
     app = service.server.config.app  # type: ignore[union-attr]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 # The ingress is the only reader of partner topics: it validates partner input once and
 # republishes what it accepts on its own topic, which referrals, placements and budget read.
@@ -31,6 +32,25 @@ CONSUMES: dict[str, tuple[str, ...]] = {
     "budget": (INGRESS, "placements"),
     "notifications": ("placements", "referrals", "budget"),
 }
+
+# How a service keys what it publishes on its own topic, where not by the event's own entity
+# (``Payload.key()``). Placements keys every event by the placement's commissioner: a
+# placement's commissioner never changes, so its events still stay in order, and budget, which
+# posts per commissioner, then finds one commissioner's placements (on ``homeward.placements.v1``)
+# and its allocations and invoices (keyed by commissioner on ``homeward.ingress.v1``) on the
+# same partition number of the two topics. Both topics have DEFAULT_PARTITIONS partitions and
+# the same partitioner, and the kit gives each replica a client id that sorts the same way in
+# both of budget's consumer groups, so each budget replica is given the same partition numbers
+# of both: replicas own disjoint commissioners and post side by side (docs/budget.md).
+KEYED_BY: dict[str, str] = {"placements": "commissioner"}
+
+
+def publish_key(service: str, data: Any) -> str:
+    """The Kafka key ``service`` gives ``data`` (a contracts Payload) on its own topic."""
+    field = KEYED_BY.get(service)
+    value = getattr(data, field, None) if field else None
+    return str(value) if value else str(data.key())
+
 
 DEFAULT_PARTITIONS = 6
 # A partner topic has one partition. One partner's events are few (a national replay is about 300

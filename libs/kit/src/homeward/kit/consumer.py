@@ -111,6 +111,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -137,7 +138,7 @@ from homeward.contracts import (
     source_service,
 )
 from homeward.contracts.errors import FieldProblem
-from homeward.contracts.topics import INGRESS, internal_topic
+from homeward.contracts.topics import INGRESS, internal_topic, publish_key
 
 from . import inbox, outbox
 from .clock import Clock, SystemClock
@@ -294,7 +295,12 @@ class UnitOfWork(Generic[P]):
             event: Event[Any] = caused_by(self.cause, data, source=source, id=id, time=time or self.clock.now())
         else:
             event = new_event(data, source=source, id=id, time=time or self.clock.now())
-        added = await outbox.add(self.conn, topic or self.topics.internal(self.service), event)
+        if topic is None:  # its own topic: keyed as the service keys what it publishes
+            added = await outbox.add(
+                self.conn, self.topics.internal(self.service), event, publish_key(self.service, data)
+            )
+        else:
+            added = await outbox.add(self.conn, topic, event)
         if added:
             self.published.append(event)
         return added
@@ -565,7 +571,10 @@ class EventConsumer:
         transient_backoff_max_s: float = 5.0,
         dead_letter_max_bytes: int = 512 * 1024,
         dead_letter_key: bytes | None = None,
+        one_batch_at_a_time: bool = False,
     ) -> None:
+        """``one_batch_at_a_time``: the batches of this consumer's subscriptions (which run
+        side by side, one task each) take turns, one transaction at a time in this process."""
         self.service = service
         self.pool = pool
         self.handlers = {cls.event_type(): h for cls, h in handlers.items()}
@@ -582,6 +591,9 @@ class EventConsumer:
         self._authorise = authorise
         self.topics = topics or Topics()
         self.dlq_topic = self.topics.dlq(service)
+        self._turns: asyncio.Lock | contextlib.AbstractAsyncContextManager[Any] = (
+            asyncio.Lock() if one_batch_at_a_time else contextlib.nullcontext()
+        )
 
     # ------------------------------------------------------------------ the batch
 
@@ -672,7 +684,7 @@ class EventConsumer:
 
     async def _run(self, items: Sequence[_Item], careful_from: int) -> _Run:
         run = _Run()
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._turns, self.pool.acquire() as conn, conn.transaction():
             await self._claim(conn, items, run, careful=careful_from == 0)
             for item in items:
                 await self._one(conn, item, run, careful=item.index >= careful_from)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 import ssl
 from typing import Any
 
@@ -52,12 +54,26 @@ def broker_security(settings: KafkaSettings) -> BaseSecurity | None:
     return cls(username=user, password=password, ssl_context=ctx, use_ssl=use_ssl)  # type: ignore[abstract]
 
 
+def instance_id(settings: KafkaSettings) -> str:
+    """This replica's name: ``settings.instance``, else the host (a pod's name) and process id."""
+    return settings.instance or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def consumer_client_id(settings: KafkaSettings, service: str) -> str:
+    """The client id of a service's consumers. A consumer group orders its members by member id,
+    which is the client id and a random suffix; every consumer group of one replica shares this
+    client id, so the replicas come in the same order in each group, and the group's assignor
+    (round robin over one topic) gives a replica the same partition numbers in each: budget's
+    two groups are thus co-partitioned (homeward.contracts.topics.KEYED_BY)."""
+    return f"{settings.client_id_prefix}-{service}-{instance_id(settings)}"
+
+
 def make_broker(settings: KafkaSettings, service: str, **kwargs: Any) -> KafkaBroker:
     """The service's FastStream broker. Its own producer is idempotent with acks=all too."""
     return KafkaBroker(
         settings.bootstrap_servers,
         security=broker_security(settings),
-        client_id=f"{settings.client_id_prefix}-{service}",
+        client_id=consumer_client_id(settings, service),
         acks="all",
         enable_idempotence=True,
         metadata_max_age_ms=settings.metadata_max_age_ms,

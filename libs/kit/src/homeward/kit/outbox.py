@@ -131,9 +131,12 @@ async def add_raw(
     return inserted is not None
 
 
-async def add(conn: asyncpg.Connection, topic: str, event: Event) -> bool:  # type: ignore[type-arg]
-    """Queue a CloudEvent (structured mode) for ``topic``, keyed by its aggregate."""
+async def add(conn: asyncpg.Connection, topic: str, event: Event, key_as: str | None = None) -> bool:  # type: ignore[type-arg]
+    """Queue a CloudEvent (structured mode) for ``topic``, keyed by its aggregate, or by
+    ``key_as`` (homeward.contracts.topics.publish_key)."""
     key, value, headers = event.to_kafka()
+    if key_as is not None:
+        key = key_as.encode()
     return await add_raw(conn, topic, key, value, headers, event_id=event.id, event_type=event.type)
 
 

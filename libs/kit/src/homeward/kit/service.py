@@ -217,6 +217,9 @@ class ServiceDefinition:
     version: str = "1.0.0"
     # The service stores NHS numbers, so it needs HOMEWARD_NHS_NUMBER_KEY to start.
     stores_nhs_numbers: bool = False
+    # Its subscriptions' batches take turns in a replica (budget: they post to the same
+    # commissioners' accounts, as its subscriptions are co-partitioned by commissioner).
+    one_batch_at_a_time: bool = False
 
 
 class ServiceRuntime:
@@ -314,6 +317,7 @@ class ServiceRuntime:
             transient_backoff_max_s=s.transient_backoff_max_s,
             dead_letter_max_bytes=s.dead_letter_max_bytes,
             dead_letter_key=s.common.dead_letter_keys()[0],
+            one_batch_at_a_time=self.d.one_batch_at_a_time,
         )
         self.consumer = consumer
         group = s.consumer_group or f"homeward-{self.d.name}"

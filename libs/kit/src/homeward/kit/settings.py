@@ -29,6 +29,10 @@ class KafkaSettings(BaseSettings):
     sasl_password: SecretStr | None = None
     ssl_cafile: str | None = None
     client_id_prefix: str = "homeward"
+    # This replica's name in its Kafka client ids: the pod or host name and process id unless
+    # set. Consumer groups order their members by client id, so a replica takes the same place in
+    # each of its service's groups (homeward.contracts.topics.KEYED_BY says why that matters).
+    instance: str | None = None
     # How often a pattern subscription looks for new partner topics.
     metadata_max_age_ms: int = 10_000
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"

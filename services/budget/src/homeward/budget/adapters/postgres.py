@@ -35,11 +35,15 @@ LEDGER_LOCK = 0x42756467
 # for before the batch gives up with a retryable error (SQLSTATE 40P01) and is run again.
 OUT_OF_ORDER_PATIENCE_MS = 500
 
-# A transaction takes the whole ledger when the previous one on its connection handled more use
-# cases than this, or had to be rolled back for lock order: big batches (a backlog, a replay)
-# touch nearly every commissioner, so two of them locking per key mostly collide and run again;
-# taking turns on the whole ledger wastes nothing. Small batches lock per key and run side by side.
-WHOLE_LEDGER_AFTER = 8
+# A transaction takes the whole ledger when the previous one on its connection had to be rolled
+# back for lock order, or (if this is set) handled more use cases than this. Big batches (a
+# backlog, a replay) touch nearly every commissioner they are given. Two replicas' batches touch
+# disjoint commissioners, because each replica is given the same partitions of both topics budget
+# reads and both are keyed by commissioner (homeward.contracts.topics.KEYED_BY), and one replica
+# runs its batches one at a time (ServiceDefinition.one_batch_at_a_time): so they lock per key
+# and run side by side, and only a collision (a pooled placement funded by commissioners of both
+# replicas, a rebalance) makes the next transaction take turns on the whole ledger.
+WHOLE_LEDGER_AFTER: int | None = None
 
 
 @dataclass
@@ -139,19 +143,25 @@ class PgBudgetRepository(BudgetRepository):
         single_lock: bool = False,
         patience_ms: int | None = OUT_OF_ORDER_PATIENCE_MS,
         whole_ledger_after: int | None = WHOLE_LEDGER_AFTER,
+        whole_after_refusal: bool = True,
     ) -> None:
         """``single_lock`` takes the whole ledger in every transaction (the old behaviour, kept for
-        the benchmark's baseline); ``whole_ledger_after`` None never does."""
+        the benchmark's baseline); ``whole_ledger_after`` a number of use cases after which the next
+        transaction does (None: never for its size); ``whole_after_refusal`` whether a transaction
+        after one refused a lock out of order does."""
         self.conn = conn
         self.single_lock = single_lock
         self.patience_ms = patience_ms
         self.whole_ledger_after = whole_ledger_after
+        self.whole_after_refusal = whole_after_refusal
 
     async def lock(self, keys: Collection[LockKey]) -> None:
         seen = _connections.setdefault(self.conn.get_server_pid(), _Connection())
         # Used by budget_lock() only on a transaction's first call, when ``seen`` is the previous one's.
-        whole = self.single_lock or (
-            self.whole_ledger_after is not None and (seen.calls > self.whole_ledger_after or seen.refused)
+        whole = (
+            self.single_lock
+            or (self.whole_after_refusal and seen.refused)
+            or (self.whole_ledger_after is not None and seen.calls > self.whole_ledger_after)
         )
         try:
             calls = await self.conn.fetchval(

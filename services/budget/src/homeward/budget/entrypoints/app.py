@@ -50,4 +50,5 @@ def build_definition(settings: BudgetSettings | None = None) -> ServiceDefinitio
         jobs=[accrual_job(topics, rules, settings.accrual_batch_size)],
         routes=build_routes,
         publishes=[BudgetThresholdBreached, InvoiceVarianceFound, AmountHeld],
+        one_batch_at_a_time=True,
     )
