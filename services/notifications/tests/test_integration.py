@@ -124,7 +124,8 @@ def _to(msg: EmailMessage) -> str:
 
 
 def _deliveries(smtp: SmtpServer) -> list[tuple[str, str]]:
-    return sorted((_to(m), str(m["Subject"])) for m in smtp.messages())
+    # A subject folded right after "Subject:" reads back with the folding space; strip it.
+    return sorted((_to(m), str(m["Subject"]).strip()) for m in smtp.messages())
 
 
 async def test_alerts_reach_exactly_the_subscribed_people_once_each(
@@ -407,6 +408,14 @@ async def test_a_replay_emails_what_is_due_digests_what_is_late_and_suppresses_h
                 escalation_level=2,
             ),
             await _send(kafka, "ReviewOverdue", placement_id="PLC-LATE", due_date="2026-11-05", days_overdue=7),
+            await _send(
+                kafka,
+                "ReviewOverdue",
+                placement_id="PLC-LATE-2",
+                due_date="2026-10-10",
+                days_overdue=30,
+                escalation_level=2,
+            ),
             await _send(kafka, "PatientRepatriated", repatriated_on="2026-11-01"),
         ]
         assert await eventually(lambda: _all_handled_and_settled(database, ids), timeout=60)
@@ -416,19 +425,25 @@ async def test_a_replay_emails_what_is_due_digests_what_is_late_and_suppresses_h
 
         delivered = _deliveries(smtp_server)
         assert delivered == [
-            ("case@05a.nhs.uk", "Action needed by 15 Nov 2026: 2 alerts in your Homeward digest for 22 Nov 2026"),
+            ("case@05a.nhs.uk", "Action needed by 15 Nov 2026: 3 alerts in your Homeward digest for 22 Nov 2026"),
             (
                 "case@05a.nhs.uk",
                 "Action needed by 29 Nov 2026 (escalation level 2): CTR overdue 21 days — placement PLC-NOW at 8HA0301",
             ),
+            ("lead@05a.nhs.uk", "Action needed by 16 Nov 2026: 1 alert in your Homeward digest for 22 Nov 2026"),
             (
                 "lead@05a.nhs.uk",
                 "Action needed by 29 Nov 2026 (escalation level 2): CTR overdue 21 days — placement PLC-NOW at 8HA0301",
             ),
         ]
-        digest = next(m for m in smtp_server.messages() if "digest" in str(m["Subject"]))
-        body = digest.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-        assert "PLC-LATE" in body and "PLC-05A-000125" in body and "PLC-NOW" not in body
+        bodies = {
+            _to(m): m.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+            for m in smtp_server.messages()
+            if "digest" in str(m["Subject"])
+        }
+        assert all(f"placement {p} " in bodies["case@05a.nhs.uk"] for p in ("PLC-LATE", "PLC-LATE-2"))
+        assert "PLC-05A-000125" in bodies["case@05a.nhs.uk"] and "PLC-NOW" not in bodies["case@05a.nhs.uk"]
+        assert "PLC-LATE-2" in bodies["lead@05a.nhs.uk"] and "PLC-LATE " not in bodies["lead@05a.nhs.uk"]
 
         assert runtime.pool is not None
         app = Starlette(routes=list(http.routes(runtime.pool, runtime.clock)))
@@ -444,11 +459,11 @@ async def test_a_replay_emails_what_is_due_digests_what_is_late_and_suppresses_h
             ]
             assert (await api.get("/notifications", params={"status": "suppressed"})).json()["notifications"] == listed
             summary = (await api.get("/summary")).json()
-            assert (summary["sent"], summary["pending"], summary["failed"], summary["suppressed"]) == (4, 0, 0, 1)
-            assert summary["emails"]["sent"] == len(delivered) == 3
+            assert (summary["sent"], summary["pending"], summary["failed"], summary["suppressed"]) == (6, 0, 0, 1)
+            assert summary["emails"]["sent"] == len(delivered) == 4
             assert summary["emails"]["by_kind"] == {
                 "alert": {"sent": 2, "pending": 0, "failed": 0},
-                "digest": {"sent": 1, "pending": 0, "failed": 0},
+                "digest": {"sent": 2, "pending": 0, "failed": 0},
             }
         await _assert_nothing_more_is_sent(runtime, database, smtp_server)
 
