@@ -394,7 +394,11 @@ class _FakeSettlement(Settlement):
     async def mark_sent(self, email_id: str, at: dt.datetime) -> list[NotificationRef]:
         return self._settle(email_id, "sent")
 
-    async def mark_failed(self, email_id: str, at: dt.datetime, error: str) -> list[NotificationRef]:
+    async def mark_failed(
+        self, email_id: str, at: dt.datetime, error: str, claim: str | None = None
+    ) -> list[NotificationRef]:
+        if claim is not None and self.store.emails[email_id].claim != claim:
+            return []
         self.store.emails[email_id].last_error = error
         return self._settle(email_id, "failed")
 
@@ -408,8 +412,10 @@ class _FakeSettlement(Settlement):
                 n.status = status
         return self.store.refs(email_id)
 
-    async def retry_later(self, email_id: str, error: str, delay_s: float) -> None:
+    async def retry_later(self, email_id: str, error: str, delay_s: float, claim: str | None = None) -> None:
         e = self.store.emails[email_id]
+        if claim is not None and e.claim != claim:
+            return
         e.last_error, e.due = error, self.store.now + delay_s
 
     async def publish(self, payload: Payload, *, id: str, cause: NotificationRef, at: dt.datetime) -> None:

@@ -572,3 +572,29 @@ async def test_an_email_claimed_by_another_sender_after_the_lease_ran_out_is_not
     assert await _scalar(database, "SELECT status || '/' || attempts FROM emails") == "sent/2"
     assert await _scalar(database, "SELECT count(*) FROM outbox WHERE event_type = $1", SENT_TYPE) == 1
     assert msg["Message-ID"] == await _scalar(database, "SELECT message_id FROM emails")
+
+
+async def test_a_sender_that_lost_its_claim_cannot_fail_or_postpone_the_email_another_sender_holds(
+    database: str, kafka: KafkaProbe
+) -> None:
+    from homeward.kit.db import create_pool
+
+    await _record_one_email(database, kafka)
+    pool = await create_pool(database, 1, 2)
+    try:
+        queue = PgEmailQueue(pool, kafka.topics)
+        (old,) = await queue.claim_due(10, 60)
+        await _scalar(database, "UPDATE emails SET next_attempt_at = now() - interval '1 second'")
+        (new,) = await queue.claim_due(10, 60)
+        assert old.claim != new.claim
+        assert not await queue.renew(old.id, old.claim, 60)
+        async with queue.settlement() as s:
+            await s.retry_later(old.id, "late news from the first sender", 3600, old.claim)
+            assert await s.mark_failed(old.id, NOW, "late news from the first sender", old.claim) == []
+        assert await _scalar(database, "SELECT status || '/' || coalesce(last_error, '-') FROM emails") == "pending/-"
+        assert await queue.renew(new.id, new.claim, 60)
+        async with queue.settlement() as s:
+            assert len(await s.mark_failed(new.id, NOW, "refused", new.claim)) == 1
+        assert await _scalar(database, "SELECT status FROM emails") == "failed"
+    finally:
+        await pool.close()

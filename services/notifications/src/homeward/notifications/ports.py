@@ -114,10 +114,14 @@ class Settlement(ABC):
         """The notifications the email carried; empty if it was settled already."""
 
     @abstractmethod
-    async def mark_failed(self, email_id: str, at: dt.datetime, error: str) -> list[NotificationRef]: ...
+    async def mark_failed(
+        self, email_id: str, at: dt.datetime, error: str, claim: str | None = None
+    ) -> list[NotificationRef]:
+        """Empty if settled already, or if ``claim`` is given and another sender holds the email."""
 
     @abstractmethod
-    async def retry_later(self, email_id: str, error: str, delay_s: float) -> None: ...
+    async def retry_later(self, email_id: str, error: str, delay_s: float, claim: str | None = None) -> None:
+        """Nothing if settled, or if ``claim`` is given and another sender holds the email."""
 
     @abstractmethod
     async def publish(self, payload: Payload, *, id: str, cause: NotificationRef, at: dt.datetime) -> None: ...

@@ -164,7 +164,7 @@ class Sender:
         if not final and email.attempts < self.policy.max_attempts:
             delay = retry_delay_s(email.attempts, self.policy.backoff_base_s, self.policy.backoff_max_s)
             async with self.queue.settlement() as s:
-                await s.retry_later(email.id, error, delay)
+                await s.retry_later(email.id, error, delay, email.claim or None)
             EMAILS.labels("retry").inc()
             log.warning(
                 "email not sent; will retry", email_id=email.id, attempts=email.attempts, retry_in_s=delay, error=error
@@ -172,7 +172,7 @@ class Sender:
             return
         now = clock.now()
         async with self.queue.settlement() as s:
-            refs = await s.mark_failed(email.id, now, error)
+            refs = await s.mark_failed(email.id, now, error, email.claim or None)
             for ref in refs:
                 payload = NotificationFailed(
                     notification_id=ref.id,

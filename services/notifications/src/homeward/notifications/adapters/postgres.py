@@ -178,25 +178,29 @@ class PgSettlement(Settlement):
             return []
         return [_ref(r) for r in await self.conn.fetch(_SETTLE_NOTIFICATIONS, email_id, "sent", at)]
 
-    async def mark_failed(self, email_id: str, at: dt.datetime, error: str) -> list[NotificationRef]:
+    async def mark_failed(
+        self, email_id: str, at: dt.datetime, error: str, claim: str | None = None
+    ) -> list[NotificationRef]:
         done = await self.conn.fetchval(
             """UPDATE emails SET status = 'failed', failed_at = $2, last_error = $3
-               WHERE id = $1 AND status = 'pending' RETURNING id""",
+               WHERE id = $1 AND status = 'pending' AND ($4::text IS NULL OR claim_token = $4) RETURNING id""",
             email_id,
             at,
             error,
+            claim,
         )
         if done is None:
             return []
         return [_ref(r) for r in await self.conn.fetch(_SETTLE_NOTIFICATIONS, email_id, "failed", at)]
 
-    async def retry_later(self, email_id: str, error: str, delay_s: float) -> None:
+    async def retry_later(self, email_id: str, error: str, delay_s: float, claim: str | None = None) -> None:
         await self.conn.execute(
             """UPDATE emails SET last_error = $2, next_attempt_at = now() + make_interval(secs => $3)
-               WHERE id = $1 AND status = 'pending'""",
+               WHERE id = $1 AND status = 'pending' AND ($4::text IS NULL OR claim_token = $4)""",
             email_id,
             error,
             float(delay_s),
+            claim,
         )
 
     async def publish(self, payload: Payload, *, id: str, cause: NotificationRef, at: dt.datetime) -> None:
