@@ -284,6 +284,7 @@ def _read_api_answers(system: System) -> dict[str, str]:
         ("budget", "/positions", {"financial_year": FY, **as_of}),
         ("notifications", "/notifications", {}),
         ("notifications", "/notifications/failed", {}),
+        ("notifications", "/notifications/suppressed", {}),
         ("notifications", "/subscriptions", {}),
         ("notifications", "/summary", {}),
     ]
