@@ -226,3 +226,83 @@ def held_invoices(world: World) -> set[str]:
         if nightly > b.upper_pence:
             out.add(inv.invoice_id)
     return out
+
+
+def chased(world: World, as_of: dt.date) -> dict[tuple[str, str], tuple[dt.date, int, int]]:
+    """The overdue reviews the scheduler chases as of ``as_of``: those of placements still open
+    that day. A discharged person is not chased (docs/placements.md), however late the
+    scheduler first sees the miss."""
+    return {k: v for k, v in overdue(world, as_of).items() if world.placements[k[0]].active_on(as_of)}
+
+
+# ------------------------------------------------------------------ emails (docs/notifications.md)
+
+# "By when" in each subject: days after the alert's date (Homeward's defaults).
+RESPOND_WITHIN_DAYS = {"ReviewOverdue": 7, "PatientRepatriated": 14, "PlacementAwaitingAgreement": 2, "AmountHeld": 5}
+# An action due more than this many days before today is history: suppressed, never emailed.
+HISTORY_AFTER_DAYS = 14
+
+
+def timeliness(due_by: dt.date, today: dt.date) -> str:
+    """``current`` (due today or later: an email of its own), ``late`` (due in the last
+    HISTORY_AFTER_DAYS days: in the recipient's daily digest) or ``history`` (suppressed)."""
+    past = (today - due_by).days
+    return "current" if past <= 0 else "late" if past <= HISTORY_AFTER_DAYS else "history"
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert to one member of staff: (role, organisation), what it is about (the word the
+    subject carries), the placement or invoice it names, and the date in its subject."""
+
+    role: str
+    org: str
+    keyword: str
+    reference: str  # the placement the subject names
+    due_by: dt.date
+    logged_as: str = ""  # the reference in the notifications log, when not the placement (an invoice)
+
+
+def alerts(world: World, as_of: dt.date, awaiting_on: dict[str, dt.date], held_on: dict[str, dt.date]) -> list[Alert]:
+    """The alerts staff are owed for the scenario, one per (event, recipient), with the date in
+    each subject. ``awaiting_on`` and ``held_on`` give the date of each placement's
+    PlacementAwaitingAgreement and each held invoice's AmountHeld as published (the date the
+    report or the invoice was judged); the rest comes from the partners' events alone.
+    The staff are one per role per commissioner, subscribed to their role's defaults."""
+    out: list[Alert] = []
+    for (pid, _), (_, _, level) in chased(world, as_of).items():
+        c = world.placements[pid].commissioner
+        due = as_of + dt.timedelta(days=RESPOND_WITHIN_DAYS["ReviewOverdue"])  # found overdue today
+        out.append(Alert("case_manager", c, "overdue", pid, due))
+        if level >= 2:
+            out.append(Alert("clinical_lead", c, "overdue", pid, due))
+    for p in world.placements.values():
+        if p.out_of_area and p.agreed:  # the first oversight visit: 6 weeks for children, 8 for adults
+            due = p.start + dt.timedelta(weeks=6 if p.age_band == "child" else 8)
+            out += [Alert("oap_lead", org, "new out-of-area placement", p.id, due) for org, _ in p.funding]
+        if p.reported_by != p.commissioner:
+            due = awaiting_on[p.id] + dt.timedelta(days=RESPOND_WITHIN_DAYS["PlacementAwaitingAgreement"])
+            for org, _ in p.funding:
+                out += [
+                    Alert(role, org, "agree or query placement", p.id, due) for role in ("oap_lead", "finance_lead")
+                ]
+    held = held_invoices(world)
+    for invoice in world.invoices:
+        if invoice.invoice_id in held:
+            due = held_on[invoice.invoice_id] + dt.timedelta(days=RESPOND_WITHIN_DAYS["AmountHeld"])
+            out.append(
+                Alert(
+                    "finance_lead",
+                    invoice.commissioner,
+                    "confirm or query invoice",
+                    invoice.placement_id,
+                    due,
+                    invoice.invoice_id,
+                )
+            )
+    for src, dst in repatriations(world):
+        # repatriated_on is the in-area placement's start date.
+        due = world.placements[dst].start + dt.timedelta(days=RESPOND_WITHIN_DAYS["PatientRepatriated"])
+        for org, _ in world.placements[src].funding:
+            out += [Alert(role, org, "moved home to", src, due) for role in ("case_manager", "finance_lead")]
+    return out

@@ -9,6 +9,7 @@ import datetime as dt
 import json
 from collections import Counter
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -114,7 +115,7 @@ def test_an_implausible_invoice_is_held_and_the_corrected_one_matched(system: Sy
 
 
 def test_every_review_overdue_exactly_once(system: System, world: oracle.World) -> None:
-    expected = oracle.overdue(world, AS_OF)
+    expected = oracle.chased(world, AS_OF)  # nobody is chased about a discharged person
     events = _internal(system, "placements", "homeward.ReviewOverdue.v1")
     got = Counter((e.data.placement_id, e.data.review_type.value) for e in events)
     assert set(got) == set(expected)
@@ -154,56 +155,110 @@ def _mails(system: System) -> list[dict[str, Any]]:
     return [m for m in r.json() if any(t["address"].endswith(system.mail_domain) for t in m.get("to", []))]
 
 
-def test_emails_delivered_to_the_right_people(system: System, world: oracle.World) -> None:
+def _uk_day(moment: dt.datetime) -> dt.date:
+    return moment.astimezone(ZoneInfo("Europe/London")).date()
+
+
+def _subject_date(subject: str) -> dt.date:
+    """The date in "Action needed by 19 Mar 2026...": when the action is due."""
+    return dt.datetime.strptime(" ".join(subject.split()[3:6]).rstrip(":"), "%d %b %Y").date()
+
+
+def _suppressed(system: System) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    while True:
+        page = system.get("notifications", "/notifications/suppressed", limit=1000, offset=len(rows))["notifications"]
+        rows += page
+        if len(page) < 1000:
+            return rows
+
+
+def test_emails_are_about_today_and_reach_the_right_people(system: System, world: oracle.World) -> None:
+    """Each alert the oracle owes staff is, by the date in its subject against the scenario's
+    today: emailed on its own (due today or later), in the recipient's one daily digest (due in
+    the last 14 days), or suppressed with its reason (longer ago: history)."""
+
     def address(role: str, org: str) -> str:
         return f"{role.replace('_', '.')}@{org.lower()}.{system.mail_domain}"
 
-    expected: Counter[tuple[str, str, str]] = Counter()
-    for (pid, _), (_, _, level) in oracle.overdue(world, AS_OF).items():
-        c = world.placements[pid].commissioner
-        expected[(address("case_manager", c), "overdue", pid)] += 1
-        if level >= 2:
-            expected[(address("clinical_lead", c), "overdue", pid)] += 1
-    for p in world.placements.values():
-        if p.out_of_area and p.agreed:
-            for org, _ in p.funding:
-                expected[(address("oap_lead", org), "new out-of-area placement", p.id)] += 1
-        if p.reported_by != p.commissioner:  # a provider's report: the commissioner is asked to agree it
-            for org, _ in p.funding:
-                for role in ("oap_lead", "finance_lead"):
-                    expected[(address(role, org), "agree or query placement", p.id)] += 1
-    for invoice in world.invoices:
-        if invoice.invoice_id in oracle.held_invoices(world):
-            expected[
-                (address("finance_lead", invoice.commissioner), "confirm or query invoice", invoice.placement_id)
-            ] += 1
-    for src, _ in oracle.repatriations(world):
-        for org, _ in world.placements[src].funding:
-            for role in ("case_manager", "finance_lead"):
-                expected[(address(role, org), "moved home to", src)] += 1
+    awaiting = {
+        e.data.placement_id: _uk_day(e.time)
+        for e in _internal(system, "placements", "homeward.PlacementAwaitingAgreement.v1")
+    }
+    held = {
+        e.data.invoice_id: _uk_day(e.time)
+        for e in _internal(system, "budget", "homeward.AmountHeld.v1")
+        if e.data.invoice_id
+    }
+    owed = oracle.alerts(world, AS_OF, awaiting, held)
+    by_kind: dict[str, list[oracle.Alert]] = {"current": [], "late": [], "history": []}
+    for a in owed:
+        by_kind[oracle.timeliness(a.due_by, AS_OF)].append(a)
+    assert by_kind["current"] and by_kind["history"], "the scenario should alert about today and about history"
 
-    assert expected, "the scenario should alert someone"
     mails = _mails(system)
+    digests = [m for m in mails if "in your Homeward digest for" in m["subject"]]
+    alerts = [m for m in mails if m not in digests]
+
+    # On their own: exactly the current alerts, and nothing whose date has passed.
+    keywords = (
+        "overdue",
+        "new out-of-area placement",
+        "moved home to",
+        "agree or query placement",
+        "confirm or query invoice",
+    )
+    expected = Counter((address(a.role, a.org), a.keyword, a.reference) for a in by_kind["current"])
     got: Counter[tuple[str, str, str]] = Counter()
-    for m in mails:
+    for m in alerts:
         subject = m["subject"]
-        for keyword in (
-            "overdue",
-            "new out-of-area placement",
-            "moved home to",
-            "agree or query placement",
-            "confirm or query invoice",
-        ):
+        assert _subject_date(subject) >= AS_OF, subject
+        for keyword in keywords:
             if keyword in subject:
                 pid = next((p for p in world.placements if f"placement {p} " in subject + " "), None)
                 got[(m["to"][0]["address"], keyword, pid or "?")] += 1
     assert got == expected
 
+    # Nobody is chased about a discharged person.
+    active = oracle.active(world, AS_OF)
+    for m in alerts:
+        if " overdue " in m["subject"] or " due " in m["subject"]:
+            pid = next(p for p in world.placements if f"placement {p} " in m["subject"] + " ")
+            assert pid in active, m["subject"]
+
+    # One digest per recipient with late alerts, that day, holding them.
+    recipients = Counter(m["to"][0]["address"] for m in digests)
+    assert all(n == 1 for n in recipients.values()), recipients
+    late: dict[str, set[str]] = {}
+    for a in by_kind["late"]:
+        late.setdefault(address(a.role, a.org), set()).add(a.reference)
+    assert set(late) <= set(recipients)
+    for m in digests:
+        assert m["subject"].endswith(f"digest for {AS_OF.day} {AS_OF:%b %Y}")
+        assert AS_OF - dt.timedelta(days=oracle.HISTORY_AFTER_DAYS) <= _subject_date(m["subject"]) < AS_OF
+        for reference in late.get(m["to"][0]["address"], set()):
+            assert reference in m["text"], (m["subject"], reference)
+
+    # History: recorded as suppressed, with the reason, never emailed.
+    suppressed = _suppressed(system)
+    logged = {(n["recipient"], n["reference"]) for n in suppressed}
+    for a in by_kind["history"]:
+        assert (address(a.role, a.org), a.logged_as or a.reference) in logged, a
+    assert all(n["suppressed_reason"].startswith("history: the action was due by ") for n in suppressed)
+    for m in mails:
+        assert not any(n["subject"] == m["subject"] and n["recipient"] == m["to"][0]["address"] for n in suppressed)
+
     nhs_numbers = {p.nhs for p in world.placements.values()}
     blob = json.dumps(mails)
     assert not [n for n in nhs_numbers if n in blob]
-    sent = system.get("notifications", "/summary")
-    assert sent["sent"] == len(mails)
+    summary = system.get("notifications", "/summary")
+    assert summary["emails"]["sent"] == len(mails)
+    assert summary["emails"]["by_kind"]["digest"]["sent"] == len(digests)
+    assert summary["suppressed"] == len(suppressed)
+    print(
+        f"emails: {len(alerts)} alerts, {len(digests)} digests; {len(suppressed)} suppressed; "
+        f"oracle: {len(by_kind['current'])} current, {len(by_kind['late'])} late, {len(by_kind['history'])} history"
+    )
 
 
 def _read_api_answers(system: System) -> dict[str, str]:
@@ -229,6 +284,7 @@ def _read_api_answers(system: System) -> dict[str, str]:
         ("budget", "/positions", {"financial_year": FY, **as_of}),
         ("notifications", "/notifications", {}),
         ("notifications", "/notifications/failed", {}),
+        ("notifications", "/notifications/suppressed", {}),
         ("notifications", "/subscriptions", {}),
         ("notifications", "/summary", {}),
     ]
@@ -347,7 +403,8 @@ def test_main_job_summary_shows_the_oracles_figures(system: System, world: oracl
     assert {c: summary["positions"][c]["spent_pence"] for c in commissioners} == {
         c: spent.get(c, 0) for c in commissioners
     }
-    assert summary["notifications"]["sent"] == len(_mails(system))
+    mails = _mails(system)
+    assert summary["notifications"]["emails"]["sent"] == len(mails)
 
     with runner.console.capture() as captured:
         runner.print_summary(summary, system.infra.mail_web_url)
@@ -356,6 +413,8 @@ def test_main_job_summary_shows_the_oracles_figures(system: System, world: oracl
         f"Active placements: {sum(active.values())} out of area, {sum(not v for v in active.values())} in area" in text
     )
     assert f"Overdue reviews: {len(overdue_now)}" in text
+    assert f"Emails sent: {len(mails)} " in text
+    assert f"Alerts suppressed: {summary['notifications']['suppressed']} " in text
     for c in commissioners:
         assert pounds(spent.get(c, 0)) in text
     assert system.infra.mail_web_url in text

@@ -20,6 +20,7 @@ from aiosmtpd.controller import Controller
 from homeward.contracts import Event, Payload, new_event, parse_json, service_source
 from homeward.kit.testing import free_port
 from homeward.notifications.adapters.templates import build_message
+from homeward.notifications.domain.digest import DigestWindow
 from homeward.notifications.domain.model import Candidate, DefaultRoute, Recipient, Subscription
 from homeward.notifications.domain.recipients import RecipientSpec
 from homeward.notifications.ports import (
@@ -229,6 +230,7 @@ class StoredEmail:
     due: float = 0.0
     last_error: str | None = None
     requeued: int = 0
+    claim: str = ""
 
 
 @dataclass
@@ -311,7 +313,7 @@ class InMemoryStore(AlertRepository, EmailQueue, DigestStore, Directory):
         if email_ is not None:
             self.emails.setdefault(email_.id, StoredEmail(email_))
         self.notifications[notification.id] = StoredNotification(
-            notification, notification.email_id, notification.message_id
+            notification, notification.email_id, notification.message_id, notification.status
         )
         return True
 
@@ -321,7 +323,15 @@ class InMemoryStore(AlertRepository, EmailQueue, DigestStore, Directory):
         for e in due:
             e.attempts += 1
             e.due = self.now + lease_s
-        return [QueuedEmail(**vars(e.email), attempts=e.attempts, requeued=e.requeued) for e in due]
+            e.claim = f"{e.email.id}/{e.attempts}"
+        return [QueuedEmail(**vars(e.email), attempts=e.attempts, requeued=e.requeued, claim=e.claim) for e in due]
+
+    async def renew(self, email_id: str, claim: str, lease_s: float) -> bool:
+        e = self.emails[email_id]
+        if e.claim != claim or e.status != "pending":
+            return False
+        e.due = self.now + lease_s
+        return True
 
     def settlement(self) -> AbstractAsyncContextManager[Settlement]:
         return self._settlement()
@@ -346,18 +356,22 @@ class InMemoryStore(AlertRepository, EmailQueue, DigestStore, Directory):
         ]
 
     # DigestStore
-    async def recipients_waiting(self, cutoff: dt.datetime) -> list[Recipient]:
-        ids = sorted({n.record.recipient_id for n in self._waiting(None, cutoff)})
+    async def recipients_waiting(self, window: DigestWindow) -> list[Recipient]:
+        ids = sorted({n.record.recipient_id for n in self._waiting(None, window)})
         return [self.recipients_[i] for i in ids if self.recipients_[i].active]
 
-    def _waiting(self, recipient_id: int | None, cutoff: dt.datetime) -> list[StoredNotification]:
+    def _waiting(self, recipient_id: int | None, window: DigestWindow) -> list[StoredNotification]:
+        def in_window(r: NotificationRecord) -> bool:
+            late = r.late and window.late_until is not None and r.recorded_at <= window.late_until
+            return r.recorded_at < window.cutoff or late
+
         return [
             n
             for n in self.notifications.values()
             if n.record.digest
             and n.email_id is None
             and n.status == "pending"
-            and n.record.recorded_at < cutoff
+            and in_window(n.record)
             and recipient_id in (None, n.record.recipient_id)
         ]
 
@@ -380,7 +394,11 @@ class _FakeSettlement(Settlement):
     async def mark_sent(self, email_id: str, at: dt.datetime) -> list[NotificationRef]:
         return self._settle(email_id, "sent")
 
-    async def mark_failed(self, email_id: str, at: dt.datetime, error: str) -> list[NotificationRef]:
+    async def mark_failed(
+        self, email_id: str, at: dt.datetime, error: str, claim: str | None = None
+    ) -> list[NotificationRef]:
+        if claim is not None and self.store.emails[email_id].claim != claim:
+            return []
         self.store.emails[email_id].last_error = error
         return self._settle(email_id, "failed")
 
@@ -394,8 +412,10 @@ class _FakeSettlement(Settlement):
                 n.status = status
         return self.store.refs(email_id)
 
-    async def retry_later(self, email_id: str, error: str, delay_s: float) -> None:
+    async def retry_later(self, email_id: str, error: str, delay_s: float, claim: str | None = None) -> None:
         e = self.store.emails[email_id]
+        if claim is not None and e.claim != claim:
+            return
         e.last_error, e.due = error, self.store.now + delay_s
 
     async def publish(self, payload: Payload, *, id: str, cause: NotificationRef, at: dt.datetime) -> None:
@@ -407,8 +427,8 @@ class _FakeDigestTransaction(DigestTransaction):
     def __init__(self, store: InMemoryStore) -> None:
         self.store = store
 
-    async def waiting(self, recipient_id: int, cutoff: dt.datetime) -> list[WaitingItem]:
-        items = self.store._waiting(recipient_id, cutoff)
+    async def waiting(self, recipient_id: int, window: DigestWindow) -> list[WaitingItem]:
+        items = self.store._waiting(recipient_id, window)
         return [WaitingItem(n.record.id, n.record.subject, n.record.due_by, n.record.facts) for n in items]
 
     async def add_digest(self, email_: OutgoingEmail, notification_ids: Sequence[str]) -> bool:

@@ -139,3 +139,32 @@ def test_event_types_are_named_or_given_as_cloudevents_types() -> None:
     assert parse_event_type("ReviewDueSoon") == "ReviewDueSoon"
     with pytest.raises(InvalidInput):
         parse_event_type("PlacementMade")
+
+
+# ------------------------------------------------------------------ timeliness: alerts about today
+
+
+def test_an_action_due_today_or_later_is_current_recently_past_is_late_and_long_past_is_history() -> None:
+    from homeward.notifications.domain.timeliness import Timeliness
+
+    today = dt.date(2026, 11, 22)
+    rule = Timeliness(history_after_days=14)
+    assert rule.judge(dt.date(2026, 11, 29), today).kind == "current"
+    assert rule.judge(today, today).kind == "current"
+    assert rule.judge(dt.date(2026, 11, 21), today).kind == "late"
+    assert rule.judge(dt.date(2026, 11, 8), today).kind == "late"  # 14 days: not yet history
+    old = rule.judge(dt.date(2026, 11, 7), today)
+    assert old.kind == "history"
+    assert old.reason == "history: the action was due by 7 Nov 2026, 15 days before 22 Nov 2026 (more than 14 days)"
+    assert rule.judge(dt.date(2023, 11, 10), today).kind == "history"
+    # The threshold is a setting: 0 makes everything before today history.
+    assert Timeliness(history_after_days=0).judge(dt.date(2026, 11, 21), today).kind == "history"
+    assert Timeliness(history_after_days=0).judge(today, today).kind == "current"
+
+
+def test_todays_digest_also_takes_late_alerts_recorded_until_it_is_made_and_a_past_days_does_not() -> None:
+    noon = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
+    assert current_window(noon, 7).late_until == noon
+    early = dt.datetime(2026, 11, 22, 6, 0, tzinfo=dt.UTC)
+    assert current_window(early, 7).date == dt.date(2026, 11, 21)
+    assert current_window(early, 7).late_until is None

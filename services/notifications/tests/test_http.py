@@ -98,7 +98,7 @@ async def test_as_of_shows_the_log_as_it_stood_that_day(api: httpx.AsyncClient) 
     assert (summary["sent"], summary["pending"], summary["failed"]) == (0, 2, 0)
     today = (await api.get("/summary")).json()
     assert (today["sent"], today["pending"], today["failed"], today["recipients"]) == (1, 2, 0, 3)
-    assert today["by_event_type"]["ReviewOverdue"] == {"sent": 1, "pending": 1, "failed": 0}
+    assert today["by_event_type"]["ReviewOverdue"] == {"sent": 1, "pending": 1, "failed": 0, "suppressed": 0}
 
 
 @pytest.mark.parametrize(

@@ -41,24 +41,24 @@ FAILED_TYPE = "homeward.NotificationFailed.v1"
 
 
 def _settings(database: str, kafka: KafkaProbe, smtp: SmtpServer, **overrides: Any) -> NotificationsSettings:
-    return NotificationsSettings(
-        database_url=database,
-        http_port=0,
-        consumer_group=f"{kafka.topics.namespace}homeward-notifications-{uuid.uuid4().hex[:8]}",
-        batch_timeout_ms=50,
-        retry_backoff_s=0.01,
-        outbox_poll_interval_s=0.2,
-        scheduler_interval_s=0.3,
-        sender_interval_s=0.1,
-        smtp_host="127.0.0.1",
-        smtp_port=smtp.port,
-        smtp_timeout_s=5,
-        backoff_base_s=0.05,
-        backoff_max_s=0.2,
-        send_lease_s=0.5,
-        kafka=kafka.service_settings("notifications").model_copy(update={"metadata_max_age_ms": 1000}),
-        **overrides,
-    )
+    values: dict[str, Any] = {
+        "database_url": database,
+        "http_port": 0,
+        "consumer_group": f"{kafka.topics.namespace}homeward-notifications-{uuid.uuid4().hex[:8]}",
+        "batch_timeout_ms": 50,
+        "retry_backoff_s": 0.01,
+        "outbox_poll_interval_s": 0.2,
+        "scheduler_interval_s": 0.3,
+        "sender_interval_s": 0.1,
+        "smtp_host": "127.0.0.1",
+        "smtp_port": smtp.port,
+        "smtp_timeout_s": 5,
+        "backoff_base_s": 0.05,
+        "backoff_max_s": 0.2,
+        "send_lease_s": 0.5,
+        "kafka": kafka.service_settings("notifications").model_copy(update={"metadata_max_age_ms": 1000}),
+    }
+    return NotificationsSettings(**{**values, **overrides})
 
 
 @asynccontextmanager
@@ -124,7 +124,8 @@ def _to(msg: EmailMessage) -> str:
 
 
 def _deliveries(smtp: SmtpServer) -> list[tuple[str, str]]:
-    return sorted((_to(m), str(m["Subject"])) for m in smtp.messages())
+    # A subject folded right after "Subject:" reads back with the folding space; strip it.
+    return sorted((_to(m), str(m["Subject"]).strip()) for m in smtp.messages())
 
 
 async def test_alerts_reach_exactly_the_subscribed_people_once_each(
@@ -372,3 +373,228 @@ async def test_digest_readers_get_one_email_listing_their_alerts_the_next_mornin
             lambda: _scalar(database, "SELECT count(*) = 2 FROM notifications WHERE digest AND status = 'sent'")
         )
         assert await _scalar(database, "SELECT count(*) FROM emails WHERE kind = 'digest'") == 1
+
+
+# ------------------------------------------------------------------ alerts that are about today
+
+REPLAY_DAY = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
+
+
+async def test_a_replay_emails_what_is_due_digests_what_is_late_and_suppresses_history_visibly(
+    database: str, kafka: KafkaProbe, smtp_server: SmtpServer
+) -> None:
+    """The service runs "as of" 22 November 2026 (its clock) and reads a history: an
+    out-of-area placement of 2023 (first visit due by 10 Nov 2023), an overdue review found
+    today, a review found overdue on 12 November (to do by 19 November) and a move home of
+    1 November (to close by 15 November)."""
+    clock = FixedClock(REPLAY_DAY)
+    # Jobs run when the test says, so the digest is made once everything is recorded.
+    settings = _settings(database, kafka, smtp_server, scheduler_interval_s=3600)
+    async with _running(settings, clock=clock) as runtime:
+        await _staff(
+            database,
+            ("case@05a.nhs.uk", "05A", Role.CASE_MANAGER),
+            ("lead@05a.nhs.uk", "05A", Role.CLINICAL_LEAD),
+            ("oap@05a.nhs.uk", "05A", Role.OAP_LEAD),
+        )
+        ids = [
+            await _send(kafka, "PlacementRegistered", start_date="2023-09-15"),
+            await _send(
+                kafka,
+                "ReviewOverdue",
+                placement_id="PLC-NOW",
+                due_date="2026-11-01",
+                days_overdue=21,
+                escalation_level=2,
+            ),
+            await _send(kafka, "ReviewOverdue", placement_id="PLC-LATE", due_date="2026-11-05", days_overdue=7),
+            await _send(
+                kafka,
+                "ReviewOverdue",
+                placement_id="PLC-LATE-2",
+                due_date="2026-10-10",
+                days_overdue=30,
+                escalation_level=2,
+            ),
+            await _send(kafka, "PatientRepatriated", repatriated_on="2026-11-01"),
+        ]
+        assert await eventually(lambda: _all_handled_and_settled(database, ids), timeout=60)
+        await runtime.run_jobs_once()  # the digest job, then the sender
+        assert await eventually(lambda: _all_handled_and_settled(database, ids), timeout=60)
+        await runtime.run_jobs_once()
+
+        delivered = _deliveries(smtp_server)
+        assert delivered == [
+            ("case@05a.nhs.uk", "Action needed by 15 Nov 2026: 3 alerts in your Homeward digest for 22 Nov 2026"),
+            (
+                "case@05a.nhs.uk",
+                "Action needed by 29 Nov 2026 (escalation level 2): CTR overdue 21 days — placement PLC-NOW at 8HA0301",
+            ),
+            ("lead@05a.nhs.uk", "Action needed by 16 Nov 2026: 1 alert in your Homeward digest for 22 Nov 2026"),
+            (
+                "lead@05a.nhs.uk",
+                "Action needed by 29 Nov 2026 (escalation level 2): CTR overdue 21 days — placement PLC-NOW at 8HA0301",
+            ),
+        ]
+        bodies = {
+            _to(m): m.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+            for m in smtp_server.messages()
+            if "digest" in str(m["Subject"])
+        }
+        assert all(f"placement {p} " in bodies["case@05a.nhs.uk"] for p in ("PLC-LATE", "PLC-LATE-2"))
+        assert "PLC-05A-000125" in bodies["case@05a.nhs.uk"] and "PLC-NOW" not in bodies["case@05a.nhs.uk"]
+        assert "PLC-LATE-2" in bodies["lead@05a.nhs.uk"] and "PLC-LATE " not in bodies["lead@05a.nhs.uk"]
+
+        assert runtime.pool is not None
+        app = Starlette(routes=list(http.routes(runtime.pool, runtime.clock)))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notifications") as api:
+            listed = (await api.get("/notifications/suppressed", params={"org": "05A"})).json()["notifications"]
+            assert [(n["recipient"], n["event_type"], n["status"], n["suppressed_reason"]) for n in listed] == [
+                (
+                    "oap@05a.nhs.uk",
+                    "PlacementRegistered",
+                    "suppressed",
+                    "history: the action was due by 10 Nov 2023, 1108 days before 22 Nov 2026 (more than 14 days)",
+                )
+            ]
+            assert (await api.get("/notifications", params={"status": "suppressed"})).json()["notifications"] == listed
+            summary = (await api.get("/summary")).json()
+            assert (summary["sent"], summary["pending"], summary["failed"], summary["suppressed"]) == (6, 0, 0, 1)
+            assert summary["emails"]["sent"] == len(delivered) == 4
+            assert summary["emails"]["by_kind"] == {
+                "alert": {"sent": 2, "pending": 0, "failed": 0},
+                "digest": {"sent": 2, "pending": 0, "failed": 0},
+            }
+        await _assert_nothing_more_is_sent(runtime, database, smtp_server)
+
+
+# ------------------------------------------------------------------ never sent twice (as far as SMTP allows)
+
+
+async def _record_one_email(database: str, kafka: KafkaProbe) -> None:
+    """One pending email to case@05a, recorded as the consuming transaction records it."""
+    from homeward.kit.consumer import UnitOfWork
+    from homeward.kit.db import migrate
+    from homeward.notifications.adapters.postgres import PgAlertRepository
+    from homeward.notifications.adapters.templates import JinjaRenderer
+    from homeward.notifications.domain.alerts import AlertPolicy
+    from homeward.notifications.entrypoints.app import MIGRATIONS
+    from homeward.notifications.handlers import RecordAlert
+    from notifications_support import sample_event as event_of
+
+    await migrate(database, "notifications", MIGRATIONS)
+    await _staff(database, ("case@05a.nhs.uk", "05A", Role.CASE_MANAGER))
+    conn = await asyncpg.connect(database)
+    try:
+        async with conn.transaction():
+            uow: UnitOfWork[Any] = UnitOfWork(conn, "notifications", FixedClock(NOW), topics=kafka.topics)
+            await RecordAlert(PgAlertRepository, JinjaRenderer(), AlertPolicy())(event_of("ReviewDueSoon"), uow)
+    finally:
+        await conn.close()
+
+
+class _CommitFailsOnce(PgEmailQueue):
+    """The first settlement loses its database connection (the backend is terminated) after the
+    SMTP server accepted the message: a real failed "sent" commit."""
+
+    failures = 1
+
+    @asynccontextmanager
+    async def _settlement(self) -> AsyncIterator[Any]:
+        if self.failures:
+            self.failures -= 1
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        async with super()._settlement() as s:
+            yield s
+
+
+async def test_an_email_whose_sent_commit_failed_is_recorded_on_retry_and_not_sent_again(
+    database: str, kafka: KafkaProbe, smtp_server: SmtpServer
+) -> None:
+    from homeward.kit.db import create_pool
+    from homeward.notifications.sending import Sender, SendPolicy
+
+    await _record_one_email(database, kafka)
+    pool = await create_pool(database, 1, 4)
+    try:
+        queue = _CommitFailsOnce(pool, kafka.topics)
+        mailer = SmtpMailer(smtp_config(_settings(database, kafka, smtp_server)))
+        policy = SendPolicy(lease_s=60, settle_retry_s=20)
+        assert await Sender(queue, mailer, policy).send_due(FixedClock(NOW)) == 1
+        assert queue.failures == 0  # the failure did happen
+        # Every lease over, the sender again: nothing more goes out.
+        await _scalar(database, "UPDATE emails SET next_attempt_at = now() - interval '1 day'")
+        assert await Sender(PgEmailQueue(pool, kafka.topics), mailer, policy).send_due(FixedClock(NOW)) == 0
+    finally:
+        await pool.close()
+    (msg,) = smtp_server.messages()
+    assert await _scalar(database, "SELECT status || '/' || attempts FROM emails") == "sent/1"
+    assert await _scalar(database, "SELECT count(*) FROM outbox WHERE event_type = $1", SENT_TYPE) == 1
+    assert await _scalar(database, "SELECT message_id FROM emails") == msg["Message-ID"]
+
+
+class _LeaseRunsOutFirst(Mailer):
+    """While this sender connects, its lease runs out and another sender claims and sends the
+    email (a slow server, a paused process)."""
+
+    def __init__(self, inner: Mailer, other: Any, database: str) -> None:
+        self.inner, self.other, self.database = inner, other, database
+
+    def connect(self) -> AbstractAsyncContextManager[MailConnection]:
+        return self._connect()
+
+    @asynccontextmanager
+    async def _connect(self) -> AsyncIterator[MailConnection]:
+        await _scalar(self.database, "UPDATE emails SET next_attempt_at = now() - interval '1 second'")
+        assert await self.other.send_due(FixedClock(NOW)) == 1
+        async with self.inner.connect() as connection:
+            yield connection
+
+
+async def test_an_email_claimed_by_another_sender_after_the_lease_ran_out_is_not_sent_by_both(
+    database: str, kafka: KafkaProbe, smtp_server: SmtpServer
+) -> None:
+    from homeward.kit.db import create_pool
+    from homeward.notifications.sending import Sender, SendPolicy
+
+    await _record_one_email(database, kafka)
+    pool = await create_pool(database, 1, 4)
+    try:
+        mailer = SmtpMailer(smtp_config(_settings(database, kafka, smtp_server)))
+        policy = SendPolicy(lease_s=60)
+        other = Sender(PgEmailQueue(pool, kafka.topics), mailer, policy)
+        slow = Sender(PgEmailQueue(pool, kafka.topics), _LeaseRunsOutFirst(mailer, other, database), policy)
+        assert await slow.send_due(FixedClock(NOW)) == 0
+    finally:
+        await pool.close()
+    (msg,) = smtp_server.messages()
+    assert await _scalar(database, "SELECT status || '/' || attempts FROM emails") == "sent/2"
+    assert await _scalar(database, "SELECT count(*) FROM outbox WHERE event_type = $1", SENT_TYPE) == 1
+    assert msg["Message-ID"] == await _scalar(database, "SELECT message_id FROM emails")
+
+
+async def test_a_sender_that_lost_its_claim_cannot_fail_or_postpone_the_email_another_sender_holds(
+    database: str, kafka: KafkaProbe
+) -> None:
+    from homeward.kit.db import create_pool
+
+    await _record_one_email(database, kafka)
+    pool = await create_pool(database, 1, 2)
+    try:
+        queue = PgEmailQueue(pool, kafka.topics)
+        (old,) = await queue.claim_due(10, 60)
+        await _scalar(database, "UPDATE emails SET next_attempt_at = now() - interval '1 second'")
+        (new,) = await queue.claim_due(10, 60)
+        assert old.claim != new.claim
+        assert not await queue.renew(old.id, old.claim, 60)
+        async with queue.settlement() as s:
+            await s.retry_later(old.id, "late news from the first sender", 3600, old.claim)
+            assert await s.mark_failed(old.id, NOW, "late news from the first sender", old.claim) == []
+        assert await _scalar(database, "SELECT status || '/' || coalesce(last_error, '-') FROM emails") == "pending/-"
+        assert await queue.renew(new.id, new.claim, 60)
+        async with queue.settlement() as s:
+            assert len(await s.mark_failed(new.id, NOW, "refused", new.claim)) == 1
+        assert await _scalar(database, "SELECT status FROM emails") == "failed"
+    finally:
+        await pool.close()

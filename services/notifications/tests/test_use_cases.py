@@ -193,3 +193,45 @@ async def test_opting_out_keeps_the_subscription_and_opting_in_restores_it(store
         await management.opt_out(store, "case@05a.nhs.uk", "BudgetThresholdBreached", NOW)
     with pytest.raises(InvalidInput):
         await management.opt_out(store, "case@05a.nhs.uk", "NoSuchEvent", NOW)
+
+
+# ------------------------------------------------------------------ alerts that are about today
+
+
+async def test_an_alert_about_history_is_recorded_as_suppressed_with_its_reason_and_never_sent(
+    staffed: InMemoryStore, mailer: FakeMailer
+) -> None:
+    # Replayed as of 22 November 2026: a CTR due on 1 Feb 2025, found overdue on 2 Feb 2025.
+    today = FixedClock(dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC))
+    await _handle(staffed, sample_event("ReviewOverdue", due_date="2025-02-01", days_overdue=1), today)
+    assert set(staffed.statuses().values()) == {"suppressed"}
+    reasons = {n.record.suppressed_reason for n in staffed.notifications.values()}
+    assert reasons == {"history: the action was due by 9 Feb 2025, 651 days before 22 Nov 2026 (more than 14 days)"}
+    assert staffed.emails == {}
+    assert await Sender(staffed, mailer, POLICY).send_due(today) == 0
+    assert await DigestMaker(staffed, JinjaRenderer(), hour=7).make_due(today) == 0
+    assert mailer.delivered == []
+
+
+async def test_a_late_alert_goes_into_the_same_days_digest_for_everyone_and_a_current_one_by_email(
+    staffed: InMemoryStore, mailer: FakeMailer
+) -> None:
+    today = FixedClock(dt.datetime(2026, 3, 20, 12, 0, tzinfo=dt.UTC))
+    # Found overdue on 12 March, to be done by 19 March: one day late on the 20th.
+    await _handle(staffed, sample_event("ReviewOverdue"), today)
+    # Due on 26 March: current.
+    await _handle(staffed, sample_event("ReviewDueSoon"), today)
+    assert len(staffed.emails) == 1  # the case manager's ReviewDueSoon; the digest reader waits
+    assert await DigestMaker(staffed, JinjaRenderer(), hour=7).make_due(today) == 2  # case@05a and digest@05a
+    await Sender(staffed, mailer, POLICY).send_due(today)
+    got = sorted((m["To"].addresses[0].addr_spec, m["Subject"]) for m in mailer.delivered)
+    assert [to for to, _ in got] == ["case@05a.nhs.uk", "case@05a.nhs.uk", "digest@05a.nhs.uk"]
+    digests = [s for _, s in got if "digest" in s]
+    assert digests == ["Action needed by 19 Mar 2026: 1 alert in your Homeward digest for 20 Mar 2026"] * 2
+    # The digest reader's current alert, recorded after 07:00, waits for the next morning's digest.
+    assert staffed.statuses()["digest@05a.nhs.uk/ReviewDueSoon"] == "pending"
+    tomorrow = FixedClock(dt.datetime(2026, 3, 21, 7, 0, tzinfo=dt.UTC))
+    assert await DigestMaker(staffed, JinjaRenderer(), hour=7).make_due(tomorrow) == 1
+    await Sender(staffed, mailer, POLICY).send_due(tomorrow)
+    assert set(staffed.statuses().values()) == {"sent"}
+    assert len(mailer.delivered) == 4

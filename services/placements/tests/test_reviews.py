@@ -183,7 +183,23 @@ def test_a_placement_ending_before_its_first_review_gets_no_alert() -> None:
     assert alert_for(s, today=D("2026-05-01"), end_date=D("2026-03-02")) is None
 
 
-def test_a_review_missed_before_the_end_stays_overdue_but_stops_escalating_at_the_end() -> None:
-    alert = alert_for(schedule("2026-03-02"), today=D("2026-06-01"), end_date=D("2026-03-07"))
-    assert alert is not None
-    assert (alert.kind, alert.days, alert.level) == ("overdue", 5, 1)
+def test_a_review_missed_before_the_end_is_chased_until_the_end_and_never_after() -> None:
+    s = schedule("2026-03-02")
+    before_end = alert_for(s, today=D("2026-03-06"), end_date=D("2026-03-07"))
+    assert before_end is not None
+    assert (before_end.kind, before_end.days, before_end.level) == ("overdue", 4, 1)
+    # From the end date on, nothing: not the level reached at the end, not a first alert.
+    for today in ("2026-03-07", "2026-03-08", "2026-06-01"):
+        assert alert_for(s, today=D(today), end_date=D("2026-03-07")) is None
+
+
+def test_the_reported_case_a_person_discharged_on_1_october_is_not_chased_on_22_november() -> None:
+    """Issue 13: a review due in August, missed, the person discharged on 1 October; the
+    scheduler first ran (a replay) as of 22 November and said "level 3". It says nothing."""
+    s = ReviewSchedule(VISIT, D("2026-08-01"))
+    assert alert_for(s, today=D("2026-11-22"), end_date=D("2026-10-01")) is None
+    # Before the discharge the same miss was chased, escalating as usual.
+    late = alert_for(s, today=D("2026-09-30"), end_date=D("2026-10-01"))
+    assert late is not None and (late.kind, late.level) == ("overdue", 3)
+    # A discharge planned for later (an end date after today) does not stop the chasing now.
+    assert alert_for(s, today=D("2026-09-30"), end_date=D("2026-12-01")) is not None

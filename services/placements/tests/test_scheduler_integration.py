@@ -23,7 +23,7 @@ from homeward.placements.adapters.repository import PgPlacementRepository
 from homeward.placements.entrypoints.app import MIGRATIONS
 from homeward.placements.entrypoints.jobs import ParkedExpiry, ReviewScheduler
 from homeward.placements.handlers import PlacementHandlers
-from placements_support import KEY, Register, event, placement_made, review
+from placements_support import KEY, Register, ended, event, placement_made, review
 
 TOPICS = Topics("sched.")
 KEYS = PatientKeys(Pseudonymiser(KEY), NhsNumberCipher("test-nhs-number-key-" + "x" * 32))
@@ -107,6 +107,30 @@ async def test_two_replicas_running_the_scheduler_at_once_emit_each_alert_once(
         assert levels == {1: 11 + 8, 2: 7}
     finally:
         await restarted.close()
+
+
+async def test_nobody_is_chased_about_a_person_discharged_before_the_scheduler_runs(pool: asyncpg.Pool) -> None:
+    """Issue 13's case on the real database: a visit due on 1 August was missed, the person was
+    discharged on 1 October, and a replay ran the scheduler as of 22 November. It used to say
+    "level 3"; now only the placement still open is chased."""
+    clock = FixedClock(dt.date(2026, 6, 6))
+    wiring = Register()
+    handlers = PlacementHandlers(
+        wiring.ctx,
+        lambda uow: PgPlacementRepository(
+            uow.conn, dlq_topic=TOPICS.dlq("placements"), origin_topic=TOPICS.internal("ingress"), keys=KEYS
+        ),
+    )
+    for pid, i in (("PLC-GONE", 1), ("PLC-STAYS", 2)):
+        await handle(pool, handlers, event(placement_made(pid, nhs=nhs(40 + i), start="2026-06-06")), clock)
+    await handle(pool, handlers, event(ended("PLC-GONE", "2026-10-01", "discharged_home")), clock)
+
+    clock.set(dt.date(2026, 11, 22))
+    assert await ReviewScheduler(TOPICS).run(pool, clock) == 1
+    async with pool.acquire() as conn:
+        said = await conn.fetch("SELECT placement_id, kind, level FROM review_alerts ORDER BY placement_id")
+    assert [tuple(r) for r in said] == [("PLC-STAYS", "overdue", 3)]
+    assert (await outbox_counts(pool)).get("ReviewOverdue") == 1
 
 
 async def test_events_parked_too_long_are_marked_expired_and_nothing_is_published(pool: asyncpg.Pool) -> None:

@@ -60,8 +60,16 @@ class RunPaths:
 
 
 def service_env(
-    stack_env: dict[str, str], paths: RunPaths, as_of: dt.date, scheduler_s: float = 5.0, ports: dict[str, int] = PORTS
+    stack_env: dict[str, str],
+    paths: RunPaths,
+    as_of: dt.date,
+    scheduler_s: float = 3600.0,
+    ports: dict[str, int] = PORTS,
 ) -> dict[str, str]:
+    """The services' environment for a replay "as of" ``as_of``. Their jobs run once at start
+    and then when ``run_jobs`` says, after the history is in (``scheduler_s`` is long): a job
+    run half-way through the replay would judge "as of today" a history it has only partly read,
+    chasing a review of a person whose discharge it had not read yet, say."""
     from homeward.devstack.secrets import ensure_secrets
 
     env = dict(os.environ)
@@ -351,8 +359,16 @@ def print_summary(s: dict[str, Any], mail_url: str) -> None:
         "  (forecast: spent + committed to 31 March; savings: memo savings from people brought home, this year)"
     )
     n = s["notifications"]
+    emails = n.get("emails") or {}
+    kinds = emails.get("by_kind") or {}
     console.print(
-        f"Emails sent: [bold]{n.get('sent', '?')}[/] (pending {n.get('pending', '?')}, failed {n.get('failed', '?')})"
+        f"Emails sent: [bold]{emails.get('sent', '?')}[/] "
+        f"({(kinds.get('alert') or {}).get('sent', 0)} alerts due from today on, "
+        f"{(kinds.get('digest') or {}).get('sent', 0)} daily digests; "
+        f"pending {emails.get('pending', '?')}, failed {emails.get('failed', '?')})"
+    )
+    console.print(
+        f"Alerts suppressed: [bold]{n.get('suppressed', '?')}[/] (about actions long past: recorded, not emailed)"
     )
     console.print(f"Staff emails: [link]{mail_url}[/]    Status page: http://127.0.0.1:{DASHBOARD_PORT}/")
 

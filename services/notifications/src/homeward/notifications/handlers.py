@@ -8,7 +8,7 @@ nothing, and (event, recipient) is unique besides. The sender job sends what was
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -17,7 +17,9 @@ from homeward.kit.consumer import UnitOfWork
 from homeward.kit.logging import get_logger
 
 from .domain.alerts import Alert, AlertPolicy, alert_from
+from .domain.formatting import uk_date
 from .domain.model import Recipient, message_id, notification_id, route
+from .domain.timeliness import Judgement, Timeliness
 from .ports import AlertRepository, NotificationRecord, OutgoingEmail, RenderedEmail, Renderer
 
 log = get_logger(__name__)
@@ -30,6 +32,7 @@ class RecordAlert:
     repository: RepositoryFactory
     renderer: Renderer
     policy: AlertPolicy
+    timeliness: Timeliness = field(default_factory=Timeliness)
 
     async def __call__(self, event: Event[Any], uow: UnitOfWork[Any]) -> None:
         alert = alert_from(event, self.policy)
@@ -40,24 +43,32 @@ class RecordAlert:
         if not recipients:
             log.info("alert has no recipients", alert=alert.name, reference=alert.reference)
             return
+        # Judged against the service clock's today, not the event's time (see domain/timeliness).
+        judgement = self.timeliness.judge(alert.due_by, uk_date(uow.clock.now()))
         rendered: RenderedEmail | None = None
         recorded = 0
         for r in recipients:
-            if not r.digest and rendered is None:
+            by_email = judgement.kind == "current" and not r.digest
+            if by_email and rendered is None:
                 rendered = self.renderer.alert(alert)
-            if await repo.record(*_notification(alert, r, rendered, uow)):
+            if await repo.record(*_notification(alert, r, rendered if by_email else None, judgement, uow)):
                 recorded += 1
-        log.info("alert recorded", alert=alert.name, reference=alert.reference, recipients=recorded)
+        log.info(
+            "alert suppressed: about history" if judgement.kind == "history" else "alert recorded",
+            alert=alert.name,
+            reference=alert.reference,
+            recipients=recorded,
+            timeliness=judgement.kind,
+        )
 
 
 def _notification(
-    alert: Alert, r: Recipient, rendered: RenderedEmail | None, uow: UnitOfWork[Any]
+    alert: Alert, r: Recipient, rendered: RenderedEmail | None, judgement: Judgement, uow: UnitOfWork[Any]
 ) -> tuple[NotificationRecord, OutgoingEmail | None]:
     now = uow.clock.now()
     nid = notification_id(alert.event_id, r.id)
     email = None
-    if not r.digest:
-        assert rendered is not None
+    if rendered is not None:
         email = OutgoingEmail(
             id=nid,
             message_id=message_id(nid),
@@ -86,9 +97,12 @@ def _notification(
         subject=alert.subject,
         due_by=alert.due_by,
         facts=alert.facts,
-        digest=r.digest,
+        digest=judgement.kind == "late" or (judgement.kind == "current" and r.digest),
         email_id=email.id if email else None,
         message_id=email.message_id if email else None,
         recorded_at=now,
+        status="suppressed" if judgement.kind == "history" else "pending",
+        late=judgement.kind == "late",
+        suppressed_reason=judgement.reason if judgement.kind == "history" else None,
     )
     return record, email

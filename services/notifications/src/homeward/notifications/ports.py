@@ -13,7 +13,7 @@ from homeward.contracts import Payload
 from homeward.contracts.vocab import Role
 
 from .domain.alerts import Alert
-from .domain.digest import DigestItem
+from .domain.digest import DigestItem, DigestWindow
 from .domain.model import Candidate, DefaultRoute, Recipient, Subscription
 from .domain.recipients import RecipientSpec
 
@@ -44,6 +44,7 @@ class OutgoingEmail:
 class QueuedEmail(OutgoingEmail):
     attempts: int = 0
     requeued: int = 0
+    claim: str = ""  # the fencing token of this sender's claim: only its holder may send the email
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,10 @@ class NotificationRecord:
     email_id: str | None
     message_id: str | None
     recorded_at: dt.datetime
+    # "pending" until sent or failed; "suppressed" (never emailed) when the action is history.
+    status: str = "pending"
+    late: bool = False  # due in the recent past: in the daily digest, whatever the recipient reads
+    suppressed_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,10 +114,14 @@ class Settlement(ABC):
         """The notifications the email carried; empty if it was settled already."""
 
     @abstractmethod
-    async def mark_failed(self, email_id: str, at: dt.datetime, error: str) -> list[NotificationRef]: ...
+    async def mark_failed(
+        self, email_id: str, at: dt.datetime, error: str, claim: str | None = None
+    ) -> list[NotificationRef]:
+        """Empty if settled already, or if ``claim`` is given and another sender holds the email."""
 
     @abstractmethod
-    async def retry_later(self, email_id: str, error: str, delay_s: float) -> None: ...
+    async def retry_later(self, email_id: str, error: str, delay_s: float, claim: str | None = None) -> None:
+        """Nothing if settled, or if ``claim`` is given and another sender holds the email."""
 
     @abstractmethod
     async def publish(self, payload: Payload, *, id: str, cause: NotificationRef, at: dt.datetime) -> None: ...
@@ -121,7 +130,13 @@ class Settlement(ABC):
 class EmailQueue(ABC):
     @abstractmethod
     async def claim_due(self, limit: int, lease_s: float) -> list[QueuedEmail]:
-        """Due pending emails, each with its attempt counted and leased for ``lease_s``."""
+        """Due pending emails, each with its attempt counted, leased for ``lease_s`` and
+        carrying a fresh claim token."""
+
+    @abstractmethod
+    async def renew(self, email_id: str, claim: str, lease_s: float) -> bool:
+        """Extend the lease just before handing the email to the server; False if the claim
+        was lost (the lease ran out and another sender took it) or the email is settled."""
 
     @abstractmethod
     def settlement(self) -> AbstractAsyncContextManager[Settlement]: ...
@@ -137,8 +152,9 @@ class WaitingItem:
 
 class DigestTransaction(ABC):
     @abstractmethod
-    async def waiting(self, recipient_id: int, cutoff: dt.datetime) -> list[WaitingItem]:
-        """Digest notifications recorded before ``cutoff`` and in no digest yet (locked)."""
+    async def waiting(self, recipient_id: int, window: DigestWindow) -> list[WaitingItem]:
+        """Digest notifications in no digest yet (locked): recorded before ``window.cutoff``,
+        or late ones recorded by ``window.late_until``."""
 
     @abstractmethod
     async def add_digest(self, email: OutgoingEmail, notification_ids: Sequence[str]) -> bool:
@@ -147,7 +163,7 @@ class DigestTransaction(ABC):
 
 class DigestStore(ABC):
     @abstractmethod
-    async def recipients_waiting(self, cutoff: dt.datetime) -> list[Recipient]: ...
+    async def recipients_waiting(self, window: DigestWindow) -> list[Recipient]: ...
 
     @abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[DigestTransaction]: ...

@@ -1,15 +1,22 @@
 """Use cases run by the scheduled jobs: send what is due, and make the daily digests.
 
-Sending: claim due emails (each claim counts an attempt and leases the row), hand each to the
-SMTP server, then settle it in one transaction with the events it causes: sent and
+Sending: claim due emails (each claim counts an attempt, leases the row and gives it a fresh
+claim token), renew the lease under that token just before handing each email to the SMTP
+server (an email whose lease ran out and was claimed by another sender is skipped, not sent
+twice), then settle it in one transaction with the events it causes: sent and
 ``NotificationSent``; or a retry after exponential backoff; or, after the last attempt,
-failed and ``NotificationFailed``, the row kept for a person to see. A crash after the server
-accepted a message but before the settlement leaves the row pending with its attempt
-counted; when the lease runs out it is sent again with the same Message-ID.
+failed and ``NotificationFailed``, the row kept for a person to see. Once the server has
+accepted a message, its "sent" settlement is retried for up to ``settle_retry_s`` (within
+the lease), so a database error or outage at that moment does not send it again. Only a
+crash, or a database away for longer than that, between the server's acceptance and the
+commit leaves the row pending with its attempt counted; when the lease runs out it is sent
+again with the same Message-ID (docs/operations.md, "Email delivery").
 """
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,7 +28,17 @@ from prometheus_client import Counter
 
 from .domain.digest import DigestItem, current_window
 from .domain.model import digest_id, message_id, retry_delay_s
-from .ports import DigestStore, EmailQueue, Mailer, MailError, MailUnavailable, OutgoingEmail, QueuedEmail, Renderer
+from .ports import (
+    DigestStore,
+    EmailQueue,
+    Mailer,
+    MailError,
+    MailUnavailable,
+    NotificationRef,
+    OutgoingEmail,
+    QueuedEmail,
+    Renderer,
+)
 
 log = get_logger(__name__)
 
@@ -33,8 +50,13 @@ class SendPolicy:
     max_attempts: int = 8
     backoff_base_s: float = 60.0
     backoff_max_s: float = 3600.0
-    lease_s: float = 120.0
+    lease_s: float = 300.0
     batch_size: int = 50
+    settle_retry_s: float = 120.0  # at most half the lease is used
+
+    @property
+    def settle_budget_s(self) -> float:
+        return min(self.settle_retry_s, self.lease_s / 2)
 
 
 class Sender:
@@ -71,6 +93,9 @@ class Sender:
             async with self.mailer.connect() as connection:
                 connected = True
                 for i, email in enumerate(ready):
+                    if not await self.queue.renew(email.id, email.claim, self.policy.lease_s):
+                        log.warning("email claimed by another sender or settled; not sent", email_id=email.id)
+                        continue
                     try:
                         await connection.send(email, clock.now())
                     except MailUnavailable as exc:
@@ -91,7 +116,35 @@ class Sender:
         return sent, False
 
     async def _sent(self, email: QueuedEmail, clock: Clock) -> None:
+        """Settle an email the server accepted. The settlement is idempotent (a second
+        mark finds the row settled and publishes nothing), so it is retried with backoff for
+        up to ``settle_budget_s`` whatever failed, a lost commit acknowledgement included."""
         now = clock.now()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.policy.settle_budget_s
+        delay = 0.05
+        while True:
+            try:
+                refs = await self._settle_sent(email, now)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if loop.time() + delay > deadline:
+                    log.error(
+                        "email accepted by the server but not recorded as sent; it will be sent again "
+                        "with the same Message-ID when its lease ends",
+                        email_id=email.id,
+                        error=_describe(exc),
+                    )
+                    raise
+                log.warning("recording a sent email failed; retrying", email_id=email.id, error=_describe(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        EMAILS.labels("sent").inc()
+        log.info("email sent", email_id=email.id, kind=email.kind, attempts=email.attempts, notifications=len(refs))
+
+    async def _settle_sent(self, email: QueuedEmail, now: dt.datetime) -> list[NotificationRef]:
         async with self.queue.settlement() as s:
             refs = await s.mark_sent(email.id, now)
             for ref in refs:
@@ -105,14 +158,13 @@ class Sender:
                     sent_at=now,
                 )
                 await s.publish(payload, id=stable_id("NotificationSent", ref.id), cause=ref, at=now)
-        EMAILS.labels("sent").inc()
-        log.info("email sent", email_id=email.id, kind=email.kind, attempts=email.attempts, notifications=len(refs))
+        return refs
 
     async def _failed(self, email: QueuedEmail, error: str, clock: Clock, *, final: bool = False) -> None:
         if not final and email.attempts < self.policy.max_attempts:
             delay = retry_delay_s(email.attempts, self.policy.backoff_base_s, self.policy.backoff_max_s)
             async with self.queue.settlement() as s:
-                await s.retry_later(email.id, error, delay)
+                await s.retry_later(email.id, error, delay, email.claim or None)
             EMAILS.labels("retry").inc()
             log.warning(
                 "email not sent; will retry", email_id=email.id, attempts=email.attempts, retry_in_s=delay, error=error
@@ -120,7 +172,7 @@ class Sender:
             return
         now = clock.now()
         async with self.queue.settlement() as s:
-            refs = await s.mark_failed(email.id, now, error)
+            refs = await s.mark_failed(email.id, now, error, email.claim or None)
             for ref in refs:
                 payload = NotificationFailed(
                     notification_id=ref.id,
@@ -151,9 +203,9 @@ class DigestMaker:
     async def make_due(self, clock: Clock) -> int:
         window = current_window(clock.now(), self.hour)
         made = 0
-        for recipient in await self.store.recipients_waiting(window.cutoff):
+        for recipient in await self.store.recipients_waiting(window):
             async with self.store.transaction() as tx:
-                items = await tx.waiting(recipient.id, window.cutoff)
+                items = await tx.waiting(recipient.id, window)
                 if not items:
                     continue
                 rendered = self.renderer.digest(window.date, [DigestItem(i.subject, i.due_by, i.facts) for i in items])

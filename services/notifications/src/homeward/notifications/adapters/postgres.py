@@ -15,6 +15,7 @@ from homeward.contracts.vocab import Role
 from homeward.kit import outbox
 from homeward.kit.topics import Topics
 
+from ..domain.digest import DigestWindow
 from ..domain.model import Candidate, DefaultRoute, Recipient, Subscription
 from ..domain.recipients import RecipientSpec
 from ..ports import (
@@ -112,8 +113,8 @@ class PgAlertRepository(AlertRepository):
         inserted = await self.conn.fetchval(
             """INSERT INTO notifications (id, cause_event_id, cause_event_type, event_name, correlation_id,
                    occurred_at, recipient_id, email_address, organisation, role, reference, escalation_level,
-                   subject, due_by, facts, digest, email_id, message_id, recorded_at)
-               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15::jsonb,$16,$17,$18,$19)
+                   subject, due_by, facts, digest, email_id, message_id, recorded_at, status, late, suppressed_reason)
+               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15::jsonb,$16,$17,$18,$19,$20,$21,$22)
                ON CONFLICT DO NOTHING
                RETURNING id""",
             n.id,
@@ -135,6 +136,9 @@ class PgAlertRepository(AlertRepository):
             n.email_id,
             n.message_id,
             n.recorded_at,
+            n.status,
+            n.late,
+            n.suppressed_reason,
         )
         return inserted is not None
 
@@ -174,25 +178,29 @@ class PgSettlement(Settlement):
             return []
         return [_ref(r) for r in await self.conn.fetch(_SETTLE_NOTIFICATIONS, email_id, "sent", at)]
 
-    async def mark_failed(self, email_id: str, at: dt.datetime, error: str) -> list[NotificationRef]:
+    async def mark_failed(
+        self, email_id: str, at: dt.datetime, error: str, claim: str | None = None
+    ) -> list[NotificationRef]:
         done = await self.conn.fetchval(
             """UPDATE emails SET status = 'failed', failed_at = $2, last_error = $3
-               WHERE id = $1 AND status = 'pending' RETURNING id""",
+               WHERE id = $1 AND status = 'pending' AND ($4::text IS NULL OR claim_token = $4) RETURNING id""",
             email_id,
             at,
             error,
+            claim,
         )
         if done is None:
             return []
         return [_ref(r) for r in await self.conn.fetch(_SETTLE_NOTIFICATIONS, email_id, "failed", at)]
 
-    async def retry_later(self, email_id: str, error: str, delay_s: float) -> None:
+    async def retry_later(self, email_id: str, error: str, delay_s: float, claim: str | None = None) -> None:
         await self.conn.execute(
             """UPDATE emails SET last_error = $2, next_attempt_at = now() + make_interval(secs => $3)
-               WHERE id = $1 AND status = 'pending'""",
+               WHERE id = $1 AND status = 'pending' AND ($4::text IS NULL OR claim_token = $4)""",
             email_id,
             error,
             float(delay_s),
+            claim,
         )
 
     async def publish(self, payload: Payload, *, id: str, cause: NotificationRef, at: dt.datetime) -> None:
@@ -222,6 +230,7 @@ def _queued(row: asyncpg.Record) -> QueuedEmail:
         digest_date=row["digest_date"],
         attempts=row["attempts"],
         requeued=row["requeued"],
+        claim=row["claim_token"] or "",
     )
 
 
@@ -241,13 +250,25 @@ class PgEmailQueue(EmailQueue):
                        FOR UPDATE SKIP LOCKED)
                    UPDATE emails e
                    SET attempts = e.attempts + 1, last_attempt_at = now(),
-                       next_attempt_at = now() + make_interval(secs => $2)
+                       next_attempt_at = now() + make_interval(secs => $2),
+                       claim_token = gen_random_uuid()::text
                    FROM due WHERE e.id = due.id
                    RETURNING e.*""",
                 limit,
                 float(lease_s),
             )
         return [_queued(r) for r in rows]
+
+    async def renew(self, email_id: str, claim: str, lease_s: float) -> bool:
+        async with self.pool.acquire() as conn:
+            renewed = await conn.fetchval(
+                """UPDATE emails SET next_attempt_at = now() + make_interval(secs => $3)
+                   WHERE id = $1 AND claim_token = $2 AND status = 'pending' RETURNING id""",
+                email_id,
+                claim,
+                float(lease_s),
+            )
+        return renewed is not None
 
     def settlement(self) -> AbstractAsyncContextManager[Settlement]:
         return self._settlement()
@@ -275,19 +296,25 @@ class PgEmailQueue(EmailQueue):
         return len(ids)
 
 
+# A digest holds what was recorded before its hour, and late alerts recorded up to the moment
+# it is made ($2 the cutoff, $3 late_until: NULL for a past day's digest).
+_IN_WINDOW = "(recorded_at < $2 OR (late AND recorded_at <= $3::timestamptz))"
+
+
 class PgDigestTransaction(DigestTransaction):
     def __init__(self, conn: Conn) -> None:
         self.conn = conn
 
-    async def waiting(self, recipient_id: int, cutoff: dt.datetime) -> list[WaitingItem]:
+    async def waiting(self, recipient_id: int, window: DigestWindow) -> list[WaitingItem]:
         rows = await self.conn.fetch(
-            """SELECT id, subject, due_by, facts FROM notifications
+            f"""SELECT id, subject, due_by, facts FROM notifications
                WHERE recipient_id = $1 AND digest AND email_id IS NULL AND status = 'pending'
-                 AND recorded_at < $2
+                 AND {_IN_WINDOW}
                ORDER BY due_by, recorded_at, id
                FOR UPDATE""",
             recipient_id,
-            cutoff,
+            window.cutoff,
+            window.late_until,
         )
         return [WaitingItem(r["id"], r["subject"], r["due_by"], _facts(r["facts"])) for r in rows]
 
@@ -307,16 +334,18 @@ class PgDigestStore(DigestStore):
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
 
-    async def recipients_waiting(self, cutoff: dt.datetime) -> list[Recipient]:
+    async def recipients_waiting(self, window: DigestWindow) -> list[Recipient]:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
                 """SELECT r.* FROM recipients r
                    WHERE r.active AND EXISTS (
                        SELECT 1 FROM notifications n
                        WHERE n.recipient_id = r.id AND n.digest AND n.email_id IS NULL
-                         AND n.status = 'pending' AND n.recorded_at < $1)
+                         AND n.status = 'pending'
+                         AND (n.recorded_at < $1 OR (n.late AND n.recorded_at <= $2::timestamptz)))
                    ORDER BY r.id""",
-                cutoff,
+                window.cutoff,
+                window.late_until,
             )
         return [recipient_from_row(r) for r in rows]
 

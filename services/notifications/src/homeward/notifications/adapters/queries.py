@@ -46,8 +46,8 @@ async def notification_log(conn: Conn, f: LogFilter) -> list[dict[str, Any]]:
         f"""SELECT * FROM (
                 SELECT n.id, n.cause_event_id, n.event_name AS event_type, n.cause_event_type, n.organisation,
                        n.role, n.email_address AS recipient, n.reference, n.escalation_level, n.subject, n.due_by,
-                       n.digest, {_STATUS_AS_OF} AS status, e.attempts, n.message_id, n.recorded_at,
-                       n.sent_at, n.failed_at, e.last_error
+                       n.digest, n.late, {_STATUS_AS_OF} AS status, n.suppressed_reason, e.attempts,
+                       n.message_id, n.recorded_at, n.sent_at, n.failed_at, e.last_error
                 FROM notifications n LEFT JOIN emails e ON e.id = n.email_id
                 WHERE ($1::date IS NULL OR {recorded} <= $1::date)
                   AND ($2::text IS NULL OR n.organisation = $2)
@@ -129,7 +129,17 @@ async def subscriptions(
     return list(people.values())
 
 
+_EMAIL_STATUS_AS_OF = """CASE
+    WHEN $1::date IS NULL THEN e.status
+    WHEN e.status = 'sent' AND {sent} > $1::date THEN 'pending'
+    WHEN e.status = 'failed' AND {failed} > $1::date THEN 'pending'
+    ELSE e.status END""".format(sent=_LOCAL_DAY.format(col="e.sent_at"), failed=_LOCAL_DAY.format(col="e.failed_at"))
+
+
 async def summary(conn: Conn, as_of: dt.date | None) -> dict[str, Any]:
+    """Notifications (one per event and recipient) by status, ``suppressed`` included, and the
+    emails that carry them (an alert's own email, or a digest carrying several) by kind and
+    status: ``emails.sent`` is what reached the mail server."""
     recorded = _LOCAL_DAY.format(col="n.recorded_at")
     rows = await conn.fetch(
         f"""SELECT n.event_name, {_STATUS_AS_OF} AS status, count(*) AS n
@@ -138,15 +148,28 @@ async def summary(conn: Conn, as_of: dt.date | None) -> dict[str, Any]:
             GROUP BY 1, 2""",
         as_of,
     )
-    totals = {"sent": 0, "pending": 0, "failed": 0}
+    statuses = ("sent", "pending", "failed", "suppressed")
+    totals = dict.fromkeys(statuses, 0)
     by_type: dict[str, dict[str, int]] = {}
     for r in rows:
         totals[r["status"]] += r["n"]
-        by_type.setdefault(r["event_name"], {"sent": 0, "pending": 0, "failed": 0})[r["status"]] += r["n"]
+        by_type.setdefault(r["event_name"], dict.fromkeys(statuses, 0))[r["status"]] += r["n"]
+    email_rows = await conn.fetch(
+        f"""SELECT e.kind, {_EMAIL_STATUS_AS_OF} AS status, count(*) AS n
+            FROM emails e
+            WHERE ($1::date IS NULL OR {_LOCAL_DAY.format(col="e.created_at")} <= $1::date)
+            GROUP BY 1, 2""",
+        as_of,
+    )
+    emails: dict[str, Any] = {"sent": 0, "pending": 0, "failed": 0, "by_kind": {}}
+    for r in email_rows:
+        emails[r["status"]] += r["n"]
+        emails["by_kind"].setdefault(r["kind"], {"sent": 0, "pending": 0, "failed": 0})[r["status"]] += r["n"]
     recipients = await conn.fetchval("SELECT count(*) FROM recipients WHERE active")
     emails_pending = await conn.fetchval("SELECT count(*) FROM emails WHERE status = 'pending'")
     return {
         **totals,
+        "emails": emails,
         "recipients": recipients,
         "emails_pending": emails_pending if as_of is None else None,
         "by_event_type": by_type,

@@ -9,6 +9,7 @@ from homeward.kit.service import ServiceDefinition, Subscription
 from ..adapters.postgres import PgAlertRepository
 from ..adapters.templates import JinjaRenderer
 from ..domain.alerts import DEFAULT_RESPOND_WITHIN_DAYS, HANDLED, AlertPolicy
+from ..domain.timeliness import Timeliness
 from ..handlers import RecordAlert
 from ..ports import Mailer
 from ..settings import NotificationsSettings
@@ -28,7 +29,7 @@ def build_definition(
     settings = settings or NotificationsSettings()
     renderer = JinjaRenderer()
     policy = AlertPolicy(respond_within_days={**DEFAULT_RESPOND_WITHIN_DAYS, **settings.respond_within_days})
-    record = RecordAlert(PgAlertRepository, renderer, policy)
+    record = RecordAlert(PgAlertRepository, renderer, policy, Timeliness(settings.history_after_days))
     return ServiceDefinition(
         name=SERVICE,
         settings=settings,

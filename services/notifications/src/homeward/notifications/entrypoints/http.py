@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Route
 from ..adapters import queries
 from ..domain.recipients import InvalidInput, parse_event_type
 
-STATUSES = ("pending", "sent", "failed")
+STATUSES = ("pending", "sent", "failed", "suppressed")
 
 
 def _event_type(request: Request) -> str | None:
@@ -65,6 +65,10 @@ def routes(pool: asyncpg.Pool, clock: Clock) -> Sequence[BaseRoute]:  # type: ig
         f = _log_filter(request, status="failed")
         return {"notifications": await queries.notification_log(conn, f), "limit": f.limit, "offset": f.offset}
 
+    async def suppressed(request: Request, conn: asyncpg.Connection) -> Any:  # type: ignore[type-arg]
+        f = _log_filter(request, status="suppressed")
+        return {"notifications": await queries.notification_log(conn, f), "limit": f.limit, "offset": f.offset}
+
     async def subscriptions(request: Request, conn: asyncpg.Connection) -> Any:  # type: ignore[type-arg]
         org, role = request.query_params.get("org"), request.query_params.get("role")
         return {
@@ -83,6 +87,7 @@ def routes(pool: asyncpg.Pool, clock: Clock) -> Sequence[BaseRoute]:  # type: ig
     return [
         Route("/notifications", endpoint(log)),
         Route("/notifications/failed", endpoint(failed)),
+        Route("/notifications/suppressed", endpoint(suppressed)),
         Route("/subscriptions", endpoint(subscriptions)),
         Route("/summary", endpoint(summary)),
     ]

@@ -35,6 +35,7 @@ def send_policy(settings: NotificationsSettings) -> SendPolicy:
         backoff_max_s=settings.backoff_max_s,
         lease_s=settings.send_lease_s,
         batch_size=settings.send_batch_size,
+        settle_retry_s=settings.settle_retry_s,
     )
 
 

@@ -29,12 +29,14 @@ class ScheduledReview:
 
 
 async def reviews_to_consider(conn: Conn, today: dt.date) -> list[ScheduledReview]:
-    """Scheduled reviews due soon or already due as of ``today`` (due dates before an end only)."""
+    """Scheduled reviews due soon or already due as of ``today``, of placements not ended by
+    ``today`` (due dates before a known end only): a discharged person is not chased."""
     rows = await conn.fetch(
         """SELECT s.*, p.patient_ref, p.commissioner, p.provider, p.provider_site, p.bed_type, p.cohort,
                   p.out_of_area, p.end_date
            FROM review_schedules s JOIN placements p USING (placement_id)
-           WHERE s.due_date - s.due_soon_days <= $1 AND (p.end_date IS NULL OR s.due_date < p.end_date)
+           WHERE s.due_date - s.due_soon_days <= $1
+             AND (p.end_date IS NULL OR (s.due_date < p.end_date AND p.end_date > $1))
            ORDER BY s.placement_id, s.review_type""",
         today,
     )

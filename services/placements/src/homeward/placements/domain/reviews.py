@@ -206,15 +206,16 @@ def overdue_level(days_overdue: int, escalate_after_days: int) -> int:
 def alert_for(schedule: ReviewSchedule, *, today: dt.date, end_date: dt.date | None = None) -> Alert | None:
     """What, if anything, to say about one scheduled review as of ``today``.
 
-    A placement that has ended gets nothing for due dates on or after its end date, and its
-    escalation stops at the end date: the missed review is recorded, not chased after discharge.
+    Nobody is chased about a discharged person: a placement that has ended (its end date is
+    ``today`` or earlier) gets nothing, whenever the scheduler first sees it, so a review missed
+    before the end is never escalated or first announced after it. Due dates on or after a
+    known end date get nothing either. The miss itself stays on record in the placement's
+    schedule (``/placements/{id}?as_of=`` a day before the end).
     """
     due = schedule.due_date
     rule = schedule.rule
-    if end_date is not None:
-        if due >= end_date:
-            return None
-        today = min(today, end_date)
+    if end_date is not None and (due >= end_date or today >= end_date):
+        return None
     if today <= due:
         until = (due - today).days
         if until <= rule.due_soon_days:
