@@ -458,3 +458,41 @@ async def test_a_huge_record_is_dead_lettered_as_a_stub_with_its_digest(pool: as
     assert h[H + "original-sha256"] == hashlib.sha256(huge).hexdigest().encode()
     assert h[H + "reason"] == b"malformed-json"
     assert key == b"k"
+
+
+async def test_a_known_type_without_a_handler_is_passed_over_unparsed_on_a_service_topic_only(
+    pool: asyncpg.Pool,  # type: ignore[type-arg]
+) -> None:
+    """The ``homeward-type`` header lets a consumer ignore, without parsing, the types it has no
+    handler for, on topics Homeward's services write. A partner's header is not believed, and a
+    type the contracts do not know is not passed over: those records are parsed and refused."""
+    from homeward.contracts.envelope import TYPE_HEADER
+    from homeward.contracts.events import ReferralReceived
+
+    internal = Topics().internal("ingress")
+    unhandled = ReferralReceived.event_type()
+
+    def rec(topic: str, value: bytes, type_: str, offset: int) -> Record:
+        return Record(
+            topic,
+            0,
+            offset,
+            b"k",
+            value,
+            (("content-type", b"application/cloudevents+json"), (TYPE_HEADER, type_.encode())),
+        )
+
+    handler = Handler()
+    c = consumer(pool, handler)
+    # Not JSON at all: parsing it would dead-letter it, so a record passed over is one never parsed.
+    result = await c.handle_batch([rec(internal, b"not json", unhandled, 1)])
+    assert (result.ignored, result.dead_lettered) == (1, [])
+    # The same on a partner's topic is parsed, and refused.
+    result = await c.handle_batch([rec(TOPIC, b"not json", unhandled, 2)])
+    assert [reason for _, reason in result.dead_lettered] == ["malformed-json"]
+    # A type the contracts do not know, and a type this consumer handles, are parsed too.
+    result = await c.handle_batch([rec(internal, b"not json", "homeward.Nonsense.v9", 3)])
+    assert [reason for _, reason in result.dead_lettered] == ["malformed-json"]
+    result = await c.handle_batch([rec(internal, b"not json", PlacementMade.event_type(), 4)])
+    assert [reason for _, reason in result.dead_lettered] == ["malformed-json"]
+    assert handler.calls == Counter()

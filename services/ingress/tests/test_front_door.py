@@ -91,7 +91,8 @@ async def test_events_over_http_are_taken_once_and_reach_the_partner_topic_and_t
     for record in on_partner_topic:
         parsed = parse_kafka(record.value, record.headers)
         assert record.key == parsed.data.key().encode()  # keyed by the entity
-        assert list(record.headers) == [("content-type", STRUCTURED.encode())]  # structured mode
+        # Structured mode, with the type named beside it (not believed from a partner's topic).
+        assert list(record.headers) == [("content-type", STRUCTURED.encode()), ("homeward-type", parsed.type.encode())]
     assert sorted(parse_kafka(r.value, r.headers).id for r in on_partner_topic) == sorted(e.id for e in sent)
     by_id = {parse_kafka(r.value, r.headers).id: r for r in on_partner_topic}
     assert by_id["h-1"].value == first.to_json()

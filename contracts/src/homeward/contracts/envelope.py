@@ -25,6 +25,11 @@ from .identifiers import FactDatetime
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 JSON_CONTENT_TYPE = "application/json"
 SPECVERSION = "1.0"
+# Names the event's type beside a structured-mode value, so that a consumer can pass over the
+# types it does not handle without parsing them (homeward.kit.consumer). The value stays the
+# whole event; the header is only a hint, believed only on topics Homeward's own services write
+# (the kit drops every homeward-* header of a partner's record).
+TYPE_HEADER = "homeward-type"
 
 P = TypeVar("P", bound=Payload)
 
@@ -164,11 +169,12 @@ class Event(Generic[P]):
         return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True).encode()
 
     def to_kafka(self) -> tuple[bytes, bytes, Headers]:
-        """(key, value, headers) for a structured-mode Kafka record."""
+        """(key, value, headers) for a structured-mode Kafka record. Beside the content type, a
+        ``homeward-type`` header names the event's type (TYPE_HEADER)."""
         return (
             self.key.encode(),
             self.to_json(),
-            [("content-type", STRUCTURED_CONTENT_TYPE.encode())],
+            [("content-type", STRUCTURED_CONTENT_TYPE.encode()), (TYPE_HEADER, self.type.encode())],
         )
 
 

@@ -137,7 +137,9 @@ from homeward.contracts import (
     source_organisation,
     source_service,
 )
+from homeward.contracts.envelope import TYPE_HEADER
 from homeward.contracts.errors import FieldProblem
+from homeward.contracts.events import EVENT_TYPES
 from homeward.contracts.topics import INGRESS, internal_topic, publish_key
 
 from . import inbox, outbox
@@ -701,8 +703,23 @@ class EventConsumer:
         from_partner = partner_of(self.topics.strip(record.topic)) is not None
         return without_untrusted_headers(record, from_partner=from_partner)
 
+    def _passed_over(self, record: Record) -> bool:
+        """A record of a Homeward service's topic whose ``homeward-type`` header names a type of
+        the contracts this consumer has no handler for: ignored without parsing it (parsing and
+        validating is most of a record's cost, and most records of the ingress's topic are for
+        another service). Partners' records are always parsed: their headers are not believed."""
+        if partner_of(self.topics.strip(record.topic)) is not None:
+            return False
+        named = next((v for k, v in record.headers if k == TYPE_HEADER), None)
+        if named is None:
+            return False
+        type_ = named.decode("utf-8", errors="replace")
+        return type_ in EVENT_TYPES and type_ not in self.handlers
+
     def _prepare(self, index: int, record: Record) -> _Item:
         item = _Item(index, record)
+        if self._passed_over(record):
+            return item
         try:
             event = parse_kafka(record.value, record.headers)
             self._authorise(self.topics.strip(record.topic), event)
