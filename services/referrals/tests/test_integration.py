@@ -23,7 +23,7 @@ from homeward.kit.service import ServiceRuntime
 from homeward.kit.testing import KafkaProbe, eventually, new_ods
 
 from .factories import NHS_A, NHS_B, NHS_C, NHS_D, T0, beds, from_partner, from_placements, referral, registered
-from .integration import api, fetchval, of, start, write_reference
+from .integration import api, events, fetchval, of, start, write_reference
 
 H = dt.timedelta(hours=1)
 DAY = dt.timedelta(days=1)
@@ -301,8 +301,12 @@ async def test_bad_input_is_dead_lettered_with_its_reason_and_the_service_carrie
         for r in [*refused, *dlq]:
             assert_no_nhs_number(dict(r.headers)["homeward-dlq-error"])
 
-        records = await kafka.read(kafka.topics.internal("referrals"), until=lambda r: len(r) >= 2, timeout=60)
-        assert [t.referral_id for t in of(records, ReferralTriaged)] == ["REF-OK"]
+        records = await kafka.read(kafka.topics.internal("referrals"), until=lambda r: len(r) >= 3, timeout=60)
+        # The good count (taken before the referral's time, sent after it) triages it again.
+        first, again = of(records, ReferralTriaged)
+        assert (first.referral_id, first.local_options, first.supersedes) == ("REF-OK", [], None)
+        assert [(o.site, o.available_beds) for o in again.local_options] == [(site, 1)]
+        assert again.supersedes == next(e.id for e in events(records) if e.data == first)
         assert [c.available_beds for c in of(records, LocalCapacityChanged)] == [1]
         assert await fetchval(database, "SELECT placement_id IS NULL FROM referrals WHERE referral_id = 'REF-OK'")
         assert runtime.server is not None and runtime.server.started
