@@ -182,13 +182,15 @@ class PgReferrals(ReferralRepository):
         )
 
     async def triaged_with(self, area: str, bed_type: BedType, site: str | None, since: dt.datetime) -> list[Referral]:
+        # No row locks: the triage lock of (area, bed type) orders re-triages, and a placement
+        # written meanwhile touches other columns than save_triage does.
         rows = await self.conn.fetch(
             """SELECT * FROM referrals r
                WHERE r.home_area = $1 AND r.bed_type = $2 AND r.triaged_as_of >= $4
                  AND ($3::text IS NULL OR NOT EXISTS (
                      SELECT 1 FROM bed_reports b WHERE b.site = $3 AND b.bed_type = $2
                        AND b.as_of > $4 AND b.as_of <= r.triaged_as_of))
-               ORDER BY r.referral_id FOR UPDATE OF r""",
+               ORDER BY r.referral_id""",
             area,
             bed_type.value,
             site,
