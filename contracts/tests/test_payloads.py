@@ -135,3 +135,34 @@ def test_every_required_type_is_in_the_contracts() -> None:
 def test_internal_payloads_never_carry_an_nhs_number() -> None:
     for cls in INTERNAL:
         assert "nhs_number" not in cls.model_fields, cls.name
+
+
+def test_a_referral_withdrawal_is_an_inbound_event_with_a_time_and_a_reason() -> None:
+    from homeward.contracts.events import ReferralWithdrawn
+
+    data = {
+        "referral_id": "REF-1",
+        "commissioner": "QWU",
+        "withdrawn_at": "2026-03-02T10:00:00Z",
+        "reason": "met_elsewhere",
+    }
+    event = _parse(data, type="homeward.ReferralWithdrawn.v1")
+    assert isinstance(event.data, ReferralWithdrawn) and ReferralWithdrawn in INBOUND
+    assert event.key == "REF-1"  # the referral's partition, as ReferralReceived
+    assert "data.withdrawn_at" in _problems(
+        {**data, "withdrawn_at": "2026-03-02T10:00:00"}, type="homeward.ReferralWithdrawn.v1"
+    )
+    assert "data.reason" in _problems({**data, "reason": "bored"}, type="homeward.ReferralWithdrawn.v1")
+
+
+def test_a_repatriation_correction_is_internal_and_states_what_it_corrects() -> None:
+    from homeward.contracts.events import PatientRepatriated, RepatriationCorrected
+
+    assert (
+        RepatriationCorrected in INTERNAL and RepatriationCorrected.event_type() == "homeward.RepatriationCorrected.v1"
+    )
+    assert RepatriationCorrected.key_field == PatientRepatriated.key_field  # the move's partition
+    required = RepatriationCorrected.model_json_schema()["required"]
+    assert {"reason", "corrects_event_id", "previous_from_daily_rate_pence", "previous_to_daily_rate_pence"} <= set(
+        required
+    )

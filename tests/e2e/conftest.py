@@ -149,7 +149,7 @@ def _post_over_http(system: System) -> list[str]:
 @pytest.fixture(scope="session")
 def system(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     namespace = f"e2e{secrets.token_hex(3)}."
-    scenario = generate(ScenarioConfig(seed=11, placements=200, as_of=AS_OF))
+    scenario = generate(ScenarioConfig(seed=11, placements=200, as_of=AS_OF, withdrawn_referrals=3))
     work = tmp_path_factory.mktemp("e2e")
     dbs = {svc: f"e2e_{namespace[3:-1]}_{svc}" for svc in SERVICES}
     asyncio.run(create_databases(infra.postgres_admin_dsn, list(dbs.values())))

@@ -13,12 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from homeward.contracts.events import (
+    BedAvailabilityUpdated,
     BudgetAllocated,
     InvoiceReceived,
     PlacementAgreed,
     PlacementEnded,
     PlacementMade,
     PlacementRateChanged,
+    ReferralReceived,
+    ReferralWithdrawn,
     ReviewCompleted,
 )
 from homeward.contracts.plausibility import load_bounds
@@ -305,4 +308,48 @@ def alerts(world: World, as_of: dt.date, awaiting_on: dict[str, dt.date], held_o
         due = world.placements[dst].start + dt.timedelta(days=RESPOND_WITHIN_DAYS["PatientRepatriated"])
         for org, _ in world.placements[src].funding:
             out += [Alert(role, org, "moved home to", src, due) for role in ("case_manager", "finance_lead")]
+    return out
+
+
+# ------------------------------------------------------------------------------------ triage
+
+
+def triage(sc: Scenario) -> dict[str, list[tuple[str, int]]]:
+    """Referral id -> the local options it was triaged with: the sites of the person's home area
+    (the commissioner's area) whose latest count of the bed type, taken at or before the
+    referral's event time, had a free bed; most free beds first, then the freshest count, then
+    the site code. Of two counts of a site taken at the same instant, the one with fewer free
+    beds (docs/referrals.md). The order the events were sent in plays no part."""
+    areas = {c["code"]: c["area"] for c in sc.reference["commissioners"]}
+    counts = [e.data for _, e in sc.events if isinstance(e.data, BedAvailabilityUpdated)]
+    out: dict[str, list[tuple[str, int]]] = {}
+    for _, e in sc.events:
+        r = e.data
+        if not isinstance(r, ReferralReceived):
+            continue
+        home = r.home_area or areas.get(r.commissioner, r.commissioner)
+        latest: dict[str, BedAvailabilityUpdated] = {}
+        for c in counts:
+            if c.bed_type != r.bed_type or c.as_of > e.time:
+                continue
+            held = latest.get(c.site)
+            if (
+                held is None
+                or c.as_of > held.as_of
+                or (c.as_of == held.as_of and c.available_beds < held.available_beds)
+            ):
+                latest[c.site] = c
+        fitting = [c for c in latest.values() if c.site_area == home and c.available_beds >= 1]
+        fitting.sort(key=lambda c: (-c.available_beds, -c.as_of.timestamp(), c.site))
+        out[r.referral_id] = [(c.site, c.available_beds) for c in fitting]
+    return out
+
+
+def withdrawals(sc: Scenario) -> dict[str, dt.datetime]:
+    """Referral id -> when it was withdrawn: the earliest withdrawal its referrer sent."""
+    out: dict[str, dt.datetime] = {}
+    for _, e in sc.events:
+        if isinstance(e.data, ReferralWithdrawn):
+            w = e.data
+            out[w.referral_id] = min(out.get(w.referral_id, w.withdrawn_at), w.withdrawn_at)
     return out

@@ -458,3 +458,19 @@ def test_staff_cli_answers_from_the_running_services(system: System, world: orac
     assert pos["spent_pence"] == spent
     table = cli("position", code, "--financial-year", FY, "--as-of", AS_OF.isoformat())
     assert pounds(spent, pennies=True) in table
+
+
+def test_triage_is_what_the_counts_said_at_each_referrals_time(system: System) -> None:
+    """Each referral's local options are those of the counts stated as of its event time, however
+    the partner topics were interleaved when consumed (the oracle works from the events alone),
+    and a withdrawn referral is recorded as such and no longer waiting."""
+    expected = oracle.triage(system.scenario)
+    withdrawn = oracle.withdrawals(system.scenario)
+    assert any(expected.values()) and not all(expected.values())
+    for referral_id, options in expected.items():
+        got = system.get("referrals", f"/referrals/{referral_id}")
+        assert [(o["site"], o["available_beds"]) for o in got["local_options_at_triage"]] == options, referral_id
+        when = withdrawn.get(referral_id)
+        assert (got["withdrawal"] or {}).get("withdrawn_at") == (when.isoformat() if when else None), referral_id
+        if when is not None:
+            assert not got["open"], referral_id

@@ -9,6 +9,7 @@ import pytest
 from homeward.budget.domain.locks import LockKey, commissioner_keys, invoice_key, placement_key
 from homeward.budget.domain.position import position
 from homeward.budget.domain.records import InvoiceStatus
+from homeward.budget.domain.streams import saving_stream_id
 from homeward.budget.handlers import (
     Rules,
     accrue_stream,
@@ -16,15 +17,27 @@ from homeward.budget.handlers import (
     change_rate,
     close_placement,
     confirm_invoice,
+    correct_repatriation,
     receive_invoice,
+    record_repatriation,
     register_placement,
 )
 from homeward.contracts import new_event, partner_source
-from homeward.contracts.events import AmountHeld, InvoiceConfirmed, InvoiceVarianceFound
+from homeward.contracts.events import AmountHeld, InvoiceConfirmed, InvoiceVarianceFound, RepatriationCorrected
 from homeward.contracts.plausibility import load_bounds
 from homeward.kit.consumer import Rejected
 
-from .fakes import Harness, allocated, closed, from_partner, from_placements, invoice, rate_changed, registered
+from .fakes import (
+    Harness,
+    allocated,
+    closed,
+    from_partner,
+    from_placements,
+    invoice,
+    rate_changed,
+    registered,
+    repatriated,
+)
 
 D = dt.date
 
@@ -283,3 +296,47 @@ async def test_what_a_parked_event_posts_is_asserted_by_whoever_asserted_that_ev
     await register_placement(h.ctx(), from_placements(agreed, h.today, id="evt-reg"))
     by_cause = {(t.cause, t.asserted_by, t.principal) for t in h.repo.book.transfers.values()}
     assert by_cause == {("evt-reg", "05A", "User:05A"), ("evt-rate", "8Z001", "User:8Z001")}
+
+
+async def test_a_repatriation_correction_restates_the_saving_from_the_day_home() -> None:
+    h = Harness(D(2026, 4, 11))
+    move = repatriated("P0", on=D(2026, 4, 1), from_rate=62000, to_rate=35000)
+    await record_repatriation(h.ctx(), from_placements(move, D(2026, 4, 1), id="move"))
+    await accrue_stream(h.ctx(), saving_stream_id("P0"))
+    savings = position(h.repo.book.accounts, "05A", "2026-27").total
+    assert (savings.savings_year, savings.savings_to_date) == (365 * 27000, 10 * 27000)
+    # The distant bed's rate on the last night turned out higher: £650, not £620.
+    fix = RepatriationCorrected.model_validate(
+        {
+            **move.model_dump(mode="json"),
+            "from_daily_rate_pence": 65000,
+            "reason": "rate-changed",
+            "corrects_event_id": "move",
+            "previous_from_daily_rate_pence": 62000,
+            "previous_to_daily_rate_pence": 35000,
+        },
+        strict=False,
+    )
+    await correct_repatriation(h.ctx(), from_placements(fix, D(2026, 4, 11), id="fix"))
+    await correct_repatriation(h.ctx(), from_placements(fix, D(2026, 4, 11), id="fix"))  # replayed: nothing more
+    savings = position(h.repo.book.accounts, "05A", "2026-27").total
+    assert (savings.savings_year, savings.savings_to_date) == (365 * 30000, 10 * 30000)
+    corrections = [t for t in h.repo.book.transfers.values() if t.cause == "fix" and t.purpose == "correction"]
+    assert sum(t.amount for t in corrections) == 10 * 3000  # the ten days already realised, dated by the fix
+    assert {t.effective_on for t in corrections} == {D(2026, 4, 11)}
+
+
+async def test_a_correction_of_a_move_the_budget_never_saw_records_the_whole_move() -> None:
+    h = Harness(D(2026, 4, 11))
+    fix = RepatriationCorrected.model_validate(
+        {
+            **repatriated("P0", on=D(2026, 4, 1), from_rate=65000, to_rate=35000).model_dump(mode="json"),
+            "reason": "rate-changed",
+            "corrects_event_id": "move",
+            "previous_from_daily_rate_pence": 62000,
+            "previous_to_daily_rate_pence": 35000,
+        },
+        strict=False,
+    )
+    await correct_repatriation(h.ctx(), from_placements(fix, D(2026, 4, 11), id="fix"))
+    assert position(h.repo.book.accounts, "05A", "2026-27").total.savings_year == 365 * 30000

@@ -151,6 +151,7 @@ class FakeStore:
     repatriation_ids: dict[str, tuple[str, bool]] = field(default_factory=dict)  # from -> (event id, published)
     capacity: list[tuple[str, BedType, int, dt.datetime]] = field(default_factory=list)
     published: list[tuple[str, Payload]] = field(default_factory=list)
+    times: dict[str, dt.datetime | None] = field(default_factory=dict)  # event id -> the time it was published with
     locks: list[str] = field(default_factory=list)
 
     def snapshot(self) -> FakeStore:
@@ -293,6 +294,16 @@ class FakeRepository(PlacementRepository):
         event_id, _ = self.s.repatriation_ids[from_placement_id]
         self.s.repatriation_ids[from_placement_id] = (event_id, True)
 
+    async def repatriations_of(self, placement_id: str) -> list[tuple[Repatriation, str, bool]]:
+        return [
+            (r, *self.s.repatriation_ids[f])
+            for f, r in sorted(self.s.repatriations.items())
+            if placement_id in (r.from_placement_id, r.to_placement_id)
+        ]
+
+    async def correct_repatriation(self, move: Repatriation) -> None:
+        self.s.repatriations[move.from_placement_id] = move
+
     async def record_capacity(
         self, area: str, bed_type: BedType, available_beds: int, as_of: dt.datetime, event_id: str
     ) -> None:
@@ -304,10 +315,11 @@ class FakeUoW:
         self.store = store
         self.clock = clock
 
-    async def publish(self, data: Payload, *, id: str | None = None) -> bool:
+    async def publish(self, data: Payload, *, id: str | None = None, time: dt.datetime | None = None) -> bool:
         if id is not None and any(i == id for i, _ in self.store.published):
             return False
         self.store.published.append((id or "", data))
+        self.store.times[id or ""] = time
         return True
 
 

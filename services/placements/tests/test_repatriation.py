@@ -3,7 +3,7 @@
 import datetime as dt
 
 import pytest
-from homeward.contracts.events import PatientRepatriated
+from homeward.contracts.events import PatientRepatriated, PlacementClosed, PlacementRegistered, RepatriationCorrected
 from homeward.kit.consumer import Rejected
 from placements_support import (
     FAR_AREA,
@@ -174,3 +174,69 @@ async def test_the_out_of_area_test_uses_the_area_not_the_provider() -> None:
     # The same distant provider, at a site that lies in the home area, is home.
     await reg.send(event(placement_made("PLC-NEAR", start="2026-04-10", site="8Z00009", site_area=HOME)))
     assert moves(reg) == [("PLC-OUT", "PLC-NEAR", False)]
+
+
+def corrections(reg: Register) -> list[RepatriationCorrected]:
+    return [p for _, p in reg.store.published if isinstance(p, RepatriationCorrected)]
+
+
+def first_moves(reg: Register) -> list[PatientRepatriated]:
+    return [p for _, p in reg.store.published if type(p) is PatientRepatriated]
+
+
+async def test_a_back_dated_rate_change_after_the_move_publishes_a_correction_with_its_reason() -> None:
+    reg = Register()
+    await reg.send(event(placement_made("PLC-OUT", rate=62000)))
+    await reg.send(event(local_made("PLC-HOME", start="2026-04-10", rate=41000)))
+    await reg.send(event(ended("PLC-OUT", "2026-04-10", "transfer")))
+    (move,) = first_moves(reg)
+    assert (move.from_daily_rate_pence, move.to_daily_rate_pence) == (62000, 41000)
+    # Stated in May, effective from 1 April: the distant bed cost more on its last night.
+    await reg.send(event(rate_changed("PLC-OUT", 65000, "2026-04-01"), time=at("2026-05-03")))
+    # And the local bed's rate from its first day.
+    await reg.send(event(rate_changed("PLC-HOME", 43000, "2026-04-10"), time=at("2026-05-04")))
+    # A change after the move changes nothing about it.
+    await reg.send(event(rate_changed("PLC-HOME", 44000, "2026-06-01"), time=at("2026-05-05")))
+    first, second = corrections(reg)
+    move_id = next(i for i, p in reg.store.published if p is move)
+    assert (first.reason, first.corrects_event_id) == ("rate-changed", move_id)
+    assert (first.previous_from_daily_rate_pence, first.previous_to_daily_rate_pence) == (62000, 41000)
+    assert (first.from_daily_rate_pence, first.to_daily_rate_pence) == (65000, 41000)
+    assert (second.previous_from_daily_rate_pence, second.previous_to_daily_rate_pence) == (65000, 41000)
+    assert (second.from_daily_rate_pence, second.to_daily_rate_pence) == (65000, 43000)
+    assert (second.repatriated_on, second.from_placement_id, second.to_placement_id) == (
+        D("2026-04-10"),
+        "PLC-OUT",
+        "PLC-HOME",
+    )
+    # Dated by when the change was stated; the move itself by the day home.
+    times = [reg.store.times[i] for i, p in reg.store.published if isinstance(p, PatientRepatriated)]
+    assert times == [dt.datetime(2026, 4, 10, tzinfo=dt.UTC), at("2026-05-03"), at("2026-05-04")]
+    assert len(first_moves(reg)) == 1
+
+
+async def test_a_rate_change_before_the_move_is_published_needs_no_correction() -> None:
+    reg = Register()
+    await reg.send(event(placement_made("PLC-OUT", rate=62000)))
+    await reg.send(event(ended("PLC-OUT", "2026-04-10", "transfer")))
+    await reg.send(event(rate_changed("PLC-OUT", 65000, "2026-04-01"), time=at("2026-04-11")))
+    await reg.send(event(local_made("PLC-HOME", start="2026-04-10", rate=41000)))
+    (move,) = first_moves(reg)
+    assert (move.from_daily_rate_pence, move.to_daily_rate_pence) == (65000, 41000)
+    assert corrections(reg) == []
+
+
+async def test_internal_events_carry_the_time_of_their_fact_not_of_processing() -> None:
+    reg = Register()  # its clock stands at the time the events are processed, whatever they say
+    made = event(placement_made("PLC-OUT", start="2026-04-01"), time=at("2026-11-22"))  # sent late
+    await reg.send(made)
+    await reg.send(event(ended("PLC-OUT", "2026-05-10", "discharged_home"), time=at("2026-11-23")))
+    registered = next(i for i, p in reg.store.published if isinstance(p, PlacementRegistered))
+    closed = next(i for i, p in reg.store.published if isinstance(p, PlacementClosed))
+    assert reg.store.times[registered] == dt.datetime(2026, 4, 1, tzinfo=dt.UTC)
+    assert reg.store.times[closed] == dt.datetime(2026, 5, 10, tzinfo=dt.UTC)
+    # Stated ahead of the start, the placement is a fact from when it was stated.
+    ahead = Register()
+    await ahead.send(event(placement_made("PLC-NEXT", start="2026-04-01"), time=at("2026-03-25")))
+    registered = next(i for i, p in ahead.store.published if isinstance(p, PlacementRegistered))
+    assert ahead.store.times[registered] == at("2026-03-25")

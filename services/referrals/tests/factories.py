@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from homeward.contracts import Event, Payload, new_event, partner_source, service_source
-from homeward.contracts.events import BedAvailabilityUpdated, PlacementRegistered, ReferralReceived
+from homeward.contracts.events import BedAvailabilityUpdated, PlacementRegistered, ReferralReceived, ReferralWithdrawn
 from homeward.contracts.identifiers import nhs_numbers_in_test_range as nhs_numbers
 from homeward.contracts.vocab import BedType
 from homeward.kit.clock import FixedClock
 from homeward.kit.reference import ReferenceData
-from homeward.referrals.domain.model import BedCount, Placement, Referral
+from homeward.referrals.domain.model import BedCount, Placement, Referral, Withdrawal
+from homeward.referrals.domain.rules import counts_as_of
 from homeward.referrals.handlers import Dependencies
 from homeward.referrals.ports import CapacityRepository, ReferralRepository, Repositories
 
@@ -37,6 +38,13 @@ def referral(referral_id: str, commissioner: str, **extra: Any) -> ReferralRecei
         **extra,
     }
     return ReferralReceived.model_validate_json(json.dumps(data))
+
+
+def withdrawn(
+    referral_id: str, commissioner: str, at: dt.datetime, reason: str = "no_longer_needed"
+) -> ReferralWithdrawn:
+    data = {"referral_id": referral_id, "commissioner": commissioner, "withdrawn_at": at.isoformat(), "reason": reason}
+    return ReferralWithdrawn.model_validate_json(json.dumps(data))
 
 
 def beds(
@@ -109,6 +117,8 @@ class FakeReferrals(ReferralRepository):
         self.parked_rows: dict[tuple[str, str], Placement] = {}
         self.breaches: dict[tuple[str, int], dt.datetime] = {}
         self.problems: dict[tuple[str, str], str] = {}
+        self.parked_withdrawals: dict[str, Withdrawal] = {}
+        self.refused_withdrawals: dict[str, str] = {}
 
     async def get(self, referral_id: str) -> Referral | None:
         found = self.rows.get(referral_id)
@@ -123,6 +133,32 @@ class FakeReferrals(ReferralRepository):
             return False
         self.rows[referral.referral_id] = Referral(**{**referral.__dict__})
         return True
+
+    async def save_triage(self, referral: Referral) -> None:
+        self.rows[referral.referral_id] = Referral(**{**referral.__dict__})
+
+    async def triaged_with(self, area: str, bed_type: BedType, site: str | None, since: dt.datetime) -> list[Referral]:
+        # Every referral a count at ``since`` could change (the site filter is only a saving).
+        return [
+            Referral(**{**r.__dict__})
+            for _, r in sorted(self.rows.items())
+            if r.home_area == area and r.bed_type == bed_type and r.triaged_as_of and r.triaged_as_of >= since
+        ]
+
+    async def save_withdrawal(self, referral: Referral) -> None:
+        self.rows[referral.referral_id] = Referral(**{**referral.__dict__})
+
+    async def park_withdrawal(self, withdrawal: Withdrawal) -> Withdrawal:
+        held = self.parked_withdrawals.get(withdrawal.referral_id)
+        standing = withdrawal if held is None else held.earlier_of(withdrawal)
+        self.parked_withdrawals[withdrawal.referral_id] = standing
+        return standing
+
+    async def take_parked_withdrawal(self, referral_id: str) -> Withdrawal | None:
+        return self.parked_withdrawals.pop(referral_id, None)
+
+    async def refuse_parked_withdrawal(self, withdrawal: Withdrawal, problem: str) -> None:
+        self.refused_withdrawals[withdrawal.referral_id] = problem
 
     async def park(self, placement: Placement) -> bool:
         key = (placement.referral_id, placement.placement_id)
@@ -164,6 +200,7 @@ class FakeCapacity(CapacityRepository):
         self.busy: set[str] = set()
         """Areas whose total another transaction is publishing right now."""
         self.notes: list[tuple[str, BedType]] = []
+        self.triage_notes: list[tuple[str, BedType, dt.datetime]] = []
 
     async def try_lock_area(self, area: str, bed_type: BedType) -> bool:
         return area not in self.busy
@@ -181,6 +218,29 @@ class FakeCapacity(CapacityRepository):
         ids = [i for i, note in enumerate(self.notes, 1) if note == (area, bed_type)]
         self.notes = [n for n in self.notes if n != (area, bed_type)]
         return max(ids) if ids else None
+
+    async def as_of(self, area: str, bed_type: BedType, at: dt.datetime) -> list[BedCount]:
+        return counts_as_of((c for _, c, _ in self.reports), area, bed_type, at)
+
+    async def areas_of(self, site: str, bed_type: BedType) -> list[str]:
+        return sorted({c.area for _, c, _ in self.reports if c.site == site and c.bed_type == bed_type})
+
+    async def try_lock_triage(self, area: str, bed_type: BedType) -> bool:
+        return area not in self.busy
+
+    async def lock_triage(self, area: str, bed_type: BedType) -> None:
+        assert area not in self.busy, "the fake cannot wait"
+
+    async def mark_triage_unsettled(self, area: str, bed_type: BedType, since: dt.datetime) -> None:
+        self.triage_notes.append((area, bed_type, since))
+
+    async def triage_unsettled(self) -> list[tuple[str, BedType]]:
+        return sorted({(a, b) for a, b, _ in self.triage_notes})
+
+    async def settle_triage(self, area: str, bed_type: BedType) -> dt.datetime | None:
+        mine = [s for a, b, s in self.triage_notes if (a, b) == (area, bed_type)]
+        self.triage_notes = [n for n in self.triage_notes if (n[0], n[1]) != (area, bed_type)]
+        return min(mine, default=None)
 
     async def held(self, site: str, bed_type: BedType) -> BedCount | None:
         return self.held_counts.get((site, bed_type))

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 from homeward.contracts import Event, parse_json
-from homeward.contracts.events import LocalCapacityChanged, LocalCapacityUnavailable
+from homeward.contracts.events import LocalCapacityChanged, LocalCapacityUnavailable, ReferralTriaged
 from homeward.contracts.vocab import BedType
 from homeward.kit.clock import FixedClock
 from homeward.kit.consumer import UnitOfWork
@@ -135,3 +135,28 @@ async def test_a_referral_closed_meanwhile_is_not_closed_again_by_a_stale_copy(p
 
 def _placement(placement_id: str) -> Placement:
     return Placement(placement_id, "REF-1", "QWU", "8HA03", "8HA0301", "QHM", BedType.PICU, dt.date(2026, 3, 4), True)
+
+
+async def test_a_referral_and_a_count_for_its_time_handled_at_once_are_triaged_again_by_the_capacity_job(
+    pool: Any,
+) -> None:
+    referral_batch, count_batch = await begin(pool), await begin(pool)
+    await referral_batch.handle(referral_received, from_partner(referral("REF-1", "QWU"), "QWU", time=T0))
+    await count_batch.handle(bed_availability_updated, from_partner(beds("RYG", "RYG01", "QWU", 2, T0 - H), "RYG"))
+    await referral_batch.commit()
+    await count_batch.commit()
+    for batch in (referral_batch, count_batch):
+        await pool.release(batch.conn)
+    # Neither saw the other: the referral was triaged on nothing, and the count found no referral.
+    assert [len(t.local_options) for t in await published(pool, ReferralTriaged)] == [0]
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM triage_unsettled") == 1, "the one without the lock left a note"
+
+    job = capacity_job(SETTINGS)
+    await job.run(pool, FixedClock(T0 + 2 * H))
+    await job.run(pool, FixedClock(T0 + 2 * H))  # nothing more the second time
+    first, again = await published(pool, ReferralTriaged)
+    assert [(o.site, o.available_beds) for o in again.local_options] == [("RYG01", 2)]
+    assert again.supersedes is not None and first.supersedes is None
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM triage_unsettled") == 0

@@ -23,8 +23,10 @@ from homeward.referrals.handlers import (
     bed_availability_updated,
     placement_registered,
     referral_received,
+    referral_withdrawn,
     report_wait_breaches,
     settle_capacity,
+    settle_triage,
 )
 from homeward.referrals.settings import ReferralsSettings
 
@@ -39,6 +41,7 @@ from .factories import (
     from_placements,
     referral,
     registered,
+    withdrawn,
 )
 
 H = dt.timedelta(hours=1)
@@ -254,7 +257,7 @@ def _placement(placement_id: str, commissioner: str) -> Placement:
 
 
 def _publish(w: World) -> Any:
-    async def publish(payload: Payload, event_id: str) -> bool:
+    async def publish(payload: Payload, event_id: str, /, time: dt.datetime | None = None) -> bool:
         return await w.uow.publish(payload, id=event_id)
 
     return publish
@@ -312,3 +315,138 @@ def test_wait_thresholds_can_be_set_from_the_environment(monkeypatch: pytest.Mon
     monkeypatch.setenv("HOMEWARD_REFERRALS_WAIT_THRESHOLDS_HOURS", '{"urgent": [0]}')
     with pytest.raises(ValueError, match="at least 1"):
         ReferralsSettings()
+
+
+# ------------------------------------------------------------------- triage as of the referral's time
+
+
+async def refer_at(world: World, at: dt.datetime, referral_id: str = "REF-1", **extra: Any) -> None:
+    event = from_partner(referral(referral_id, "QWU", **extra), "QWU", time=at)
+    await referral_received(event, world.uow, world.deps)  # type: ignore[arg-type]
+
+
+def _final_triage(w: World) -> dict[str, tuple[Any, ...]]:
+    """Per referral: the options stored, and the ReferralTriaged no later one supersedes."""
+    published = [(i, p) for i, p in w.uow.published.items() if isinstance(p, ReferralTriaged)]
+    superseded = {p.supersedes for _, p in published}
+    standing = {p.referral_id: (i, p) for i, p in published if i not in superseded}
+    out = {}
+    for rid, row in w.referrals.rows.items():
+        event_id, event = standing[rid]
+        options = [(o.site, o.available_beds, o.as_of) for o in event.local_options]
+        assert options == [(o.site, o.available_beds, o.as_of) for o in row.local_options]
+        out[rid] = (row.triage_id, event_id, event.capacity_as_of, tuple(options))
+    return out
+
+
+async def test_triage_uses_the_counts_stated_as_of_the_referrals_time() -> None:
+    w = World()
+    await report(w, "RYG", "RYG01", "QWU", 2, T0 - H)
+    await report(w, "RYG", "RYG01", "QWU", 0, T0 + H)  # taken after the referral: not its capacity
+    await report(w, "RJX", "RJX01", "QWU", 4, T0 + 2 * H)  # a site first counted after it
+    await refer_at(w, T0)
+    (triaged,) = w.uow.of(ReferralTriaged)
+    assert [(o.site, o.available_beds) for o in triaged.local_options] == [("RYG01", 2)]
+    assert triaged.capacity_as_of == T0 and triaged.supersedes is None
+
+
+async def test_a_count_for_its_time_arriving_after_the_referral_triages_it_again_as_in_the_other_order() -> None:
+    counts = [
+        ("RYG", "RYG01", 1, T0 - 2 * H),
+        ("RJX", "RJX01", 3, T0 - H),
+        ("RYG", "RYG01", 0, T0 - H // 2),  # the bed went: late, and stale against the one after it
+        ("RYG", "RYG01", 5, T0 + H),  # after the referral: never its capacity
+    ]
+    referral_first = World()
+    await refer_at(referral_first, T0)
+    for provider, site, available, as_of in counts:
+        await report(referral_first, provider, site, "QWU", available, as_of)
+    counts_first = World()
+    for provider, site, available, as_of in reversed(counts):
+        await report(counts_first, provider, site, "QWU", available, as_of)
+    await refer_at(counts_first, T0)
+
+    assert _final_triage(referral_first) == _final_triage(counts_first)
+    (_, _, as_of, options) = _final_triage(counts_first)["REF-1"]
+    assert (as_of, options) == (T0, (("RJX01", 3, T0 - H),))
+    # The referral handled first was triaged on nothing, then again twice, each naming the one before.
+    chain = referral_first.uow.of(ReferralTriaged)
+    assert [len(t.local_options) for t in chain] == [0, 1, 2, 1]
+    assert [t.supersedes is None for t in chain] == [True, False, False, False]
+    assert len(counts_first.uow.of(ReferralTriaged)) == 1
+
+
+async def test_a_count_handled_at_the_same_moment_as_a_referral_is_left_to_the_capacity_job() -> None:
+    w = World()
+    await refer_at(w, T0)
+    w.capacity.busy.add("QWU")
+    await report(w, "RYG", "RYG01", "QWU", 2, T0 - H)
+    assert [len(t.local_options) for t in w.uow.of(ReferralTriaged)] == [0]
+    assert w.capacity.triage_notes == [("QWU", BedType.PICU, T0 - H)]
+    w.capacity.busy.clear()
+    assert await settle_triage(w.deps.repositories(w.uow), _publish(w)) == 1  # type: ignore[arg-type]
+    assert [len(t.local_options) for t in w.uow.of(ReferralTriaged)] == [0, 1]
+    assert await settle_triage(w.deps.repositories(w.uow), _publish(w)) == 0  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------- withdrawal
+
+
+async def withdraw(w: World, at: dt.datetime, referral_id: str = "REF-1", sender: str = "QWU", **kw: Any) -> None:
+    event = from_partner(withdrawn(referral_id, kw.pop("commissioner", "QWU"), at, **kw), sender)
+    await referral_withdrawn(event, w.uow, w.deps)  # type: ignore[arg-type]
+
+
+async def test_a_withdrawn_referral_stops_waiting_and_is_not_reported_again() -> None:
+    w = World()
+    await refer(w, urgency="emergency")
+    assert await _breaches(w, T0 + 5 * H) == 1  # 4h
+    await withdraw(w, T0 + 6 * H)
+    row = w.referrals.rows["REF-1"]
+    assert row.status == "withdrawn" and not row.is_open
+    assert await _breaches(w, T0 + 30 * H) == 0  # the 12h threshold came after the withdrawal
+
+
+async def test_a_withdrawal_before_its_referral_is_parked_and_the_earliest_stands_in_any_order() -> None:
+    finals = []
+    for order in ([T0 + 9 * H, T0 + 2 * H], [T0 + 2 * H, T0 + 9 * H]):
+        w = World()
+        for at in order:
+            await withdraw(w, at)
+        await refer(w, urgency="emergency")
+        row = w.referrals.rows["REF-1"]
+        assert row.withdrawal is not None
+        finals.append((row.status, row.withdrawal.withdrawn_at))
+        assert await _breaches(w, T0 + 30 * H) == 0  # withdrawn 2 hours in: before the 4h threshold
+    assert finals == [("withdrawn", T0 + 2 * H)] * 2
+
+
+async def test_a_placement_answering_a_withdrawn_referral_still_counts_in_either_order() -> None:
+    finals = []
+    for placement_first in (True, False):
+        w = World()
+        await refer(w)
+        steps = [
+            lambda w=w: place(
+                w, "PLC-1", "REF-1", "QWU", site="8HA0301", site_area="QHM", out_of_area=True, reason="10"
+            ),
+            lambda w=w: withdraw(w, T0 + H),
+        ]
+        for step in steps if placement_first else reversed(steps):
+            await step()
+        row = w.referrals.rows["REF-1"]
+        assert row.withdrawal is not None and row.placement is not None
+        finals.append((row.status, row.withdrawal.withdrawn_at, len(w.uow.of(LocalCapacityUnavailable))))
+    assert finals == [("placed", T0 + H, 1)] * 2
+
+
+async def test_only_the_referrals_commissioner_or_a_local_provider_may_withdraw_it() -> None:
+    w = World()
+    await refer(w)
+    with pytest.raises(Rejected) as exc:
+        await withdraw(w, T0 + H, sender="RXX")
+    assert exc.value.reason == "not-party"
+    with pytest.raises(Rejected) as exc:
+        await withdraw(w, T0 + H, sender="QHM", commissioner="QHM")  # its own commissioner code, not the referral's
+    assert exc.value.reason == "not-party"
+    assert w.referrals.rows["REF-1"].withdrawal is None

@@ -22,8 +22,20 @@ from homeward.kit.clock import FixedClock
 from homeward.kit.service import ServiceRuntime
 from homeward.kit.testing import KafkaProbe, eventually, new_ods
 
-from .factories import NHS_A, NHS_B, NHS_C, NHS_D, T0, beds, from_partner, from_placements, referral, registered
-from .integration import api, fetchval, of, start, write_reference
+from .factories import (
+    NHS_A,
+    NHS_B,
+    NHS_C,
+    NHS_D,
+    T0,
+    beds,
+    from_partner,
+    from_placements,
+    referral,
+    registered,
+    withdrawn,
+)
+from .integration import api, events, fetchval, of, start, write_reference
 
 H = dt.timedelta(hours=1)
 DAY = dt.timedelta(days=1)
@@ -301,8 +313,12 @@ async def test_bad_input_is_dead_lettered_with_its_reason_and_the_service_carrie
         for r in [*refused, *dlq]:
             assert_no_nhs_number(dict(r.headers)["homeward-dlq-error"])
 
-        records = await kafka.read(kafka.topics.internal("referrals"), until=lambda r: len(r) >= 2, timeout=60)
-        assert [t.referral_id for t in of(records, ReferralTriaged)] == ["REF-OK"]
+        records = await kafka.read(kafka.topics.internal("referrals"), until=lambda r: len(r) >= 3, timeout=60)
+        # The good count (taken before the referral's time, sent after it) triages it again.
+        first, again = of(records, ReferralTriaged)
+        assert (first.referral_id, first.local_options, first.supersedes) == ("REF-OK", [], None)
+        assert [(o.site, o.available_beds) for o in again.local_options] == [(site, 1)]
+        assert again.supersedes == next(e.id for e in events(records) if e.data == first)
         assert [c.available_beds for c in of(records, LocalCapacityChanged)] == [1]
         assert await fetchval(database, "SELECT placement_id IS NULL FROM referrals WHERE referral_id = 'REF-OK'")
         assert runtime.server is not None and runtime.server.started
@@ -376,5 +392,53 @@ async def test_wait_breaches_are_published_once_per_threshold_with_two_scheduler
         )
         for r in records:
             assert_no_nhs_number(r.value)
+    finally:
+        await runtime.stop()
+
+
+async def test_a_withdrawal_goes_through_the_ingress_and_only_a_referrer_may_send_it(
+    tmp_path: Path, database: str, kafka: KafkaProbe, ingress: ServiceRuntime
+) -> None:
+    commissioner, stranger = new_ods("C"), new_ods("S")
+    await kafka.create(partners=[commissioner, stranger])
+    runtime = await start(database, kafka, FixedClock(T0 + 30 * H))
+    try:
+        own = kafka.topics.partner(commissioner)
+        # The withdrawal comes first: parked, then applied when the referral arrives.
+        await kafka.send(own, from_partner(withdrawn("REF-W", commissioner, T0 + 2 * H, "met_elsewhere"), commissioner))
+        assert await eventually(lambda: _is(database, "SELECT count(*) FROM parked_withdrawals", 1), timeout=60)
+        await kafka.send(own, from_partner(referral("REF-W", commissioner, urgency="emergency"), commissioner))
+        await kafka.send(own, from_partner(referral("REF-K", commissioner, nhs_number=NHS_B), commissioner))
+        assert await eventually(lambda: _is(database, "SELECT count(*) FROM referrals", 2), timeout=60)
+        # Someone who may not refer for the commissioner may not withdraw its referral either.
+        await kafka.send(
+            kafka.topics.partner(stranger),
+            from_partner(withdrawn("REF-K", commissioner, T0 + 3 * H), stranger),
+        )
+        dlq = await kafka.read(kafka.topics.dlq("referrals"), until=lambda r: len(r) >= 1, timeout=60)
+        assert [dict(r.headers)["homeward-dlq-reason"] for r in dlq] == [b"not-party"]
+
+        assert await fetchval(database, "SELECT withdrawn_at FROM referrals WHERE referral_id = 'REF-W'") == T0 + 2 * H
+        assert await fetchval(database, "SELECT withdrawn_at FROM referrals WHERE referral_id = 'REF-K'") is None
+        assert await fetchval(database, "SELECT count(*) FROM parked_withdrawals") == 0
+        async with api(runtime) as client:
+            detail = (await client.get("/referrals/REF-W")).json()
+            summary = (await client.get("/summary")).json()
+            still_open = [r["referral_id"] for r in (await client.get("/referrals/open")).json()["referrals"]]
+        assert (detail["open"], detail["withdrawal"]) == (
+            False,
+            {"withdrawn_at": (T0 + 2 * H).isoformat(), "reason": "met_elsewhere"},
+        )
+        assert (summary["withdrawn"], summary["open_referrals"]) == (1, 1)
+        assert still_open == ["REF-K"]
+        # The withdrawn emergency referral is chased no more: only REF-K's thresholds are reported.
+        await runtime.run_jobs_once()
+        records = await kafka.read(
+            kafka.topics.internal("referrals"),
+            until=lambda r: len(of(r, ReferralWaitBreached)) >= 1,
+            timeout=30,
+            settle=1.0,
+        )
+        assert {b.referral_id for b in of(records, ReferralWaitBreached)} == {"REF-K"}
     finally:
         await runtime.stop()

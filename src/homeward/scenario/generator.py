@@ -38,9 +38,10 @@ from homeward.contracts.events import (
     PlacementMade,
     PlacementRateChanged,
     ReferralReceived,
+    ReferralWithdrawn,
     ReviewCompleted,
 )
-from homeward.contracts.identifiers import nhs_number_check_digit
+from homeward.contracts.identifiers import nhs_number_check_digit, nhs_numbers_in_test_range
 from homeward.contracts.vocab import (
     AgeBand,
     BedType,
@@ -53,6 +54,7 @@ from homeward.contracts.vocab import (
     RateChangeReason,
     ReviewType,
     Urgency,
+    WithdrawalReason,
 )
 
 COMING_HOME = [
@@ -109,6 +111,7 @@ class ScenarioConfig:
     provider_reports: float = 0.5  # of placements with independent providers, reported by the provider
     unagreed_reports: int = 1  # provider reports the commissioner never agrees (the latest to start)
     invoice_slips: int = 1  # invoices typed in pounds as pence (x100), held; the provider sends a corrected one
+    withdrawn_referrals: int = 0  # extra referrals the referrer withdraws before any bed is found (never placed)
 
 
 @dataclass
@@ -421,6 +424,7 @@ def generate(config: ScenarioConfig | None = None) -> Scenario:
         _rate_changes(b, ep, c)
         _end(b, ep)
     _budgets_and_invoices(b, episodes, codes, c)
+    _withdrawn_referrals(b, codes, c)
 
     b.events.sort(key=lambda t: (t[0], t[1]))
     return Scenario(c, reference, [(sender, e) for _, _, sender, e in b.events], episodes)
@@ -470,6 +474,48 @@ def _place(
         capacity_report(ep.site, ep.bed_type, ep.start)
         if ep.end is not None:
             capacity_report(ep.site, ep.bed_type, ep.end)
+
+
+def _withdrawn_referrals(b: _Builder, codes: list[str], c: ScenarioConfig) -> None:
+    """Referrals withdrawn some hours after they were made (the crisis passed, or another route met
+    the need): never placed. Drawn from their own random stream and NHS numbers (from 999 900 000x),
+    after everything else, so the rest of the scenario is the same with or without them."""
+    numbers = nhs_numbers_in_test_range(c.withdrawn_referrals, start=900_000)
+    for k, nhs in enumerate(numbers):
+        rng = random.Random(f"{c.seed}:withdrawn:{k}")
+        commissioner = rng.choice(codes)
+        cohort, age, bed, _, _, _ = rng.choices(CASE_MIX, [m[4] for m in CASE_MIX])[0]
+        need = dt.datetime.combine(
+            c.start + dt.timedelta(days=rng.randrange((c.as_of - c.start).days - 2)),
+            dt.time(8, rng.randrange(60)),
+            dt.UTC,
+        )
+        referral_id = f"REF-{commissioner}-W{k + 1:05d}"
+        b.emit(
+            commissioner,
+            ReferralReceived(
+                referral_id=referral_id,
+                nhs_number=nhs,
+                commissioner=commissioner,
+                bed_type=bed,
+                cohort=cohort,
+                age_band=age,
+                urgency=rng.choice([Urgency.URGENT, Urgency.ROUTINE]),
+                need_arose_at=need,
+            ),
+            need,
+        )
+        withdrawn_at = need + dt.timedelta(hours=rng.randint(2, 20))
+        b.emit(
+            commissioner,
+            ReferralWithdrawn(
+                referral_id=referral_id,
+                commissioner=commissioner,
+                withdrawn_at=withdrawn_at,
+                reason=rng.choice([WithdrawalReason.NO_LONGER_NEEDED, WithdrawalReason.MET_ELSEWHERE]),
+            ),
+            withdrawn_at,
+        )
 
 
 def _agreements(b: _Builder, episodes: list[Episode], c: ScenarioConfig) -> None:

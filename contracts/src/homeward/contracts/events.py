@@ -41,6 +41,7 @@ from .vocab import (
     Role,
     Setting,
     Urgency,
+    WithdrawalReason,
 )
 
 TYPE_PREFIX = "homeward."
@@ -118,6 +119,22 @@ class ReferralReceived(Payload):
         default=None,
         description="The commissioning area the person lives in, if it differs from the commissioner's own",
     )
+
+
+class ReferralWithdrawn(Payload):
+    """The referrer no longer needs a bed for the person: the referral is closed unplaced.
+
+    Who may send it is who may send the referral itself. A placement that answers the referral
+    still counts (the person was placed); the wait stops at the earlier of the two."""
+
+    direction = "inbound"
+    key_field = "referral_id"
+    producers = ("commissioner", "clinical team")
+
+    referral_id: Reference = Field(description="The referral withdrawn, as sent in ReferralReceived")
+    commissioner: OrgCode = Field(description="The referral's commissioner", examples=["QWU"])
+    withdrawn_at: FactDatetime = Field(description="When the need for a bed ended")
+    reason: WithdrawalReason
 
 
 class BedAvailabilityUpdated(Payload):
@@ -452,6 +469,17 @@ class PatientRepatriated(Payload):
     )
 
 
+class RepatriationCorrected(PatientRepatriated):
+    """A repatriation's rates restated after it was published: a rate change recorded later took
+    effect on or before the move. It carries the whole move with the corrected rates; the saving
+    follows it."""
+
+    reason: Literal["rate-changed"] = Field(description="Why the repatriation was restated")
+    corrects_event_id: str = Field(max_length=200, description="The PatientRepatriated this corrects")
+    previous_from_daily_rate_pence: Pence
+    previous_to_daily_rate_pence: Pence
+
+
 class LocalOption(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
@@ -474,6 +502,17 @@ class ReferralTriaged(Payload):
     cohort: Cohort
     urgency: Urgency
     local_options: list[LocalOption] = Field(description="In-area sites with a free bed of this type, best first")
+    capacity_as_of: FactDatetime | None = Field(
+        default=None,
+        description="The instant whose bed counts were used: the referral's event time (each site's latest count "
+        "taken at or before it)",
+    )
+    supersedes: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Set on a re-triage: the id of the ReferralTriaged it replaces, because a count for the "
+        "referral's time arrived after it",
+    )
 
 
 class LocalCapacityUnavailable(Payload):
@@ -626,6 +665,7 @@ class NotificationFailed(Payload):
 
 INBOUND: tuple[type[Payload], ...] = (
     ReferralReceived,
+    ReferralWithdrawn,
     BedAvailabilityUpdated,
     PlacementMade,
     PlacementRateChanged,
@@ -643,6 +683,7 @@ INTERNAL: tuple[type[Payload], ...] = (
     ReviewDueSoon,
     ReviewOverdue,
     PatientRepatriated,
+    RepatriationCorrected,
     ReferralTriaged,
     LocalCapacityUnavailable,
     ReferralWaitBreached,

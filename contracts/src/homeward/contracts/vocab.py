@@ -128,6 +128,17 @@ class RateChangeReason(StrEnum):
     OTHER = "other"
 
 
+class WithdrawalReason(StrEnum):
+    """Why a referrer withdrew a referral before a bed was found."""
+
+    NO_LONGER_NEEDED = "no_longer_needed"  # the person recovered, or the crisis passed
+    MET_ELSEWHERE = "met_elsewhere"  # a community service or another route met the need
+    PATIENT_DECLINED = "patient_declined"
+    DIED = "died"
+    ENTERED_IN_ERROR = "entered_in_error"
+    OTHER = "other"
+
+
 class Urgency(StrEnum):
     EMERGENCY = "emergency"
     URGENT = "urgent"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from homeward.contracts import Event, Payload, parse_json, source_service
 from homeward.contracts.access import PRINCIPAL_EXTENSION
@@ -29,6 +29,7 @@ from homeward.contracts.events import (
     PlacementClosed,
     PlacementRateChanged,
     PlacementRegistered,
+    RepatriationCorrected,
 )
 from homeward.contracts.plausibility import RateBounds, daily_rate_outside, load_bounds, per_night
 from homeward.contracts.vocab import BedType, Programme
@@ -403,6 +404,31 @@ async def record_repatriation(ctx: Context, event: Event[PatientRepatriated]) ->
     await reconcile_stream(ctx, stream, cause=event.id, at=event.time)
 
 
+async def correct_repatriation(ctx: Context, event: Event[RepatriationCorrected]) -> None:
+    """A move home restated with the rates now in force at it (a rate change stated after the move
+    took effect on or before it): the saving's daily amount is replaced from the day home, and
+    reconciling posts a correction for days already realised and re-commits the rest. The
+    correcting transfers name this event as their cause."""
+    ctx = _asserting(ctx, event)
+    d = event.data
+    stream = await _locked_stream(ctx, saving_stream_id(d.from_placement_id), {placement_key(d.from_placement_id)})
+    if stream is None:
+        # The move itself never reached the budget: the correction states all of it.
+        await record_repatriation(ctx, cast("Event[PatientRepatriated]", event))
+        return
+    if event.id in stream.applied_events:
+        return
+    stream.schedule = stream.schedule.with_rate_from(stream.start, d.from_daily_rate_pence - d.to_daily_rate_pence)
+    stream.applied_events = (*stream.applied_events, event.id)
+    await reconcile_stream(ctx, stream, cause=event.id, at=event.time)
+    log.info(
+        "repatriation saving corrected",
+        from_placement_id=d.from_placement_id,
+        reason=d.reason,
+        daily_saving_pence=d.from_daily_rate_pence - d.to_daily_rate_pence,
+    )
+
+
 # ------------------------------------------------------------------------------ invoices
 
 
@@ -653,4 +679,5 @@ class Handlers:
             PlacementRateChanged: self._bind(change_rate),
             PlacementClosed: self._bind(close_placement),
             PatientRepatriated: self._bind(record_repatriation),
+            RepatriationCorrected: self._bind(correct_repatriation),
         }

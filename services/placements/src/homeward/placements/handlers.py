@@ -9,6 +9,7 @@ one person, so two facts arriving at once on different partitions cannot miss ea
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -51,7 +52,11 @@ from .domain import (
     best_source,
     best_target,
     check_stated,
+    corrected,
+    correction,
+    fact_time,
     may_act_for,
+    moved_at,
     partner_principal,
     register,
     repatriation,
@@ -68,7 +73,7 @@ class Work(Protocol):
 
     clock: Clock
 
-    async def publish(self, data: Payload, *, id: str | None = None) -> bool: ...
+    async def publish(self, data: Payload, *, id: str | None = None, time: dt.datetime | None = None) -> bool: ...
 
 
 RepositoryFor = Callable[[Any], PlacementRepository]
@@ -231,6 +236,7 @@ class PlacementHandlers:
                     funding=list(placement.funding) if len(placement.funding) > 1 else [],
                 ),
                 id=stable_id("PlacementAwaitingAgreement", pid),
+                time=event.time,
             )
         await self._release(placement, uow, repo, event)
         placement = await self._apply_parked(placement, uow, repo)
@@ -283,6 +289,9 @@ class PlacementHandlers:
         await uow.publish(
             placement.registered_payload(asserted_by=agreed_by, principal=principal),
             id=stable_id("PlacementRegistered", placement.placement_id),
+            # The placement is a fact from its start (or from when it was stated, if earlier),
+            # however late it reached us: the budget dates its commitment by this.
+            time=fact_time(event.time, placement.start_date),
         )
         placement.released = True
         await repo.mark_released(placement.placement_id)
@@ -295,6 +304,45 @@ class PlacementHandlers:
             if other is None or not other.chargeable:
                 continue
             await self._publish_repatriation(move, event_id, uow, repo)
+
+    async def _correct_repatriations(
+        self, placement: Placement, uow: Work, repo: PlacementRepository, event: Event[Any]
+    ) -> None:
+        """A rate now in force changes the rates a recorded move was made at: store them, and
+        publish a correction of a move already published (an unpublished one is published later
+        with the rates it then has)."""
+        for move, event_id, published in await repo.repatriations_of(placement.placement_id):
+            source = placement if move.from_placement_id == placement.placement_id else None
+            target = placement if move.to_placement_id == placement.placement_id else None
+            source = source or await repo.get(move.from_placement_id)
+            target = target or await repo.get(move.to_placement_id)
+            if source is None or target is None:
+                continue
+            now = corrected(move, source, target)
+            if now is None:
+                continue
+            await repo.correct_repatriation(now)
+            log.info(
+                "repatriation rates corrected by a later rate change",
+                from_placement_id=move.from_placement_id,
+                from_daily_rate_pence=now.from_daily_rate_pence,
+                to_daily_rate_pence=now.to_daily_rate_pence,
+                published=published,
+            )
+            if not published:
+                continue
+            agreed_by = source.agreed_by
+            await uow.publish(
+                correction(move, now, event_id).model_copy(
+                    update={
+                        "asserted_by": event.organisation,
+                        "principal": principal_of(event),
+                    }
+                ),
+                id=stable_id("RepatriationCorrected", move.from_placement_id, event.id),
+                time=event.time,
+            )
+            log.info("repatriation correction published", from_placement_id=move.from_placement_id, agreed_by=agreed_by)
 
     async def _hold_rate(self, placement: Placement, entry: RateEntry, bounds: RateBounds, uow: Work) -> None:
         await uow.publish(
@@ -354,6 +402,7 @@ class PlacementHandlers:
             await self._release(placement, uow, repo, event)
         elif change.outcome == "applied":
             await self._publish_rate(placement, change, uow, event)
+            await self._correct_repatriations(placement, uow, repo, event)
 
     # ------------------------------------------------------------------ facts about a known placement
 
@@ -447,6 +496,7 @@ class PlacementHandlers:
         await self._publish_rate(placement, change, uow, event)
         # A plausible rate from the start replaces a held starting rate: an agreed placement is then chargeable.
         await self._release(placement, uow, repo, event)
+        await self._correct_repatriations(placement, uow, repo, event)
 
     async def _publish_rate(self, placement: Placement, change: RateChange, uow: Work, event: Event[Any]) -> None:
         """Re-publish a rate in force for the budget. ``event`` made it so: the statement itself, or
@@ -464,6 +514,7 @@ class PlacementHandlers:
                 principal=principal_of(event),
             ),
             id=stable_id("PlacementRateChanged", placement.placement_id, entry.event_id),
+            time=event.time,  # when it was stated (or confirmed): a back-dated change corrects from then
         )
 
     async def _apply_review(
@@ -510,6 +561,7 @@ class PlacementHandlers:
                 principal=principal_of(event),
             ),
             id=stable_id("PlacementClosed", placement.placement_id),
+            time=fact_time(event.time, ending.end_date),
         )
         log.info("placement closed", placement_id=placement.placement_id, end_reason=ending.end_reason.value)
         await repo.lock(patient_key(placement.patient_ref))
@@ -587,6 +639,7 @@ class PlacementHandlers:
                 }
             ),
             id=event_id,
+            time=moved_at(move),
         )
         await repo.mark_repatriation_published(move.from_placement_id)
 

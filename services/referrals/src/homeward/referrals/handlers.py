@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from homeward.contracts import Event, Payload
 from homeward.contracts.events import (
@@ -19,6 +19,7 @@ from homeward.contracts.events import (
     ReferralReceived,
     ReferralTriaged,
     ReferralWaitBreached,
+    ReferralWithdrawn,
 )
 from homeward.contracts.vocab import BedType, Urgency
 from homeward.kit.consumer import Handler, Rejected, UnitOfWork, stable_id
@@ -27,7 +28,7 @@ from homeward.kit.pseudonym import patient_ref
 from homeward.kit.reference import ReferenceData
 from prometheus_client import Counter
 
-from .domain.model import BedCount, Placement, PlacementOutcome, Referral
+from .domain.model import BedCount, Placement, PlacementOutcome, Referral, Withdrawal
 from .domain.rules import (
     area_total,
     breached_thresholds,
@@ -35,6 +36,7 @@ from .domain.rules import (
     may_report_beds,
     may_send_referral,
     rank_local_options,
+    triage_basis,
 )
 from .ports import CapacityRepository, ReferralRepository, Repositories
 
@@ -43,11 +45,22 @@ log = get_logger(__name__)
 CAPACITY_UPDATES = Counter(
     "homeward_referrals_capacity_updates_total", "Bed availability updates, by outcome (accepted or stale)", ["outcome"]
 )
+RETRIAGED = Counter(
+    "homeward_referrals_retriaged_total", "Referrals triaged again because a count for their time arrived after them"
+)
+WITHDRAWALS = Counter(
+    "homeward_referrals_withdrawals_total", "ReferralWithdrawn events, by what they did to a referral", ["outcome"]
+)
 PLACEMENTS_SEEN = Counter(
     "homeward_referrals_placements_total", "PlacementRegistered events, by what they did to a referral", ["outcome"]
 )
 
-Publish = Callable[[Payload, str], Awaitable[bool]]
+
+class Publish(Protocol):
+    """Queue an event in the outbox with a deterministic id; ``time`` is when its fact happened
+    (the processing clock when None). False if the id was queued before."""
+
+    async def __call__(self, payload: Payload, event_id: str, /, time: dt.datetime | None = None) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -98,27 +111,143 @@ async def referral_received(event: Event[ReferralReceived], uow: UnitOfWork[Any]
             "conflict", f"referral {r.referral_id} was already received with different content; use a new referral id"
         )
 
-    counts = await repos.capacity.in_area(home_area, r.bed_type)
-    options = rank_local_options(home_area, r.bed_type, counts)
-    referral.local_options = tuple(options)
+    if not await repos.capacity.try_lock_triage(home_area, r.bed_type):
+        # A count for this area may be being recorded right now, unseen by us (and we by it):
+        # the capacity job triages again once both have committed.
+        await repos.capacity.mark_triage_unsettled(home_area, r.bed_type, event.time)
+    await _triage(referral, event.time, repos)
     await repos.referrals.add(referral)
-    await uow.publish(
+    await _publish_triage(referral, None, _publisher(uow))
+    log.info("referral triaged", referral_id=referral.referral_id, local_options=len(referral.local_options))
+
+    withdrawal = await repos.referrals.take_parked_withdrawal(referral.referral_id)
+    if withdrawal is not None:
+        await _apply_withdrawal(referral, withdrawal, repos.referrals, parked=True)
+    for placement in await repos.referrals.parked(referral.referral_id):
+        await _apply_parked(referral, placement, _publisher(uow), repos.referrals)
+
+
+async def _triage(referral: Referral, at: dt.datetime, repos: Repositories) -> bool:
+    """Set the referral's local options from the counts as stated at ``at``; True if they (or
+    the counts they were made from) changed."""
+    counts = await repos.capacity.as_of(referral.home_area, referral.bed_type, at)
+    triage_id = stable_id("ReferralTriaged", referral.referral_id, triage_basis(counts))
+    if triage_id == referral.triage_id:
+        return False
+    referral.local_options = tuple(rank_local_options(referral.home_area, referral.bed_type, counts))
+    referral.triaged_as_of = at
+    referral.triage_id = triage_id
+    return True
+
+
+async def _publish_triage(referral: Referral, supersedes: str | None, publish: Publish) -> bool:
+    assert referral.triage_id is not None
+    return await publish(
         ReferralTriaged(
             referral_id=referral.referral_id,
             patient_ref=referral.patient_ref,
             commissioner=referral.commissioner,
-            home_area=home_area,
+            home_area=referral.home_area,
             bed_type=referral.bed_type,
             cohort=referral.cohort,
             urgency=referral.urgency,
-            local_options=_options(options),
+            local_options=_options(referral.local_options),
+            capacity_as_of=referral.triaged_as_of,
+            supersedes=supersedes,
         ),
-        id=stable_id("ReferralTriaged", referral.referral_id),
+        referral.triage_id,
+        time=referral.triaged_as_of,
     )
-    log.info("referral triaged", referral_id=referral.referral_id, local_options=len(options))
 
-    for placement in await repos.referrals.parked(referral.referral_id):
-        await _apply_parked(referral, placement, _publisher(uow), repos.referrals)
+
+async def retriage(
+    repos: Repositories, publish: Publish, area: str, bed_type: BedType, site: str | None, since: dt.datetime
+) -> int:
+    """Triage again the referrals a count taken at ``since`` can change (of ``site``, or of any
+    site when None), publishing a ReferralTriaged that supersedes the one before for each whose
+    counts changed. Closed and withdrawn referrals too: the record of what was locally available
+    at the time is what unmet-need reviews read, and it must not depend on arrival order."""
+    changed = 0
+    for referral in await repos.referrals.triaged_with(area, bed_type, site, since):
+        before = referral.triage_id
+        assert referral.triaged_as_of is not None
+        if not await _triage(referral, referral.triaged_as_of, repos):
+            continue
+        await repos.referrals.save_triage(referral)
+        await _publish_triage(referral, before, publish)
+        RETRIAGED.inc()
+        changed += 1
+        log.info(
+            "referral triaged again: a count for its time arrived after it",
+            referral_id=referral.referral_id,
+            local_options=len(referral.local_options),
+        )
+    return changed
+
+
+async def settle_triage(repos: Repositories, publish: Publish) -> int:
+    """Triage again the referrals of areas where a referral and a count were handled at once."""
+    changed = 0
+    for area, bed_type in await repos.capacity.triage_unsettled():
+        await repos.capacity.lock_triage(area, bed_type)
+        since = await repos.capacity.settle_triage(area, bed_type)
+        if since is not None:
+            changed += await retriage(repos, publish, area, bed_type, None, since)
+    return changed
+
+
+async def referral_withdrawn(event: Event[ReferralWithdrawn], uow: UnitOfWork[Any], deps: Dependencies) -> None:
+    w = event.data
+    commissioner_area = deps.reference.commissioner_area(w.commissioner)
+    if not may_send_referral(event.organisation, w.commissioner, deps.reference.providers_in(commissioner_area)):
+        raise Rejected(
+            "not-party",
+            f"organisation {event.organisation} may not withdraw a referral of commissioner {w.commissioner}: only the "
+            f"commissioner or a provider with a site in its area ({commissioner_area}) may",
+        )
+    withdrawal = Withdrawal(
+        referral_id=w.referral_id,
+        commissioner=w.commissioner,
+        withdrawn_at=w.withdrawn_at,
+        reason=w.reason,
+        event_id=event.id,
+        organisation=event.organisation or "",
+    )
+    repos = deps.repositories(uow)
+    referral = await repos.referrals.get(w.referral_id)
+    if referral is None:
+        await repos.referrals.park_withdrawal(withdrawal)
+        WITHDRAWALS.labels("parked").inc()
+        log.info("withdrawal parked until its referral arrives", referral_id=w.referral_id)
+        return
+    if referral.commissioner != w.commissioner:
+        raise Rejected("not-party", f"referral {w.referral_id} belongs to another commissioner")
+    await _apply_withdrawal(referral, withdrawal, repos.referrals, parked=False)
+
+
+async def _apply_withdrawal(
+    referral: Referral, withdrawal: Withdrawal, referrals: ReferralRepository, *, parked: bool
+) -> None:
+    if referral.commissioner != withdrawal.commissioner:
+        problem = f"referral {referral.referral_id} belongs to commissioner {referral.commissioner}"
+        log.warning("parked withdrawal refused", referral_id=referral.referral_id)
+        await referrals.refuse_parked_withdrawal(withdrawal, problem)
+        WITHDRAWALS.labels("refused").inc()
+        return
+    standing = withdrawal if referral.withdrawal is None else referral.withdrawal.earlier_of(withdrawal)
+    if standing == referral.withdrawal:
+        WITHDRAWALS.labels("unchanged").inc()
+        log.info("referral already withdrawn at or before this", referral_id=referral.referral_id)
+        return
+    referral.withdrawal = standing
+    await referrals.save_withdrawal(referral)
+    WITHDRAWALS.labels("placed" if referral.placement is not None else "withdrawn").inc()
+    log.info(
+        "referral withdrawn",
+        referral_id=referral.referral_id,
+        already_placed=referral.placement is not None,
+        from_parked=parked,
+    )
 
 
 async def bed_availability_updated(
@@ -145,6 +274,13 @@ async def bed_availability_updated(
     held = await repos.capacity.held(b.site, b.bed_type)
     accepted = is_newer(update, held)
     await repos.capacity.record(event.id, update, accepted)
+    # Even a stale count was true at its own time: referrals made between it and the next count
+    # of the site are triaged on it.
+    for area in await repos.capacity.areas_of(b.site, b.bed_type):
+        if await repos.capacity.try_lock_triage(area, b.bed_type):
+            await retriage(repos, _publisher(uow), area, b.bed_type, b.site, b.as_of)
+        else:
+            await repos.capacity.mark_triage_unsettled(area, b.bed_type, b.as_of)
     if not accepted:
         CAPACITY_UPDATES.labels("stale").inc()
         log.info(
@@ -271,6 +407,7 @@ async def _apply_placement(
                 waited_hours=referral.waited_hours or 0,
             ),
             stable_id("LocalCapacityUnavailable", referral.referral_id, placement.placement_id),
+            time=placement.placed_at,
         )
     return outcome
 
@@ -303,8 +440,8 @@ async def apply_parked_placements(referrals: ReferralRepository, publish: Publis
 
 
 def _publisher(uow: UnitOfWork[Any]) -> Publish:
-    async def publish(payload: Payload, event_id: str) -> bool:
-        return await uow.publish(payload, id=event_id)
+    async def publish(payload: Payload, event_id: str, /, time: dt.datetime | None = None) -> bool:
+        return await uow.publish(payload, id=event_id, time=time)
 
     return publish
 
@@ -333,7 +470,7 @@ async def report_wait_breaches(
                 threshold_hours=threshold,
                 waited_hours=referral.wait_hours(now),
             )
-            if await publish(payload, event_id):
+            if await publish(payload, event_id, time=breached_at):
                 emitted += 1
     return emitted
 
@@ -341,6 +478,7 @@ async def report_wait_breaches(
 def build_handlers(deps: Dependencies) -> dict[type[Payload], Handler]:
     return {
         ReferralReceived: functools.partial(referral_received, deps=deps),
+        ReferralWithdrawn: functools.partial(referral_withdrawn, deps=deps),
         BedAvailabilityUpdated: functools.partial(bed_availability_updated, deps=deps),
         PlacementRegistered: functools.partial(placement_registered, deps=deps),
     }

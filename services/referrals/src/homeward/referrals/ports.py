@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from homeward.contracts.vocab import BedType
 
-from .domain.model import BedCount, Placement, Referral
+from .domain.model import BedCount, Placement, Referral, Withdrawal
 
 
 class ReferralRepository(abc.ABC):
@@ -22,6 +22,32 @@ class ReferralRepository(abc.ABC):
     @abc.abstractmethod
     async def save_placement(self, referral: Referral) -> bool:
         """Store the placement that closed ``referral``; False if another closed it first."""
+
+    @abc.abstractmethod
+    async def save_triage(self, referral: Referral) -> None:
+        """Store the referral's local options, the instant they were taken at and the triage id."""
+
+    @abc.abstractmethod
+    async def triaged_with(self, area: str, bed_type: BedType, site: str | None, since: dt.datetime) -> list[Referral]:
+        """Referrals of ``area`` and ``bed_type`` triaged as of ``since`` or later, for which no
+        count of ``site`` taken after ``since`` was already known by their triage instant: those a
+        count of ``site`` taken at ``since`` can change (``site`` None: every site)."""
+
+    @abc.abstractmethod
+    async def save_withdrawal(self, referral: Referral) -> None:
+        """Store the withdrawal that stands for ``referral``."""
+
+    @abc.abstractmethod
+    async def park_withdrawal(self, withdrawal: Withdrawal) -> Withdrawal:
+        """Keep a withdrawal whose referral is unknown; returns the one that stands (the earliest)."""
+
+    @abc.abstractmethod
+    async def take_parked_withdrawal(self, referral_id: str) -> Withdrawal | None:
+        """Remove and return the withdrawal parked for ``referral_id``, if any."""
+
+    @abc.abstractmethod
+    async def refuse_parked_withdrawal(self, withdrawal: Withdrawal, problem: str) -> None:
+        """Keep a parked withdrawal that cannot apply (another commissioner's referral), with the reason."""
 
     @abc.abstractmethod
     async def park(self, placement: Placement) -> bool:
@@ -73,6 +99,36 @@ class CapacityRepository(abc.ABC):
     @abc.abstractmethod
     async def settle(self, area: str, bed_type: BedType) -> int | None:
         """Clear an area's unsettled notes; the last note's id, or None if there were none left."""
+
+    @abc.abstractmethod
+    async def as_of(self, area: str, bed_type: BedType, at: dt.datetime) -> list[BedCount]:
+        """Each site's count as stated at ``at`` (``domain.rules.counts_as_of``) in ``area``, by site."""
+
+    @abc.abstractmethod
+    async def areas_of(self, site: str, bed_type: BedType) -> list[str]:
+        """Every area a count of ``site`` ever placed it in."""
+
+    @abc.abstractmethod
+    async def try_lock_triage(self, area: str, bed_type: BedType) -> bool:
+        """Take the right to triage one area's referrals of one bed type until the transaction
+        ends, without waiting (a referral and a count handled at once each miss the other's row)."""
+
+    @abc.abstractmethod
+    async def lock_triage(self, area: str, bed_type: BedType) -> None:
+        """The same, waiting for it (only the capacity job waits)."""
+
+    @abc.abstractmethod
+    async def mark_triage_unsettled(self, area: str, bed_type: BedType, since: dt.datetime) -> None:
+        """Note that referrals of an area triaged as of ``since`` or later may have missed a count."""
+
+    @abc.abstractmethod
+    async def triage_unsettled(self) -> list[tuple[str, BedType]]:
+        """Areas and bed types with triage notes, in a fixed order."""
+
+    @abc.abstractmethod
+    async def settle_triage(self, area: str, bed_type: BedType) -> dt.datetime | None:
+        """Clear an area's triage notes (under the lock); the earliest ``since`` among them, or
+        None if another replica cleared them meanwhile."""
 
     @abc.abstractmethod
     async def held(self, site: str, bed_type: BedType) -> BedCount | None: ...

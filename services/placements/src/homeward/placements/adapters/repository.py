@@ -144,6 +144,14 @@ class PlacementRepository(abc.ABC):
     async def mark_repatriation_published(self, from_placement_id: str) -> None: ...
 
     @abc.abstractmethod
+    async def repatriations_of(self, placement_id: str) -> list[tuple[Repatriation, str, bool]]:
+        """Repatriations from or to this placement: the move, its event id, and whether it was published."""
+
+    @abc.abstractmethod
+    async def correct_repatriation(self, move: Repatriation) -> None:
+        """Store the rates now in force at a recorded move (a later rate change took effect on or before it)."""
+
+    @abc.abstractmethod
     async def record_capacity(
         self, area: str, bed_type: BedType, available_beds: int, as_of: dt.datetime, event_id: str
     ) -> None: ...
@@ -283,6 +291,24 @@ class PgPlacementRepository(PlacementRepository):
     async def mark_repatriation_published(self, from_placement_id: str) -> None:
         await self.conn.execute(
             "UPDATE repatriations SET published = true WHERE from_placement_id = $1", from_placement_id
+        )
+
+    async def repatriations_of(self, placement_id: str) -> list[tuple[Repatriation, str, bool]]:
+        rows = await self.conn.fetch(
+            """SELECT * FROM repatriations WHERE from_placement_id = $1 OR to_placement_id = $1
+               ORDER BY from_placement_id FOR UPDATE""",
+            placement_id,
+        )
+        return [(_repatriation(r), r["event_id"], r["published"]) for r in rows]
+
+    async def correct_repatriation(self, move: Repatriation) -> None:
+        await self.conn.execute(
+            """UPDATE repatriations SET from_daily_rate_pence = $2, to_daily_rate_pence = $3,
+                      corrections = corrections + 1
+               WHERE from_placement_id = $1""",
+            move.from_placement_id,
+            move.from_daily_rate_pence,
+            move.to_daily_rate_pence,
         )
 
     async def _save_schedule(self, placement_id: str, s: ReviewSchedule) -> None:

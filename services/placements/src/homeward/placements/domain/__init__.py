@@ -11,10 +11,21 @@ from .model import (
     RateChange,
     RateEntry,
     Refused,
+    fact_time,
     rate_on,
     register,
 )
-from .repatriation import Repatriation, best_source, best_target, check_stated, may_match, repatriation
+from .repatriation import (
+    Repatriation,
+    best_source,
+    best_target,
+    check_stated,
+    corrected,
+    correction,
+    may_match,
+    moved_at,
+    repatriation,
+)
 from .reviews import (
     Alert,
     PolicyError,
@@ -55,6 +66,10 @@ __all__ = [
     "next_due",
     "overdue_level",
     "rate_on",
+    "fact_time",
+    "corrected",
+    "correction",
+    "moved_at",
     "register",
     "repatriation",
     "resolve_site_area",

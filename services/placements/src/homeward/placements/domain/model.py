@@ -62,6 +62,14 @@ class RateEntry:
         return (self.effective_date, self.event_time, self.event_id)
 
 
+def fact_time(stated_at: dt.datetime, day: dt.date) -> dt.datetime:
+    """When a fact about a day happened, for the time of the event that publishes it: the start
+    (00:00 UTC) of that day, or the time the partner stated it if that came first (a placement
+    made ahead of its start). Never the time Homeward processed it: a history sent late, or
+    replayed, keeps the times it had (issue 14)."""
+    return min(stated_at, dt.datetime.combine(day, dt.time(), dt.UTC))
+
+
 def rate_on(entries: list[RateEntry], day: dt.date) -> int | None:
     """The rate in force on ``day``: held statements are not in force until confirmed."""
     applicable = [e for e in entries if e.effective_date <= day and not e.held]

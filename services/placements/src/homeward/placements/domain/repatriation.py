@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from homeward.contracts.events import FundingShare, PatientRepatriated
+from homeward.contracts.events import FundingShare, PatientRepatriated, RepatriationCorrected
 from homeward.contracts.vocab import EndReason, Programme
 
 from .model import Placement, Refused
@@ -73,6 +73,31 @@ def repatriation(source: Placement, target: Placement, *, explicit: bool) -> Rep
         explicit=explicit,
         funding=source.funding,
     )
+
+
+def corrected(recorded: Repatriation, source: Placement, target: Placement) -> Repatriation | None:
+    """The move with the rates now in force at it, or None if they are the ones recorded. A rate
+    change stated after the move, taking effect on or before it, changes what the move saved."""
+    now = repatriation(source, target, explicit=recorded.explicit)
+    rates = (now.from_daily_rate_pence, now.to_daily_rate_pence)
+    if rates == (recorded.from_daily_rate_pence, recorded.to_daily_rate_pence):
+        return None
+    return replace(recorded, from_daily_rate_pence=rates[0], to_daily_rate_pence=rates[1])
+
+
+def correction(recorded: Repatriation, now: Repatriation, corrects_event_id: str) -> RepatriationCorrected:
+    return RepatriationCorrected(
+        **now.payload().model_dump(),
+        reason="rate-changed",
+        corrects_event_id=corrects_event_id,
+        previous_from_daily_rate_pence=recorded.from_daily_rate_pence,
+        previous_to_daily_rate_pence=recorded.to_daily_rate_pence,
+    )
+
+
+def moved_at(move: Repatriation) -> dt.datetime:
+    """When the move happened, for the event's time: the start (00:00 UTC) of the day home."""
+    return dt.datetime.combine(move.repatriated_on, dt.time(), dt.UTC)
 
 
 def may_match(source: Placement, target: Placement, window_days: int) -> bool:

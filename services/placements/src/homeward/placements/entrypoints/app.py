@@ -11,6 +11,7 @@ from homeward.contracts.events import (
     PlacementClosed,
     PlacementRateChanged,
     PlacementRegistered,
+    RepatriationCorrected,
     ReviewDueSoon,
     ReviewOverdue,
 )
@@ -42,6 +43,7 @@ PUBLISHES = (
     ReviewDueSoon,
     ReviewOverdue,
     PatientRepatriated,
+    RepatriationCorrected,
     PlacementAwaitingAgreement,
     AmountHeld,
 )

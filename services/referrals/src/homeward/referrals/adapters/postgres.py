@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from typing import Any, TypeAlias
 
 import asyncpg
-from homeward.contracts.vocab import AgeBand, BedType, Cohort, LegalStatus, OutOfAreaReason, Urgency
+from homeward.contracts.vocab import AgeBand, BedType, Cohort, LegalStatus, OutOfAreaReason, Urgency, WithdrawalReason
 
-from ..domain.model import BedCount, Placement, Referral
+from ..domain.model import BedCount, Placement, Referral, Withdrawal
 from ..ports import CapacityRepository, ReferralRepository, Repositories
 
 Connection: TypeAlias = asyncpg.Connection  # type: ignore[type-arg]
@@ -99,6 +99,16 @@ def referral_from_row(r: Mapping[str, Any]) -> Referral:
             out_of_area_reason=OutOfAreaReason(r["out_of_area_reason"]) if r["out_of_area_reason"] else None,
         )
     options = json.loads(r["local_options"]) if isinstance(r["local_options"], str) else r["local_options"]
+    withdrawal = None
+    if r["withdrawn_at"] is not None:
+        withdrawal = Withdrawal(
+            referral_id=r["referral_id"],
+            commissioner=r["commissioner"],
+            withdrawn_at=r["withdrawn_at"],
+            reason=WithdrawalReason(r["withdrawal_reason"]),
+            event_id=r["withdrawal_event_id"],
+            organisation=r["withdrawn_by"],
+        )
     return Referral(
         referral_id=r["referral_id"],
         patient_ref=r["patient_ref"],
@@ -114,6 +124,20 @@ def referral_from_row(r: Mapping[str, Any]) -> Referral:
         local_options=tuple(count_from_json(o) for o in options),
         placement=placement,
         waited_hours=r["waited_hours"],
+        triaged_as_of=r["triaged_as_of"],
+        triage_id=r["triage_id"],
+        withdrawal=withdrawal,
+    )
+
+
+def withdrawal_from_row(r: Mapping[str, Any]) -> Withdrawal:
+    return Withdrawal(
+        referral_id=r["referral_id"],
+        commissioner=r["commissioner"],
+        withdrawn_at=r["withdrawn_at"],
+        reason=WithdrawalReason(r["reason"]),
+        event_id=r["event_id"],
+        organisation=r["organisation"],
     )
 
 
@@ -128,8 +152,9 @@ class PgReferrals(ReferralRepository):
     async def add(self, referral: Referral) -> None:
         await self.conn.execute(
             """INSERT INTO referrals (referral_id, patient_ref, commissioner, home_area, bed_type, cohort, age_band,
-                                      urgency, legal_status, need_arose_at, received_at, local_options)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb)""",
+                                      urgency, legal_status, need_arose_at, received_at, local_options,
+                                      triaged_as_of, triage_id)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14)""",
             referral.referral_id,
             referral.patient_ref,
             referral.commissioner,
@@ -142,6 +167,90 @@ class PgReferrals(ReferralRepository):
             referral.need_arose_at,
             referral.received_at,
             json.dumps([count_to_json(o) for o in referral.local_options]),
+            referral.triaged_as_of,
+            referral.triage_id,
+        )
+
+    async def save_triage(self, referral: Referral) -> None:
+        await self.conn.execute(
+            """UPDATE referrals SET local_options = $2::jsonb, triaged_as_of = $3, triage_id = $4
+               WHERE referral_id = $1""",
+            referral.referral_id,
+            json.dumps([count_to_json(o) for o in referral.local_options]),
+            referral.triaged_as_of,
+            referral.triage_id,
+        )
+
+    async def triaged_with(self, area: str, bed_type: BedType, site: str | None, since: dt.datetime) -> list[Referral]:
+        # No row locks: the triage lock of (area, bed type) orders re-triages, and a placement
+        # written meanwhile touches other columns than save_triage does.
+        rows = await self.conn.fetch(
+            """SELECT * FROM referrals r
+               WHERE r.home_area = $1 AND r.bed_type = $2 AND r.triaged_as_of >= $4
+                 AND ($3::text IS NULL OR NOT EXISTS (
+                     SELECT 1 FROM bed_reports b WHERE b.site = $3 AND b.bed_type = $2
+                       AND b.as_of > $4 AND b.as_of <= r.triaged_as_of))
+               ORDER BY r.referral_id""",
+            area,
+            bed_type.value,
+            site,
+            since,
+        )
+        return [referral_from_row(r) for r in rows]
+
+    async def save_withdrawal(self, referral: Referral) -> None:
+        w = referral.withdrawal
+        assert w is not None
+        await self.conn.execute(
+            """UPDATE referrals SET withdrawn_at = $2, withdrawal_reason = $3, withdrawal_event_id = $4,
+                      withdrawn_by = $5
+               WHERE referral_id = $1""",
+            referral.referral_id,
+            w.withdrawn_at,
+            w.reason.value,
+            w.event_id,
+            w.organisation,
+        )
+
+    async def park_withdrawal(self, withdrawal: Withdrawal) -> Withdrawal:
+        row = await self.conn.fetchrow(
+            "SELECT * FROM parked_withdrawals WHERE referral_id = $1 FOR UPDATE", withdrawal.referral_id
+        )
+        standing = withdrawal if row is None else withdrawal_from_row(row).earlier_of(withdrawal)
+        await self.conn.execute(
+            """INSERT INTO parked_withdrawals (referral_id, commissioner, withdrawn_at, reason, event_id, organisation)
+               VALUES ($1, $2, $3, $4, $5, $6)
+               ON CONFLICT (referral_id) DO UPDATE SET commissioner = EXCLUDED.commissioner,
+                   withdrawn_at = EXCLUDED.withdrawn_at, reason = EXCLUDED.reason, event_id = EXCLUDED.event_id,
+                   organisation = EXCLUDED.organisation""",
+            standing.referral_id,
+            standing.commissioner,
+            standing.withdrawn_at,
+            standing.reason.value,
+            standing.event_id,
+            standing.organisation,
+        )
+        return standing
+
+    async def take_parked_withdrawal(self, referral_id: str) -> Withdrawal | None:
+        row = await self.conn.fetchrow(
+            "DELETE FROM parked_withdrawals WHERE referral_id = $1 AND problem IS NULL RETURNING *", referral_id
+        )
+        return withdrawal_from_row(row) if row else None
+
+    async def refuse_parked_withdrawal(self, withdrawal: Withdrawal, problem: str) -> None:
+        await self.conn.execute(
+            """INSERT INTO parked_withdrawals (referral_id, commissioner, withdrawn_at, reason, event_id, organisation,
+                                               problem)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)
+               ON CONFLICT (referral_id) DO UPDATE SET problem = EXCLUDED.problem""",
+            withdrawal.referral_id,
+            withdrawal.commissioner,
+            withdrawal.withdrawn_at,
+            withdrawal.reason.value,
+            withdrawal.event_id,
+            withdrawal.organisation,
+            problem,
         )
 
     async def save_placement(self, referral: Referral) -> bool:
@@ -209,6 +318,7 @@ class PgReferrals(ReferralRepository):
     async def open_at(self, at: dt.datetime) -> list[Referral]:
         rows = await self.conn.fetch(
             """SELECT * FROM referrals WHERE need_arose_at <= $1 AND (placed_at IS NULL OR placed_at > $1)
+                 AND (withdrawn_at IS NULL OR withdrawn_at > $1)
                ORDER BY referral_id""",
             at,
         )
@@ -228,9 +338,9 @@ class PgReferrals(ReferralRepository):
         return added is not None
 
 
-def _area_lock(area: str, bed_type: BedType) -> int:
-    """A stable 63-bit advisory lock key for one area's total of one bed type."""
-    digest = hashlib.blake2b(f"capacity|{area}|{bed_type.value}".encode(), digest_size=8).digest()
+def _area_lock(area: str, bed_type: BedType, purpose: str = "capacity") -> int:
+    """A stable 63-bit advisory lock key for one area's total (or triage) of one bed type."""
+    digest = hashlib.blake2b(f"{purpose}|{area}|{bed_type.value}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1
 
 
@@ -259,6 +369,55 @@ class PgCapacity(CapacityRepository):
             bed_type.value,
         )
         return int(last) if last is not None else None
+
+    async def as_of(self, area: str, bed_type: BedType, at: dt.datetime) -> list[BedCount]:
+        # Each site that ever reported in the area, its latest count taken by ``at`` (ties: the
+        # fewer free beds, then the event id, so arrival order never decides), kept if that
+        # count still places it in the area.
+        rows = await self.conn.fetch(
+            """SELECT latest.* FROM (SELECT DISTINCT site FROM bed_reports WHERE site_area = $1 AND bed_type = $2) s
+               CROSS JOIN LATERAL (
+                   SELECT * FROM bed_reports b WHERE b.site = s.site AND b.bed_type = $2 AND b.as_of <= $3
+                   ORDER BY b.as_of DESC, b.available_beds, b.event_id DESC LIMIT 1) latest
+               WHERE latest.site_area = $1 ORDER BY latest.site""",
+            area,
+            bed_type.value,
+            at,
+        )
+        return [count_from_row(r) for r in rows]
+
+    async def areas_of(self, site: str, bed_type: BedType) -> list[str]:
+        rows = await self.conn.fetch(
+            "SELECT DISTINCT site_area FROM bed_reports WHERE site = $1 AND bed_type = $2 ORDER BY 1",
+            site,
+            bed_type.value,
+        )
+        return [r["site_area"] for r in rows]
+
+    async def try_lock_triage(self, area: str, bed_type: BedType) -> bool:
+        key = _area_lock(area, bed_type, "triage")
+        return bool(await self.conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", key))
+
+    async def lock_triage(self, area: str, bed_type: BedType) -> None:
+        await self.conn.execute("SELECT pg_advisory_xact_lock($1)", _area_lock(area, bed_type, "triage"))
+
+    async def mark_triage_unsettled(self, area: str, bed_type: BedType, since: dt.datetime) -> None:
+        await self.conn.execute(
+            "INSERT INTO triage_unsettled (area, bed_type, since) VALUES ($1, $2, $3)", area, bed_type.value, since
+        )
+
+    async def triage_unsettled(self) -> list[tuple[str, BedType]]:
+        rows = await self.conn.fetch("SELECT DISTINCT area, bed_type FROM triage_unsettled ORDER BY 1, 2")
+        return [(r["area"], BedType(r["bed_type"])) for r in rows]
+
+    async def settle_triage(self, area: str, bed_type: BedType) -> dt.datetime | None:
+        since: dt.datetime | None = await self.conn.fetchval(
+            """WITH cleared AS (DELETE FROM triage_unsettled WHERE area = $1 AND bed_type = $2 RETURNING since)
+               SELECT min(since) FROM cleared""",
+            area,
+            bed_type.value,
+        )
+        return since
 
     async def held(self, site: str, bed_type: BedType) -> BedCount | None:
         row = await self.conn.fetchrow(

@@ -26,6 +26,7 @@ class ReadModel:
             rows = await conn.fetch(
                 """SELECT * FROM referrals
                    WHERE need_arose_at <= $1 AND (placed_at IS NULL OR placed_at > $1)
+                     AND (withdrawn_at IS NULL OR withdrawn_at > $1)
                      AND ($2::text IS NULL OR commissioner = $2) AND ($3::text IS NULL OR urgency = $3)
                    ORDER BY need_arose_at, referral_id""",
                 at,
@@ -121,8 +122,10 @@ class ReadModel:
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(
                 """SELECT
-                     count(*) FILTER (WHERE need_arose_at <= $1 AND (placed_at IS NULL OR placed_at > $1)) AS open,
+                     count(*) FILTER (WHERE need_arose_at <= $1 AND (placed_at IS NULL OR placed_at > $1)
+                     AND (withdrawn_at IS NULL OR withdrawn_at > $1)) AS open,
                      count(*) FILTER (WHERE placed_at <= $1) AS placed,
+                     count(*) FILTER (WHERE withdrawn_at <= $1 AND (placed_at IS NULL OR placed_at > $1)) AS withdrawn,
                      count(*) FILTER (WHERE placed_at <= $1 AND out_of_area) AS placed_out_of_area,
                      count(*) FILTER (WHERE placed_at <= $1 AND out_of_area AND out_of_area_reason = '10')
                        AS out_of_area_no_local_bed
@@ -131,7 +134,8 @@ class ReadModel:
             )
             by_urgency = await conn.fetch(
                 """SELECT urgency, count(*) AS n FROM referrals
-                   WHERE need_arose_at <= $1 AND (placed_at IS NULL OR placed_at > $1) GROUP BY urgency""",
+                   WHERE need_arose_at <= $1 AND (placed_at IS NULL OR placed_at > $1)
+                     AND (withdrawn_at IS NULL OR withdrawn_at > $1) GROUP BY urgency""",
                 at,
             )
             breaches = await conn.fetchval("SELECT count(*) FROM wait_breaches WHERE breached_at <= $1", at)
@@ -143,10 +147,13 @@ class ReadModel:
                    FROM parked_placements"""
             )
             unsettled = await conn.fetchval("SELECT count(DISTINCT (area, bed_type)) FROM capacity_unsettled")
+            withdrawals_waiting = await conn.fetchval("SELECT count(*) FROM parked_withdrawals WHERE problem IS NULL")
+            triage_unsettled = await conn.fetchval("SELECT count(DISTINCT (area, bed_type)) FROM triage_unsettled")
         return {
             "open_referrals": row["open"],
             "open_by_urgency": {r["urgency"]: r["n"] for r in by_urgency},
             "placed": row["placed"],
+            "withdrawn": row["withdrawn"],
             "placed_out_of_area": row["placed_out_of_area"],
             "placed_out_of_area_no_local_bed": row["out_of_area_no_local_bed"],
             "wait_breaches_reported": breaches,
@@ -155,4 +162,6 @@ class ReadModel:
             "parked_placements": parked["waiting"],
             "parked_placements_refused": parked["refused"],
             "capacity_totals_unsettled": unsettled,
+            "parked_withdrawals": withdrawals_waiting,
+            "triage_unsettled": triage_unsettled,
         }

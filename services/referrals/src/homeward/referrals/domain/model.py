@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
 
-from homeward.contracts.vocab import AgeBand, BedType, Cohort, LegalStatus, OutOfAreaReason, Urgency
+from homeward.contracts.vocab import AgeBand, BedType, Cohort, LegalStatus, OutOfAreaReason, Urgency, WithdrawalReason
 
 from .rules import start_of_day, whole_hours
 
@@ -44,6 +44,23 @@ class Placement:
         return start_of_day(self.start_date)
 
 
+@dataclass(frozen=True)
+class Withdrawal:
+    """The referrer's statement that the bed is no longer needed (``ReferralWithdrawn``)."""
+
+    referral_id: str
+    commissioner: str
+    withdrawn_at: dt.datetime
+    reason: WithdrawalReason
+    event_id: str
+    organisation: str
+
+    def earlier_of(self, other: Withdrawal) -> Withdrawal:
+        """Of two withdrawals of one referral, the one that stands: the earliest, whatever the
+        order they arrived in (then the smaller event id, so the choice is total)."""
+        return min(self, other, key=lambda w: (w.withdrawn_at, w.event_id))
+
+
 class PlacementOutcome(StrEnum):
     CLOSED = "closed"
     ALREADY_PLACED = "already-placed"
@@ -67,14 +84,31 @@ class Referral:
     local_options: tuple[BedCount, ...] = ()
     placement: Placement | None = None
     waited_hours: int | None = None
+    triaged_as_of: dt.datetime | None = None
+    """The instant whose bed counts the triage used: the referral's event time."""
+    triage_id: str | None = None
+    """The id of the ReferralTriaged that stands (it names the counts it was made from)."""
+    withdrawal: Withdrawal | None = None
 
     @property
     def is_open(self) -> bool:
-        return self.placement is None
+        return self.placement is None and self.withdrawal is None
+
+    @property
+    def status(self) -> str:
+        """placed (a placement answers it, even one after a withdrawal), withdrawn, or open."""
+        if self.placement is not None:
+            return "placed"
+        return "withdrawn" if self.withdrawal is not None else "open"
 
     def open_at(self, at: dt.datetime) -> bool:
-        """Waiting at instant ``at``: the need had arisen and no placement had started."""
-        return self.need_arose_at <= at and (self.placement is None or self.placement.placed_at > at)
+        """Waiting at instant ``at``: the need had arisen, no placement had started and it had
+        not been withdrawn."""
+        return (
+            self.need_arose_at <= at
+            and (self.placement is None or self.placement.placed_at > at)
+            and (self.withdrawal is None or self.withdrawal.withdrawn_at > at)
+        )
 
     def wait_hours(self, at: dt.datetime) -> int:
         return whole_hours(self.need_arose_at, at)

@@ -3,7 +3,8 @@
 * Capacity: the latest count per (site, bed type) wins; a count taken at or before the one
   already held is stale and changes nothing (providers' systems resend and reorder).
 * Triage: the local options for a referral are the sites in the person's home area with at
-  least one free bed of the type needed, best first: most free beds, then the freshest count,
+  least one free bed of the type needed, according to each site's count as stated at the
+  referral's event time (``counts_as_of``), best first: most free beds, then the freshest count,
   then the site code (so the order is total and repeatable).
 * Waits run from when the need arose; a threshold is breached once the whole hours waited
   reach it.
@@ -21,6 +22,31 @@ from homeward.contracts.vocab import BedType
 
 if TYPE_CHECKING:
     from .model import BedCount
+
+
+def counts_as_of(history: Iterable[BedCount], area: str, bed_type: BedType, at: dt.datetime) -> list[BedCount]:
+    """Each site's count of ``bed_type`` as stated at instant ``at``: its latest count taken at or
+    before ``at``, whenever that count arrived; then only the sites that count places in ``area``.
+
+    Two counts of one site taken at the same instant are told apart by the fewer free beds (a bed
+    one report says is taken is not offered), so the answer does not depend on arrival order."""
+    latest: dict[str, BedCount] = {}
+    for c in history:
+        if c.bed_type != bed_type or c.as_of > at:
+            continue
+        held = latest.get(c.site)
+        if held is None or (c.as_of, -c.available_beds) > (held.as_of, -held.available_beds):
+            latest[c.site] = c
+    return sorted((c for c in latest.values() if c.area == area), key=lambda c: c.site)
+
+
+def triage_basis(counts: Iterable[BedCount]) -> str:
+    """What a triage was made from, as text for its event id: every site's count (free beds or
+    not) as of the referral's time. It only moves forward as late counts fill the history in, so
+    one referral's triage ids never repeat, and the same counts give the same id in any order."""
+    return ";".join(
+        f"{c.site}@{c.as_of.isoformat()}={c.available_beds}" for c in sorted(counts, key=lambda c: (c.site, c.as_of))
+    )
 
 
 def is_newer(update: BedCount, held: BedCount | None) -> bool:

@@ -52,6 +52,10 @@ def referral_json(referral: Referral, at: dt.datetime, thresholds: Mapping[Urgen
         "breached_thresholds": breached_thresholds(referral.need_arose_at, limits, at) if referral.open_at(at) else [],
         "next_threshold_hours": next_threshold(referral.need_arose_at, limits, at) if referral.open_at(at) else None,
         "local_options_at_triage": [count_to_json(o) for o in referral.local_options],
+        "triaged_as_of": referral.triaged_as_of.isoformat() if referral.triaged_as_of else None,
+        "withdrawal": {"withdrawn_at": w.withdrawn_at.isoformat(), "reason": w.reason.value}
+        if (w := referral.withdrawal)
+        else None,
         "placement": None
         if placement is None
         else {

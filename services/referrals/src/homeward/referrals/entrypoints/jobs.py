@@ -3,7 +3,8 @@ replicas running a job at the same moment publish each fact once.
 
 * ``waits``: apply parked placements whose referral has arrived meanwhile, then report each
   wait threshold an open referral has reached.
-* ``capacity``: publish the area totals that a concurrent change left unsettled.
+* ``capacity``: publish the area totals that a concurrent change left unsettled, and triage
+  again the referrals of areas where a referral and a count were handled at the same moment.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from homeward.kit.logging import get_logger
 from homeward.kit.service import Job
 from homeward.kit.topics import Topics
 
-from ..adapters.postgres import PgCapacity, PgReferrals
-from ..handlers import Publish, apply_parked_placements, report_wait_breaches, settle_capacity
+from ..adapters.postgres import PgCapacity, PgReferrals, pg_repositories
+from ..handlers import Publish, apply_parked_placements, report_wait_breaches, settle_capacity, settle_triage
 from ..settings import ReferralsSettings
 
 SERVICE = "referrals"
@@ -42,8 +43,8 @@ class _Outbox:
     def on(self, conn: Connection, clock: Clock) -> Publish:
         uow: UnitOfWork[Any] = UnitOfWork(conn, SERVICE, clock, topics=self.topics)
 
-        async def publish(payload: Payload, event_id: str) -> bool:
-            added = await uow.publish(payload, id=event_id, time=self.now)
+        async def publish(payload: Payload, event_id: str, /, time: dt.datetime | None = None) -> bool:
+            added = await uow.publish(payload, id=event_id, time=time or self.now)
             self.queued += int(added)
             return added
 
@@ -93,7 +94,11 @@ def capacity_job(settings: ReferralsSettings) -> Job:
         async def settle(conn: Connection) -> int:
             return await settle_capacity(PgCapacity(conn), out.on(conn, clock), out.now)
 
+        async def triage(conn: Connection) -> int:
+            return await settle_triage(pg_repositories(conn), out.on(conn, clock))
+
         await _in_transaction(pool, settle)
+        await _in_transaction(pool, triage)
         return out.queued
 
     return Job(name="capacity", run=run)
