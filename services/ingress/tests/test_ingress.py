@@ -134,7 +134,9 @@ async def test_partner_events_are_checked_once_and_republished_with_their_identi
     for record, event in events:
         assert record.key == event.data.key().encode()  # keyed by the entity, whatever the partner used
         # Only Homeward's own headers: nothing a partner put on its record is carried inside.
-        assert [k for k, _ in record.headers] == ["content-type"]
+        # The type header is the ingress's, named from the event it validated.
+        assert [k for k, _ in record.headers] == ["content-type", "homeward-type"]
+        assert dict(record.headers)["homeward-type"] == event.type.encode()
     by_id = {(e.source, e.id): e for _, e in events}
     # The partner's event as it sent it, plus the principal the ingress names (docs/authority.md).
     principal = f"User:{partner_principal(commissioner, kafka.topics.namespace)}"
