@@ -147,3 +147,41 @@ def test_scopes_keep_each_organisation_to_its_own() -> None:
             PlacementScope.of(Caller("x", "05A", role))
     with pytest.raises(Unauthorized):
         PlacementScope.of(None)
+
+
+def test_keys_are_fetched_from_the_issuers_jwks_url_as_an_identity_provider_publishes_them(
+    signer: LocalSigner,
+) -> None:
+    import http.server
+    import threading
+
+    asked: list[str] = []
+    body = json.dumps(signer.jwks()).encode()
+
+    class Jwks(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
+        verifier = TokenVerifier(AuthSettings(issuer=LOCAL_ISSUER, jwks=url))
+        assert verifier.remote
+        for _ in range(3):
+            assert verifier.verify(signer.token(org="05A", role="clinical-lead")).role == "clinical-lead"
+        assert asked == ["/.well-known/jwks.json"]  # fetched once, then cached
+        with pytest.raises(Unauthorized):
+            verifier.verify(LocalSigner.generate().token(org="05A", role="ops"))
+    finally:
+        server.shutdown()
+        server.server_close()
