@@ -97,3 +97,26 @@ def test_since_takes_dates_times_and_spans() -> None:
     assert access.parse_since("2026-11-20T09:00:00Z", now) == dt.datetime(2026, 11, 20, 9, tzinfo=dt.UTC)
     with pytest.raises(ValueError, match="--since"):
         access.parse_since("last tuesday", now)
+
+
+def test_a_refused_staff_command_says_why_and_how_to_sign_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+    from homeward.kit.testing import staff_token
+
+    from homeward.cli import main
+
+    sent: list[dict[str, str]] = []
+
+    def refuse(url: str, params: Any = None, headers: Any = None, timeout: float = 0) -> httpx.Response:
+        sent.append(dict(headers or {}))
+        body = {"type": "about:blank", "title": "Forbidden", "status": 403, "detail": "05A staff may not see 05R"}
+        return httpx.Response(403, json=body, headers={"content-type": "application/problem+json"})
+
+    monkeypatch.setattr(main.httpx, "get", refuse)
+    token = staff_token("05A", "case-manager")
+    done = CliRunner().invoke(
+        app, ["placements", "list", "--commissioner", "05R"], env={"HOMEWARD_TOKEN": token, "COLUMNS": "200"}
+    )
+    assert done.exit_code == 1
+    assert "403: 05A staff may not see 05R" in done.output and "HOMEWARD_TOKEN" in done.output
+    assert sent == [{"Authorization": f"Bearer {token}"}]  # the token given, as given

@@ -158,6 +158,14 @@ def _get(
     except httpx.HTTPError as exc:
         err.print(f"[red]cannot reach the {service} service at {url}: {exc}. Is it running (`make run`)?[/]")
         raise typer.Exit(2) from exc
+    if r.status_code in (401, 403) and r.headers.get("content-type", "").startswith("application/problem+json"):
+        detail = r.json().get("detail", "")
+        err.print(
+            f"[red]{service} answered {r.status_code}: {escape(str(detail))}[/]\n"
+            "Sign in as a member of staff of the organisation asked about: set HOMEWARD_TOKEN, or on the "
+            "native stack name the organisation (--commissioner); docs/staff-access.md"
+        )
+        raise typer.Exit(1)
     if r.status_code >= 400:
         err.print(f"[red]{service} answered {r.status_code}: {r.text[:500]}[/]")
         raise typer.Exit(1)
