@@ -8,7 +8,14 @@ from homeward.kit.db import MigrationError, migrate
 async def test_migrations_apply_once_and_refuse_edited_files(database: str, tmp_path: Path) -> None:
     (tmp_path / "0001_things.sql").write_text("CREATE TABLE things (id int PRIMARY KEY);")
     first = await migrate(database, "svc", tmp_path)
-    assert [(m.component, m.version) for m in first] == [("kit", 1), ("kit", 2), ("kit", 3), ("kit", 4), ("svc", 1)]
+    assert [(m.component, m.version) for m in first] == [
+        ("kit", 1),
+        ("kit", 2),
+        ("kit", 3),
+        ("kit", 4),
+        ("kit", 5),
+        ("svc", 1),
+    ]
     assert await migrate(database, "svc", tmp_path) == []
 
     (tmp_path / "0002_more.sql").write_text("ALTER TABLE things ADD COLUMN name text;")
