@@ -23,6 +23,7 @@ from rich.table import Table
 from .dlq import dlq_app
 from .formatting import pounds
 from .lag import lag as lag_command
+from .measures import measures as measures_command
 from .partner import partner_app
 
 app = typer.Typer(help="Homeward: bring people placed out of area home.", no_args_is_help=True)
@@ -169,6 +170,7 @@ def _fmt(v: Any) -> str:
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(partner_app, name="partner")
 app.command("lag")(lag_command)
+app.command("measures")(measures_command)
 
 placements_app = typer.Typer(help="The placement register: placements, overdue reviews, repatriations.")
 app.add_typer(placements_app, name="placements")
