@@ -20,6 +20,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from .access import NoToken, bearer
+from .access import token as token_command
 from .dlq import dlq_app
 from .formatting import pounds
 from .lag import lag as lag_command
@@ -139,10 +141,20 @@ async def _produce(settings: Any, items: list[tuple[str, Event[Payload]]], progr
         await produce(settings, items, on_progress=lambda n: bar.advance(task, n))
 
 
-def _get(service: str, path: str, params: dict[str, Any] | None = None) -> Any:
+def _get(
+    service: str, path: str, params: dict[str, Any] | None = None, *, org: str | None = None, role: str = "ops"
+) -> Any:
+    """GET a service's API as ``$HOMEWARD_TOKEN``, else (native stack) as ``role`` at ``org``."""
     url = _url(service) + path
     try:
-        r = httpx.get(url, params={k: v for k, v in (params or {}).items() if v is not None}, timeout=30)
+        headers = bearer(org.upper() if org else None, role)
+    except NoToken as exc:
+        err.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(2) from exc
+    try:
+        r = httpx.get(
+            url, params={k: v for k, v in (params or {}).items() if v is not None}, headers=headers, timeout=30
+        )
     except httpx.HTTPError as exc:
         err.print(f"[red]cannot reach the {service} service at {url}: {exc}. Is it running (`make run`)?[/]")
         raise typer.Exit(2) from exc
@@ -170,6 +182,7 @@ def _fmt(v: Any) -> str:
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(partner_app, name="partner")
 app.command("lag")(lag_command)
+app.command("token")(token_command)
 app.command("measures")(measures_command)
 
 placements_app = typer.Typer(help="The placement register: placements, overdue reviews, repatriations.")
@@ -193,7 +206,7 @@ def placements_list(
         "as_of": as_of,
         "out_of_area": None if out_of_area is None else str(out_of_area).lower(),
     }
-    data = _get("placements", "/placements", params)
+    data = _get("placements", "/placements", params, org=commissioner, role="case-manager")
     rows = data.get("placements", data) if isinstance(data, dict) else data
     if json_out:
         console.print_json(json.dumps(data))
@@ -212,7 +225,13 @@ def placements_overdue(
     json_out: JsonFlag = False,
 ) -> None:
     """Reviews that are overdue."""
-    data = _get("placements", "/reviews/overdue", {"commissioner": commissioner, "as_of": as_of})
+    data = _get(
+        "placements",
+        "/reviews/overdue",
+        {"commissioner": commissioner, "as_of": as_of},
+        org=commissioner,
+        role="case-manager",
+    )
     rows = data.get("reviews", data) if isinstance(data, dict) else data
     if json_out:
         console.print_json(json.dumps(data))
@@ -228,10 +247,17 @@ def placements_overdue(
 def placements_repatriations(
     from_: Annotated[str | None, typer.Option("--from")] = None,
     to: Annotated[str | None, typer.Option()] = None,
+    commissioner: Annotated[str | None, typer.Option()] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """People brought home in a period."""
-    data = _get("placements", "/repatriations", {"from": from_, "to": to})
+    data = _get(
+        "placements",
+        "/repatriations",
+        {"from": from_, "to": to, "commissioner": commissioner},
+        org=commissioner,
+        role="case-manager",
+    )
     rows = data.get("repatriations", data) if isinstance(data, dict) else data
     if json_out:
         console.print_json(json.dumps(data))
@@ -258,7 +284,13 @@ def position(
     json_out: JsonFlag = False,
 ) -> None:
     """A commissioner's budget position."""
-    data = _get("budget", f"/positions/{commissioner}", {"financial_year": financial_year, "as_of": as_of})
+    data = _get(
+        "budget",
+        f"/positions/{commissioner}",
+        {"financial_year": financial_year, "as_of": as_of},
+        org=commissioner,
+        role="finance",
+    )
     if json_out:
         console.print_json(json.dumps(data))
         return

@@ -62,11 +62,13 @@ class RunPaths:
 def service_env(
     stack_env: dict[str, str], paths: RunPaths, as_of: dt.date, scheduler_s: float = 5.0, ports: dict[str, int] = PORTS
 ) -> dict[str, str]:
-    from homeward.devstack.secrets import ensure_secrets
+    from homeward.devstack.secrets import ensure_auth, ensure_secrets
 
     env = dict(os.environ)
     for name, key in ensure_secrets().items():  # the checkout's keys (.local/secrets/), unless set
         env.setdefault(name, key)
+    for name, value in ensure_auth().items():  # staff tokens: the local key's JWKS, unless set
+        env.setdefault(name, value)
     env.update(stack_env)
     env["HOMEWARD_CLOCK"] = f"{as_of.isoformat()}T12:00:00Z"
     env.setdefault("HOMEWARD_LOG_FORMAT", "json")
@@ -274,12 +276,21 @@ def wait_settled(
     return quiet >= quiet_checks
 
 
+def ops_headers() -> dict[str, str]:
+    """The main job speaks to the services as ops (admin jobs, the overview figures), with a
+    short-lived token it signs with the checkout's local key (docs/staff-access.md)."""
+    from .access import local_token
+
+    return {"Authorization": f"Bearer {local_token('HOMEWARD', 'ops')}"}
+
+
 def run_jobs(ports: dict[str, int] = PORTS) -> dict[str, Any]:
     """Run every service's scheduled jobs now (the replay runs with long intervals, so that
     'as of' alerts are computed once the history is in, not half-way through it)."""
     out: dict[str, Any] = {}
+    headers = ops_headers()
     for svc in SERVICES:
-        r = httpx.post(f"http://127.0.0.1:{ports[svc]}/admin/run-jobs", timeout=600)
+        r = httpx.post(f"http://127.0.0.1:{ports[svc]}/admin/run-jobs", headers=headers, timeout=600)
         r.raise_for_status()
         out[svc] = r.json()["ran"]
     return out
@@ -297,10 +308,18 @@ def settle(
     return settled
 
 
-def fetch_summary(sc_commissioners: list[str], as_of: dt.date, ports: dict[str, int] = PORTS) -> dict[str, Any]:
+def fetch_summary(
+    sc_commissioners: list[str],
+    as_of: dt.date,
+    ports: dict[str, int] = PORTS,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The overview figures (no patient references), read as ops unless ``headers`` say who."""
+    headers = headers if headers is not None else ops_headers()
+
     def get(svc: str, path: str, **params: Any) -> Any:
         try:
-            r = httpx.get(f"http://127.0.0.1:{ports[svc]}{path}", params=params, timeout=30)
+            r = httpx.get(f"http://127.0.0.1:{ports[svc]}{path}", params=params, headers=headers, timeout=30)
             return r.json() if r.status_code == 200 else {"error": r.status_code}
         except httpx.HTTPError as exc:
             return {"error": str(exc)}

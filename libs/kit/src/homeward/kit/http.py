@@ -1,5 +1,11 @@
 """The small read-only HTTP app every service serves: health, readiness, metrics,
-the AsyncAPI document, and the service's own query routes."""
+the AsyncAPI document, and the service's own query routes.
+
+Every route but ``/healthz``, ``/readyz`` and routes declared :class:`PublicRoute` (the
+ingress's partner endpoints, which have their own API keys) asks for a staff bearer token
+(homeward.kit.auth): without a valid one the answer is 401, before any route runs. Routes then
+check the caller's role and organisation (403). Both answers are problem+json (RFC 9457).
+``/metrics`` and ``/admin/*`` are for ops; ``/asyncapi.json`` for any signed-in caller."""
 
 from __future__ import annotations
 
@@ -12,10 +18,13 @@ from typing import Any, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .auth import AuthProblem, Caller, TokenVerifier, Unauthorized
 from .progress import Stall
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
@@ -29,6 +38,7 @@ def build_app(
     state: dict[str, Any] | None = None,
     run_jobs: Callable[[], Awaitable[dict[str, int]]] | None = None,
     stalled: Callable[[], Sequence[Stall]] | None = None,
+    verifier: TokenVerifier | None = None,
 ) -> Starlette:
     """``checks`` say whether a dependency answers; ``stalled`` what makes no progress
     (homeward.kit.progress). Either makes ``/readyz`` answer 503; ``/healthz`` (liveness) only
@@ -51,15 +61,15 @@ def build_app(
             status_code=200 if ready else 503,
         )
 
-    async def metrics(_: Request) -> Response:
+    async def metrics(request: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    async def asyncapi_doc(_: Request) -> Response:
+    async def asyncapi_doc(request: Request) -> Response:
         if asyncapi is None:
             return JSONResponse({"error": "no AsyncAPI document"}, status_code=404)
         return JSONResponse(asyncapi())
 
-    async def run_jobs_now(_: Request) -> Response:
+    async def run_jobs_now(request: Request) -> Response:
         # Operators (and the main job after a replay) run the schedulers now instead of waiting
         # for the interval. Jobs are idempotent, so a run beside the scheduled one is harmless.
         if run_jobs is None:
@@ -68,17 +78,84 @@ def build_app(
 
     app = Starlette(
         routes=[
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
+            PublicRoute("/healthz", healthz),
+            PublicRoute("/readyz", readyz),
             Route("/metrics", metrics),
             Route("/asyncapi.json", asyncapi_doc),
             Route("/admin/run-jobs", run_jobs_now, methods=["POST"]),
             *routes,
-        ]
+        ],
+        exception_handlers={AuthProblem: _auth_problem},
     )
     for key, value in (state or {}).items():
         setattr(app.state, key, value)
     return app
+
+
+# ---- sign-in ------------------------------------------------------------------------------
+PROBLEM_JSON = "application/problem+json"
+
+
+class PublicRoute(Route):
+    """A route served without a staff token: health and readiness, and the ingress's partner
+    endpoints (which check their own API keys). Every other route asks for one."""
+
+
+def problem(status: int, title: str, detail: str, instance: str | None = None) -> JSONResponse:
+    """An RFC 9457 problem document: ``type`` (about:blank: the status says it all), ``title``,
+    ``status``, ``detail`` and the ``instance`` (the path asked for)."""
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if instance is not None:
+        body["instance"] = instance
+    headers = {"WWW-Authenticate": 'Bearer realm="homeward", error="invalid_token"'} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def auth_problem(exc: AuthProblem, path: str | None = None) -> JSONResponse:
+    return problem(exc.status, exc.title, exc.detail, path)
+
+
+async def _auth_problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AuthProblem)
+    return auth_problem(exc, request.url.path)
+
+
+def caller_of(request: Request) -> Caller:
+    """The signed-in caller (set by :class:`Authenticate`); Unauthorized if there is none, so a
+    route mounted without the middleware refuses everything."""
+    caller = request.scope.get("homeward.caller")
+    if not isinstance(caller, Caller):
+        raise Unauthorized("sign in: send Authorization: Bearer <token>")
+    return caller
+
+
+class Authenticate:
+    """ASGI middleware: verifies the bearer token of every request to a route that is not a
+    :class:`PublicRoute` and puts the caller in the scope; answers 401 problem+json otherwise.
+    Unknown paths are answered 401 too (nothing is said about what exists to a stranger)."""
+
+    def __init__(self, app: ASGIApp, verifier: TokenVerifier) -> None:
+        self.app = app
+        self.verifier = verifier
+
+    def _public(self, scope: Scope) -> bool:
+        router = scope.get("app")
+        for route in getattr(router, "routes", ()):
+            if isinstance(route, PublicRoute) and route.matches(scope)[0] is not Match.NONE:
+                return True
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self._public(scope):
+            await self.app(scope, receive, send)
+            return
+        try:
+            caller = await self.verifier.verify_header(Headers(scope=scope).get("authorization"))
+        except AuthProblem as exc:
+            await auth_problem(exc, scope.get("path"))(scope, receive, send)
+            return
+        scope["homeward.caller"] = caller
+        await self.app(scope, receive, send)
 
 
 # ---- the services' query routes -------------------------------------------------------
@@ -100,6 +177,8 @@ def answers_bad_requests(endpoint: Endpoint) -> Endpoint:
             return await endpoint(request)
         except BadRequest as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
+        except AuthProblem as exc:  # also when the route is mounted without build_app's handler
+            return auth_problem(exc, request.url.path)
 
     return guarded
 

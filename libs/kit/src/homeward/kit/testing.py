@@ -46,6 +46,59 @@ def pytest_configure(config: pytest.Config) -> None:
         keys = {n: secrets.token_urlsafe(32) for n in ("HOMEWARD_PATIENT_REF_KEY", "HOMEWARD_NHS_NUMBER_KEY")}
     for name, value in keys.items():
         os.environ.setdefault(name, value)
+    # Staff sign-in: the session signs tokens (staff_token) with the checkout's local key, or a
+    # key of its own without a stack; services verify them against its JWKS.
+    os.environ.update(_session_signer_env())
+
+
+_SIGNER: Any = None
+
+
+def _session_signer_env() -> dict[str, str]:
+    global _SIGNER
+    from pathlib import Path
+
+    from .auth import LOCAL_SIGNING_KEY, LocalSigner, ensure_local_key, local_settings
+
+    try:
+        from homeward.devstack.config import StackConfig
+        from homeward.devstack.secrets import ensure_auth, secrets_dir
+
+        env = ensure_auth()
+        folder = secrets_dir(StackConfig.load())
+    except Exception:
+        import tempfile
+
+        folder = Path(tempfile.mkdtemp(prefix="homeward-auth-"))
+        ensure_local_key(folder)
+        settings = local_settings(folder)
+        assert settings is not None
+        env = settings.as_env()
+    _SIGNER = LocalSigner.from_file(folder / LOCAL_SIGNING_KEY)
+    return env
+
+
+def staff_signer() -> Any:
+    """The session's :class:`~homeward.kit.auth.LocalSigner` (the key services trust in tests)."""
+    if _SIGNER is None:
+        os.environ.update(_session_signer_env())
+    return _SIGNER
+
+
+def staff_token(org: str, role: str, **claims: Any) -> str:
+    """A token the services under test accept: ``org`` (ODS code) and ``role``; ``claims``
+    override or add claims (``ttl=...``, ``sub=...``, ``aud="other"``...)."""
+    return str(staff_signer().token(org=org, role=role, **claims))
+
+
+def staff_headers(org: str, role: str, **claims: Any) -> dict[str, str]:
+    """``Authorization: Bearer`` with :func:`staff_token`."""
+    return {"Authorization": f"Bearer {staff_token(org, role, **claims)}"}
+
+
+def ops_headers() -> dict[str, str]:
+    """An operator's token (health, metrics, dead letters, admin jobs, overview figures)."""
+    return staff_headers("HOMEWARD", "ops")
 
 
 @dataclass

@@ -14,7 +14,7 @@ from .config import StackConfig
 from .errors import StackError
 from .kafka import list_topics
 from .proc import Log
-from .secrets import ensure_secrets
+from .secrets import ensure_auth, ensure_secrets
 
 try:  # rich is optional (typer normally brings it)
     from rich.console import Console
@@ -98,6 +98,7 @@ def up(
     partners = partner if partner else None
     info = _guard(lambda: stack.ensure_up(partners=partners, log=log))
     _guard(ensure_secrets)  # the services' keys, random per checkout (.local/secrets/)
+    _guard(ensure_auth)  # the local staff sign-in key and its JWKS (homeward token signs with it)
     if not quiet:
         _say("stack is up", "bold green")
         _print_addresses(info)
@@ -150,7 +151,7 @@ def status() -> None:
 def env() -> None:
     """Print `export HOMEWARD_...=...` lines: eval "$(homeward-stack env)"."""
     info = _guard(lambda: stack.stack_info())
-    for key, value in {**info.as_env(), **_guard(ensure_secrets)}.items():
+    for key, value in {**info.as_env(), **_guard(ensure_secrets), **_guard(ensure_auth)}.items():
         print(f"export {key}={shlex.quote(value)}")
 
 

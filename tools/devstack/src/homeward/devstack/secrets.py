@@ -1,5 +1,8 @@
 """The native stack's keys: random, one set per checkout, kept in ``.local/secrets/``.
 
+The staff sign-in key (``auth-signing-key.pem``, ES256) and its public JWKS (``auth-jwks.json``)
+live there too (:func:`ensure_auth`); ``homeward token`` signs staff tokens with it.
+
 Homeward's services refuse to start without their keys and with the public development key
 (``homeward.kit.crypto``). On this machine the stack makes them: the first ``homeward-stack
 up`` (``make up``) writes each missing key to its own file, readable by its owner only
@@ -55,6 +58,30 @@ def ensure_secrets(cfg: StackConfig | None = None) -> dict[str, str]:
         out[variable] = _read_or_create(path)
         path.chmod(0o600)
     return out
+
+
+def ensure_auth(cfg: StackConfig | None = None) -> dict[str, str]:
+    """The staff sign-in settings of this checkout's local identity provider: an ES256 signing
+    key and its JWKS under ``.local/secrets/``, made if absent (``homeward token`` signs with the
+    key; services verify against the JWKS). Returns the HOMEWARD_AUTH_* variables."""
+    from homeward.kit.auth import ensure_local_key, local_settings
+
+    cfg = cfg or StackConfig.load()
+    folder = secrets_dir(cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    ensure_local_key(folder)
+    settings = local_settings(folder)
+    assert settings is not None
+    return settings.as_env()
+
+
+def read_auth(cfg: StackConfig | None = None) -> dict[str, str]:
+    """The HOMEWARD_AUTH_* variables of the local key, if it has been made (none is made here)."""
+    from homeward.kit.auth import local_settings
+
+    settings = local_settings(secrets_dir(cfg or StackConfig.load()))
+    return settings.as_env() if settings is not None else {}
 
 
 def read_secrets(cfg: StackConfig | None = None) -> dict[str, str]:

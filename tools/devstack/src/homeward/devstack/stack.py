@@ -22,6 +22,7 @@ from . import kafka, mail, postgres
 from .config import PARTNERS_VAR, StackConfig, parse_partners
 from .errors import StackError
 from .proc import Log, file_lock, port_open, port_taken_error
+from .secrets import ensure_auth, read_auth
 from .status import ComponentStatus
 
 
@@ -53,6 +54,8 @@ class StackInfo:
     mail_web_url: str
     service_database_urls: Mapping[str, str] = field(default_factory=dict, hash=False)
     kafka_users: Mapping[str, str] = field(default_factory=dict, hash=False, repr=False)
+    # HOMEWARD_AUTH_*: the local staff sign-in key's issuer, audience and JWKS, once made.
+    auth: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     @classmethod
     def from_config(cls, cfg: StackConfig) -> StackInfo:
@@ -64,6 +67,7 @@ class StackInfo:
             mail_web_url=cfg.mail_web_url,
             service_database_urls={s: cfg.service_dsn(s) for s in SERVICES},
             kafka_users=kafka.load_credentials(cfg) or {},
+            auth=read_auth(cfg),
         )
 
     def kafka_env(self, user: str = ADMIN) -> dict[str, str]:
@@ -79,10 +83,12 @@ class StackInfo:
         return KafkaSettings.scram(self.kafka_bootstrap, user, self.kafka_users[user], namespace)
 
     def service_env(self, service: str) -> dict[str, str]:
-        """What a service needs to run on the stack as itself: its Kafka user and database."""
+        """What a service needs to run on the stack as itself: its Kafka user and database, and
+        how to verify staff tokens (HOMEWARD_AUTH_*)."""
         return {
             **self.kafka_env(service_principal(service)),
             f"HOMEWARD_{service.upper()}_DATABASE_URL": self.service_database_urls[service],
+            **self.auth,
         }
 
     @property
@@ -106,6 +112,7 @@ class StackInfo:
             "HOMEWARD_SMTP_HOST": self.smtp_host,
             "HOMEWARD_SMTP_PORT": str(self.smtp_port),
             "HOMEWARD_MAIL_WEB_URL": self.mail_web_url,
+            **self.auth,
         }
         for service, url in self.service_database_urls.items():
             env[f"HOMEWARD_{service.upper()}_DATABASE_URL"] = url
@@ -222,6 +229,7 @@ def ensure_up(
         kafka.apply_acls(cfg)
         if started:
             say(f"stack: started {', '.join(started)} in {time.monotonic() - t0:.1f}s")
+        ensure_auth(cfg)  # the local staff sign-in key (homeward token) and the JWKS services verify with
     return StackInfo.from_config(cfg)
 
 
