@@ -10,7 +10,9 @@ import os
 import subprocess
 import sys
 
+import httpx
 import pytest
+from homeward.kit.testing import ops_headers, staff_headers, staff_token
 
 from . import measures_oracle, oracle
 from .conftest import AS_OF, System
@@ -30,32 +32,60 @@ def world(system: System) -> oracle.World:
     return oracle.replay(system.scenario)
 
 
+def _measures(system: System, headers: dict[str, str], **params: str) -> httpx.Response:
+    return httpx.get(
+        system.url("placements", "/measures"),
+        params={"as_of": AS_OF.isoformat(), **params},
+        headers=headers,
+        timeout=60,
+    )
+
+
 @pytest.mark.parametrize(("name", "params", "first", "last"), PERIODS, ids=[p[0] for p in PERIODS])
 def test_measures_match_the_oracle(
     system: System, world: oracle.World, name: str, params: dict[str, str], first: dt.date, last: dt.date
 ) -> None:
     expected = measures_oracle.measures(world, system.scenario, first, last, AS_OF)
-    got = system.get("placements", "/measures", as_of=AS_OF.isoformat(), **params)
+    r = _measures(system, ops_headers(), **params)  # every commissioner's figures: the overview
+    assert r.status_code == 200, r.text
+    got = r.json()
     assert measures_oracle.as_reported(got) == expected
     assert got["period"]["complete"] == (last < AS_OF)
     assert sum(m["oap_days"] for m in expected.values()) > 0, "the scenario should have people away"
     assert any(m["ended"] for m in expected.values()) or name == "the month to date"
 
 
-def test_one_commissioners_measures_are_its_own(system: System, world: oracle.World) -> None:
+def test_commissioner_staff_see_their_own_measures_only(system: System, world: oracle.World) -> None:
     codes = [c["code"] for c in system.scenario.reference["commissioners"]]
     expected = measures_oracle.measures(world, system.scenario, dt.date(2026, 10, 1), dt.date(2026, 10, 31), AS_OF)
+    assert len(codes) > 1
     for code in codes:
-        got = system.get("placements", "/measures", month="2026-10", commissioner=code, as_of=AS_OF.isoformat())
+        own = staff_headers(code, "case-manager")
+        r = _measures(system, own, month="2026-10")  # no commissioner asked: their own
+        assert r.status_code == 200, r.text
+        got = r.json()
         assert list(got["commissioners"]) == [code]
         assert measures_oracle.as_reported(got).get(code) == expected.get(code) or (
             code not in expected and got["commissioners"][code]["all"]["oap_days"] == 0
         )
+        other = next(c for c in codes if c != code)
+        denied = _measures(system, own, month="2026-10", commissioner=other)
+        assert denied.status_code == 403, denied.text
+        assert denied.headers["content-type"].startswith("application/problem+json")
+        finance = _measures(system, staff_headers(code, "finance"), month="2026-10")
+        assert finance.status_code == 200 and list(finance.json()["commissioners"]) == [code]
+
+
+def test_measures_need_a_valid_token(system: System) -> None:
+    assert _measures(system, {}, month="2026-10").status_code == 401
+    wrong_audience = {"Authorization": f"Bearer {staff_token('05A', 'case-manager', aud='someone-else')}"}
+    assert _measures(system, wrong_audience, month="2026-10").status_code == 401
 
 
 def test_the_measures_command_prints_the_oracles_figures_as_csv(system: System, world: oracle.World) -> None:
     env = dict(os.environ)
     env.update({f"HOMEWARD_{svc.upper()}_URL": system.url(svc, "") for svc in system.ports})
+    env["HOMEWARD_TOKEN"] = ops_headers()["Authorization"].removeprefix("Bearer ")
     done = subprocess.run(
         [sys.executable, "-m", "homeward.cli", "measures", "--month", "2026-10", "--as-of", AS_OF.isoformat(), "--csv"],
         env=env,

@@ -94,10 +94,13 @@ def measures(
     if not month and not (from_ and to):
         err.print("[red]give --month YYYY-MM, or --from and --to[/]")
         raise typer.Exit(2)
+    codes = [c.strip() for c in (commissioner or "").split(",") if c.strip()]
     data = _get(
         "placements",
         "/measures",
         {"month": month, "from": from_, "to": to, "commissioner": commissioner, "as_of": as_of},
+        # Without $HOMEWARD_TOKEN on the native stack: as that commissioner, or as ops for all.
+        **({"org": codes[0], "role": "commissioner"} if len(codes) == 1 else {}),
     )
     if json_out:
         console.print_json(json.dumps(data))
