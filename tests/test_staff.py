@@ -115,9 +115,10 @@ class FakeServices:
             return httpx.Response(200, json={"rows": [{**row, "by_reason": {"10": 2, "14": 1}}]})
         if path == "/measures":
             return httpx.Response(200, json=_measures(q.get("month") or "2026-10"))
-        if path == "/notifications" and q.get("status") == "suppressed":
+        if path == "/notifications/suppressed" and q.get("org") == "05A":
             row = {"recorded_at": "2026-11-20T12:00:00Z", "recipient": "case.manager@05a.nhs.invalid"}
-            row |= {"role": "case_manager", "subject": "Action needed by 10 Nov 2023", "reason": "history"}
+            row |= {"role": "case_manager", "subject": "Action needed by 10 Nov 2023", "due_by": "2023-11-10"}
+            row |= {"reference": "PLC-05A-000001", "suppressed_reason": "due 10 Nov 2023: long past"}
             return httpx.Response(200, json={"notifications": [row]})
         return httpx.Response(404, json={"error": "no such route"})
 
@@ -291,7 +292,8 @@ def test_the_pages_show_what_the_services_answer(staff: Staff) -> None:
     staff.get("/measures?month=2026-09", token)
     assert staff.services.asked("/measures")[-1].url.params["month"] == "2026-09"
     assert "2026-10" in staff.get("/unmet-need", token).text
-    assert "Action needed by 10 Nov 2023" in staff.get("/alerts", token).text
+    alerts = staff.get("/alerts", token).text
+    assert "Action needed by 10 Nov 2023" in alerts and "due 10 Nov 2023: long past" in alerts
     assert "PL-A10" in staff.get("/repatriation", token).text
 
 

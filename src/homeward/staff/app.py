@@ -508,7 +508,7 @@ def build_app(
 
     async def suppressed(who: SignedIn, request: Request) -> View:
         try:
-            data = await services.get(who, "notifications", "/notifications", org=who.org, status="suppressed")
+            data = await services.get(who, "notifications", "/notifications/suppressed", org=who.org)
         except Unavailable:
             data = None
         if data is None:
@@ -522,15 +522,14 @@ def build_app(
                     "Suppressed alerts",
                     [
                         Column("recorded_at", "Recorded", "date"),
+                        Column("due_by", "Action due by", "date"),
                         Column("recipient", "Recipient"),
                         Column("role", "Role"),
+                        Column("reference", "About"),
                         Column("subject", "Subject"),
-                        Column("reason", "Reason suppressed"),
+                        Column("suppressed_reason", "Why it was not emailed"),
                     ],
-                    [
-                        {**n, "reason": n.get("suppressed_reason") or n.get("reason") or n.get("last_error")}
-                        for n in data.get("notifications", [])
-                    ],
+                    list(data.get("notifications", [])),
                     empty="No alert was suppressed.",
                 )
             ],
