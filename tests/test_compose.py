@@ -42,6 +42,7 @@ from homeward.contracts.topics import (
     internal_topic,
     partner_topic,
 )
+from homeward.kit.auth import AuthSettings
 from homeward.kit.service import Subscription, consumer_groups
 from homeward.kit.settings import CommonSettings, KafkaSettings, ServiceSettings
 from homeward.kit.topics import Topics
@@ -126,7 +127,11 @@ def unknown_variables(
     return unknown
 
 
-SHARED_SCOPES: dict[str, type[BaseSettings]] = {"HOMEWARD_KAFKA_": KafkaSettings, "HOMEWARD_": CommonSettings}
+SHARED_SCOPES: dict[str, type[BaseSettings]] = {
+    "HOMEWARD_KAFKA_": KafkaSettings,
+    "HOMEWARD_AUTH_": AuthSettings,  # staff sign-in (homeward.kit.auth)
+    "HOMEWARD_": CommonSettings,
+}
 
 
 def subscriptions(service: str) -> list[Subscription]:

@@ -22,7 +22,7 @@ import yaml
 from aiokafka import AIOKafkaProducer
 from homeward.contracts.access import service_principal
 from homeward.kit.kafka import ensure_topics
-from homeward.kit.testing import Infra, KafkaProbe, create_databases, drop_databases, free_port
+from homeward.kit.testing import Infra, KafkaProbe, create_databases, drop_databases, free_port, ops_headers
 from homeward.kit.topics import Topics
 
 from homeward.cli.main import send_scenario
@@ -56,8 +56,9 @@ class System:
     def url(self, service: str, path: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}{path}"
 
-    def get(self, service: str, path: str, **params: Any) -> Any:
-        r = httpx.get(self.url(service, path), params=params, timeout=60)
+    def get(self, service: str, path: str, who: dict[str, str] | None = None, **params: Any) -> Any:
+        """GET as ``who`` (staff_headers; default ops, for the overview figures and admin)."""
+        r = httpx.get(self.url(service, path), params=params, headers=who or ops_headers(), timeout=60)
         assert r.status_code == 200, f"{service}{path}: {r.status_code} {r.text[:500]}"
         return r.json()
 

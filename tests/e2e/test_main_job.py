@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from homeward.contracts import parse_kafka
-from homeward.kit.testing import KafkaProbe
+from homeward.kit.testing import KafkaProbe, ops_headers, staff_headers
 
 from homeward.cli.formatting import pounds
 
@@ -23,6 +23,18 @@ from .conftest import AS_OF, BAD_INPUT_REASONS, System
 pytestmark = pytest.mark.e2e
 
 FY = "2026-27"
+# The roles whose answers the data-protection scan reads, for each commissioner.
+ROLES_READ = ("case-manager", "finance", "provider")
+
+
+def _staff(org: str, role: str = "case-manager") -> dict[str, str]:
+    return staff_headers(org, role)
+
+
+def _commissioners(system: System) -> list[str]:
+    return [c["code"] for c in system.scenario.reference["commissioners"]]
+
+
 FY_START = dt.date(2026, 4, 1)
 
 
@@ -68,7 +80,11 @@ def test_bad_input_is_dead_lettered_with_its_reason_and_nothing_else_is(system: 
 
 def test_register_matches_the_partners_events(system: System, world: oracle.World) -> None:
     expected = oracle.active(world, AS_OF)
-    got = system.get("placements", "/placements", as_of=AS_OF.isoformat(), limit=10_000)["placements"]
+    got = []
+    for c in _commissioners(system):  # each commissioner's case manager sees their own
+        mine = system.get("placements", "/placements", _staff(c), as_of=AS_OF.isoformat())["placements"]
+        assert {p["commissioner"] for p in mine} <= {c}
+        got += mine
     assert {p["placement_id"]: p["out_of_area"] for p in got} == expected
     summary = system.get("placements", "/summary", as_of=AS_OF.isoformat())
     assert summary["active_out_of_area"] == sum(expected.values())
@@ -86,9 +102,10 @@ def test_providers_reports_are_charged_only_once_their_commissioners_agree_them(
     assert unagreed, "the scenario should leave a provider's report unagreed"
     assert any(p.reported_by != p.commissioner and p.agreed for p in world.placements.values())
     for pid in unagreed:
-        detail = system.get("placements", f"/placements/{pid}", as_of=AS_OF.isoformat())
+        who = _staff(world.placements[pid].commissioner)
+        detail = system.get("placements", f"/placements/{pid}", who, as_of=AS_OF.isoformat())
         assert (detail["status"], detail["agreed_by"]) == ("awaiting commissioner agreement", None)
-        r = httpx.get(system.url("budget", f"/placements/{pid}/ledger"), timeout=60)
+        r = httpx.get(system.url("budget", f"/placements/{pid}/ledger"), headers=who, timeout=60)
         assert r.status_code == 404 or (r.json()["streams"], r.json()["transfers"]) == ([], []), pid
     registered = _internal(system, "placements", "homeward.PlacementRegistered.v1")
     assert {e.data.placement_id for e in registered} == oracle.agreed(world)
@@ -104,7 +121,7 @@ def test_an_implausible_invoice_is_held_and_the_corrected_one_matched(system: Sy
     assert held, "the scenario should contain an invoice typed in pounds as pence"
     statuses: dict[str, str] = {}
     for c in system.scenario.reference["commissioners"]:
-        for i in system.get("budget", f"/invoices/{c['code']}")["invoices"]:
+        for i in system.get("budget", f"/invoices/{c['code']}", _staff(c["code"], "finance"))["invoices"]:
             statuses[i["invoice_id"]] = i["status"]
     assert {i for i, st in statuses.items() if st == "held"} == held
     for invoice_id in held:  # the provider's corrected invoice, under the id without the slip's suffix
@@ -142,7 +159,9 @@ def test_ledger_positions_to_the_penny(system: System, world: oracle.World) -> N
     spent = oracle.spent(world, FY_START, AS_OF)
     for c in system.scenario.reference["commissioners"]:
         code = c["code"]
-        pos = system.get("budget", f"/positions/{code}", financial_year=FY, as_of=AS_OF.isoformat())
+        pos = system.get(
+            "budget", f"/positions/{code}", _staff(code, "finance"), financial_year=FY, as_of=AS_OF.isoformat()
+        )
         assert pos["allocated_pence"] == world.allocations[(code, FY)], code
         assert pos["spent_pence"] == spent.get(code, 0), code
     system.get("budget", "/check")  # 200 only when debits equal credits and every balance matches its entries
@@ -242,10 +261,12 @@ def _read_api_answers(system: System) -> dict[str, str]:
             ("budget", f"/invoices/{c}", {}),
         ]
     answers = {}
+    callers = {"ops": ops_headers()} | {f"{c}:{role}": _staff(c, role) for c in commissioners for role in ROLES_READ}
     for service, path, params in paths:
-        r = httpx.get(system.url(service, path), params=params, timeout=60)
-        assert r.status_code < 500, f"{service}{path}: {r.status_code}"
-        answers[f"{service}{path}"] = r.text
+        for who, headers in callers.items():  # each answer as every kind of caller sees it
+            r = httpx.get(system.url(service, path), params=params, headers=headers, timeout=60)
+            assert r.status_code < 500, f"{service}{path}: {r.status_code}"
+            answers[f"{service}{path} as {who}"] = r.text
     return answers
 
 
@@ -281,8 +302,9 @@ def test_no_identifiable_data_outside_the_partner_data(system: System, world: or
         return sorted(n for n in nhs_numbers if n in text)
 
     # The HTTP-posted referrals went through: the referrals service knows them.
+    referrer = _staff(system.scenario.reference["commissioners"][0]["code"])
     for n in range(len(system.http_nhs_numbers)):
-        assert system.get("referrals", f"/referrals/REF-HTTP-{n}")["referral_id"] == f"REF-HTTP-{n}"
+        assert system.get("referrals", f"/referrals/REF-HTTP-{n}", referrer)["referral_id"] == f"REF-HTTP-{n}"
 
     # Every service log.
     for svc in ("ingress", "referrals", "placements", "budget", "notifications"):
@@ -378,20 +400,39 @@ def test_staff_cli_answers_from_the_running_services(system: System, world: orac
         assert done.returncode == 0, done.stderr
         return done.stdout
 
+    def each(*args: str) -> list[dict[str, Any]]:
+        """The answer for every commissioner, each signed in as its own staff (a token the CLI
+        signs with the checkout's local key for the commissioner named)."""
+        return [json.loads(cli(*args, "--commissioner", c, "--json")) for c in _commissioners(system)]
+
     active = oracle.active(world, AS_OF)
-    listed = json.loads(cli("placements", "list", "--as-of", AS_OF.isoformat(), "--json"))
-    assert {p["placement_id"] for p in listed["placements"]} == set(active)
-    out_of_area = json.loads(cli("placements", "list", "--out-of-area", "--as-of", AS_OF.isoformat(), "--json"))
-    assert {p["placement_id"] for p in out_of_area["placements"]} == {k for k, v in active.items() if v}
+    listed = each("placements", "list", "--as-of", AS_OF.isoformat())
+    assert {p["placement_id"] for a in listed for p in a["placements"]} == set(active)
+    out_of_area = each("placements", "list", "--out-of-area", "--as-of", AS_OF.isoformat())
+    assert {p["placement_id"] for a in out_of_area for p in a["placements"]} == {k for k, v in active.items() if v}
 
     overdue_now = {k for k in oracle.overdue(world, AS_OF) if k[0] in active}
-    overdue = json.loads(cli("placements", "overdue", "--as-of", AS_OF.isoformat(), "--json"))
-    assert {(r["placement_id"], r["review_type"]) for r in overdue["reviews"]} == overdue_now
+    overdue = each("placements", "overdue", "--as-of", AS_OF.isoformat())
+    assert {(r["placement_id"], r["review_type"]) for a in overdue for r in a["reviews"]} == overdue_now
 
-    moves = json.loads(cli("placements", "repatriations", "--json"))
-    assert {(r["from_placement_id"], r["to_placement_id"]) for r in moves["repatriations"]} == oracle.repatriations(
-        world
+    # A token in HOMEWARD_TOKEN is used as given: another organisation's list is refused.
+    first, second = _commissioners(system)[:2]
+    env["HOMEWARD_TOKEN"] = staff_headers(first, "case-manager")["Authorization"].split()[1]
+    refused = subprocess.run(
+        [sys.executable, "-m", "homeward.cli", "placements", "list", "--commissioner", second],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
+    assert refused.returncode == 1 and "403" in refused.stderr
+    del env["HOMEWARD_TOKEN"]
+
+    moves = set()
+    for c in _commissioners(system):  # signed in as each commissioner's staff in turn
+        answer = json.loads(cli("placements", "repatriations", "--commissioner", c, "--json"))
+        moves |= {(r["from_placement_id"], r["to_placement_id"]) for r in answer["repatriations"]}
+    assert moves == oracle.repatriations(world)
 
     code = system.scenario.reference["commissioners"][0]["code"]
     spent = oracle.spent(world, FY_START, AS_OF).get(code, 0)

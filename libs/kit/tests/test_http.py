@@ -2,6 +2,7 @@ import httpx
 from homeward.kit.db import create_pool, migrate
 from homeward.kit.http import build_app
 from homeward.kit.metrics import EVENTS_HANDLED
+from homeward.kit.testing import ops_headers
 
 
 async def test_health_readiness_and_metrics(database: str) -> None:
@@ -25,7 +26,9 @@ async def test_health_readiness_and_metrics(database: str) -> None:
     app = build_app("svc", {"postgres": pg, "kafka": kafka}, asyncapi=lambda: {"asyncapi": "3.0.0"}, run_jobs=run_jobs)
     EVENTS_HANDLED.labels("svc", "homeward.X.v1", "handled").inc()
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t", headers=ops_headers()
+        ) as client:
             assert (await client.get("/healthz")).json()["status"] == "ok"
             ready = await client.get("/readyz")
             assert ready.status_code == 200 and ready.json()["checks"] == {"postgres": True, "kafka": True}

@@ -15,7 +15,7 @@ from homeward.contracts.events import PlacementMade
 from homeward.kit.consumer import UnitOfWork
 from homeward.kit.service import ServiceDefinition, ServiceRuntime, Subscription
 from homeward.kit.settings import ServiceSettings
-from homeward.kit.testing import KafkaProbe, eventually, sample_placement
+from homeward.kit.testing import KafkaProbe, eventually, ops_headers, sample_placement
 
 
 def _placement(pid: str) -> PlacementMade:
@@ -61,7 +61,7 @@ async def test_a_consumer_that_makes_no_progress_turns_readyz_503_until_it_moves
         assert runtime.server is not None
         await eventually(lambda: runtime.server is not None and runtime.server.started, timeout=30)
         port = runtime.server.servers[0].sockets[0].getsockname()[1]
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10, headers=ops_headers()) as client:
             assert (await client.get("/readyz")).status_code == 200  # idle: nothing waits
 
             topic = kafka.topics.internal("placements")

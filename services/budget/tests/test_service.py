@@ -36,7 +36,7 @@ from homeward.contracts import Event, new_event, parse_kafka, partner_source, se
 from homeward.kit.clock import FixedClock
 from homeward.kit.http import build_app
 from homeward.kit.service import ServiceRuntime
-from homeward.kit.testing import KafkaProbe, eventually
+from homeward.kit.testing import KafkaProbe, eventually, ops_headers, staff_headers
 
 from .fakes import allocated, invoice, rate_changed, registered, repatriated
 
@@ -77,10 +77,14 @@ def _placements(payload: Any, id: str | None = None) -> Event[Any]:
     )
 
 
-async def _get(runtime: ServiceRuntime, path: str, **params: str) -> httpx.Response:
+async def _get(runtime: ServiceRuntime, path: str, who: dict[str, str] | None = None, **params: str) -> httpx.Response:
+    """GET as ``who`` (default: a case manager of COMMISSIONER)."""
     assert runtime.pool is not None
     app = build_app("budget", checks={}, routes=build_routes(runtime.pool, runtime.clock))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://budget") as client:
+    headers = who if who is not None else staff_headers(COMMISSIONER, "case-manager")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://budget", headers=headers
+    ) as client:
         return await client.get(path, params=params)
 
 
@@ -163,6 +167,34 @@ async def test_events_in_give_hand_computed_positions_history_and_alerts(
     assert history["invoices"][0]["variance_pence"] == 22_500
     assert stream["details"]["patient_ref"].startswith("pt_")
 
+    # Scopes: finance see the ledger without patient references; another commissioner, a
+    # provider and nobody signed in see none of it; ops see every position but no ledger.
+    as_finance = (await _get(service, "/placements/P1/ledger", staff_headers(COMMISSIONER, "finance"))).json()
+    assert as_finance["transfers"] == history["transfers"] and "patient_ref" not in json.dumps(as_finance)
+    other, provider = staff_headers("05R", "finance"), staff_headers(PROVIDER, "provider")
+    for path in (
+        f"/positions/{COMMISSIONER}",
+        f"/providers/{COMMISSIONER}/spend",
+        "/placements/P1/ledger",
+        f"/invoices/{COMMISSIONER}",
+    ):
+        for who in (other, provider):
+            denied = await _get(service, path, who)
+            assert denied.status_code == 403 and denied.headers["content-type"] == "application/problem+json", path
+        assert (await _get(service, path, {})).status_code == 401
+    assert (await _get(service, "/positions", other)).json()["positions"] == []
+    mine = (await _get(service, "/positions", staff_headers(COMMISSIONER, "finance"))).json()["positions"]
+    assert [p["commissioner"] for p in mine] == [COMMISSIONER]
+    overview = (await _get(service, "/positions", ops_headers())).json()["positions"]
+    assert COMMISSIONER in [p["commissioner"] for p in overview]
+    assert (await _get(service, f"/positions/{COMMISSIONER}", ops_headers())).status_code == 200
+    assert (await _get(service, "/placements/P1/ledger", ops_headers())).status_code == 403
+    assert (await _get(service, f"/invoices/{COMMISSIONER}", ops_headers())).status_code == 403
+    trail = await service.pool.fetch("SELECT organisation, role, action, refs FROM audit_log ORDER BY id")  # type: ignore[union-attr]
+    ledger_reads = [(r["organisation"], r["role"]) for r in trail if r["action"] == "GET /placements/P1/ledger"]
+    assert ledger_reads == [(COMMISSIONER, "case-manager"), (COMMISSIONER, "finance")]
+    assert all(list(r["refs"]) == ["P1"] for r in trail if r["action"] == "GET /placements/P1/ledger")
+
     # Past 100%: P3 from today.
     await kafka.send(placements_topic, _placements(registered("P3", start=TODAY, rate=60000, provider=PROVIDER)))
 
@@ -194,7 +226,7 @@ async def test_events_in_give_hand_computed_positions_history_and_alerts(
     dlq = await kafka.read(kafka.topics.dlq("budget"), until=lambda r: len(r) >= 1, timeout=60)
     assert [dict(r.headers)["homeward-dlq-reason"] for r in dlq] == [b"not-authorised"]
 
-    check = await _get(service, "/check")
+    check = await _get(service, "/check", ops_headers())
     assert check.status_code == 200, check.json()
     assert check.json()["ok"] and check.json()["streams"] == 4
 
@@ -221,5 +253,6 @@ async def test_bad_requests_are_answered_with_the_reason_and_the_asyncapi_lists_
     assert r.status_code == 400 and "as_of" in r.json()["error"]
     r = await _get(service, "/positions", financial_year="2026-28")
     assert r.status_code == 400 and "financial year" in r.json()["error"]
-    assert (await _get(service, "/positions/QQQ")).status_code == 404
+    assert (await _get(service, "/positions/QQQ", ops_headers())).status_code == 404
+    assert (await _get(service, "/positions/QQQ")).status_code == 403  # not the case manager's
     assert (await _get(service, "/placements/NOPE/ledger")).status_code == 404

@@ -32,7 +32,7 @@ from homeward.contracts.events import LocalCapacityChanged
 from homeward.ingress.adapters import keys
 from homeward.ingress.entrypoints.openapi import committed_path
 from homeward.kit.service import ServiceRuntime
-from homeward.kit.testing import KafkaProbe, new_ods
+from homeward.kit.testing import KafkaProbe, new_ods, ops_headers, staff_headers
 
 pytestmark = pytest.mark.integration
 
@@ -178,6 +178,13 @@ async def test_every_refusal_is_one_problem_shape_and_takes_nothing(kafka: Kafka
         served = (await http.get("/openapi.json")).json()
         committed = committed_path()
         assert committed is not None and served == json.loads(committed.read_text())
+        # A partner's API key is not a staff token: the staff routes refuse it; ops see metrics
+        staff_only = await http.get("/metrics", headers=auth(key))
+        assert staff_only.status_code == 401 and staff_only.headers["content-type"] == "application/problem+json"
+        assert (await http.post("/admin/run-jobs", headers=auth(key))).status_code == 401
+        assert (await http.get("/metrics", headers=staff_headers(ods, "provider"))).status_code == 403
+        assert (await http.get("/metrics", headers=ops_headers())).status_code == 200
+        assert (await http.get("/healthz")).status_code == 200
     assert await rows(ingress, "SELECT * FROM http_receipts") == []
     assert await rows(ingress, "SELECT * FROM outbox WHERE topic LIKE '%partner.%'") == []
 

@@ -17,9 +17,10 @@ import pytest
 from homeward.contracts import parse_kafka
 from homeward.contracts.vocab import Role
 from homeward.kit.clock import FixedClock
+from homeward.kit.http import build_app
 from homeward.kit.logging import NHS_NUMBER_LIKE
 from homeward.kit.service import ServiceRuntime
-from homeward.kit.testing import KafkaProbe, eventually
+from homeward.kit.testing import KafkaProbe, eventually, ops_headers, staff_headers
 from homeward.kit.topics import Topics
 from homeward.notifications import management
 from homeward.notifications.adapters.postgres import PgDirectory, PgEmailQueue
@@ -31,7 +32,6 @@ from homeward.notifications.entrypoints.jobs import smtp_config
 from homeward.notifications.ports import MailConnection, Mailer, OutgoingEmail
 from homeward.notifications.settings import NotificationsSettings
 from notifications_support import PERSONAL_STRINGS, SOURCES, SmtpServer, sample_data, sample_event
-from starlette.applications import Starlette
 
 pytestmark = pytest.mark.integration
 
@@ -307,17 +307,23 @@ async def test_failed_emails_are_kept_reported_and_can_be_queued_again(
         assert (failed.data.attempts, failed.data.role, failed.causationid) == (2, Role.FINANCE_LEAD, event_id)
 
         assert runtime.pool is not None
-        app = Starlette(routes=list(http.routes(runtime.pool, runtime.clock)))
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notifications") as api:
+        app = build_app("notifications", {}, routes=list(http.routes(runtime.pool, runtime.clock)))
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://notifications",
+            headers=staff_headers("05A", "case-manager"),
+        ) as api:
             listed = (await api.get("/notifications/failed", params={"org": "05a"})).json()["notifications"]
             assert [(n["recipient"], n["event_type"], n["status"], n["attempts"]) for n in listed] == [
                 ("finance@05a.nhs.uk", "InvoiceVarianceFound", "failed", 2)
             ]
             assert "cannot reach the SMTP server" in listed[0]["last_error"]
-            assert (await api.get("/notifications/failed", params={"org": "05H"})).json()["notifications"] == []
-            summary = (await api.get("/summary")).json()
+            theirs = await api.get("/notifications/failed", headers=staff_headers("05H", "case-manager"))
+            assert theirs.json()["notifications"] == []
+            assert (await api.get("/notifications/failed", params={"org": "05H"})).status_code == 403
+            summary = (await api.get("/summary", headers=ops_headers())).json()
             assert (summary["sent"], summary["pending"], summary["failed"]) == (0, 0, 1)
-            yesterday = (await api.get("/summary", params={"as_of": "2026-03-11"})).json()
+            yesterday = (await api.get("/summary", params={"as_of": "2026-03-11"}, headers=ops_headers())).json()
             assert (yesterday["sent"], yesterday["pending"], yesterday["failed"]) == (0, 0, 0)
             people = (await api.get("/subscriptions", params={"org": "05A"})).json()["recipients"]
             assert [p["email"] for p in people] == ["finance@05a.nhs.uk"]

@@ -20,7 +20,7 @@ from homeward.contracts.events import LocalCapacityChanged, Payload, PlacementAg
 from homeward.kit.clock import FixedClock
 from homeward.kit.logging import configure_logging
 from homeward.kit.service import ServiceRuntime
-from homeward.kit.testing import KafkaProbe, eventually, service_tuning
+from homeward.kit.testing import KafkaProbe, eventually, ops_headers, service_tuning, staff_headers
 from homeward.placements.entrypoints.app import build_definition
 from homeward.placements.settings import PlacementsSettings
 from placements_support import NHS_A, NHS_B, NHS_C, NHS_D, at, ended, local_made, placement_made, rate_changed, review
@@ -227,10 +227,13 @@ async def test_a_partner_sequence_gives_the_right_register_events_dead_letters_a
 
     # 6. The API.
     app = service.server.config.app  # type: ignore[union-attr]
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://placements") as http:
+    case_manager, ops = staff_headers(COMM, "case-manager", sub="cm@05a"), ops_headers()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://placements", headers=case_manager
+    ) as http:
 
-        async def get(path: str, **params: Any) -> Any:
-            response = await http.get(path, params=params)
+        async def get(path: str, who: dict[str, str] | None = None, **params: Any) -> Any:
+            response = await http.get(path, params=params, headers=who)
             assert response.status_code == 200, response.text
             return response.json()
 
@@ -275,25 +278,83 @@ async def test_a_partner_sequence_gives_the_right_register_events_dead_letters_a
         ]
         assert (await get("/repatriation-candidates", as_of="2026-02-28"))["candidates"] == []
 
-        assert (await get("/parked"))["parked"] == []
-        expired = await get("/parked", expired="true")
+        assert (await get("/parked", ops))["parked"] == []
+        expired = await get("/parked", ops, expired="true")
         assert [p["placement_id"] for p in expired["parked"]] == ["PLC-NEVER"]
+        assert "data" not in expired["parked"][0]  # ops see why, not what it said
 
-        before = await get("/summary", as_of="2026-03-20")
+        before = await get("/summary", ops, as_of="2026-03-20")
         assert {k: before[k] for k in ("active_out_of_area", "active_in_area", "overdue_reviews", "repatriations")} == {
             "active_out_of_area": 2,
             "active_in_area": 0,
             "overdue_reviews": 1,
             "repatriations": 0,
         }
-        after = await get("/summary", as_of="2026-04-15")
+        after = await get("/summary", ops, as_of="2026-04-15")
         assert after["by_commissioner"][COMM]["active_in_area"] == 1 and after["repatriations"] == 1
 
         assert (await http.get("/placements", params={"as_of": "yesterday"})).status_code == 400
         assert (await http.get("/placements/PLC-404")).status_code == 404
         assert (await get("/readyz"))["status"] == "ready"
         assert "ReviewOverdue" in json.dumps(await get("/asyncapi.json"))
-        assert (await http.get("/metrics")).status_code == 200
+        assert (await http.get("/metrics", headers=ops)).status_code == 200
+
+        # 6b. Scopes: another commissioner, a provider, finance, ops; and nobody signed in.
+        other = staff_headers("05R", "case-manager")
+        assert (await get("/placements", other, as_of="2026-03-01"))["placements"] == []
+        assert (await get("/reviews/overdue", other, as_of="2026-03-20"))["reviews"] == []
+        assert (await get("/reviews/upcoming", other, as_of="2026-02-25"))["reviews"] == []
+        assert (await get("/repatriations", other))["repatriations"] == []
+        assert (await get("/repatriation-candidates", other, as_of="2026-03-20"))["candidates"] == []
+        assert (await get("/summary", other, as_of="2026-04-15"))["by_commissioner"] == {}
+        mine = await get("/summary", as_of="2026-04-15")
+        assert list(mine["by_commissioner"]) == [COMM] and "parked_events" not in mine
+        for path, params in (
+            ("/placements", {"commissioner": COMM}),
+            ("/placements/PLC-2", {}),
+            ("/reviews/overdue", {"commissioner": COMM}),
+            ("/reviews/upcoming", {"commissioner": COMM}),
+            ("/repatriations", {"commissioner": COMM}),
+            ("/repatriation-candidates", {"commissioner": COMM}),
+        ):
+            denied = await http.get(path, params=params, headers=other)
+            assert denied.status_code == 403, (path, denied.text)
+            assert denied.headers["content-type"] == "application/problem+json"
+            assert denied.json()["status"] == 403
+            assert (await http.get(path, params=params, headers={"Authorization": ""})).status_code == 401
+        for role in ("finance", "ops"):  # no patient references for them
+            for path in ("/placements", "/placements/PLC-2", "/reviews/overdue", "/repatriations"):
+                assert (await http.get(path, headers=staff_headers(COMM, role))).status_code == 403, (role, path)
+        for role in ("case-manager", "provider", "finance"):
+            assert (await http.get("/parked", headers=staff_headers(COMM, role))).status_code == 403
+            assert (await http.post("/admin/run-jobs", headers=staff_headers(COMM, role))).status_code == 403
+        # Provider staff see the placements at their own sites, whoever commissions them.
+        far, near = staff_headers(FAR, "provider"), staff_headers(LOCAL, "provider")
+        at_far = await get("/placements", far, as_of="2026-03-01")
+        assert [p["placement_id"] for p in at_far["placements"]] == ["PLC-1", "PLC-2"]
+        assert (await get("/placements", near, as_of="2026-03-01"))["placements"] == []
+        assert [p["placement_id"] for p in (await get("/placements", near, as_of="2026-04-15"))["placements"]] == [
+            "PLC-1H"
+        ]
+        assert (await get("/placements/PLC-2", far))["placement_id"] == "PLC-2"
+        assert (await http.get("/placements/PLC-2", headers=near)).status_code == 403
+        assert [r["to_placement_id"] for r in (await get("/repatriations", near))["repatriations"]] == ["PLC-1H"]
+        assert (await get("/reviews/overdue", near, as_of="2026-03-20"))["reviews"] == []
+
+    # 6c. Every answer that showed placements is in the audit trail, with its references.
+    trail = await fetch(database, "SELECT sub, organisation, role, action, query, refs FROM audit_log ORDER BY id")
+    first = trail[0]
+    assert (first["sub"], first["organisation"], first["role"], first["action"]) == (
+        "cm@05a",
+        COMM,
+        "case-manager",
+        "GET /placements",
+    )
+    assert set(first["refs"]) == {"PLC-1", "PLC-2", *[p["patient_ref"] for p in active["placements"]]}
+    assert any(r["action"] == "GET /placements/PLC-2" and "PLC-2" in r["refs"] for r in trail)
+    assert any(r["role"] == "provider" and r["organisation"] == FAR for r in trail)
+    denied_reads = [r for r in trail if r["organisation"] == "05R" and r["refs"]]
+    assert denied_reads == []  # refused answers showed nothing and record nothing
 
     # 7. No NHS number anywhere in the logs or on the internal topic.
     captured = capsys.readouterr()
@@ -360,7 +421,11 @@ async def test_a_providers_placement_is_charged_only_once_agreed_and_an_implausi
     )
 
     app = service.server.config.app  # type: ignore[union-attr]
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://placements") as http:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://placements",
+        headers=staff_headers(COMM, "commissioner"),
+    ) as http:
         listed = (await http.get("/placements", params={"as_of": "2026-01-10"})).json()["placements"]
         assert {p["placement_id"]: p["status"] for p in listed} == {
             "PLC-F1": "agreed",

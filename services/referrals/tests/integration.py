@@ -11,13 +11,13 @@ import httpx
 import yaml
 from homeward.contracts import Event, Payload, parse_kafka
 from homeward.kit.clock import FixedClock
+from homeward.kit.http import build_app
 from homeward.kit.service import ServiceRuntime
 from homeward.kit.settings import CommonSettings
 from homeward.kit.testing import KafkaProbe
 from homeward.referrals.entrypoints import http
 from homeward.referrals.entrypoints.app import build_definition
 from homeward.referrals.settings import ReferralsSettings
-from starlette.applications import Starlette
 
 from .factories import KEY
 
@@ -52,12 +52,13 @@ async def start(database: str, kafka: KafkaProbe, clock: FixedClock, reference: 
     return runtime
 
 
-def api(runtime: ServiceRuntime) -> httpx.AsyncClient:
+def api(runtime: ServiceRuntime, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+    """The read API, signed in with ``headers`` (staff_headers) unless a request says otherwise."""
     assert runtime.pool is not None
     settings = runtime.settings
     assert isinstance(settings, ReferralsSettings)
-    app = Starlette(routes=http.routes(runtime.pool, runtime.clock, settings.wait_thresholds_hours))
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://referrals")
+    app = build_app("referrals", {}, routes=http.routes(runtime.pool, runtime.clock, settings.wait_thresholds_hours))
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://referrals", headers=headers)
 
 
 async def fetchval(database: str, sql: str, *args: Any) -> Any:

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from homeward.contracts import new_event, partner_source
@@ -20,7 +21,7 @@ from homeward.contracts.events import (
 )
 from homeward.kit.clock import FixedClock
 from homeward.kit.service import ServiceRuntime
-from homeward.kit.testing import KafkaProbe, eventually, new_ods
+from homeward.kit.testing import KafkaProbe, eventually, new_ods, ops_headers, staff_headers
 
 from .factories import NHS_A, NHS_B, NHS_C, NHS_D, T0, beds, from_partner, from_placements, referral, registered
 from .integration import api, fetchval, of, start, write_reference
@@ -168,8 +169,9 @@ async def test_referrals_capacity_and_placements_give_the_right_events_and_repor
         for r in records:
             assert_no_nhs_number(r.value)
 
-        async with api(runtime) as client:
+        async with api(runtime, staff_headers(commissioner, "case-manager")) as client:
             await _check_reports(client, commissioner, far_area, site1, site2)
+            await _check_scopes(client, commissioner, database)
 
         captured = capfd.readouterr()
         assert_no_nhs_number(captured.out + captured.err)
@@ -207,10 +209,41 @@ async def _check_reports(client: httpx.AsyncClient, commissioner: str, far_area:
     assert detail["placement"]["out_of_area"] is True and detail["waited_hours"] == 63
     assert "nhs_number" not in json.dumps(detail)
 
-    summary = (await client.get("/summary")).json()
+    summary = (await client.get("/summary", headers=ops_headers())).json()
     assert (summary["open_referrals"], summary["placed"], summary["placed_out_of_area"]) == (1, 3, 2)
     assert (summary["placed_out_of_area_no_local_bed"], summary["stale_capacity_updates_ignored"]) == (1, 3)
     assert summary["parked_placements"] == 0
+
+
+async def _check_scopes(client: httpx.AsyncClient, commissioner: str, database: str) -> None:
+    """Another commissioner, a provider, finance and ops see none of this commissioner's referrals."""
+    other = staff_headers("05R", "case-manager")
+    for path, params in (
+        ("/referrals/open", {"commissioner": commissioner}),
+        ("/referrals/REF-2", {}),
+        ("/unmet-need", {"commissioner": commissioner}),
+        ("/time-to-placement", {"commissioner": commissioner}),
+    ):
+        denied = await client.get(path, params=params, headers=other)
+        assert denied.status_code == 403 and denied.headers["content-type"] == "application/problem+json", path
+        for role in ("provider", "finance", "ops"):
+            assert (await client.get(path, params=params, headers=staff_headers(commissioner, role))).status_code == 403
+        assert (await client.get(path, params=params, headers={"Authorization": ""})).status_code == 401
+    assert (await client.get("/referrals/open", headers=other)).json()["referrals"] == []
+    assert (await client.get("/unmet-need", headers=other)).json()["rows"] == []
+    assert (await client.get("/time-to-placement", headers=other)).json()["count"] == 0
+    assert (await client.get("/summary")).status_code == 403  # every organisation's counts: ops only
+    assert (await client.get("/capacity", headers=staff_headers("RX1", "provider"))).status_code == 200
+    conn = await asyncpg.connect(database)
+    try:
+        trail = await conn.fetch("SELECT organisation, role, action, refs FROM audit_log ORDER BY id")
+    finally:
+        await conn.close()
+    mine = [(r["action"], list(r["refs"])) for r in trail if r["organisation"] == commissioner]
+    assert any(a == "GET /referrals/REF-2" and "REF-2" in refs for a, refs in mine)
+    assert any(a == "GET /referrals/open" and refs[:1] == ["REF-4"] for a, refs in mine)
+    assert {r["role"] for r in trail if r["organisation"] == commissioner} == {"case-manager"}  # refusals: no row
+    assert all(r["refs"] == [] for r in trail if r["organisation"] == "05R")  # 05R read, and was shown nothing
 
 
 async def _is(database: str, sql: str, expected: Any) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+import ipaddress
 from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
 from typing import Any, TypeVar
@@ -24,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .auth import AuthProblem, Caller, TokenVerifier, Unauthorized
+from .auth import OPS, AuthProblem, Caller, TokenVerifier, Unauthorized, require
 from .progress import Stall
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
@@ -62,14 +63,17 @@ def build_app(
         )
 
     async def metrics(request: Request) -> Response:
+        require(caller_of(request), OPS)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     async def asyncapi_doc(request: Request) -> Response:
+        caller_of(request)  # any signed-in caller: it describes the events, it holds none
         if asyncapi is None:
             return JSONResponse({"error": "no AsyncAPI document"}, status_code=404)
         return JSONResponse(asyncapi())
 
     async def run_jobs_now(request: Request) -> Response:
+        require(caller_of(request), OPS)
         # Operators (and the main job after a replay) run the schedulers now instead of waiting
         # for the interval. Jobs are idempotent, so a run beside the scheduled one is harmless.
         if run_jobs is None:
@@ -87,12 +91,24 @@ def build_app(
         ],
         exception_handlers={AuthProblem: _auth_problem},
     )
+    app.add_middleware(Authenticate, verifier=verifier or TokenVerifier())
     for key, value in (state or {}).items():
         setattr(app.state, key, value)
     return app
 
 
 # ---- sign-in ------------------------------------------------------------------------------
+def loopback(host: str) -> bool:
+    """Whether ``host`` serves this machine only (services bind 127.0.0.1 unless told otherwise;
+    any other address needs staff sign-in configured)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -141,7 +157,7 @@ class Authenticate:
     def _public(self, scope: Scope) -> bool:
         router = scope.get("app")
         for route in getattr(router, "routes", ()):
-            if isinstance(route, PublicRoute) and route.matches(scope)[0] is not Match.NONE:
+            if isinstance(route, PublicRoute) and route.matches(scope)[0] is Match.FULL:
                 return True
         return False
 

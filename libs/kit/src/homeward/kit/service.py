@@ -24,11 +24,12 @@ from faststream.specification import AsyncAPI
 from homeward.contracts import Payload
 from starlette.routing import BaseRoute
 
+from .auth import TokenVerifier
 from .clock import Clock, clock_from
 from .consumer import EventConsumer, Handler, InfrastructureError, Record
 from .crypto import KeyProblem
 from .db import create_pool, migrate
-from .http import build_app
+from .http import build_app, loopback
 from .kafka import RelayProducer, make_admin, make_broker
 from .logging import RateLimiter, configure_logging, get_logger
 from .metrics import RETENTION_DELETED, SCHEDULER_RUNS
@@ -237,6 +238,7 @@ class ServiceRuntime:
         # service's schedulers on demand.
         self.kit_jobs = [retention_job(definition.name, self.settings)]
         self.server: uvicorn.Server | None = None
+        self.verifier: TokenVerifier | None = None
         # One per subscription and one for the relay: what /readyz and homeward_stalled report.
         self.progress: list[ProgressTracker] = []
         for payload in definition.publishes:
@@ -280,6 +282,16 @@ class ServiceRuntime:
             s.common.check_keys(nhs_numbers=self.d.stores_nhs_numbers)
         except KeyProblem as exc:
             raise StartupError(str(exc)) from None
+        self.verifier = TokenVerifier(s.auth)
+        if self.verifier.problem is not None:
+            if not loopback(s.http_host):
+                prefix = s.model_config.get("env_prefix", "HOMEWARD_SERVICE_")
+                raise StartupError(
+                    f"{prefix}HTTP_HOST={s.http_host} serves beyond this machine, but staff sign-in is not "
+                    f"configured ({self.verifier.problem}): set HOMEWARD_AUTH_ISSUER and HOMEWARD_AUTH_JWKS "
+                    "(docs/staff-access.md), or bind 127.0.0.1"
+                )
+            log.warning("staff sign-in is not configured: every read API answers 401", problem=self.verifier.problem)
         if not s.database_url:
             prefix = s.model_config.get("env_prefix", "HOMEWARD_SERVICE_")
             raise StartupError(
@@ -367,6 +379,7 @@ class ServiceRuntime:
             state={"pool": self.pool, "clock": self.clock, "runtime": self},
             run_jobs=self.run_jobs_once,
             stalled=self.stalled,
+            verifier=self.verifier,
         )
         config = uvicorn.Config(app, host=s.http_host, port=s.http_port, log_config=None, access_log=False)
         self.server = _QuietServer(config)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .auth import AuthSettings
 from .crypto import KeyProblem, NhsNumberCipher, check_key, dead_letter_key
 from .pseudonym import Pseudonymiser
 
@@ -152,6 +153,8 @@ class ServiceSettings(BaseSettings):
     # No default: the superuser is not a service's account. The native stack, compose and the
     # Kubernetes manifests give each service its own role and database.
     database_url: str = Field(default="", description="postgresql://<the service's role>@host/<its database>")
+    # Loopback by default. Any other address (containers: 0.0.0.0) is refused at start unless
+    # staff sign-in is configured (HOMEWARD_AUTH_ISSUER and HOMEWARD_AUTH_JWKS; docs/staff-access.md).
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     consumer_group: str | None = None
@@ -191,3 +194,4 @@ class ServiceSettings(BaseSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     common: CommonSettings = Field(default_factory=CommonSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)

@@ -1,6 +1,11 @@
 """The read API: positions, spend by provider, a placement's ledger, invoices and the invariant
 check. Every query takes ``as_of=YYYY-MM-DD`` (default: today by the service clock); positions
-and spend sum the ledger entries effective on or before that date."""
+and spend sum the ledger entries effective on or before that date.
+
+Staff only (docs/staff-access.md): commissioner staff and finance read their own organisation's
+ledger; ops the positions of every organisation (the status page's overview) and the invariant
+check. A placement's ledger is placement-level: it is audited, and finance see it without
+patient references. Provider staff have no budget views."""
 
 from __future__ import annotations
 
@@ -8,8 +13,10 @@ import datetime as dt
 from typing import Any
 
 import asyncpg
+from homeward.kit import audit
+from homeward.kit.auth import COMMISSIONER_STAFF, FINANCE, OPS, Forbidden, own_organisation, require
 from homeward.kit.clock import Clock
-from homeward.kit.http import BadRequest, answers_bad_requests, query_date
+from homeward.kit.http import BadRequest, answers_bad_requests, caller_of, query_date
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -33,18 +40,47 @@ def _fy(request: Request, as_of: dt.date) -> str:
         raise BadRequest(str(exc)) from exc
 
 
+SERVICE = "budget"
+LEDGER_READERS = (FINANCE, *sorted(COMMISSIONER_STAFF))
+
+
+def without_patient_refs(value: Any) -> Any:
+    """``value`` with every ``patient_ref`` left out (what finance see of a placement's ledger)."""
+    if isinstance(value, dict):
+        return {k: without_patient_refs(v) for k, v in value.items() if k != "patient_ref"}
+    if isinstance(value, list):
+        return [without_patient_refs(v) for v in value]
+    return value
+
+
+def _organisations(history: dict[str, Any]) -> set[str]:
+    """Every commissioner a placement's ledger concerns: its streams' and funders', its invoices'."""
+    found = set()
+    for s in history.get("streams", []):
+        found.add(s["commissioner"])
+        found.update(f["commissioner"] for f in s.get("funding", []))
+    found.update(i["commissioner"] for i in history.get("invoices", []))
+    return found
+
+
 def build_routes(pool: asyncpg.Pool, clock: Clock) -> list[BaseRoute]:  # type: ignore[type-arg]
     async def positions(request: Request) -> Response:
+        caller = require(caller_of(request), OPS, *LEDGER_READERS)
         as_of = _as_of(request, clock)
         fy = _fy(request, as_of)
         async with pool.acquire() as conn:
-            balances = await q.balances_as_of(conn, as_of)
+            balances = await q.balances_as_of(conn, as_of, None if caller.is_ops else caller.org)
             names = await q.commissioners(conn, fy)
+        if not caller.is_ops:
+            names = [c for c in names if c == caller.org]
         body = [{**position(balances, c, fy).to_json(), "as_of": as_of.isoformat()} for c in names]
         return JSONResponse({"financial_year": fy, "as_of": as_of.isoformat(), "positions": body})
 
     async def commissioner_position(request: Request) -> Response:
+        caller = require(caller_of(request), OPS, *LEDGER_READERS)
         commissioner = request.path_params["commissioner"]
+        if not caller.is_ops:
+            own_organisation(caller, commissioner)
         as_of = _as_of(request, clock)
         fy = _fy(request, as_of)
         async with pool.acquire() as conn:
@@ -54,7 +90,9 @@ def build_routes(pool: asyncpg.Pool, clock: Clock) -> list[BaseRoute]:  # type: 
         return JSONResponse({**position(balances, commissioner, fy).to_json(), "as_of": as_of.isoformat()})
 
     async def provider_spend(request: Request) -> Response:
-        commissioner = request.path_params["commissioner"]
+        commissioner = own_organisation(
+            require(caller_of(request), *LEDGER_READERS), request.path_params["commissioner"]
+        )
         as_of = _as_of(request, clock)
         fy = _fy(request, as_of)
         async with pool.acquire() as conn:
@@ -69,21 +107,32 @@ def build_routes(pool: asyncpg.Pool, clock: Clock) -> list[BaseRoute]:  # type: 
         )
 
     async def placement_ledger(request: Request) -> Response:
+        caller = require(caller_of(request), *LEDGER_READERS)
         as_of = query_date(request)
+        pid = request.path_params["placement_id"]
         async with pool.acquire() as conn:
-            body = await q.placement_history(conn, request.path_params["placement_id"], as_of)
+            body = await q.placement_history(conn, pid, as_of)
         if body is None:
             return JSONResponse({"error": "no ledger entries for this placement"}, status_code=404)
+        if caller.org not in _organisations(body):
+            raise Forbidden(f"placement {pid} is not one of {caller.org}'s")
+        if caller.role == FINANCE:
+            body = without_patient_refs(body)
+        await audit.record(pool, SERVICE, caller, request, [pid])
         return JSONResponse(body)
 
     async def invoices(request: Request) -> Response:
         flagged_raw = request.query_params.get("flagged")
         flagged: Any = None if flagged_raw is None else flagged_raw.lower() in ("1", "true", "yes")
+        caller = require(caller_of(request), *LEDGER_READERS)
+        commissioner = own_organisation(caller, request.path_params["commissioner"])
         async with pool.acquire() as conn:
-            rows = await q.invoices(conn, request.path_params["commissioner"], flagged)
-        return JSONResponse({"commissioner": request.path_params["commissioner"], "invoices": rows})
+            rows = await q.invoices(conn, commissioner, flagged)
+        await audit.record(pool, SERVICE, caller, request, audit.references(rows, "placement_id"))
+        return JSONResponse({"commissioner": commissioner, "invoices": rows})
 
-    async def check(_: Request) -> Response:
+    async def check(request: Request) -> Response:
+        require(caller_of(request), OPS, FINANCE)
         async with pool.acquire() as conn:
             report = await q.check(conn)
         return JSONResponse(report.to_json(), status_code=200 if report.ok else 500)

@@ -30,6 +30,7 @@ from typing import Any
 
 import asyncpg
 from homeward.contracts import FieldProblem
+from homeward.kit.http import PublicRoute
 from homeward.kit.kafka import make_admin
 from homeward.kit.logging import get_logger
 from homeward.kit.settings import KafkaSettings
@@ -37,7 +38,7 @@ from homeward.kit.topics import Topics
 from prometheus_client import Counter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from ..adapters import keys, receipts
 from ..domain.admission import Admitted, admit
@@ -175,10 +176,13 @@ class FrontDoor:
         self._openapi: dict[str, Any] | None = None
 
     def routes(self) -> list[BaseRoute]:
+        # Partners' routes: they sign in with their API keys (step 1 above), never with a staff
+        # token, so the kit's staff sign-in leaves them alone (PublicRoute). The OpenAPI document
+        # describes the partner API and is public like docs/partner-guide.md.
         return [
-            Route("/events", self.post_events, methods=["POST"]),
-            Route("/events", self.other_method, methods=_OTHER_METHODS),
-            Route("/openapi.json", self.openapi, methods=["GET"]),
+            PublicRoute("/events", self.post_events, methods=["POST"]),
+            PublicRoute("/events", self.other_method, methods=_OTHER_METHODS),
+            PublicRoute("/openapi.json", self.openapi, methods=["GET"]),
         ]
 
     # ---- endpoints -----------------------------------------------------------------------

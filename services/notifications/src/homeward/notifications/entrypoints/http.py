@@ -1,4 +1,8 @@
-"""The read API: the sent-mail log, failed notifications, subscriptions and a summary."""
+"""The read API: the sent-mail log, failed notifications, subscriptions and a summary.
+
+Staff only (docs/staff-access.md): commissioner and provider staff see their own organisation's
+emails and recipients (filtered in SQL); ops the summary counts. Reading the log or the
+recipients is written to the audit trail (the emails name placements; recipients are people)."""
 
 from __future__ import annotations
 
@@ -6,8 +10,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
+from homeward.kit import audit
+from homeward.kit.auth import OPS, PATIENT_LEVEL, own_organisation, require
 from homeward.kit.clock import Clock
-from homeward.kit.http import BadRequest, answers_bad_requests, query_date, query_int
+from homeward.kit.http import BadRequest, answers_bad_requests, caller_of, query_date, query_int
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -32,9 +38,8 @@ def _log_filter(request: Request, status: str | None = None) -> queries.LogFilte
     status = status or request.query_params.get("status")
     if status is not None and status not in STATUSES:
         raise BadRequest(f"status must be one of {', '.join(STATUSES)}")
-    org = request.query_params.get("org")
     return queries.LogFilter(
-        organisation=org.upper() if org else None,
+        organisation=_own(request),
         event_type=_event_type(request),
         status=status,
         date_from=query_date(request, "from"),
@@ -42,6 +47,13 @@ def _log_filter(request: Request, status: str | None = None) -> queries.LogFilte
         as_of=query_date(request, "as_of"),
         limit=query_int(request, "limit", 200, low=1, high=1000),
         offset=query_int(request, "offset", 0, low=0, high=10**9),
+    )
+
+
+def _own(request: Request) -> str:
+    """The caller's organisation; 403 if ``org`` names another."""
+    return own_organisation(
+        require(caller_of(request), *sorted(PATIENT_LEVEL)), request.query_params.get("org"), "organisation"
     )
 
 
@@ -59,25 +71,30 @@ def routes(pool: asyncpg.Pool, clock: Clock) -> Sequence[BaseRoute]:  # type: ig
 
     async def log(request: Request, conn: asyncpg.Connection) -> Any:  # type: ignore[type-arg]
         f = _log_filter(request)
-        return {"notifications": await queries.notification_log(conn, f), "limit": f.limit, "offset": f.offset}
+        rows = await queries.notification_log(conn, f)
+        await audit.record(conn, "notifications", caller_of(request), request, audit.references(rows, "reference"))
+        return {"notifications": rows, "limit": f.limit, "offset": f.offset}
 
     async def failed(request: Request, conn: asyncpg.Connection) -> Any:  # type: ignore[type-arg]
         f = _log_filter(request, status="failed")
-        return {"notifications": await queries.notification_log(conn, f), "limit": f.limit, "offset": f.offset}
+        rows = await queries.notification_log(conn, f)
+        await audit.record(conn, "notifications", caller_of(request), request, audit.references(rows, "reference"))
+        return {"notifications": rows, "limit": f.limit, "offset": f.offset}
 
     async def subscriptions(request: Request, conn: asyncpg.Connection) -> Any:  # type: ignore[type-arg]
-        org, role = request.query_params.get("org"), request.query_params.get("role")
-        return {
-            "recipients": await queries.subscriptions(
-                conn,
-                organisation=org.upper() if org else None,
-                role=role,
-                event_type=_event_type(request),
-                as_of=query_date(request, "as_of"),
-            )
-        }
+        role = request.query_params.get("role")
+        recipients = await queries.subscriptions(
+            conn,
+            organisation=_own(request),
+            role=role,
+            event_type=_event_type(request),
+            as_of=query_date(request, "as_of"),
+        )
+        await audit.record(conn, "notifications", caller_of(request), request)
+        return {"recipients": recipients}
 
     async def summary(request: Request, conn: asyncpg.Connection) -> Any:  # type: ignore[type-arg]
+        require(caller_of(request), OPS)  # every organisation's counts: the status page
         return await queries.summary(conn, query_date(request, "as_of"))
 
     return [

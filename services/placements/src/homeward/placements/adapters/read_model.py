@@ -38,9 +38,14 @@ class ReadModel:
         out_of_area: bool | None = None,
         cohort: Cohort | None = None,
         bed_type: BedType | None = None,
+        provider: str | None = None,
     ) -> list[Placement]:
+        """Active placements; ``provider`` keeps those at that provider (or that one site)."""
         where: list[str] = [ACTIVE]
         args: list[Any] = [as_of]
+        if provider is not None:
+            args.append(provider)
+            where.append(f"(p.provider = ${len(args)} OR p.provider_site = ${len(args)})")
         for column, value in (
             ("commissioner", commissioner),
             ("out_of_area", out_of_area),
@@ -65,6 +70,7 @@ class ReadModel:
         end: dt.date | None = None,
         commissioner: str | None = None,
         placement_id: str | None = None,
+        provider: str | None = None,
     ) -> list[dict[str, Any]]:
         where: list[str] = ["TRUE"]
         args: list[Any] = []
@@ -73,6 +79,11 @@ class ReadModel:
             ("repatriated_on <= $?", end),
             ("commissioner = $?", commissioner),
             ("(from_placement_id = $? OR to_placement_id = $?)", placement_id),
+            (
+                "EXISTS (SELECT 1 FROM placements x WHERE x.placement_id IN (from_placement_id, to_placement_id)"
+                " AND (x.provider = $? OR x.provider_site = $?))",
+                provider,
+            ),
         ):
             if value is not None:
                 args.append(value)

@@ -1,5 +1,10 @@
 """The read API: JSON over HTTP, every query "as of" a date (``as_of=YYYY-MM-DD``, default today
-by the service clock). Never returns an NHS number: people are identified by ``patient_ref``."""
+by the service clock). Never returns an NHS number: people are identified by ``patient_ref``.
+
+Staff only (docs/staff-access.md): commissioner staff see their organisation's placements,
+provider staff those at their own sites (filtered in SQL), ops the parked events' reasons and
+the overview counts; finance the counts of their organisation. Every answer that shows
+placements appends a row to the audit trail naming them."""
 
 from __future__ import annotations
 
@@ -9,8 +14,18 @@ from typing import Any
 
 import asyncpg
 from homeward.contracts.vocab import BedType, Cohort
+from homeward.kit import audit
+from homeward.kit.auth import COMMISSIONER_STAFF, FINANCE, OPS, Forbidden, PlacementScope, require
 from homeward.kit.clock import Clock
-from homeward.kit.http import BadRequest, answers_bad_requests, query_bool, query_date, query_enum, query_int
+from homeward.kit.http import (
+    BadRequest,
+    answers_bad_requests,
+    caller_of,
+    query_bool,
+    query_date,
+    query_enum,
+    query_int,
+)
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -145,32 +160,49 @@ def rates_in_force(p: Placement) -> set[RateEntry]:
     return set(latest.values())
 
 
+SERVICE = "placements"
+
+
 def build_routes(pool: asyncpg.Pool, clock: Clock) -> list[BaseRoute]:  # type: ignore[type-arg]
     model = ReadModel(pool)
 
     def as_of(request: Request) -> dt.date:
         return query_date(request, "as_of") or clock.today()
 
+    def scope(request: Request) -> PlacementScope:
+        """Whose placements the caller may see (403 for a commissioner asked for that is not theirs)."""
+        return PlacementScope.of(caller_of(request), request.query_params.get("commissioner") or None)
+
+    async def shown(request: Request, rows: list[dict[str, Any]], *keys: str) -> None:
+        refs = audit.references(rows, *(keys or ("placement_id", "patient_ref")))
+        await audit.record(pool, SERVICE, caller_of(request), request, refs)
+
     @answers_bad_requests
     async def list_placements(request: Request) -> Response:
         day = as_of(request)
+        allowed = scope(request)
         found = await model.active(
             day,
-            commissioner=request.query_params.get("commissioner") or None,
+            commissioner=allowed.commissioner,
+            provider=allowed.provider,
             out_of_area=query_bool(request, "out_of_area"),
             cohort=query_enum(request, "cohort", Cohort),
             bed_type=query_enum(request, "bed_type", BedType),
         )
         rows = [placement_row(p, day) for p in found]
+        await shown(request, rows)
         return ok({"as_of": day, "count": len(rows), "placements": rows})
 
     @answers_bad_requests
     async def get_placement(request: Request) -> Response:
         day = as_of(request)
         pid = request.path_params["placement_id"]
+        allowed = PlacementScope.of(caller_of(request))
         p = await model.placement(pid)
         if p is None:
             return JSONResponse({"error": f"no placement {pid}"}, status_code=404)
+        if not allowed.allows(p.commissioner, p.provider, p.provider_site):
+            raise Forbidden(f"placement {pid} is not one of {caller_of(request).org}'s")
         in_force = rates_in_force(p)
         body = placement_row(p, day)
         body.update(
@@ -216,21 +248,26 @@ def build_routes(pool: asyncpg.Pool, clock: Clock) -> list[BaseRoute]:  # type: 
                 "parked_events": [parked_row(e) for e in await model.parked(placement_id=pid)],
             }
         )
+        await shown(request, [body])
         return ok(body)
 
     @answers_bad_requests
     async def overdue_reviews(request: Request) -> Response:
         day = as_of(request)
-        found = await model.active(day, commissioner=request.query_params.get("commissioner") or None)
+        allowed = scope(request)
+        found = await model.active(day, commissioner=allowed.commissioner, provider=allowed.provider)
         rows = overdue(found, day)
+        await shown(request, rows)
         return ok({"as_of": day, "count": len(rows), "reviews": rows})
 
     @answers_bad_requests
     async def upcoming_reviews(request: Request) -> Response:
         day = as_of(request)
         within = query_int(request, "within_days", 28)
-        found = await model.active(day, commissioner=request.query_params.get("commissioner") or None)
+        allowed = scope(request)
+        found = await model.active(day, commissioner=allowed.commissioner, provider=allowed.provider)
         rows = upcoming(found, day, within)
+        await shown(request, rows)
         return ok({"as_of": day, "within_days": within, "count": len(rows), "reviews": rows})
 
     @answers_bad_requests
@@ -238,15 +275,18 @@ def build_routes(pool: asyncpg.Pool, clock: Clock) -> list[BaseRoute]:  # type: 
         start, end = query_date(request, "from"), query_date(request, "to") or query_date(request, "as_of")
         if start and end and end < start:
             raise BadRequest("to must not be before from")
+        allowed = scope(request)
         rows = await model.repatriations(
-            start=start, end=end, commissioner=request.query_params.get("commissioner") or None
+            start=start, end=end, commissioner=allowed.commissioner, provider=allowed.provider
         )
+        await shown(request, rows, "from_placement_id", "to_placement_id", "patient_ref")
         return ok({"from": start, "to": end, "count": len(rows), "repatriations": rows})
 
     @answers_bad_requests
     async def candidates(request: Request) -> Response:
         day = as_of(request)
-        found = await model.active(day, commissioner=request.query_params.get("commissioner") or None, out_of_area=True)
+        allowed = scope(request)
+        found = await model.active(day, commissioner=allowed.commissioner, provider=allowed.provider, out_of_area=True)
         capacity = await model.capacity(day)
         rows = []
         for p in found:
@@ -260,19 +300,28 @@ def build_routes(pool: asyncpg.Pool, clock: Clock) -> list[BaseRoute]:  # type: 
                         "local_capacity_as_of": local.as_of,
                     }
                 )
+        await shown(request, rows)
         return ok({"as_of": day, "count": len(rows), "candidates": rows})
 
     @answers_bad_requests
     async def parked(request: Request) -> Response:
+        # Ops: why events wait or were given up on; not what they said about a person.
+        require(caller_of(request), OPS)
         expired = bool(query_bool(request, "expired"))
-        rows = [parked_row(e) for e in await model.parked(expired=expired)]
+        rows = [{k: v for k, v in parked_row(e).items() if k != "data"} for e in await model.parked(expired=expired)]
         return ok({"status": "expired" if expired else "parked", "count": len(rows), "parked": rows})
 
     @answers_bad_requests
     async def summary(request: Request) -> Response:
+        # Counts, no references: ops see every organisation's (the status page); commissioner
+        # staff and finance their own organisation's.
+        caller = require(caller_of(request), OPS, FINANCE, *sorted(COMMISSIONER_STAFF))
+        own = None if caller.is_ops else caller.org
         day = as_of(request)
-        found = await model.active(day)
+        found = await model.active(day, commissioner=own)
         repatriated = await model.repatriation_counts(day)
+        if own is not None:
+            repatriated = {c: n for c, n in repatriated.items() if c == own}
         by: dict[str, dict[str, int]] = {}
 
         def bucket(code: str) -> dict[str, int]:
@@ -291,7 +340,7 @@ def build_routes(pool: asyncpg.Pool, clock: Clock) -> list[BaseRoute]:  # type: 
             {
                 "as_of": day,
                 **totals,
-                "parked_events": await model.parked_count(),
+                **({"parked_events": await model.parked_count()} if caller.is_ops else {}),
                 "by_commissioner": dict(sorted(by.items())),
             }
         )

@@ -1,5 +1,9 @@
 """The JSON read API. Every query takes an optional ``as_of=YYYY-MM-DD``: the answer as it
-stood at the end of that day (UTC); without it, as of the service clock's now."""
+stood at the end of that day (UTC); without it, as of the service clock's now.
+
+Staff only (docs/staff-access.md): commissioner staff see their organisation's referrals,
+unmet need and waits (filtered in SQL); local capacity (beds, no people) any signed-in staff;
+the counts ops. Every answer that shows referrals is written to the audit trail."""
 
 from __future__ import annotations
 
@@ -10,8 +14,10 @@ from typing import Any
 
 import asyncpg
 from homeward.contracts.vocab import BedType, Urgency
+from homeward.kit import audit
+from homeward.kit.auth import COMMISSIONER_STAFF, OPS, Forbidden, own_organisation, require
 from homeward.kit.clock import Clock
-from homeward.kit.http import answers_bad_requests, query_date, query_enum
+from homeward.kit.http import answers_bad_requests, caller_of, query_date, query_enum
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -97,6 +103,11 @@ def routes(
     thresholds: Mapping[Urgency, Sequence[int]],
 ) -> list[BaseRoute]:
     read = ReadModel(pool)
+    staff = sorted(COMMISSIONER_STAFF)
+
+    def commissioner_of(request: Request) -> str:
+        """The caller's own organisation (403 if another is asked for)."""
+        return own_organisation(require(caller_of(request), *staff), _text(request, "commissioner"))
 
     def instant(request: Request) -> tuple[dt.date | None, dt.datetime]:
         as_of = query_date(request, "as_of")
@@ -104,23 +115,31 @@ def routes(
 
     async def open_referrals(request: Request) -> Response:
         _, at = instant(request)
-        commissioner = _text(request, "commissioner")
+        commissioner = commissioner_of(request)
         urgency = query_enum(request, "urgency", Urgency)
         rows = await read.open_referrals(at, commissioner, urgency)
         items = [referral_json(r, at, thresholds) for r in rows]
+        await audit.record(
+            pool, "referrals", caller_of(request), request, audit.references(items, "referral_id", "patient_ref")
+        )
         items.sort(key=lambda r: (-r["waited_hours"], r["referral_id"]))
         return JSONResponse({"as_of": at.isoformat(), "count": len(items), "referrals": items})
 
     async def one_referral(request: Request) -> Response:
         _, at = instant(request)
+        caller = require(caller_of(request), *staff)
         referral = await read.referral(request.path_params["referral_id"])
         if referral is None:
             return JSONResponse({"error": "no such referral"}, status_code=404)
+        if referral.commissioner != caller.org:
+            raise Forbidden(f"referral {referral.referral_id} is not one of {caller.org}'s")
         body = referral_json(referral, at, thresholds)
+        await audit.record(pool, "referrals", caller, request, audit.references([body], "referral_id", "patient_ref"))
         body["wait_breaches"] = await read.breaches(referral.referral_id)
         return JSONResponse(body)
 
     async def capacity(request: Request) -> Response:
+        caller_of(request)  # beds, not people: any signed-in staff
         as_of, at = instant(request)
         counts = await read.capacity(
             at if as_of else None, _text(request, "area"), query_enum(request, "bed_type", BedType)
@@ -131,9 +150,7 @@ def routes(
         as_of, at = instant(request)
         first = query_date(request, "from")
         last = _earliest(query_date(request, "to"), as_of or at.date())
-        placements = await read.out_of_area_placements(
-            first, last, _text(request, "area"), _text(request, "commissioner")
-        )
+        placements = await read.out_of_area_placements(first, last, _text(request, "area"), commissioner_of(request))
         rows = [dataclasses.asdict(r) for r in unmet_need(placements)]
         return JSONResponse(
             {
@@ -148,7 +165,7 @@ def routes(
         as_of, at = instant(request)
         first = query_date(request, "from")
         last = _earliest(query_date(request, "to"), as_of or at.date())
-        overall, by_urgency = time_to_placement(await read.placement_waits(first, last, _text(request, "commissioner")))
+        overall, by_urgency = time_to_placement(await read.placement_waits(first, last, commissioner_of(request)))
         return JSONResponse(
             {
                 "from": first.isoformat() if first else None,
@@ -159,6 +176,7 @@ def routes(
         )
 
     async def summary(request: Request) -> Response:
+        require(caller_of(request), OPS)  # every organisation's counts: the status page
         _, at = instant(request)
         return JSONResponse({"service": "referrals", "as_of": at.isoformat(), **await read.counts(at)})
 
