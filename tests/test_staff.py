@@ -217,6 +217,16 @@ def test_signed_in_by_keyboard_the_worklist_shows_the_organisations_overdue_revi
     assert len(token_sent) == 1 and next(iter(token_sent)).startswith("Bearer ey")
 
 
+def test_each_role_is_offered_the_pages_its_services_answer(staff: Staff) -> None:
+    finance = staff.get("/budget", staff_token("05A", "finance"))
+    assert 'href="/measures"' in finance.text and 'href="/placements"' not in finance.text
+    landing = staff.get("/", staff_token("05A", "finance"))
+    assert landing.status_code == 303 and landing.headers["location"] == "/budget"
+    provider = staff.get("/", staff_token("8Z000", "provider"))
+    assert provider.status_code == 200 and 'href="/budget"' not in provider.text
+    assert staff.get("/", staff_token("HOMEWARD", "ops")).headers["location"] == "/measures"
+
+
 def test_every_page_passes_axe_and_reaches_its_links_by_keyboard(staff: Staff, axe_source: Path) -> None:
     token = staff_token("05A", "commissioner")
     with Browser() as b:
@@ -242,7 +252,7 @@ def test_every_page_passes_axe_and_reaches_its_links_by_keyboard(staff: Staff, a
 
 
 def test_every_table_has_a_csv_download_with_its_rows(staff: Staff) -> None:
-    token = staff_token("05A", "finance")
+    token = staff_token("05A", "commissioner")
     seen = 0
     for path, _, _ in PAGES:
         page = staff.get(path, token)
@@ -346,7 +356,7 @@ def test_sign_in_never_redirects_to_another_site(node_modules: Path) -> None:
 
 def test_a_service_refusal_is_shown_not_hidden(staff: Staff) -> None:
     staff.services.deny.add("/reviews/overdue")
-    r = staff.get("/", staff_token("05A", "finance"))
+    r = staff.get("/", staff_token("05A", "case-manager"))
     assert r.status_code == 403 and "not for your role" in r.text
 
 

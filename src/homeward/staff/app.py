@@ -57,6 +57,17 @@ PAGES = (
     ("/measures", "NHS out-of-area measures", "NHS measures"),
     ("/alerts", "Suppressed alerts", "Suppressed alerts"),
 )
+# The pages each role's navigation offers: those whose services answer that role (the services
+# decide; a page reached anyway shows their refusal). docs/staff-access.md has the scopes.
+ALL_PAGES = tuple(path for path, _, _ in PAGES)
+ROLE_PAGES: dict[str, tuple[str, ...]] = {
+    "commissioner": ALL_PAGES,
+    "case-manager": ALL_PAGES,
+    "clinical-lead": ALL_PAGES,
+    "finance": ("/budget", "/measures"),
+    "provider": ("/", "/placements", "/repatriation", "/measures", "/alerts"),
+    "ops": ("/measures",),
+}
 # A Content-Security-Policy that keeps every page to this server's own files: no CDN, no
 # inline script, nothing framed.
 CSP = (
@@ -184,7 +195,9 @@ def build_app(
         return settings.secure_cookie if settings.secure_cookie is not None else request.url.scheme == "https"
 
     def html(template: str, status: int = 200, **context: Any) -> HTMLResponse:
-        body = env.get_template(template).render(pages=PAGES, **context)
+        who: SignedIn | None = context.get("who")
+        offered = ROLE_PAGES.get(who.role, ALL_PAGES) if who else ()
+        body = env.get_template(template).render(pages=[p for p in PAGES if p[0] in offered], **context)
         return HTMLResponse(body, status_code=status, headers=_headers())
 
     def to_sign_in(request: Request) -> Response:
@@ -550,6 +563,9 @@ def build_app(
         path = request.url.path
         try:
             who = who_is(request)
+            offered = ROLE_PAGES.get(who.role, ALL_PAGES)
+            if path == "/" and path not in offered and offered:
+                return RedirectResponse(offered[0], status_code=303)  # the role's first page
             view = await views[path](who, request)
         except SignInNeeded:
             return to_sign_in(request)
