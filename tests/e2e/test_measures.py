@@ -76,6 +76,18 @@ def test_commissioner_staff_see_their_own_measures_only(system: System, world: o
         assert finance.status_code == 200 and list(finance.json()["commissioners"]) == [code]
 
 
+def test_provider_staff_see_the_measures_of_their_own_sites(system: System, world: oracle.World) -> None:
+    away = [p for p in world.placements.values() if p.out_of_area]
+    provider = max({p.provider for p in away}, key=lambda prov: sum(p.provider == prov for p in away))
+    theirs = oracle.World({k: p for k, p in world.placements.items() if p.provider == provider}, {})
+    expected = measures_oracle.measures(theirs, system.scenario, dt.date(2026, 10, 1), dt.date(2026, 10, 31), AS_OF)
+    everyone = measures_oracle.measures(world, system.scenario, dt.date(2026, 10, 1), dt.date(2026, 10, 31), AS_OF)
+    assert expected and expected != everyone
+    r = _measures(system, staff_headers(provider, "provider"), month="2026-10")
+    assert r.status_code == 200, r.text
+    assert measures_oracle.as_reported(r.json()) == expected
+
+
 def test_measures_need_a_valid_token(system: System) -> None:
     assert _measures(system, {}, month="2026-10").status_code == 401
     wrong_audience = {"Authorization": f"Bearer {staff_token('05A', 'case-manager', aud='someone-else')}"}

@@ -4,10 +4,12 @@ scenario, and none of 05R's; the measures page shows the oracle's figures."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import uvicorn
@@ -50,6 +52,19 @@ def staff_url(system: System) -> Iterator[str]:
         thread.join(timeout=10)
 
 
+async def _audit_rows(dsn: str, sub: str) -> list[dict[str, Any]]:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT organisation, role, action, refs FROM audit_log WHERE sub = $1 ORDER BY id", sub
+        )
+    finally:
+        await conn.close()
+    return [dict(r) for r in rows]
+
+
 def _rows(browser: Browser, table: str) -> list[list[str]]:
     cells = browser.evaluate(
         f"Array.from(document.querySelectorAll('#{table} tbody tr')).map("
@@ -81,7 +96,7 @@ def test_signed_in_as_05A_the_worklist_shows_05As_overdue_reviews_and_none_of_05
     assert any(world.placements[p].commissioner == "05R" for p in not_mine)
 
     with Browser() as b:
-        sign_in_by_keyboard(b, staff_url, staff_token("05A", "case-manager"))
+        sign_in_by_keyboard(b, staff_url, staff_token("05A", "case-manager", sub="e2e-staff-view-casey"))
         assert b.text("#signed-in-org") == "05A"
         shown = _overdue_table(b)
         assert set(shown) == set(mine)
@@ -90,6 +105,12 @@ def test_signed_in_as_05A_the_worklist_shows_05As_overdue_reviews_and_none_of_05
         page = b.text("main")
         leaked = sorted(pid for pid in not_mine if pid in page)
         assert not leaked, f"other commissioners' placements shown to 05A: {leaked}"
+
+    # The page's reads are the person's own: the placements service audited them under their name.
+    audited = asyncio.run(_audit_rows(system.databases["placements"], "e2e-staff-view-casey"))
+    overdue_reads = [r for r in audited if r["action"] == "GET /reviews/overdue"]
+    assert overdue_reads and all((r["organisation"], r["role"]) == ("05A", "case-manager") for r in overdue_reads)
+    assert {pid for pid, _ in mine} <= set(overdue_reads[-1]["refs"])
 
     # Each other commissioner's staff see their own list, as the oracle computes it (05R's is
     # empty in this scenario: its missed reviews are all of placements that have ended).
