@@ -299,6 +299,11 @@ def test_the_pages_show_what_the_services_answer(staff: Staff) -> None:
     measures = staff.get("/measures", token).text
     assert "OAP days (bed days)" in measures and "211" in measures and "£114,995.00" in measures
     assert staff.services.asked("/measures")[-1].url.params["month"] == "2026-10"  # the last whole month
+    headline = {r["Measure"]: r for r in csv.DictReader(io.StringIO(staff.get("/measures/headline.csv", token).text))}
+    assert headline["Total recorded cost (£)"]["All out of area"] == "114995.00"
+    assert headline["OAP days (bed days)"]["Inappropriate"] == "211"
+    ops = staff.get("/measures", staff_token("HOMEWARD", "ops")).text
+    assert 'id="by-commissioner"' in ops and 'id="by-commissioner"' not in measures
     staff.get("/measures?month=2026-09", token)
     assert staff.services.asked("/measures")[-1].url.params["month"] == "2026-09"
     assert "2026-10" in staff.get("/unmet-need", token).text

@@ -33,7 +33,7 @@ from .assets import assets_dir, frontend_dist
 from .charts import Series, chart
 from .identity import NotSignedIn, SignedIn, identify
 from .settings import StaffSettings
-from .tables import Column, Table
+from .tables import Column, Table, csv_value, display
 
 COOKIE = "homeward_staff_token"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -461,12 +461,20 @@ def build_app(
             }
             for key, label, kind in headline
         ]
-        # One column kind per row: show values preformatted.
-        from .tables import display
-
+        # One kind per row, not per column: the page shows the values formatted, the CSV plain.
         for r in head_rows:
-            r["all_text"] = display(r["kind"], r["all"])
-            r["inappropriate_text"] = display(r["kind"], r["inappropriate"])
+            for k in ("all", "inappropriate"):
+                r[f"{k}_text"] = display(r["kind"], r[k])
+                r[f"{k}_csv"] = csv_value(r["kind"], r[k])
+            r["measure_csv"] = f"{r['measure']} (£)" if r["kind"] == "money" else r["measure"]
+        per_commissioner = [
+            {
+                "commissioner": code,
+                **{k: m["all"][k] for k, _, _ in headline},
+                "inappropriate_active_at_end": m["inappropriate"]["active_at_end"],
+            }
+            for code, m in data["commissioners"].items()
+        ]
         note = "" if period["complete"] else f" (to date: measured to {period['measured_to']})"
         bands = data["bands"]
         return View(
@@ -478,11 +486,27 @@ def build_app(
                     "headline",
                     f"Out-of-area placements, {period['label']}",
                     [
-                        Column("measure", "Measure"),
-                        Column("all_text", "All out of area", numeric=True),
-                        Column("inappropriate_text", "Inappropriate", numeric=True),
+                        Column("measure", "Measure", csv_key="measure_csv"),
+                        Column("all_text", "All out of area", numeric=True, csv_key="all_csv"),
+                        Column("inappropriate_text", "Inappropriate", numeric=True, csv_key="inappropriate_csv"),
                     ],
                     head_rows,
+                ),
+                *(
+                    [
+                        Table(
+                            "by-commissioner",
+                            f"By commissioner, {period['label']}",
+                            [
+                                Column("commissioner", "Commissioner"),
+                                *(Column(k, label, kind) for k, label, kind in headline),
+                                Column("inappropriate_active_at_end", "Inappropriate at the end", "number"),
+                            ],
+                            per_commissioner,
+                        )
+                    ]
+                    if who.commissioner is None
+                    else []
                 ),
                 Table(
                     "length-of-stay",

@@ -18,6 +18,8 @@ class Column:
     label: str
     kind: str = "text"  # text, number, money (pence), date, percent, level, yesno
     numeric: bool = False
+    # The CSV takes this key instead, as it stands (a value already made plain for spreadsheets).
+    csv_key: str | None = None
 
     @property
     def right(self) -> bool:
@@ -42,7 +44,12 @@ class Table:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow([csv_heading(c) for c in self.columns])
         for row in self.rows:
-            writer.writerow([csv_value(c.kind, row.get(c.key)) for c in self.columns])
+            writer.writerow(
+                [
+                    csv_value("text", row.get(c.csv_key)) if c.csv_key else csv_value(c.kind, row.get(c.key))
+                    for c in self.columns
+                ]
+            )
         return out.getvalue()
 
 
