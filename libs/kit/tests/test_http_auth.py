@@ -203,3 +203,27 @@ async def test_a_service_serving_beyond_loopback_without_sign_in_configured_refu
     for host, auth in (("0.0.0.0", AuthSettings()), ("127.0.0.1", unset)):
         with pytest.raises(StartupError, match="DATABASE_URL"):
             runtime(host, auth)._check_settings()
+
+
+async def test_pages_may_take_the_token_from_a_cookie_for_reading_only() -> None:
+    from homeward.kit.auth import TokenVerifier
+    from homeward.kit.http import Authenticate
+
+    async def change(request: Request) -> Response:
+        return JSONResponse(caller_of(request).to_json())
+
+    app = Starlette(routes=[Route("/whoami", _whoami), Route("/change", change, methods=["POST"])])
+    app.add_middleware(Authenticate, verifier=TokenVerifier(), cookie="homeward_token")
+    token = staff_headers("05A", "case-manager")["Authorization"].split()[1]
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://pages", cookies={"homeward_token": token}
+    ) as client:
+        assert (await client.get("/whoami")).json()["org"] == "05A"
+        assert (await client.post("/change")).status_code == 401  # a cookie alone never changes anything
+        assert (await client.post("/change", headers={"Authorization": f"Bearer {token}"})).status_code == 200
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=build_app("svc", {}, routes=[Route("/whoami", _whoami)])),
+        base_url="http://svc",
+        cookies={"homeward_token": token},
+    ) as client:
+        assert (await client.get("/whoami")).status_code == 401  # the services' APIs take no cookie

@@ -1,5 +1,6 @@
 """Staff sign-in for the command line: ``homeward token`` (a token from the native stack's local
-key) and the bearer token the ``homeward`` commands send to the services' APIs.
+key), the bearer token the ``homeward`` commands send to the services' APIs, and ``homeward
+audit`` (who read what).
 
 A command sends ``$HOMEWARD_TOKEN`` when it is set (a token from your organisation's identity
 provider, or from ``homeward token``). Without it, on a checkout with the native stack, the
@@ -11,11 +12,15 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from homeward.kit.auth import OPS, ROLES, issue_local_token, parse_ttl
+
+if TYPE_CHECKING:
+    from homeward.kit.audit import AuditRow
 
 TOKEN_VAR = "HOMEWARD_TOKEN"
 # A token the CLI signs for itself lives only as long as the command.
@@ -81,3 +86,105 @@ def token(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--org") from None
     typer.echo(signed)
+
+
+# ---- homeward audit ---------------------------------------------------------------------
+AUDITED = ("placements", "referrals", "budget", "notifications", "ingress")
+
+
+def database_url(service: str) -> str:
+    """``$HOMEWARD_<SERVICE>_DATABASE_URL``, else the native stack's database of the service."""
+    given = os.environ.get(f"HOMEWARD_{service.upper()}_DATABASE_URL", "").strip()
+    if given:
+        return given
+    from homeward.devstack.stack import stack_info
+
+    return stack_info().database_url(service)
+
+
+def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
+    """``2026-11-20``, ``2026-11-20T09:00:00Z`` or a span back from now (``8h``, ``7d``)."""
+    now = now or dt.datetime.now(dt.UTC)
+    raw = text.strip()
+    try:
+        return now - parse_ttl(raw)
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError("--since is a date, a date and time, or a span such as 8h or 7d") from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+async def read_trail(
+    services: Sequence[str], since: dt.datetime | None, org: str | None, limit: int
+) -> tuple[list[AuditRow], dict[str, str]]:
+    """Every service's trail merged in time order, and the services that could not be read (why)."""
+    import asyncpg
+    from homeward.kit.audit import read
+
+    rows: list[AuditRow] = []
+    problems: dict[str, str] = {}
+    for service in services:
+        try:
+            conn = await asyncpg.connect(database_url(service), timeout=10)
+        except Exception as exc:
+            problems[service] = f"{type(exc).__name__}: {exc}"
+            continue
+        try:
+            rows += await read(conn, since=since, organisation=org, limit=limit)
+        except asyncpg.UndefinedTableError:
+            problems[service] = "no audit_log table yet (the service has not started since the audit trail came)"
+        finally:
+            await conn.close()
+    rows.sort(key=lambda r: r.at)
+    return rows[-limit:] if len(rows) > limit else rows, problems
+
+
+def audit(
+    since: Annotated[
+        str | None, typer.Option("--since", help="From: 2026-11-20, 2026-11-20T09:00Z, or back from now: 8h, 7d")
+    ] = None,
+    org: Annotated[str | None, typer.Option("--org", help="Only reads by this organisation's staff (ODS code)")] = None,
+    service: Annotated[
+        list[str] | None, typer.Option("--service", "-s", help=f"Only these services' trails (of {', '.join(AUDITED)})")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many rows, the latest")] = 1000,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+) -> None:
+    """Who read placement-level data: every service's append-only audit trail, oldest first.
+
+    Reads each service's database (HOMEWARD_<SERVICE>_DATABASE_URL, else the native stack's)."""
+    import asyncio
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    wanted = list(dict.fromkeys(service or AUDITED))
+    unknown = [s for s in wanted if s not in AUDITED]
+    if unknown:
+        raise typer.BadParameter(f"{', '.join(unknown)}: the services are {', '.join(AUDITED)}", param_hint="--service")
+    try:
+        start = parse_since(since) if since else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from None
+    rows, problems = asyncio.run(read_trail(wanted, start, org.strip().upper() if org else None, limit))
+    err = Console(stderr=True)
+    for name, why in problems.items():
+        err.print(f"[yellow]{name}: the audit trail could not be read: {why}[/]")
+    if json_out:
+        typer.echo(json.dumps({"rows": [r.to_json() for r in rows], "unreadable": problems}, indent=2))
+    else:
+        table = Table(title=f"{len(rows)} read(s) of placement-level data")
+        for column in ("at", "service", "organisation", "role", "who", "what", "references"):
+            table.add_column(column)
+        for r in rows:
+            refs = ", ".join(r.refs[:5]) + (f" … (+{len(r.refs) - 5})" if len(r.refs) > 5 else "")
+            what = f"{r.action}?{r.query}" if r.query else r.action
+            who = f"{r.sub} ({r.name})" if r.name else r.sub
+            table.add_row(r.at.isoformat(timespec="seconds"), r.service, r.organisation, r.role, who, what, refs)
+        Console().print(table)
+    if problems and len(problems) == len(wanted):
+        raise typer.Exit(2)

@@ -1,5 +1,10 @@
 """A small status page: the same figures as the main job's summary, read from the services'
-HTTP APIs on each request. ``python -m homeward.cli.dashboard`` serves it on port 8080."""
+HTTP APIs on each request. ``python -m homeward.cli.dashboard`` serves it on 127.0.0.1:8080.
+
+It shows overview figures only (counts and budget positions, no patient references) and reads
+them as ops, with a five-minute token signed by the checkout's local key on each request
+(``runner.fetch_summary``): the local operator's page, listening on loopback only. Staff views
+of people are signed in as the member of staff (docs/staff-access.md)."""
 
 from __future__ import annotations
 

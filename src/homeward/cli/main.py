@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .access import NoToken, bearer
+from .access import audit as audit_command
 from .access import token as token_command
 from .dlq import dlq_app
 from .formatting import pounds
@@ -184,6 +185,7 @@ app.add_typer(partner_app, name="partner")
 app.command("lag")(lag_command)
 app.command("token")(token_command)
 app.command("measures")(measures_command)
+app.command("audit")(audit_command)
 
 placements_app = typer.Typer(help="The placement register: placements, overdue reviews, repatriations.")
 app.add_typer(placements_app, name="placements")

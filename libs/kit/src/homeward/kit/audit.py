@@ -93,11 +93,14 @@ async def read(
     organisation: str | None = None,
     limit: int = 1000,
 ) -> list[AuditRow]:
-    """The trail of one database, oldest first, from ``since``, for one ``organisation``."""
+    """The latest ``limit`` rows of one database's trail from ``since``, for one
+    ``organisation``, oldest first."""
     rows = await db.fetch(
-        """SELECT at, service, sub, organisation, role, name, action, query, refs FROM audit_log
-           WHERE ($1::timestamptz IS NULL OR at >= $1) AND ($2::text IS NULL OR organisation = $2)
-           ORDER BY at, id LIMIT $3""",
+        """SELECT * FROM (
+               SELECT id, at, service, sub, organisation, role, name, action, query, refs FROM audit_log
+               WHERE ($1::timestamptz IS NULL OR at >= $1) AND ($2::text IS NULL OR organisation = $2)
+               ORDER BY at DESC, id DESC LIMIT $3
+           ) latest ORDER BY at, id""",
         since,
         organisation,
         limit,

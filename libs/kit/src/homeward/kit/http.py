@@ -148,11 +148,25 @@ def caller_of(request: Request) -> Caller:
 class Authenticate:
     """ASGI middleware: verifies the bearer token of every request to a route that is not a
     :class:`PublicRoute` and puts the caller in the scope; answers 401 problem+json otherwise.
-    Unknown paths are answered 401 too (nothing is said about what exists to a stranger)."""
+    Unknown paths are answered 401 too (nothing is said about what exists to a stranger).
 
-    def __init__(self, app: ASGIApp, verifier: TokenVerifier) -> None:
+    ``cookie`` (for server-rendered pages a browser reads): without an Authorization header, a
+    GET or HEAD may carry the token in that cookie instead. Nothing else is taken from a cookie,
+    so a page cannot be made to change anything by another site's form (CSRF). The services'
+    APIs take no cookie."""
+
+    def __init__(self, app: ASGIApp, verifier: TokenVerifier, cookie: str | None = None) -> None:
         self.app = app
         self.verifier = verifier
+        self.cookie = cookie
+
+    def _authorization(self, scope: Scope) -> str | None:
+        headers = Headers(scope=scope)
+        given = headers.get("authorization")
+        if given or self.cookie is None or scope.get("method") not in ("GET", "HEAD"):
+            return given
+        token = Request(scope).cookies.get(self.cookie)
+        return f"Bearer {token}" if token else None
 
     def _public(self, scope: Scope) -> bool:
         router = scope.get("app")
@@ -166,7 +180,7 @@ class Authenticate:
             await self.app(scope, receive, send)
             return
         try:
-            caller = await self.verifier.verify_header(Headers(scope=scope).get("authorization"))
+            caller = await self.verifier.verify_header(self._authorization(scope))
         except AuthProblem as exc:
             await auth_problem(exc, scope.get("path"))(scope, receive, send)
             return
