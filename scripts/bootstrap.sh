@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what a fresh Debian machine lacks for Homeward: Debian packages, uv, and the
 # Python workspace. Idempotent: each step checks first and does nothing when satisfied.
-# Kafka's jars (Maven Central) and maildev (npm) are fetched by `homeward-stack up`.
+# Kafka's jars (Maven Central) and maildev (npm) are fetched by `homeward-stack up`; the staff
+# view's CSS and axe-core (npm) are installed here, into .local/staff.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,3 +45,10 @@ PY="$(command -v python3.11 || true)"
 [ -n "$PY" ] || die "Python 3.11 is required (python3.11 not found)"
 say "syncing the Python workspace (uv, Python 3.11)"
 uv sync --frozen --all-packages --python "$PY" --quiet || die "uv sync failed; see the message above"
+
+# The staff view's browser assets from npm (the NHS design system's CSS; axe-core for the tests),
+# into .local/staff: the pages serve them themselves, never from a CDN. Again only when the lock
+# file (src/homeward/staff/npm/) changes.
+say "installing the staff view's assets (npm ci: nhsuk-frontend, axe-core)"
+.venv/bin/python -m homeward.staff.assets >/dev/null \
+  || die "could not install the staff view's assets with npm; see the message above"

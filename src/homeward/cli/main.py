@@ -26,6 +26,7 @@ from .access import token as token_command
 from .dlq import dlq_app
 from .formatting import pounds
 from .lag import lag as lag_command
+from .measures import measures as measures_command
 from .partner import partner_app
 
 app = typer.Typer(help="Homeward: bring people placed out of area home.", no_args_is_help=True)
@@ -191,6 +192,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(partner_app, name="partner")
 app.command("lag")(lag_command)
 app.command("token")(token_command)
+app.command("measures")(measures_command)
 app.command("audit")(audit_command)
 
 placements_app = typer.Typer(help="The placement register: placements, overdue reviews, repatriations.")

@@ -32,6 +32,7 @@ console = Console()
 SERVICES = SERVICE_NAMES  # the ingress first: it is the only reader of the partner topics
 PORTS = {"ingress": 8005, "referrals": 8001, "placements": 8002, "budget": 8003, "notifications": 8004}
 DASHBOARD_PORT = 8080
+STAFF_PORT = 8090  # the staff view (homeward.staff), HOMEWARD_STAFF_HTTP_PORT
 ROLES = ("case_manager", "clinical_lead", "finance_lead", "bed_manager", "oap_lead")
 
 
@@ -117,7 +118,7 @@ def stop_services(root: Path | None = None, timeout: float = 30.0) -> int:
     paths = RunPaths(root or repo_root())
     stopped = 0
     pids: list[tuple[Path, int]] = []
-    for name in (MAIN, *SERVICES, "dashboard"):
+    for name in (MAIN, *SERVICES, "dashboard", "staff"):
         f = paths.pid(name)
         if not f.exists():
             continue
@@ -448,8 +449,14 @@ def main_job(*, seed: int, commissioners: int, providers: int, placements: int, 
     dash_env["HOMEWARD_DASHBOARD_AS_OF"] = as_of.isoformat()
     dash_env["HOMEWARD_MAIL_WEB_URL"] = info.mail_web_url
     start_process("dashboard", [sys.executable, "-m", "homeward.cli.dashboard"], dash_env, paths)
+    start_process(
+        "staff", [sys.executable, "-m", "homeward.staff"], {**env, "HOMEWARD_STAFF_HTTP_PORT": str(STAFF_PORT)}, paths
+    )
     console.print("[bold]5/5[/] outcome")
     print_summary(summary, info.mail_web_url)
+    console.print(
+        f"Staff view: http://127.0.0.1:{STAFF_PORT}/ (sign in with: homeward token --org 05A --role case-manager)"
+    )
     if detach:
         console.print("Everything keeps running. Stop with `make down`.")
         return 0

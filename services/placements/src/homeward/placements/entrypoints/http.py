@@ -33,6 +33,7 @@ from starlette.routing import BaseRoute, Route
 from ..adapters.read_model import ReadModel
 from ..adapters.repository import ParkedEvent
 from ..domain import Placement, RateEntry, ReviewSchedule, alert_for
+from .measures import build_measures_routes
 
 COUNTS = (
     "active_out_of_area",
@@ -353,4 +354,5 @@ def build_routes(pool: asyncpg.Pool, clock: Clock) -> list[BaseRoute]:  # type: 
         Route("/repatriation-candidates", candidates),
         Route("/parked", parked),
         Route("/summary", summary),
+        *build_measures_routes(pool, clock),
     ]
