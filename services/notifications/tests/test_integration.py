@@ -452,8 +452,12 @@ async def test_a_replay_emails_what_is_due_digests_what_is_late_and_suppresses_h
         assert "PLC-LATE-2" in bodies["lead@05a.nhs.uk"] and "PLC-LATE " not in bodies["lead@05a.nhs.uk"]
 
         assert runtime.pool is not None
-        app = Starlette(routes=list(http.routes(runtime.pool, runtime.clock)))
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notifications") as api:
+        app = build_app("notifications", {}, routes=list(http.routes(runtime.pool, runtime.clock)))
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://notifications",
+            headers=staff_headers("05A", "case-manager"),
+        ) as api:
             listed = (await api.get("/notifications/suppressed", params={"org": "05A"})).json()["notifications"]
             assert [(n["recipient"], n["event_type"], n["status"], n["suppressed_reason"]) for n in listed] == [
                 (
@@ -464,7 +468,8 @@ async def test_a_replay_emails_what_is_due_digests_what_is_late_and_suppresses_h
                 )
             ]
             assert (await api.get("/notifications", params={"status": "suppressed"})).json()["notifications"] == listed
-            summary = (await api.get("/summary")).json()
+            assert (await api.get("/notifications/suppressed", params={"org": "05H"})).status_code == 403
+            summary = (await api.get("/summary", headers=ops_headers())).json()
             assert (summary["sent"], summary["pending"], summary["failed"], summary["suppressed"]) == (6, 0, 0, 1)
             assert summary["emails"]["sent"] == len(delivered) == 4
             assert summary["emails"]["by_kind"] == {

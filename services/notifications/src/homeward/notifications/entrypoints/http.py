@@ -83,7 +83,9 @@ def routes(pool: asyncpg.Pool, clock: Clock) -> Sequence[BaseRoute]:  # type: ig
 
     async def suppressed(request: Request, conn: asyncpg.Connection) -> Any:  # type: ignore[type-arg]
         f = _log_filter(request, status="suppressed")
-        return {"notifications": await queries.notification_log(conn, f), "limit": f.limit, "offset": f.offset}
+        rows = await queries.notification_log(conn, f)
+        await audit.record(conn, "notifications", caller_of(request), request, audit.references(rows, "reference"))
+        return {"notifications": rows, "limit": f.limit, "offset": f.offset}
 
     async def subscriptions(request: Request, conn: asyncpg.Connection) -> Any:  # type: ignore[type-arg]
         role = request.query_params.get("role")
