@@ -39,6 +39,7 @@ from homeward.kit.testing import (
     sample_placement,
     scratch_database,
     service_tuning,
+    staff_headers,
 )
 from homeward.placements.entrypoints.app import build_definition as placements_definition
 from homeward.placements.settings import PlacementsSettings
@@ -86,7 +87,9 @@ def _history(commissioner: str, provider: str, far_area: str, *, backfill: bool)
 async def _position(budget: ServiceRuntime, commissioner: str, as_of: dt.date) -> dict[str, Any]:
     assert budget.pool is not None
     app = build_app("budget", checks={}, routes=build_routes(budget.pool, budget.clock))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://budget") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://budget", headers=staff_headers(commissioner, "finance")
+    ) as client:
         r = await client.get(f"/positions/{commissioner}", params={"financial_year": FY, "as_of": as_of.isoformat()})
     assert r.status_code == 200, r.text
     body = r.json()

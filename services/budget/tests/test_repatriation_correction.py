@@ -38,6 +38,7 @@ from homeward.kit.testing import (
     sample_placement,
     scratch_database,
     service_tuning,
+    staff_headers,
 )
 from homeward.placements.entrypoints.app import build_definition as placements_definition
 from homeward.placements.settings import PlacementsSettings
@@ -61,7 +62,9 @@ async def budget_database(infra: Infra) -> AsyncIterator[str]:
 async def _savings(budget: ServiceRuntime) -> tuple[int, int] | None:
     assert budget.pool is not None
     app = build_app("budget", checks={}, routes=build_routes(budget.pool, budget.clock))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://budget") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://budget", headers=staff_headers(COMMISSIONER, "finance")
+    ) as client:
         r = await client.get(f"/positions/{COMMISSIONER}", params={"financial_year": FY})
     if r.status_code != 200:
         return None

@@ -454,9 +454,9 @@ async def test_a_withdrawal_goes_through_the_ingress_and_only_a_referrer_may_sen
         assert await fetchval(database, "SELECT withdrawn_at FROM referrals WHERE referral_id = 'REF-W'") == T0 + 2 * H
         assert await fetchval(database, "SELECT withdrawn_at FROM referrals WHERE referral_id = 'REF-K'") is None
         assert await fetchval(database, "SELECT count(*) FROM parked_withdrawals") == 0
-        async with api(runtime) as client:
+        async with api(runtime, staff_headers(commissioner, "case-manager")) as client:
             detail = (await client.get("/referrals/REF-W")).json()
-            summary = (await client.get("/summary")).json()
+            summary = (await client.get("/summary", headers=ops_headers())).json()
             still_open = [r["referral_id"] for r in (await client.get("/referrals/open")).json()["referrals"]]
         assert (detail["open"], detail["withdrawal"]) == (
             False,

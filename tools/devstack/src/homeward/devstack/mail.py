@@ -185,8 +185,9 @@ def status(cfg: StackConfig) -> ComponentStatus:
 
 
 def list_messages(web_url: str) -> list[dict[str, Any]]:
-    """Every message MailDev holds (``GET /email``)."""
-    with urllib.request.urlopen(f"{web_url}/email", timeout=5) as resp:  # loopback only
+    """Every message MailDev holds (``GET /email``). MailDev answers with every message at once:
+    after a national replay that takes seconds, more on a busy machine, hence the long timeout."""
+    with urllib.request.urlopen(f"{web_url}/email", timeout=60) as resp:  # loopback only
         data = json.load(resp)
     return list(data)
 
