@@ -136,3 +136,85 @@ async def test_transient_errors_that_outlast_the_budget_rewind_and_the_batch_is_
         assert kafka.topics.dlq("placements") not in await _outbox_topics(database)
     finally:
         await runtime.stop()
+
+
+async def test_a_running_service_logs_only_json_lines_the_kafka_consumers_included(
+    tmp_path: Path, database: str, kafka: KafkaProbe
+) -> None:
+    """FastStream's per-batch lines used to go to a coloured stdout handler of its own,
+    escaping the JSON format, the redaction and the repeat filter."""
+    import io
+    import json
+    import logging
+
+    from homeward.kit.logging import configure_logging
+
+    configure_logging("placements", "INFO", "json")
+    stream = io.StringIO()
+    logging.getLogger().handlers[0].stream = stream  # type: ignore[attr-defined]
+    ods = new_ods()
+    await kafka.create(partners=[ods])
+    runtime = await _start(tmp_path, database, kafka, Flaky("40001", times=0))
+    try:
+        await kafka.send(
+            kafka.topics.partner(ods),
+            new_event(sample_placement("PLC-A", commissioner=ods), source=partner_source(ods)),
+        )
+
+        async def seen() -> bool:
+            return await _seen(database) == ["PLC-A"]
+
+        assert await eventually(seen, timeout=60)
+    finally:
+        await runtime.stop()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]  # every line is JSON
+    assert any(line["logger"] == "homeward.faststream" for line in lines)
+
+
+async def test_scheduled_jobs_can_be_held_until_asked_for(tmp_path: Path, database: str, kafka: KafkaProbe) -> None:
+    """scheduler_first_run_after_s: a restarted service does not run its "as of" jobs at once
+    (the fault campaign restarts services half-way through a replayed history)."""
+    from homeward.kit.service import Job
+
+    runs: list[str] = []
+
+    async def job(pool: Any, clock: Any) -> int:
+        runs.append("ran")
+        return 0
+
+    async def started_with(delay: float) -> list[str]:
+        runs.clear()
+        (tmp_path / "0001_seen.sql").write_text("CREATE TABLE IF NOT EXISTS seen (event_id text);")
+        settings = ServiceSettings(
+            database_url=database,
+            http_port=0,
+            scheduler_first_run_after_s=delay,
+            kafka=kafka.settings,
+        )
+        runtime = ServiceRuntime(
+            ServiceDefinition(
+                name="placements",
+                settings=settings,
+                migrations=tmp_path,
+                handlers={PlacementMade: Flaky("40001", times=0)},
+                subscriptions=[Subscription(partners=True)],
+                jobs=[Job("probe", job)],
+            ),
+            clock=FixedClock(dt.date(2026, 1, 6)),
+        )
+        await runtime.start()
+        try:
+
+            async def ran() -> bool:
+                return bool(runs)
+
+            await eventually(ran, timeout=5)  # without the hold, the job runs at start
+            held = list(runs)
+            await runtime.run_jobs_once()  # asked for: it runs
+            return [*held, "asked", *runs[len(held) :]]
+        finally:
+            await runtime.stop()
+
+    await kafka.create()
+    assert await started_with(0) == ["ran", "asked", "ran"]
+    assert await started_with(3600) == ["asked", "ran"]

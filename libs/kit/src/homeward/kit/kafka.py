@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
 from typing import Any
 
@@ -53,7 +54,12 @@ def broker_security(settings: KafkaSettings) -> BaseSecurity | None:
 
 
 def make_broker(settings: KafkaSettings, service: str, **kwargs: Any) -> KafkaBroker:
-    """The service's FastStream broker. Its own producer is idempotent with acks=all too."""
+    """The service's FastStream broker. Its own producer is idempotent with acks=all too.
+
+    Its lines go to a plain logger that propagates to the root handler (JSON, redaction, the
+    repeat filter: homeward.kit.logging), not to the coloured stdout handler FastStream would
+    make for itself."""
+    kwargs.setdefault("logger", logging.getLogger("homeward.faststream"))
     return KafkaBroker(
         settings.bootstrap_servers,
         security=broker_security(settings),

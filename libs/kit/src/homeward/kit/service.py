@@ -392,6 +392,9 @@ class ServiceRuntime:
     async def _run_job(self, job: Job) -> None:
         interval = job.interval_s or self.settings.scheduler_interval_s
         assert self.pool is not None
+        if self.settings.scheduler_first_run_after_s:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._job_wake.wait(), timeout=self.settings.scheduler_first_run_after_s)
         while not self._stop.is_set():
             try:
                 n = await job.run(self.pool, self.clock)
