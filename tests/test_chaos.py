@@ -48,3 +48,32 @@ def test_nothing_lost_nothing_doubled_every_bad_record_dead_lettered_once() -> N
     )
     assert report.faults["Kafka restarted"] == report.faults["PostgreSQL restarted"] == 1
     assert report.passed
+
+
+def test_the_report_fails_on_each_kind_of_finding() -> None:
+    """The verdict the campaign and `make chaos` exit with: a clean report passes, and each
+    finding alone fails it."""
+    from chaos.campaign import Report
+
+    def clean() -> Report:
+        return Report(seed=1, settled=True, bad_sent=3, dead_lettered_once=3, outage_log_lines={"ingress": 3})
+
+    assert clean().passed
+    findings = [
+        lambda r: setattr(r, "settled", False),
+        lambda r: r.crashed.append("budget"),
+        lambda r: r.lost.update({"ReviewOverdue": 1}),
+        lambda r: r.doubled.update({"PatientRepatriated": 1}),
+        lambda r: r.bad_missing.append("deep-nesting"),
+        lambda r: r.bad_twice.append("tombstone"),
+        lambda r: setattr(r, "dead_lettered_once", 2),
+        lambda r: r.stuck.update({"budget outbox parked": 1}),
+        lambda r: r.invariant_problems.append("journal unbalanced"),
+        lambda r: r.gauge_lies.append("budget: gauge 0 with 4..4 rows pending"),
+        lambda r: r.outage_log_lines.update({"budget": OUTAGE_LOG_LINES_MAX + 1}),
+    ]
+    for finding in findings:
+        report = clean()
+        finding(report)
+        assert not report.passed
+        assert "FAIL" in report.table()
