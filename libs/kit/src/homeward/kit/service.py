@@ -292,8 +292,18 @@ class ServiceRuntime:
         s = self.settings
         self._check_settings()
         await self._check_topics()
-        await migrate(s.database_url, self.d.name, self.d.migrations)
-        self.pool = await create_pool(s.database_url, s.pool_min_size, s.pool_max_size)
+        try:
+            await migrate(s.database_url, self.d.name, self.d.migrations)
+            self.pool = await create_pool(s.database_url, s.pool_min_size, s.pool_max_size)
+        except (
+            OSError,
+            TimeoutError,
+            asyncpg.exceptions.PostgresConnectionError,
+            asyncpg.exceptions.CannotConnectNowError,  # shutting down, starting up
+        ) as exc:
+            # Down, restarting or refusing connections: the supervisor starts the service again.
+            # (The address is the settings'; the message never repeats the URL, which holds a password.)
+            raise StartupError(f"cannot reach PostgreSQL: {type(exc).__name__}: {exc}") from exc
         for job in self.d.jobs:
             if job.at_start:
                 try:
