@@ -98,12 +98,8 @@ def hand_written(template: Event[PlacementMade], sender: str, other: str, tag: s
 def conflicting_duplicate(sent: Event[Any], sender: str) -> BadRecord:
     """The id of an event the partner sent before, with other content."""
     d = sent.to_dict()
-    for key in ("daily_rate_pence", "amount_pence", "beds_available", "outcome"):
-        if key in d["data"] and isinstance(d["data"][key], int):
-            d["data"][key] += 1
-            break
-    else:
-        d["data"]["chaos_changed"] = True  # other content, whatever the type
+    key = next(k for k in ("daily_rate_pence", "amount_pence") if isinstance(d["data"].get(k), int))
+    d["data"][key] += 1
     return BadRecord("duplicate-id-other-content", sender, json.dumps(d).encode(), key=b"chaos-dup")
 
 

@@ -105,6 +105,7 @@ class PrivateStack:
         """Start the three parts (formatting Kafka and PostgreSQL the first time), wait for
         them, make the service databases, the declared topics and the services' grants."""
         cfg = self.cfg
+        self.down(wipe=True)  # whatever a run stopped half-way left behind: each run starts empty
         for port in self.ports.values():
             owned = (
                 stack_kafka.running_pid(cfg) or stack_pg.running_pid(cfg) or stack_mail.running_pid(cfg)
