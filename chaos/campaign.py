@@ -58,8 +58,9 @@ DLQ_TOPIC, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON = (
     "homeward-dlq-reason",
 )
 PENDING_SQL = "SELECT count(*) FROM outbox WHERE published_at IS NULL AND parked_at IS NULL"
-# More lines than this from one service while Kafka is away is the flood of issue 14 (about
-# 40,000 in 20 s) coming back; a quiet service logs a few per distinct message and interval.
+# More warning and error lines than this from one service while Kafka is away is the flood of
+# issue 14 (about 40,000 lines in 20 s) coming back; a quiet service logs a few per distinct
+# message and interval.
 OUTAGE_LOG_LINES_MAX = 500
 
 
@@ -177,7 +178,7 @@ class Report:
             ),
             (
                 "Kafka outage",
-                "log lines "
+                "warning/error lines "
                 + ", ".join(f"{s} {n}" for s, n in self.outage_log_lines.items())
                 + f"; outbox gauge wrong in {len(self.gauge_lies)} of {self.gauge_samples} samples"
                 + f" ({self.gauge_samples_waiting} while rows waited)",
@@ -332,13 +333,17 @@ class Campaign:
 
     # ---- faults ---------------------------------------------------------------------------
     def _lines(self) -> dict[str, int]:
+        """Each service's warning and error lines so far (and any line that is not JSON): what
+        an outage floods a log with. INFO lines of work going on (an email sent while Kafka is
+        away) are not counted."""
         out = {}
         for svc in runner.SERVICES:
-            try:
-                with open(self.paths.logs / f"{svc}.log", "rb") as f:
-                    out[svc] = sum(1 for _ in f)
-            except OSError:
-                out[svc] = 0
+            n = 0
+            with contextlib.suppress(OSError), open(self.paths.logs / f"{svc}.log", "rb") as f:
+                for line in f:
+                    if b'"level": "info"' not in line and b'"level": "debug"' not in line:
+                        n += 1
+            out[svc] = n
         return out
 
     async def _gauges_vs_database(self, info: StackInfo, history: dict[str, list[tuple[float, int]]]) -> None:
