@@ -4,7 +4,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV := uv
 RUN := $(UV) run --frozen
 
-.PHONY: bootstrap up down status run test lint schemas e2e bench clean
+.PHONY: bootstrap up down status run test lint schemas e2e bench chaos clean
 
 bootstrap:          ## install what this machine lacks (apt, uv, Python workspace)
 	@scripts/bootstrap.sh
@@ -35,6 +35,9 @@ schemas:            ## regenerate the committed JSON Schemas and AsyncAPI docume
 
 bench: bootstrap    ## benchmarks against same-run baselines: every stage, national size (about an hour on 2 cores today); pick with BENCH="e2e --placements 2000"
 	@$(RUN) python -m benchmarks $(BENCH)
+
+chaos: bootstrap    ## the fault campaign on a private stack (kill -9s, Kafka/PostgreSQL restarts, SMTP stop, bad records): 100k events; pick with CHAOS="--events 5000 --seed 7"
+	@$(RUN) python -m chaos $(CHAOS)
 
 clean: down
 	rm -rf .local

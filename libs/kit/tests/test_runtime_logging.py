@@ -125,3 +125,46 @@ async def test_clients_starting_on_topics_created_a_moment_ago_log_no_error(infr
         await asyncio.gather(consumer.stop(), producer.stop())
     lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
     assert [line for line in lines if line["level"] in ("error", "critical")] == []
+
+
+def test_any_loggers_exact_repeats_of_a_warning_collapse_into_one_line_with_their_count() -> None:
+    from homeward.kit.logging import RepeatFilter, get_logger
+
+    stream = _capture()
+    clock = Clock()
+    handler = logging.getLogger().handlers[0]
+    handler.filters[:] = [RepeatFilter(every_s=30, clock=clock)]
+    log = get_logger("homeward.kit.outbox")
+    stdlib = logging.getLogger("faststream")
+    for _ in range(500):  # a retry loop while the database is away
+        log.warning("database unavailable; retrying", error="ConnectionRefusedError")
+        stdlib.error("Connection lost: %s", "broker gone")
+        log.info("still here")  # information is not rate-limited
+    for offset in range(3):  # lines that differ in a field all pass
+        log.warning("record dead-lettered", offset=offset)
+    clock.now += 30
+    log.warning("database unavailable; retrying", error="ConnectionRefusedError")
+    stdlib.error("Connection lost: %s", "broker gone")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    warned = [(line["event"], line.get("suppressed")) for line in lines if line["level"] != "info"]
+    assert warned == [
+        ("database unavailable; retrying", None),
+        ("Connection lost: broker gone", None),
+        ("record dead-lettered", None),
+        ("record dead-lettered", None),
+        ("record dead-lettered", None),
+        ("database unavailable; retrying", 499),
+        ("Connection lost: broker gone", 499),
+    ]
+    assert sum(line["event"] == "still here" for line in lines) == 500
+
+
+def test_configure_logging_puts_the_repeat_filter_on_the_handler() -> None:
+    from homeward.kit.logging import RepeatFilter
+
+    stream = _capture()
+    assert any(isinstance(f, RepeatFilter) for f in logging.getLogger().handlers[0].filters)
+    # FastStream's own lines come through the same handler, as JSON, not a stderr handler of its own.
+    logging.getLogger("faststream.access.kafka").warning("Connection lost")
+    assert json.loads(stream.getvalue().splitlines()[-1])["event"] == "Connection lost"
+    assert logging.getLogger("faststream").handlers == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import ssl
@@ -69,7 +70,12 @@ def consumer_client_id(settings: KafkaSettings, service: str) -> str:
 
 
 def make_broker(settings: KafkaSettings, service: str, **kwargs: Any) -> KafkaBroker:
-    """The service's FastStream broker. Its own producer is idempotent with acks=all too."""
+    """The service's FastStream broker. Its own producer is idempotent with acks=all too.
+
+    Its lines go to a plain logger that propagates to the root handler (JSON, redaction, the
+    repeat filter: homeward.kit.logging), not to the coloured stdout handler FastStream would
+    make for itself."""
+    kwargs.setdefault("logger", logging.getLogger("homeward.faststream"))
     return KafkaBroker(
         settings.bootstrap_servers,
         security=broker_security(settings),

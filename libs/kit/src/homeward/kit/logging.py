@@ -5,7 +5,9 @@ replaced wherever it appears in a log line, whether or not its check digit is va
 a near-miss is still personal data.
 
 Outages stay readable: :class:`RateLimiter` lets a repeated message through at most once
-per interval, with the count of the repeats it held back (``suppressed``). The Kafka
+per interval, with the count of the repeats it held back (``suppressed``); on the handler,
+:class:`RepeatFilter` does the same for any warning or error line repeated exactly, whoever
+logs it. The Kafka
 client's own lines (aiokafka retries every 100 ms while a broker is away) are limited the
 same way, and its transient metadata errors, which it recovers from by itself (no leader
 yet for a partition just created, a coordinator that moved), are lowered: INFO while the
@@ -188,6 +190,58 @@ class KafkaClientFilter(logging.Filter):
         return True
 
 
+_OWN_HANDLER_LOGGERS = ("faststream",)
+_NOT_THE_MESSAGE = frozenset({"timestamp", "_record", "_from_structlog", "suppressed"})
+
+
+class RepeatFilter(logging.Filter):
+    """On the handler, for every logger: a warning or error line that repeats *exactly* (the
+    same logger, level and message with the same fields, the time apart) passes at most once
+    every ``every_s`` seconds; the one let through after repeats carries ``suppressed``, the
+    count held back. What an outage does to a service (the same "database unavailable" or
+    "Kafka not taking records" line from every retry loop) becomes one line per interval;
+    lines that differ in any field (one per dead-lettered record, say) all pass. INFO and
+    DEBUG lines are left alone."""
+
+    def __init__(
+        self,
+        *,
+        every_s: float = REPEAT_EVERY_S,
+        level: int = logging.WARNING,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self._limiter = RateLimiter(every_s, clock=clock)
+        self._level = level
+
+    @staticmethod
+    def _key(record: logging.LogRecord) -> Hashable:
+        msg = record.msg
+        if isinstance(msg, dict):  # a structlog line: its event and fields
+            body = repr(sorted((str(k), repr(v)) for k, v in msg.items() if k not in _NOT_THE_MESSAGE))
+        else:
+            try:
+                body = record.getMessage()
+            except Exception:  # a bad format string: its template is the message
+                body = str(msg)
+            if record.exc_info and record.exc_info[0] is not None:
+                body += f"|{record.exc_info[0].__name__}: {record.exc_info[1]}"
+        return (record.name, record.levelno, body)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < self._level:
+            return True
+        held = self._limiter.hit(self._key(record))
+        if held is None:
+            return False
+        if held:
+            if isinstance(record.msg, dict):
+                record.msg["suppressed"] = held
+            else:
+                record.suppressed = held
+        return True
+
+
 def configure_logging(
     service: str,
     level: str = "INFO",
@@ -200,7 +254,9 @@ def configure_logging(
 
     The Kafka client's lines go through :class:`KafkaClientFilter`: transient metadata errors
     are INFO for ``starting_s`` seconds, WARNING afterwards, and a repeated line appears at
-    most once every ``repeat_every_s`` seconds."""
+    most once every ``repeat_every_s`` seconds. Every other logger's warnings and errors go
+    through :class:`RepeatFilter`: an exact repeat appears at most once every
+    ``repeat_every_s`` seconds, with the count of those held back."""
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -226,11 +282,20 @@ def configure_logging(
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
     handler.addFilter(KafkaClientFilter(every_s=repeat_every_s, starting_s=starting_s))
+    handler.addFilter(RepeatFilter(every_s=repeat_every_s))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     for noisy in ("aiokafka", "kafka"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # FastStream gives its logger a plain stderr handler of its own and stops it propagating:
+    # its lines would escape the JSON format, the redaction and the repeat filter.
+    import faststream  # noqa: F401  (its logger is set up on import: do that first)
+
+    for own in _OWN_HANDLER_LOGGERS:
+        lib = logging.getLogger(own)
+        lib.handlers[:] = []
+        lib.propagate = True
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(service=service)
 

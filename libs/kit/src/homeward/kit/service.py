@@ -307,8 +307,18 @@ class ServiceRuntime:
         s = self.settings
         self._check_settings()
         await self._check_topics()
-        await migrate(s.database_url, self.d.name, self.d.migrations)
-        self.pool = await create_pool(s.database_url, s.pool_min_size, s.pool_max_size)
+        try:
+            await migrate(s.database_url, self.d.name, self.d.migrations)
+            self.pool = await create_pool(s.database_url, s.pool_min_size, s.pool_max_size)
+        except (
+            OSError,
+            TimeoutError,
+            asyncpg.exceptions.PostgresConnectionError,
+            asyncpg.exceptions.CannotConnectNowError,  # shutting down, starting up
+        ) as exc:
+            # Down, restarting or refusing connections: the supervisor starts the service again.
+            # (The address is the settings'; the message never repeats the URL, which holds a password.)
+            raise StartupError(f"cannot reach PostgreSQL: {type(exc).__name__}: {exc}") from exc
         for job in self.d.jobs:
             if job.at_start:
                 try:
@@ -409,6 +419,9 @@ class ServiceRuntime:
     async def _run_job(self, job: Job) -> None:
         interval = job.interval_s or self.settings.scheduler_interval_s
         assert self.pool is not None
+        if self.settings.scheduler_first_run_after_s:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._job_wake.wait(), timeout=self.settings.scheduler_first_run_after_s)
         while not self._stop.is_set():
             try:
                 n = await job.run(self.pool, self.clock)

@@ -1,0 +1,743 @@
+"""The fault campaign: a seeded scenario played through every service on a private stack
+while the campaign kills services, restarts Kafka and PostgreSQL, stops SMTP and sends bad
+records; then everything is compared with the end-to-end oracle (docs/chaos.md).
+
+Nothing here reads the services' HTTP read APIs: the outcome is read from their databases
+(through each service's own read code: the placements register, the budget's balances and
+ledger check), their topics and the mail catcher. Only /readyz, /metrics and the scheduled
+jobs' trigger are used over HTTP, as an operator would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import asyncpg
+import httpx
+import yaml
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from homeward.contracts import Event, parse_kafka
+from homeward.contracts.access import service_principal
+from homeward.contracts.events import PlacementMade
+from homeward.devstack import StackInfo
+from homeward.kit.kafka import client_options, ensure_topics
+from homeward.kit.outbox import decode_headers
+from homeward.kit.settings import KafkaSettings
+from homeward.kit.testing import free_port
+from homeward.kit.topics import Topics
+
+from homeward.cli import runner
+from homeward.scenario import Scenario, ScenarioConfig, generate
+
+from .bad import BadRecord, conflicting_duplicate, generated, hand_written, interleave
+from .stack import PrivateStack, chaos_root, free_ports
+
+Log = Callable[[str], None]
+
+AS_OF = dt.date(2026, 11, 20)
+FY, FY_START = "2026-27", dt.date(2026, 4, 1)
+DLQ_TOPIC, DLQ_OFFSET, DLQ_PARTITION, DLQ_REASON = (
+    "homeward-dlq-topic",
+    "homeward-dlq-offset",
+    "homeward-dlq-partition",
+    "homeward-dlq-reason",
+)
+PENDING_SQL = "SELECT count(*) FROM outbox WHERE published_at IS NULL AND parked_at IS NULL"
+# More warning and error lines than this from one service while Kafka is away is the flood of
+# issue 14 (about 40,000 lines in 20 s) coming back; a quiet service logs a few per distinct
+# message and interval.
+OUTAGE_LOG_LINES_MAX = 500
+
+
+@dataclass
+class Options:
+    events: int = 100_000  # partner events, about: the scenario is sized to give this many
+    seed: int = 14
+    kills_per_service: int = 3
+    generated_bad: int = 60  # hypothesis-generated bad records (hand-written ones come on top)
+    duplicates: int = 3  # reused ids with other content
+    smtp_outage_s: float = 30.0
+    kafka_down_s: float = 8.0
+    postgres_down_s: float = 8.0
+    gap_s: tuple[float, float] = (1.0, 5.0)  # between a chunk of the scenario and the next fault
+    settle_timeout_s: float = 3600.0
+    keep: bool = False  # keep the private stack's data (logs are always kept)
+    ports: dict[str, int] | None = None  # the private stack's; None: the defaults, or free ones if taken
+    log: Log = print
+
+
+def scenario_for(events: int, seed: int) -> Scenario:
+    """A Coming Home scenario of about ``events`` partner events (about 6 per placement); at
+    national size, the national mix of commissioners and providers."""
+    placements = max(12, events // 6)
+    if placements >= 2000:
+        from benchmarks.e2e import national
+
+        config = dataclasses.replace(national(placements, seed), as_of=AS_OF)
+    else:
+        config = ScenarioConfig(seed=seed, placements=placements, as_of=AS_OF)
+    return generate(config)
+
+
+# ---- the report ---------------------------------------------------------------------------
+@dataclass
+class Report:
+    seed: int
+    faults: Counter[str] = field(default_factory=Counter)
+    crashed: list[str] = field(default_factory=list)  # services that died without being killed
+    # Services that refused to start while a dependency was away, restarted as a supervisor would.
+    supervisor_restarts: Counter[str] = field(default_factory=Counter)
+    events_produced: int = 0
+    events_accepted: int = 0
+    redelivered: int = 0
+    bad_sent: int = 0
+    bad_generated: int = 0
+    lost: Counter[str] = field(default_factory=Counter)
+    doubled: Counter[str] = field(default_factory=Counter)
+    dead_lettered_once: int = 0
+    bad_missing: list[str] = field(default_factory=list)
+    bad_twice: list[str] = field(default_factory=list)
+    reasons: Counter[str] = field(default_factory=Counter)
+    dead_letter_copies: int = 0  # extra copies of a dead letter on Kafka (the relay's at-least-once)
+    stuck: Counter[str] = field(default_factory=Counter)
+    invariant_problems: list[str] = field(default_factory=list)
+    outage_log_lines: dict[str, int] = field(default_factory=dict)
+    gauge_samples: int = 0
+    gauge_samples_waiting: int = 0  # samples taken while rows waited in the outbox
+    gauge_lies: list[str] = field(default_factory=list)
+    emails_sent: int = 0
+    emails_incomplete: int = 0  # in the catcher without a Message-ID: cut short by the SMTP outage
+    emails_resent: int = 0  # the same Message-ID delivered again (a crash between SMTP and the mark)
+    settled: bool = False
+    details: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return (
+            self.settled
+            and not self.crashed
+            and sum(self.lost.values()) == 0
+            and sum(self.doubled.values()) == 0
+            and not self.bad_missing
+            and not self.bad_twice
+            and self.dead_lettered_once == self.bad_sent
+            and sum(self.stuck.values()) == 0
+            and not self.invariant_problems
+            and not self.gauge_lies
+            and all(n <= OUTAGE_LOG_LINES_MAX for n in self.outage_log_lines.values())
+        )
+
+    def table(self) -> str:
+        def counts(c: Counter[str]) -> str:
+            return ", ".join(f"{k} {v}" for k, v in sorted(c.items()) if v) or "none"
+
+        kills = Counter({k: v for k, v in self.faults.items() if k.startswith("kill -9 ")})
+        others = Counter({k: v for k, v in self.faults.items() if not k.startswith("kill -9 ")})
+        rows = [
+            ("faults injected", f"{sum(kills.values())} kill -9 ({counts(kills)}); {counts(others)}"),
+            ("", f"{self.bad_sent} bad records ({self.bad_generated} generated by hypothesis)"),
+            ("crashed by itself", ", ".join(self.crashed) or "none"),
+            ("refused to start", f"{counts(self.supervisor_restarts)} (a dependency away; restarted)"),
+            (
+                "events",
+                f"{self.events_produced} partner events produced, {self.events_accepted} accepted once; "
+                f"{self.redelivered} harmless redeliveries of the same id",
+            ),
+            ("lost", f"{sum(self.lost.values())} ({counts(self.lost)})"),
+            ("duplicated", f"{sum(self.doubled.values())} ({counts(self.doubled)})"),
+            (
+                "dead-lettered",
+                f"{self.dead_lettered_once} of {self.bad_sent} bad records once, with a reason"
+                f"; missing {len(self.bad_missing)}, twice {len(self.bad_twice)}"
+                f"; {self.dead_letter_copies} extra copies on Kafka",
+            ),
+            ("reasons", counts(self.reasons)),
+            ("stuck", counts(self.stuck)),
+            ("ledger check", "; ".join(self.invariant_problems[:3]) or "ok"),
+            (
+                "emails",
+                f"{self.emails_sent} sent, each Message-ID delivered; "
+                f"{self.emails_resent} resent with the same Message-ID; "
+                f"{self.emails_incomplete} cut short in the catcher",
+            ),
+            (
+                "Kafka outage",
+                "warning/error lines "
+                + ", ".join(f"{s} {n}" for s, n in self.outage_log_lines.items())
+                + f"; outbox gauge wrong in {len(self.gauge_lies)} of {self.gauge_samples} samples"
+                + f" ({self.gauge_samples_waiting} while rows waited)",
+            ),
+            ("settled", "yes" if self.settled else "NO: work left after the timeout"),
+            ("time", f"{self.seconds:.0f} s"),
+            ("verdict", "PASS" if self.passed else "FAIL"),
+        ]
+        width = max(len(k) for k, _ in rows)
+        lines = [f"Fault campaign, seed {self.seed}"] + [f"  {k:<{width}}  {v}" for k, v in rows]
+        lines += [f"  ! {d}" for d in self.details[:40]]
+        return "\n".join(lines)
+
+
+def _has_amount(event: Event[Any]) -> bool:
+    data = event.to_dict()["data"]
+    return any(isinstance(data.get(k), int) for k in ("daily_rate_pence", "amount_pence"))
+
+
+async def _get(url: str, timeout: float) -> httpx.Response:
+    async with httpx.AsyncClient() as client:
+        return await client.get(url, timeout=timeout)
+
+
+# ---- Kafka reading ------------------------------------------------------------------------
+async def read_all(settings: KafkaSettings, topic: str) -> list[Any]:
+    """Every record of ``topic``, from the beginning to the end offsets of when it was asked."""
+    consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **client_options(settings))
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        out: list[Any] = []
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        while remaining:
+            batch = await consumer.getmany(timeout_ms=2000, max_records=5000)
+            for tp, records in batch.items():
+                out.extend(records)
+                if records and records[-1].offset + 1 >= ends[tp]:
+                    remaining.discard(tp)
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+        return out
+    finally:
+        await consumer.stop()
+
+
+# ---- the campaign -------------------------------------------------------------------------
+class Campaign:
+    def __init__(self, options: Options) -> None:
+        self.o = options
+        self.say = options.log
+        self.rng = random.Random(options.seed)
+        self.report = Report(options.seed)
+        self.stack = PrivateStack(ports=options.ports or free_ports(), log=lambda m: self.say(f"    {m}"))
+        self.work = chaos_root() / f"run-{options.seed}"
+        self.paths = runner.RunPaths(self.work)
+        self.pids: dict[str, int] = {}
+        self.killed: set[int] = set()
+        self.sent_bad: list[tuple[BadRecord, str, int]] = []  # record, topic, offset
+        self.sent_events: dict[str, list[Event[Any]]] = {}  # partner -> events sent so far
+        self._smtp_thread: threading.Thread | None = None
+
+    # ---- the system ---------------------------------------------------------------------
+    def _env(self, info: StackInfo, scenario: Scenario) -> dict[str, str]:
+        self.ports = {svc: free_port() for svc in runner.SERVICES}
+        env = runner.service_env(info.as_env(), self.paths, AS_OF, scheduler_s=3600, ports=self.ports)
+        env["HOMEWARD_LOG_FORMAT"] = "json"
+        for svc in runner.SERVICES:
+            p = f"HOMEWARD_{svc.upper()}_"
+            env[p + "DATABASE_URL"] = info.database_url(svc)
+            env[p + "OUTBOX_POLL_INTERVAL_S"] = "0.5"
+            # A killed service's jobs must not run "as of" the scenario's last day on half of
+            # its history when it comes back: they run once the history is in (settle).
+            if svc != "notifications":
+                env[p + "SCHEDULER_FIRST_RUN_AFTER_S"] = "86400"
+        # Emails: retried soon after the SMTP outage; a lease a crash leaves behind runs out soon.
+        env["HOMEWARD_NOTIFICATIONS_BACKOFF_BASE_S"] = "2"
+        env["HOMEWARD_NOTIFICATIONS_BACKOFF_MAX_S"] = "10"
+        env["HOMEWARD_NOTIFICATIONS_SEND_LEASE_S"] = "15"
+        env["HOMEWARD_NOTIFICATIONS_MAX_ATTEMPTS"] = "30"
+        return env
+
+    def _start(self, svc: str) -> None:
+        self.pids[svc] = runner.start_process(
+            svc, [sys.executable, "-m", f"homeward.{svc}"], self.env_for[svc], self.paths
+        )
+
+    def _alive(self, svc: str) -> bool:
+        return runner._alive(self.pids[svc])
+
+    def _check_crashes(self) -> None:
+        """Restart a service that exited, as its supervisor would. One that refused to start
+        because Kafka or PostgreSQL was away (restarted just before an outage) did what it
+        should; any other exit is a crash, and fails the campaign."""
+        for svc, pid in list(self.pids.items()):
+            if pid not in self.killed and not runner._alive(pid):
+                self.killed.add(pid)
+                tail = (self.paths.logs / f"{svc}.log").read_text(errors="replace")[-1500:]
+                last = tail.strip().splitlines()[-1] if tail.strip() else ""
+                if '"event": "cannot start"' in last and ("cannot reach" in last or "Connect" in last):
+                    self.report.supervisor_restarts[svc] += 1
+                else:
+                    self.report.crashed.append(svc)
+                    self.report.details.append(f"{svc} exited by itself; its log ends: {tail[-300:]!r}")
+                self._start(svc)
+
+    def _kill(self, svc: str) -> None:
+        pid = self.pids[svc]
+        self.killed.add(pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        self.report.faults[f"kill -9 {svc}"] += 1
+
+    # ---- sending --------------------------------------------------------------------------
+    async def _send(self, settings: KafkaSettings, chunk: list[Any]) -> None:
+        topics = Topics("")
+        producer = AIOKafkaProducer(
+            acks="all", enable_idempotence=True, max_request_size=1_048_576, **client_options(settings)
+        )
+        await producer.start()
+        try:
+            futures: list[tuple[BadRecord | None, str, Any]] = []
+            for item in chunk:
+                if isinstance(item, BadRecord):
+                    topic = topics.partner(item.topic_of)
+                    fut = await producer.send(topic, item.value, key=item.key, headers=item.headers)
+                    futures.append((item, topic, fut))
+                else:
+                    partner, event = item
+                    key, value, headers = event.to_kafka()
+                    fut = await producer.send(topics.partner(partner), value, key=key, headers=list(headers))
+                    futures.append((None, topics.partner(partner), fut))
+                    self.sent_events.setdefault(partner, []).append(event)
+            for record, topic, fut in futures:
+                meta = await fut
+                if record is not None:
+                    self.sent_bad.append((record, topic, meta.offset))
+        finally:
+            await producer.stop()
+
+    # ---- faults ---------------------------------------------------------------------------
+    def _lines(self) -> dict[str, int]:
+        """Each service's warning and error lines so far (and any line that is not JSON): what
+        an outage floods a log with. INFO lines of work going on (an email sent while Kafka is
+        away) are not counted."""
+        out = {}
+        for svc in runner.SERVICES:
+            n = 0
+            with contextlib.suppress(OSError), open(self.paths.logs / f"{svc}.log", "rb") as f:
+                for line in f:
+                    if b'"level": "info"' not in line and b'"level": "debug"' not in line:
+                        n += 1
+            out[svc] = n
+        return out
+
+    async def _gauges_vs_database(self, info: StackInfo, history: dict[str, list[tuple[float, int]]]) -> None:
+        """While Kafka is away: each service's homeward_outbox_pending against its outbox. The
+        gauge is refreshed every 5 s, so it is wrong only if it reads 0 while rows have waited
+        in the outbox for every sample of the last 6 s."""
+        for svc in runner.SERVICES:
+            try:
+                conn = await asyncpg.connect(info.database_url(svc))
+                try:
+                    before = int(await conn.fetchval(PENDING_SQL))
+                    metrics = (await _get(f"http://127.0.0.1:{self.ports[svc]}/metrics", 5)).text
+                    after = int(await conn.fetchval(PENDING_SQL))
+                finally:
+                    await conn.close()
+            except Exception:  # a service killed a moment ago, say: no sample
+                continue
+            now = time.monotonic()
+            gauge = next(
+                (
+                    float(line.rsplit(" ", 1)[1])
+                    for line in metrics.splitlines()
+                    if line.startswith("homeward_outbox_pending{") and f'service="{svc}"' in line
+                ),
+                None,
+            )
+            waiting = min(before, after)
+            samples = history.setdefault(svc, [])
+            samples.append((now, waiting))
+            self.report.gauge_samples += 1
+            self.report.gauge_samples_waiting += int(waiting > 0)
+            window = [w for t, w in samples if t >= now - 6.0]
+            waited_long = any(t <= now - 6.0 for t, _ in samples) and all(w > 0 for w in window)
+            if gauge is None or (waited_long and gauge == 0):
+                self.report.gauge_lies.append(f"{svc}: gauge {gauge} with {before}..{after} rows pending")
+                self.report.details.append(self.report.gauge_lies[-1])
+
+    def _sample_gauges(self, info: StackInfo, done: threading.Event) -> None:
+        async def loop() -> None:
+            history: dict[str, list[tuple[float, int]]] = {}
+            while not done.is_set():
+                await self._gauges_vs_database(info, history)
+                await asyncio.sleep(2)
+
+        asyncio.run(loop())
+
+    def _fault(self, action: tuple[str, ...], info: StackInfo) -> None:
+        kind = action[0]
+        if kind == "kill":
+            svc = action[1]
+            time.sleep(self.rng.uniform(0.0, 1.5))
+            self._kill(svc)
+            time.sleep(self.rng.uniform(0.2, 3.0))
+            self._start(svc)
+        elif kind == "kafka":
+            lines = self._lines()
+            self.say("  fault: Kafka restarts")
+            done = threading.Event()
+            sampler = threading.Thread(target=self._sample_gauges, args=(info, done), name="gauges")
+            self.stack.stop_kafka()
+            sampler.start()
+            time.sleep(self.o.kafka_down_s)
+            self.stack.start_kafka()
+            done.set()
+            sampler.join()
+            time.sleep(5)
+            after = self._lines()
+            self.report.outage_log_lines = {s: after[s] - lines[s] for s in runner.SERVICES}
+            self.report.faults["Kafka restarted"] += 1
+        elif kind == "postgres":
+            self.say("  fault: PostgreSQL restarts")
+            self.stack.stop_postgres()
+            time.sleep(self.o.postgres_down_s)
+            self.stack.start_postgres()
+            self.report.faults["PostgreSQL restarted"] += 1
+        elif kind == "smtp":
+            self.say(f"  fault: SMTP stops for {self.o.smtp_outage_s:.0f} s")
+            self.stack.stop_smtp()
+
+            def back() -> None:
+                time.sleep(self.o.smtp_outage_s)
+                self.stack.start_smtp()
+
+            self._smtp_thread = threading.Thread(target=back, name="smtp-back", daemon=True)
+            self._smtp_thread.start()
+            self.report.faults[f"SMTP stopped {self.o.smtp_outage_s:.0f} s"] += 1
+
+    # ---- the run ----------------------------------------------------------------------------
+    def run(self) -> Report:
+        started = time.monotonic()
+        self.say(f"chaos: generating a scenario of about {self.o.events} partner events (seed {self.o.seed})")
+        scenario = scenario_for(self.o.events, self.o.seed)
+        self.say(f"chaos: {len(scenario.events)} events; starting the private stack under {self.stack.root}")
+        shutil.rmtree(self.work, ignore_errors=True)  # the logs of an earlier run of this seed
+        info = self.stack.up()
+        try:
+            self._play(scenario, info)
+        finally:
+            with contextlib.suppress(Exception):
+                runner.stop_services(self.work, timeout=20)
+            if self._smtp_thread is not None:
+                self._smtp_thread.join(timeout=self.o.smtp_outage_s + 30)
+            self.stack.down(wipe=not self.o.keep)
+            self.report.seconds = time.monotonic() - started
+        return self.report
+
+    def _play(self, scenario: Scenario, info: StackInfo) -> None:
+        admin = info.kafka_settings()
+        asyncio.run(ensure_topics(admin, Topics("").declared(tuple(scenario.partners))))
+        self.paths.run.mkdir(parents=True, exist_ok=True)
+        (self.paths.run / "reference.yaml").write_text(yaml.safe_dump(scenario.reference, sort_keys=False))
+        (self.paths.run / "recipients.yaml").write_text(yaml.safe_dump(runner.recipients_for(scenario)))
+        env = self._env(info, scenario)
+        self.env_for = {svc: {**env, **info.kafka_env(service_principal(svc))} for svc in runner.SERVICES}
+        for svc in runner.SERVICES:
+            self._start(svc)
+        runner.wait_ready(self.paths, timeout=300, ports=self.ports)
+        recipients = str(self.paths.run / "recipients.yaml")
+        subprocess.run(
+            [sys.executable, "-m", "homeward.notifications", "recipients", "import", recipients],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+
+        # The bad records, and the faults in a seeded order.
+        sender, template = next(
+            (p, e) for p, e in scenario.events if isinstance(e.data, PlacementMade) and p == e.data.commissioner
+        )
+        other = next(p for p in scenario.partners if p != sender)
+        tag = f"s{self.o.seed}"
+        made = cast(Event[PlacementMade], template)
+        bad = hand_written(made, sender, other, tag)
+        gen = generated(made, sender, self.o.generated_bad, self.o.seed, tag)
+        self.report.bad_generated = len(gen)
+        actions: list[tuple[str, ...]] = [
+            ("kill", svc) for svc in runner.SERVICES for _ in range(self.o.kills_per_service)
+        ]
+        actions += [("kafka",), ("postgres",), ("smtp",)]
+        self.rng.shuffle(actions)
+        n = len(actions) + 1
+        events = list(scenario.events)
+        chunks = [events[i * len(events) // n : (i + 1) * len(events) // n] for i in range(n)]
+        dup_at = set(self.rng.sample(range(1, n), min(self.o.duplicates, n - 1)))
+
+        def late(i: int) -> list[BadRecord]:
+            if i not in dup_at or not self.sent_events.get(sender):
+                return []
+            # An event whose content can change in a way the contracts keep (an amount or rate):
+            # an unknown field in the data is dropped by the contracts, so the copy would be the same event.
+            candidates = [e for e in self.sent_events[sender] if _has_amount(e)]
+            return [conflicting_duplicate(self.rng.choice(candidates), sender)] if candidates else []
+
+        plan = interleave(self.rng, chunks, [*bad, *gen])
+        for i, chunk in enumerate(plan):
+            chunk = list(chunk)
+            for record in late(i):
+                chunk.append(record)
+            self.say(f"  chunk {i + 1}/{len(plan)}: {len(chunk)} records")
+            asyncio.run(self._send(admin, chunk))
+            if i < len(actions):
+                if actions[i][0] != "kafka":  # Kafka stops while the chunk is at work: rows wait in outboxes
+                    time.sleep(self.rng.uniform(*self.o.gap_s))
+                self._check_crashes()
+                self._fault(actions[i], info)
+        self.report.events_produced = len(events)
+        self.report.bad_sent = len(self.sent_bad)
+
+        # Everything back, then let the work finish and the jobs run.
+        if self._smtp_thread is not None:
+            self._smtp_thread.join()
+        self._check_crashes()
+        runner.wait_ready(self.paths, timeout=300, ports=self.ports)
+        self.say("chaos: faults done; waiting for the services to finish the work")
+        self.report.settled = runner.settle(admin, self.ports, rounds=2)
+        self.report.settled = asyncio.run(self._wait_drained(info)) and self.report.settled
+        self._check_crashes()
+        self.say("chaos: comparing with the oracle")
+        asyncio.run(self._compare(scenario, info, admin))
+
+    async def _wait_drained(self, info: StackInfo) -> bool:
+        """Every outbox published and no email waiting, twice in a row."""
+        deadline = time.monotonic() + self.o.settle_timeout_s
+        quiet = 0
+        while time.monotonic() < deadline:
+            total = 0
+            for svc in runner.SERVICES:
+                conn = await asyncpg.connect(info.database_url(svc))
+                try:
+                    total += int(await conn.fetchval(PENDING_SQL))
+                    if svc == "notifications":
+                        total += int(await conn.fetchval("SELECT count(*) FROM emails WHERE status = 'pending'"))
+                finally:
+                    await conn.close()
+            quiet = quiet + 1 if total == 0 else 0
+            if quiet >= 2:
+                return True
+            await asyncio.sleep(2)
+        return False
+
+    # ---- the comparison ----------------------------------------------------------------
+    async def _compare(self, scenario: Scenario, info: StackInfo, admin: KafkaSettings) -> None:
+        from tests.e2e import oracle
+
+        r = self.report
+        world = oracle.replay(scenario)
+        topics = Topics("")
+
+        # Every partner event accepted by the ingress once (by source and id); nothing else.
+        accepted: Counter[tuple[str, str]] = Counter()
+        for rec in await read_all(admin, topics.internal("ingress")):
+            e = parse_kafka(rec.value, rec.headers)
+            accepted[(e.source, e.id)] += 1
+        expected = {(e.source, e.id) for _, e in scenario.events}
+        r.events_accepted = len(expected & set(accepted))
+        r.redelivered = sum(n - 1 for n in accepted.values())
+        r.lost["partner events"] = len(expected - set(accepted))
+        r.lost["bad records accepted"] = len(set(accepted) - expected)
+        for key in sorted(set(accepted) - expected)[:5]:
+            r.details.append(f"accepted though not in the scenario: {key}")
+
+        await self._compare_dead_letters(info, admin)
+        await self._compare_register(world, info, oracle)
+        await self._compare_placements_events(world, admin, oracle)
+        await self._compare_ledger(scenario, world, info, oracle)
+        await self._compare_emails(info)
+        await self._stuck(info)
+
+    async def _compare_dead_letters(self, info: StackInfo, admin: KafkaSettings) -> None:
+        r = self.report
+        topics = Topics("")
+        wanted = {(topic, offset): record for record, topic, offset in self.sent_bad}
+        conn = await asyncpg.connect(info.database_url("ingress"))
+        try:
+            rows = await conn.fetch("SELECT headers, published_at FROM outbox WHERE topic = $1", topics.dlq("ingress"))
+        finally:
+            await conn.close()
+        decided: Counter[tuple[str, int]] = Counter()
+        for row in rows:
+            h = dict(decode_headers(row["headers"]))
+            origin = (h.get(DLQ_TOPIC, b"").decode(), int(h.get(DLQ_OFFSET, b"-1").decode() or -1))
+            decided[origin] += 1
+            reason = h.get(DLQ_REASON, b"").decode()
+            if origin in wanted:
+                r.reasons[reason or "(no reason)"] += 1
+                if not reason:
+                    r.details.append(f"dead letter without a reason: {wanted[origin].label}")
+            else:
+                r.lost["good records dead-lettered"] += 1
+                r.details.append(f"dead-lettered though good: {origin} ({reason})")
+        for origin, record in wanted.items():
+            n = decided.get(origin, 0)
+            if n == 0:
+                r.bad_missing.append(record.label)
+                r.details.append(f"bad record not dead-lettered: {record.label} at {origin}")
+            elif n > 1:
+                r.bad_twice.append(record.label)
+                r.details.append(f"bad record dead-lettered {n} times: {record.label}")
+            else:
+                r.dead_lettered_once += 1
+        on_kafka: Counter[tuple[str, int]] = Counter()
+        for rec in await read_all(admin, topics.dlq("ingress")):
+            h = dict(rec.headers)
+            on_kafka[(h.get(DLQ_TOPIC, b"").decode(), int(h.get(DLQ_OFFSET, b"-1").decode() or -1))] += 1
+        r.dead_letter_copies = sum(n - 1 for n in on_kafka.values() if n > 1)
+        missing_on_kafka = [o for o in decided if o not in on_kafka]
+        r.stuck["dead letters not on Kafka"] = len(missing_on_kafka)
+        for svc in ("referrals", "placements", "budget", "notifications"):
+            others = await read_all(admin, topics.dlq(svc))
+            if others:
+                r.lost[f"dead-lettered by {svc}"] += len(others)
+                reasons = Counter(dict(x.headers).get(DLQ_REASON, b"").decode() for x in others)
+                r.details.append(f"{svc} dead-lettered {len(others)} records: {dict(reasons)}")
+
+    async def _compare_register(self, world: Any, info: StackInfo, oracle: Any) -> None:
+        from homeward.placements.adapters.read_model import ReadModel
+
+        pool = await asyncpg.create_pool(info.database_url("placements"), min_size=1, max_size=2)
+        try:
+            got = {p.placement_id: p.out_of_area for p in await ReadModel(pool).active(AS_OF)}
+        finally:
+            await pool.close()
+        want = oracle.active(world, AS_OF)
+        missing = [k for k in want if k not in got]
+        extra = [k for k in got if k not in want]
+        wrong = [k for k in want if k in got and got[k] != want[k]]
+        self.report.lost["register"] = len(missing) + len(wrong)
+        self.report.doubled["register (extra)"] = len(extra)
+        for k in (missing + wrong + extra)[:5]:
+            self.report.details.append(f"register differs for {k}: service {got.get(k)}, oracle {want.get(k)}")
+
+    async def _compare_placements_events(self, world: Any, admin: KafkaSettings, oracle: Any) -> None:
+        r = self.report
+        by_id: dict[str, Event[Any]] = {}
+        for rec in await read_all(admin, Topics("").internal("placements")):
+            e = parse_kafka(rec.value, rec.headers)
+            if e.type in ("homeward.ReviewOverdue.v1", "homeward.PatientRepatriated.v1"):
+                by_id[e.id] = e  # the same event published twice (a crash before the mark) is one
+        overdue = Counter(
+            (e.data.placement_id, e.data.review_type.value)
+            for e in by_id.values()
+            if e.type.endswith("ReviewOverdue.v1")
+        )
+        want_overdue = oracle.overdue(world, AS_OF)
+        r.lost["ReviewOverdue"] = len(set(want_overdue) - set(overdue))
+        r.doubled["ReviewOverdue"] = sum(n - 1 for n in overdue.values()) + len(set(overdue) - set(want_overdue))
+        moves = Counter(
+            (e.data.from_placement_id, e.data.to_placement_id)
+            for e in by_id.values()
+            if e.type.endswith("PatientRepatriated.v1")
+        )
+        want_moves = oracle.repatriations(world)
+        r.lost["PatientRepatriated"] = len(want_moves - set(moves))
+        r.doubled["PatientRepatriated"] = sum(n - 1 for n in moves.values()) + len(set(moves) - want_moves)
+        for k in sorted(set(want_overdue) ^ set(overdue))[:5]:
+            r.details.append(
+                f"ReviewOverdue differs: {k}: service {overdue.get(k, 0)}, oracle {int(k in want_overdue)}"
+            )
+        for k in sorted(want_moves ^ set(moves))[:5]:
+            r.details.append(f"PatientRepatriated differs: {k}")
+
+    async def _compare_ledger(self, scenario: Scenario, world: Any, info: StackInfo, oracle: Any) -> None:
+        from homeward.budget.adapters import postgres as q
+        from homeward.budget.domain.position import position
+
+        r = self.report
+        spent = oracle.spent(world, FY_START, AS_OF)
+        conn = await asyncpg.connect(info.database_url("budget"))
+        try:
+            for c in scenario.reference["commissioners"]:
+                code = c["code"]
+                pos = position(await q.balances_as_of(conn, AS_OF, code), code, FY).to_json()
+                want = (world.allocations.get((code, FY), 0), spent.get(code, 0))
+                got = (pos["allocated_pence"], pos["spent_pence"])
+                if got != want:
+                    r.lost["ledger (commissioners off)"] += 1
+                    r.details.append(f"ledger of {code}: allocated, spent {got} against the oracle's {want}")
+            report = await q.check(conn)
+        finally:
+            await conn.close()
+        r.invariant_problems = list(report.problems)
+
+    async def _compare_emails(self, info: StackInfo) -> None:
+        r = self.report
+        conn = await asyncpg.connect(info.database_url("notifications"))
+        try:
+            rows = await conn.fetch("SELECT message_id, status FROM emails")
+        finally:
+            await conn.close()
+        status = Counter(row["status"] for row in rows)
+        sent = {row["message_id"].strip("<>") for row in rows if row["status"] == "sent"}
+        r.emails_sent = len(sent)
+        r.lost["emails failed or pending"] = status.get("failed", 0) + status.get("pending", 0)
+        messages = (await _get(self.stack.info().mail_api_url, 60)).json()
+        # A message the catcher holds without a Message-ID is a delivery cut short by the SMTP
+        # outage (MailDev stopped mid-transfer); the sender tries that email again.
+        incomplete = [m for m in messages if not m.get("messageId")]
+        r.emails_incomplete = len(incomplete)
+        messages = [m for m in messages if m.get("messageId")]
+        delivered = Counter(str(m["messageId"]).strip("<>") for m in messages)
+        r.lost["emails not delivered"] = len(sent - set(delivered))
+        r.doubled["emails unknown to notifications"] = len(set(delivered) - sent)
+        for m in messages:
+            if str(m["messageId"]).strip("<>") not in sent:
+                to = [t.get("address") for t in m.get("to", [])]
+                r.details.append(
+                    f"email not sent by notifications: {m.get('messageId')!r} to {to}: {m.get('subject')!r}"
+                )
+        r.emails_resent = sum(n - 1 for n in delivered.values() if n > 1)
+
+    async def _stuck(self, info: StackInfo) -> None:
+        r = self.report
+        r.stuck["consumer lag"] = await runner.consumer_lag(info.kafka_settings())
+        for svc in runner.SERVICES:
+            conn = await asyncpg.connect(info.database_url(svc))
+            try:
+                r.stuck[f"{svc} outbox pending"] = int(await conn.fetchval(PENDING_SQL))
+                r.stuck[f"{svc} outbox parked"] = int(
+                    await conn.fetchval("SELECT count(*) FROM outbox WHERE parked_at IS NOT NULL")
+                )
+            finally:
+                await conn.close()
+            base = f"http://127.0.0.1:{self.ports[svc]}"
+            try:
+                ready = (await _get(base + "/readyz", 10)).status_code == 200
+                metrics = (await _get(base + "/metrics", 10)).text
+            except httpx.HTTPError:
+                ready, metrics = False, ""
+            r.stuck[f"{svc} not ready"] = int(not ready)
+            r.stuck[f"{svc} stalled"] = sum(
+                1 for line in metrics.splitlines() if line.startswith("homeward_stalled{") and not line.endswith(" 0.0")
+            )
+
+
+def run(options: Options) -> Report:
+    return Campaign(options).run()
