@@ -199,7 +199,8 @@ def _has_amount(event: Event[Any]) -> bool:
 
 
 async def _get(url: str, timeout: float) -> httpx.Response:
-    async with httpx.AsyncClient() as client:
+    """GET as ops (/metrics is for ops: docs/staff-access.md), with a token the local key signs."""
+    async with httpx.AsyncClient(headers=runner.ops_headers()) as client:
         return await client.get(url, timeout=timeout)
 
 
