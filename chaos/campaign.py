@@ -649,7 +649,7 @@ class Campaign:
             for e in by_id.values()
             if e.type.endswith("ReviewOverdue.v1")
         )
-        want_overdue = oracle.overdue(world, AS_OF)
+        want_overdue = oracle.chased(world, AS_OF)  # open placements only: a discharged person is not chased
         r.lost["ReviewOverdue"] = len(set(want_overdue) - set(overdue))
         r.doubled["ReviewOverdue"] = sum(n - 1 for n in overdue.values()) + len(set(overdue) - set(want_overdue))
         moves = Counter(
