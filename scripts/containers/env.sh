@@ -24,7 +24,9 @@ die() { printf '\033[31mcontainers: %s\033[0m\n' "$*" >&2; exit 1; }
 # The engine: docker where its daemon answers, else podman (installed by install-tools.sh).
 engine() {
   if [ -n "${HOMEWARD_CONTAINER_ENGINE:-}" ]; then echo "$HOMEWARD_CONTAINER_ENGINE"; return; fi
-  if command -v docker >/dev/null && docker info >/dev/null 2>&1; then echo docker; return; fi
+  # A docker CLI pointed at podman's socket (DOCKER_HOST) answers too: that is podman.
+  if command -v docker >/dev/null && [ "${DOCKER_HOST:-}" != "unix://$PODMAN_SOCKET" ] \
+     && docker info >/dev/null 2>&1; then echo docker; return; fi
   command -v podman >/dev/null && { echo podman; return; }
   echo none
 }
