@@ -20,7 +20,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "containers" / "check-manifests.sh"
 
-pytestmark = pytest.mark.containers
+pytestmark = [pytest.mark.containers, pytest.mark.timeout(900)]  # the first may install the tools
 
 
 def check(*targets: Path) -> subprocess.CompletedProcess[str]:

