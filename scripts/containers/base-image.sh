@@ -19,9 +19,10 @@ source "$(dirname "$0")/env.sh"
 
 kind="${1:-python}"
 case "$kind" in
-  # pip from ensurepip (python3-venv), not Debian's python3-pip: as in the official image, it
-  # lives in /usr/local, where the Dockerfile's `pip uninstall` in the final stage removes it.
-  python) image="$BASE_IMAGE"; include=python3,python3-venv,ca-certificates ;;
+  # pip installed from Debian's pip wheel, not Debian's python3-pip: as in the official image,
+  # it lives in /usr/local, where the Dockerfile's `pip uninstall` in the final stage removes it
+  # (it cannot remove Debian's; Debian's python also refuses ensurepip).
+  python) image="$BASE_IMAGE"; include=python3,python3-pip-whl,ca-certificates ;;
   standins) image="$STANDIN_BASE"
     include=python3,ca-certificates,openjdk-17-jre-headless,postgresql-15,nodejs,wget,procps ;;
   *) die "usage: base-image.sh python|standins" ;;
@@ -47,7 +48,8 @@ mmdebstrap --quiet --variant=minbase \
   --customize-hook='ln -sf /usr/bin/python3.11 "$1/usr/local/bin/python3"' \
   --customize-hook='ln -sf /usr/bin/python3.11 "$1/usr/local/bin/python"' \
   --customize-hook='rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED' \
-  --customize-hook='if [ -x "$1/usr/bin/python3.11" ] && [ -d "$1/usr/lib/python3.11/ensurepip" ]; then chroot "$1" python3.11 -m ensurepip --default-pip >/dev/null; fi' \
+  --customize-hook='for w in "$1"/usr/share/python-wheels/pip-*.whl; do [ -e "$w" ] || continue; w="${w#"$1"}";
+      chroot "$1" python3.11 "$w/pip" install --quiet --no-index --no-cache-dir --disable-pip-version-check --root-user-action=ignore "$w"; done' \
   --customize-hook='cp /etc/ssl/certs/ca-certificates.crt "$1/etc/ssl/certs/ca-certificates.crt"' \
   --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
   "$suite" "$work/rootfs.tar"

@@ -160,14 +160,13 @@ def _tc_kafka(containers: list[Any]) -> tuple[str, dict[str, str]]:
     HOST (the bootstrap address tests use), the admin (PLAIN) on BROKER, ACLs enforced. Once
     it answers, the admin makes the SCRAM users the native stack has (admin, ops, one per
     service) and grants them homeward_grants(), as ``homeward-stack up`` does."""
+    from homeward.contracts.access import OPS
+    from homeward.contracts.topics import SERVICES
     from testcontainers.core.container import DockerContainer  # type: ignore[import-untyped]
 
     from .access import KafkaAccess, new_password
 
     host, broker = _tc_port("HOMEWARD_TC_KAFKA_PORT"), _tc_port("HOMEWARD_TC_KAFKA_ADMIN_PORT")
-    from homeward.contracts.access import OPS
-    from homeward.contracts.topics import SERVICES
-
     users = {u: new_password() for u in (ADMIN, OPS, *(service_principal(s) for s in SERVICES))}
     admin_jaas = (
         "org.apache.kafka.common.security.plain.PlainLoginModule required "
