@@ -21,6 +21,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -74,7 +75,7 @@ def prepared() -> Iterator[Prepared]:
         pytest.fail(
             f"scripts/containers/prepare.sh failed (exit {out.returncode}):\n{_tail(out.stderr)}", pytrace=False
         )
-    values = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    values = dict(line.split("=", 1) for line in out.stdout.splitlines() if re.match(r"[A-Z_]+=", line))
     env = {k: v for k, v in values.items() if k not in ("ENGINE", "HOMEWARD_IMAGE")}
     # podman reads the project's own settings (scripts/containers/env.sh), for every call here.
     if values["ENGINE"] == "podman":

@@ -22,7 +22,7 @@ case "$engine" in
     args=()
     [ -n "${HOMEWARD_PYTHON_IMAGE:-}" ] && args+=(--build-arg "PYTHON_IMAGE=$HOMEWARD_PYTHON_IMAGE")
     say "docker build -t $HOMEWARD_IMAGE"
-    docker build "${args[@]}" -t "$HOMEWARD_IMAGE" "$ROOT" ;;
+    docker build "${args[@]}" -t "$HOMEWARD_IMAGE" "$ROOT" >&2 ;;
   podman)
     base="${HOMEWARD_PYTHON_IMAGE:-}"
     if [ -z "$base" ]; then

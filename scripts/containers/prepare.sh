@@ -5,11 +5,12 @@
 # made as NAME=value lines on stdout; everything else goes to stderr.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
-read -r engine image < <("$(dirname "$0")/image.sh" | tail -1)
+out="$("$(dirname "$0")/image.sh")"   # its last line: ENGINE IMAGE
+read -r engine image <<<"$(tail -1 <<<"$out")"
 echo "ENGINE=$engine"
 echo "HOMEWARD_IMAGE=$image"
 if [ "$engine" = podman ]; then
-  "$(dirname "$0")/standin-images.sh"
+  "$(dirname "$0")/standin-images.sh" >&2
   echo "DOCKER_HOST=$("$(dirname "$0")/podman-service.sh" start)"
   echo "HOMEWARD_KAFKA_IMAGE=$KAFKA_STANDIN"
   echo "HOMEWARD_POSTGRES_IMAGE=$POSTGRES_STANDIN"

@@ -30,7 +30,7 @@ if [ "$(cat "$kafka/libs/.stamp" 2>/dev/null)" != "$pom_stamp" ]; then
   say "fetching the Kafka jars from Maven Central"
   rm -rf "$kafka/libs" && mkdir -p "$kafka/libs"
   mvn -q -B -Dstyle.color=never -f "$ROOT/containers/kafka/pom.xml" dependency:copy-dependencies \
-    "-DoutputDirectory=$kafka/libs" || die "Maven could not fetch the Kafka jars"
+    "-DoutputDirectory=$kafka/libs" >&2 || die "Maven could not fetch the Kafka jars"
   echo "$pom_stamp" > "$kafka/libs/.stamp"
 fi
 build kafka "$KAFKA_STANDIN" "$kafka"
