@@ -11,11 +11,13 @@ KUBERNETES_VALIDATE_VERSION=1.37.0
 KUSTOMIZE_VERSION=v5.8.2   # v5.8.3 needs a newer Go than Debian's
 
 need=()
-command -v podman >/dev/null || need+=(podman)
-command -v runc >/dev/null || need+=(runc)
-command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
-[ -x /usr/lib/cni/dnsname ] || need+=(golang-github-containernetworking-plugin-dnsname dnsmasq-base)
-command -v iptables >/dev/null || need+=(iptables)
+if [ "$(engine)" != docker ]; then   # where a docker daemon answers, podman is not needed
+  command -v podman >/dev/null || need+=(podman)
+  command -v runc >/dev/null || need+=(runc)
+  command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+  [ -x /usr/lib/cni/dnsname ] || need+=(golang-github-containernetworking-plugin-dnsname dnsmasq-base)
+  command -v iptables >/dev/null || need+=(iptables)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
     die "the container checks need Debian packages this machine lacks: ${need[*]}.
