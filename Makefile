@@ -4,7 +4,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV := uv
 RUN := $(UV) run --frozen
 
-.PHONY: bootstrap up down status run test lint schemas e2e bench chaos clean
+.PHONY: bootstrap up down status run test lint schemas e2e bench chaos clean image containers compose-check manifests
 
 bootstrap:          ## install what this machine lacks (apt, uv, Python workspace)
 	@scripts/bootstrap.sh
@@ -29,6 +29,21 @@ lint: bootstrap     ## ruff and mypy
 	@$(RUN) ruff check .
 	@$(RUN) ruff format --check .
 	@$(RUN) mypy
+
+# Containers (docs/operations.md, "Containers in CI"). `make test` runs these too, as tests marked
+# `containers`; these targets run one part alone. Each installs what it needs (podman, runc,
+# mmdebstrap, hadolint, kustomize, kubernetes-validate) or says why it cannot.
+image: bootstrap    ## build the production image (docker, else podman from a local base) and lint it
+	@scripts/containers/image.sh
+
+containers: bootstrap  ## every container check: image smoke test, e2e from the image, testcontainers, compose, manifests
+	@$(RUN) pytest -m containers
+
+compose-check: bootstrap  ## docker-compose.yml up with a scenario, checked, then down -v (other host ports)
+	@$(RUN) pytest tests/test_containers.py -k compose
+
+manifests: bootstrap   ## kustomize build + kubernetes-validate --strict + Strimzi fields, base and overlays
+	@scripts/containers/check-manifests.sh
 
 schemas:            ## regenerate the committed JSON Schemas and AsyncAPI document
 	@$(RUN) python -m homeward.contracts.schema --write

@@ -147,6 +147,31 @@ def _post_over_http(system: System) -> list[str]:
     return numbers
 
 
+def _service_command(svc: str, env: dict[str, str], work: Path, namespace: str) -> list[str]:
+    """How a service is started: as a process of this checkout, or, where HOMEWARD_E2E_IMAGE
+    names an image (tests/test_containers.py), as a container of it on the host's network
+    (with the engine in HOMEWARD_E2E_ENGINE, podman by default), given only its HOMEWARD_*
+    variables and, read-only, the run's files they name (reference data)."""
+    image = os.environ.get("HOMEWARD_E2E_IMAGE")
+    if not image:
+        return [sys.executable, "-m", f"homeward.{svc}"]
+    engine = os.environ.get("HOMEWARD_E2E_ENGINE", "podman")
+    own = {k: v for k, v in sorted(env.items()) if k.startswith("HOMEWARD_")}
+    files = sorted({v for v in own.values() if v.startswith(f"{work}/") and Path(v).is_file()})
+    return [
+        engine,
+        "run",
+        "--rm",
+        "--no-healthcheck",  # readiness is polled by wait_ready, as for processes
+        f"--name=homeward-{namespace[:-1]}-{svc}",
+        "--network=host",
+        *(f"--volume={f}:{f}:ro" for f in files),
+        *(f"--env={k}={v}" for k, v in own.items()),
+        image,
+        svc,
+    ]
+
+
 @pytest.fixture(scope="session")
 def system(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     namespace = f"e2e{secrets.token_hex(3)}."
@@ -196,7 +221,7 @@ def system(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         asyncio.run(probe.grant_services())
         for svc in SERVICES:
             own = {**env, **infra.kafka_env(service_principal(svc))}
-            start_process(svc, [sys.executable, "-m", f"homeward.{svc}"], own, paths)
+            start_process(svc, _service_command(svc, own, work, namespace), own, paths)
         try:
             wait_ready(paths, ports=ports)
         except RuntimeError as exc:

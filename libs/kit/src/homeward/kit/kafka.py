@@ -181,7 +181,10 @@ async def create_missing_topics(admin: AIOKafkaAdminClient, topics: list[TopicSp
     ]
     if refused:
         raise TopicsRefused("Kafka refused to create topics: " + "; ".join(refused))
-    return [t.name for t in new]
+    # A topic created just before may not be listed yet (metadata lags a creation): the broker
+    # then answers that it exists, and it was not created now.
+    existed = {entry[0] for entry in getattr(response, "topic_errors", []) if entry[1] == TOPIC_ALREADY_EXISTS}
+    return [t.name for t in new if t.name not in existed]
 
 
 async def _align_retention(admin: AIOKafkaAdminClient, topics: list[TopicSpec]) -> None:

@@ -156,6 +156,8 @@ def _from_environment() -> Infra | None:
 
 
 def _docker_answers() -> bool:
+    """A Docker-compatible engine answers where the Docker SDK finds one: DOCKER_HOST (podman's
+    socket, ``podman system service``), else the default /var/run/docker.sock."""
     try:
         import docker  # type: ignore[import-untyped]
 
@@ -166,16 +168,205 @@ def _docker_answers() -> bool:
         return False
 
 
-def _from_testcontainers() -> Infra:
-    from testcontainers.kafka import KafkaContainer  # type: ignore[import-untyped]
-    from testcontainers.postgres import PostgresContainer  # type: ignore[import-untyped]
+# ---- testcontainers: the same images as docker-compose.yml, overridable the same way --------
+# (HOMEWARD_KAFKA_IMAGE, HOMEWARD_POSTGRES_IMAGE, HOMEWARD_MAIL_IMAGE; CI sets them to the local
+# stand-ins of containers/). Host ports are free ones unless HOMEWARD_TC_*_PORT names them, so
+# the containers never take the native stack's.
+TC_KAFKA_IMAGE = "apache/kafka:4.1.1"
+TC_POSTGRES_IMAGE = "postgres:15"
+TC_MAIL_IMAGE = "maildev/maildev:2.2.1"
+TC_START_TIMEOUT_S = 180.0
 
-    kafka = KafkaContainer("apache/kafka:4.1.1").with_kraft()
-    kafka.start()
-    pg = PostgresContainer("postgres:15", username="postgres", password="postgres", dbname="postgres")
-    pg.start()
-    dsn = pg.get_connection_url().replace("postgresql+psycopg2://", "postgresql://")
-    return Infra(kafka.get_bootstrap_server(), dsn, origin="testcontainers", _containers=[kafka, pg])
+
+def _tc_port(variable: str) -> int:
+    return int(os.environ.get(variable) or free_port())
+
+
+def _tc_wait(check: Callable[[], bool], what: str, container: Any, timeout: float = TC_START_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception as exc:
+            last = exc
+        time.sleep(1)
+    logs = b""
+    with contextlib.suppress(Exception):
+        out, err = container.get_logs()
+        logs = (out or b"") + (err or b"")
+    tail = logs.decode(errors="replace")[-3000:]
+    raise RuntimeError(f"{what} did not start in {timeout:.0f}s ({last}); its log ends:\n{tail}")
+
+
+def _tc_run(coro: Any) -> Any:
+    """Run a coroutine to the end from sync code, even where an event loop is running."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def _tc_kafka(containers: list[Any]) -> tuple[str, dict[str, str]]:
+    """A one-node KRaft broker configured as docker-compose.yml's: SCRAM-SHA-512 for clients on
+    HOST (the bootstrap address tests use), the admin (PLAIN) on BROKER, ACLs enforced. Once
+    it answers, the admin makes the SCRAM users the native stack has (admin, ops, one per
+    service) and grants them homeward_grants(), as ``homeward-stack up`` does."""
+    from homeward.contracts.access import OPS
+    from homeward.contracts.topics import SERVICES
+    from testcontainers.core.container import DockerContainer  # type: ignore[import-untyped]
+
+    from .access import KafkaAccess, new_password
+
+    host, broker = _tc_port("HOMEWARD_TC_KAFKA_PORT"), _tc_port("HOMEWARD_TC_KAFKA_ADMIN_PORT")
+    users = {u: new_password() for u in (ADMIN, OPS, *(service_principal(s) for s in SERVICES))}
+    admin_jaas = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'username="{ADMIN}" password="{users[ADMIN]}" user_{ADMIN}="{users[ADMIN]}";'
+    )
+    scram_jaas = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    env = {
+        "CLUSTER_ID": "MaOuDpsGX4KarxdTlHzcrw",
+        "KAFKA_NODE_ID": "1",
+        "KAFKA_PROCESS_ROLES": "broker,controller",
+        # Each advertised port is the host's and the container's: the same address works inside.
+        "KAFKA_LISTENERS": f"HOST://:{host},BROKER://:{broker},CONTROLLER://:9093",
+        "KAFKA_ADVERTISED_LISTENERS": f"HOST://127.0.0.1:{host},BROKER://127.0.0.1:{broker}",
+        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "HOST:SASL_PLAINTEXT,BROKER:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+        "KAFKA_INTER_BROKER_LISTENER_NAME": "BROKER",
+        "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+        "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@localhost:9093",
+        "KAFKA_SASL_ENABLED_MECHANISMS": "SCRAM-SHA-512",
+        "KAFKA_LISTENER_NAME_HOST_SCRAM___SHA___512_SASL_JAAS_CONFIG": scram_jaas,
+        "KAFKA_SASL_MECHANISM_INTER_BROKER_PROTOCOL": "PLAIN",
+        "KAFKA_LISTENER_NAME_BROKER_SASL_ENABLED_MECHANISMS": "PLAIN",
+        "KAFKA_LISTENER_NAME_BROKER_PLAIN_SASL_JAAS_CONFIG": admin_jaas,
+        "KAFKA_SASL_MECHANISM_CONTROLLER_PROTOCOL": "PLAIN",
+        "KAFKA_LISTENER_NAME_CONTROLLER_SASL_ENABLED_MECHANISMS": "PLAIN",
+        "KAFKA_LISTENER_NAME_CONTROLLER_PLAIN_SASL_JAAS_CONFIG": admin_jaas,
+        "KAFKA_AUTHORIZER_CLASS_NAME": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND": "false",
+        "KAFKA_SUPER_USERS": f"User:{ADMIN}",
+        "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
+        "KAFKA_DELETE_TOPIC_ENABLE": "true",
+        "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+        "KAFKA_NUM_PARTITIONS": "6",
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
+        "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR": "1",
+        "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR": "1",
+    }
+    container = DockerContainer(os.environ.get("HOMEWARD_KAFKA_IMAGE") or TC_KAFKA_IMAGE)
+    for k, v in env.items():
+        container = container.with_env(k, v)
+    container = container.with_bind_ports(host, host).with_bind_ports(broker, broker)
+    container.start()
+    containers.append(container)
+    admin = KafkaSettings(
+        bootstrap_servers=f"127.0.0.1:{broker}",
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="PLAIN",
+        sasl_username=ADMIN,
+        sasl_password=users[ADMIN],  # type: ignore[arg-type]
+    )
+    access = KafkaAccess(admin)
+
+    def admin_answers() -> bool:
+        return bool(access.users([ADMIN]) is not None)
+
+    _tc_wait(admin_answers, "the Kafka container", container)
+    for user, password in users.items():
+        access.set_password(user, password)
+    access.grant(homeward_grants())
+    bootstrap = f"127.0.0.1:{host}"
+
+    async def scram_answers() -> bool:
+        settings = KafkaSettings.scram(bootstrap, ADMIN, users[ADMIN])
+        client = make_admin(settings)
+        await client.start()
+        try:
+            await client.list_topics()
+        finally:
+            await client.close()
+        return True
+
+    _tc_wait(lambda: _tc_run(scram_answers()), "SCRAM sign-in to the Kafka container", container)
+    return bootstrap, users
+
+
+def _tc_postgres(containers: list[Any]) -> str:
+    from testcontainers.core.container import DockerContainer
+
+    port, password = _tc_port("HOMEWARD_TC_POSTGRES_PORT"), secrets.token_urlsafe(16)
+    container = (
+        DockerContainer(os.environ.get("HOMEWARD_POSTGRES_IMAGE") or TC_POSTGRES_IMAGE)
+        .with_env("POSTGRES_USER", "postgres")
+        .with_env("POSTGRES_PASSWORD", password)
+        .with_env("POSTGRES_DB", "postgres")
+        .with_bind_ports(5432, port)
+    )
+    container.start()
+    containers.append(container)
+    dsn = f"postgresql://postgres:{password}@127.0.0.1:{port}/postgres"
+
+    async def answers() -> bool:
+        conn = await asyncpg.connect(dsn, timeout=5)
+        await conn.close()
+        return True
+
+    _tc_wait(lambda: _tc_run(answers()), "the PostgreSQL container", container)
+    return dsn
+
+
+def _tc_mail(containers: list[Any]) -> tuple[int, str]:
+    import urllib.request
+
+    from testcontainers.core.container import DockerContainer
+
+    smtp, web = _tc_port("HOMEWARD_TC_SMTP_PORT"), _tc_port("HOMEWARD_TC_MAIL_WEB_PORT")
+    container = (
+        DockerContainer(os.environ.get("HOMEWARD_MAIL_IMAGE") or TC_MAIL_IMAGE)
+        .with_bind_ports(1025, smtp)
+        .with_bind_ports(1080, web)
+    )
+    container.start()
+    containers.append(container)
+    url = f"http://127.0.0.1:{web}"
+
+    def answers() -> bool:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=5) as r:
+            return bool(r.status == 200)
+
+    _tc_wait(answers, "the mail catcher container", container)
+    return smtp, url
+
+
+def _from_testcontainers() -> Infra:
+    """Kafka (SASL/SCRAM and ACLs, as the native stack), PostgreSQL and a mail catcher as
+    generic containers. With podman: DOCKER_HOST=unix://<podman socket> and
+    TESTCONTAINERS_RYUK_DISABLED=true (the containers are stopped by the infra fixture)."""
+    containers: list[Any] = []
+    try:
+        bootstrap, users = _tc_kafka(containers)
+        dsn = _tc_postgres(containers)
+        smtp_port, mail_url = _tc_mail(containers)
+    except BaseException:
+        for c in containers:
+            with contextlib.suppress(Exception):
+                c.stop()
+        raise
+    return Infra(
+        kafka_bootstrap=bootstrap,
+        postgres_admin_dsn=dsn,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_port,
+        mail_web_url=mail_url,
+        origin="testcontainers",
+        kafka_users=users,
+        _containers=containers,
+    )
 
 
 def _from_native_stack() -> Infra:
@@ -194,11 +385,30 @@ def _from_native_stack() -> Infra:
 
 
 def find_infra() -> Infra:
-    found = _from_environment()
-    if found:
-        return found
-    if _docker_answers():
-        return _from_testcontainers()
+    """The first of: the environment's (HOMEWARD_KAFKA_BOOTSTRAP_SERVERS and
+    HOMEWARD_POSTGRES_ADMIN_DSN), testcontainers (a Docker-compatible engine answers), the native
+    stack. HOMEWARD_TEST_INFRA=environment|testcontainers|native insists on one (and fails
+    without it), as CI does for its testcontainers run."""
+    wanted = os.environ.get("HOMEWARD_TEST_INFRA", "")
+    if wanted not in ("", "environment", "testcontainers", "native"):
+        raise RuntimeError(f"HOMEWARD_TEST_INFRA={wanted!r}: use environment, testcontainers or native")
+    if wanted in ("", "environment"):
+        found = _from_environment()
+        if found:
+            return found
+        if wanted:
+            raise RuntimeError(
+                "HOMEWARD_TEST_INFRA=environment, but HOMEWARD_KAFKA_BOOTSTRAP_SERVERS "
+                "or HOMEWARD_POSTGRES_ADMIN_DSN is unset"
+            )
+    if wanted in ("", "testcontainers"):
+        if _docker_answers():
+            return _from_testcontainers()
+        if wanted:
+            raise RuntimeError(
+                "HOMEWARD_TEST_INFRA=testcontainers, but no Docker-compatible engine answers "
+                f"(DOCKER_HOST={os.environ.get('DOCKER_HOST', '(unset)')})"
+            )
     return _from_native_stack()
 
 
