@@ -187,7 +187,12 @@ def compose_binary() -> str:
 # the admin's, ops' and each service's, as an operator's .env file would give them.
 COMPOSE_PASSWORDS = {f"KAFKA_PASSWORD_{who.upper()}": f"test-{who}-secret" for who in ("admin", "ops", *SERVICES)}
 # The keys the file requires (it has no default for them), as an operator's .env would give them.
-COMPOSE_KEYS = {"HOMEWARD_PATIENT_REF_KEY": "k" * 43, "HOMEWARD_NHS_NUMBER_KEY": "n" * 43}
+COMPOSE_KEYS = {
+    "HOMEWARD_PATIENT_REF_KEY": "k" * 43,
+    "HOMEWARD_NHS_NUMBER_KEY": "n" * 43,
+    "HOMEWARD_AUTH_ISSUER": "https://login.example.nhs.uk",
+    "HOMEWARD_AUTH_JWKS": "https://login.example.nhs.uk/jwks.json",
+}
 
 
 def run_compose(
@@ -559,7 +564,11 @@ def test_a_renamed_setting_is_caught() -> None:
         model_config = SettingsConfigDict(env_prefix="HOMEWARD_DEMO_")
 
     env = compose_env("placements")
-    scopes: dict[str, type[BaseSettings]] = {"HOMEWARD_KAFKA_": RenamedKafka, "HOMEWARD_": CommonSettings}
+    scopes: dict[str, type[BaseSettings]] = {
+        "HOMEWARD_KAFKA_": RenamedKafka,
+        "HOMEWARD_AUTH_": AuthSettings,
+        "HOMEWARD_": CommonSettings,
+    }
     assert unknown_variables(env, scopes, skip=own_prefixes()) == ["HOMEWARD_KAFKA_BOOTSTRAP_SERVERS"]
     demo = {"HOMEWARD_DEMO_HTTP_PORT": "1", "HOMEWARD_DEMO_DATABASE_URL": "x", "HOMEWARD_DEMO_KAFKA": "x"}
     demo |= {"HOMEWARD_DEMO_HTTP_PROT": "1", "HOMEWARD_LOG_LEVELS": "x", "HOMEWARD_SERVICE": "demo"}

@@ -36,6 +36,7 @@ import httpx
 import pytest
 import yaml
 from homeward.contracts.access import service_principal
+from homeward.kit.auth import LocalSigner
 from homeward.kit.testing import Infra, free_port, scratch_database
 
 from homeward.cli.runner import SERVICES, recipients_for
@@ -158,6 +159,7 @@ async def test_a_service_from_the_image_is_ready_healthy_and_stops_cleanly(prepa
     await probe.create()
     await probe.grant_services()
     name = f"homeward-smoke-{secrets.token_hex(3)}"
+    signer = LocalSigner.generate()
     port = free_port()
     try:
         async with scratch_database(infra, "t_image") as database:
@@ -168,6 +170,9 @@ async def test_a_service_from_the_image_is_ready_healthy_and_stops_cleanly(prepa
                 "HOMEWARD_REFERRALS_HTTP_PORT": str(port),
                 "HOMEWARD_REFERRALS_CONSUMER_GROUP": f"{probe.topics.namespace}homeward-referrals",
                 "HOMEWARD_PATIENT_REF_KEY": os.environ["HOMEWARD_PATIENT_REF_KEY"],
+                # It listens on every interface, so it starts only with staff sign-in configured.
+                "HOMEWARD_AUTH_ISSUER": signer.issuer,
+                "HOMEWARD_AUTH_JWKS": json.dumps(signer.jwks()),
             }
             args = ["run", "--detach", f"--name={name}", "--network=host"]
             args += [f"--env={k}={v}" for k, v in env.items()]
@@ -296,6 +301,7 @@ def test_compose_runs_the_system_from_images_and_plays_a_scenario(prepared: Prep
     if shutil.which("docker-compose") is None:
         pytest.fail("docker-compose not found: scripts/bootstrap.sh installs it (Debian's docker-compose)")
     passwords = {u: secrets.token_urlsafe(24) for u in ("ADMIN", "OPS", *(s.upper() for s in SERVICES))}
+    signer = LocalSigner.generate()  # the staff sign-in's issuer for this compose stack
     ports = {
         "HOMEWARD_STACK_KAFKA_PORT": free_port(),
         "HOMEWARD_STACK_POSTGRES_PORT": free_port(),
@@ -314,6 +320,8 @@ def test_compose_runs_the_system_from_images_and_plays_a_scenario(prepared: Prep
             "HOMEWARD_PATIENT_REF_KEY": secrets.token_urlsafe(32),
             "HOMEWARD_NHS_NUMBER_KEY": secrets.token_urlsafe(32),
             "POSTGRES_PASSWORD": secrets.token_urlsafe(16),
+            "HOMEWARD_AUTH_ISSUER": signer.issuer,
+            "HOMEWARD_AUTH_JWKS": json.dumps(signer.jwks()),
         }
     )
     scenario = generate(ScenarioConfig(seed=7, placements=16, as_of=AS_OF))
@@ -431,7 +439,11 @@ def _play_and_check(compose: Compose, scenario: object, passwords: dict[str, str
     budget = f"http://127.0.0.1:{compose.port('HOMEWARD_COMPOSE_BUDGET_PORT')}"
     commissioner = scenario.reference["commissioners"][0]["code"]
     expected = world.allocations[(commissioner, FY)]
-    with_budget = {**clean, "HOMEWARD_BUDGET_URL": budget}
+    with_budget = {
+        **clean,
+        "HOMEWARD_BUDGET_URL": budget,
+        "HOMEWARD_TOKEN": signer.token(org=commissioner, role="finance"),
+    }
 
     def position() -> dict[str, object]:
         r = _host_cli(

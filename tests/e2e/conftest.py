@@ -151,13 +151,14 @@ def _service_command(svc: str, env: dict[str, str], work: Path, namespace: str) 
     """How a service is started: as a process of this checkout, or, where HOMEWARD_E2E_IMAGE
     names an image (tests/test_containers.py), as a container of it on the host's network
     (with the engine in HOMEWARD_E2E_ENGINE, podman by default), given only its HOMEWARD_*
-    variables and, read-only, the run's files they name (reference data)."""
+    variables and, read-only, the files they name (reference data, the sign-in JWKS)."""
     image = os.environ.get("HOMEWARD_E2E_IMAGE")
     if not image:
         return [sys.executable, "-m", f"homeward.{svc}"]
     engine = os.environ.get("HOMEWARD_E2E_ENGINE", "podman")
     own = {k: v for k, v in sorted(env.items()) if k.startswith("HOMEWARD_")}
-    files = sorted({v for v in own.values() if v.startswith(f"{work}/") and Path(v).is_file()})
+    # The run's files and the staff sign-in JWKS (a file of the checkout's .local/secrets).
+    files = sorted({v for v in own.values() if v.startswith("/") and Path(v).is_file()})
     return [
         engine,
         "run",

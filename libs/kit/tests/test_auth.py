@@ -185,3 +185,19 @@ def test_keys_are_fetched_from_the_issuers_jwks_url_as_an_identity_provider_publ
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_jwks_may_be_given_as_its_json_text() -> None:
+    """Where a file cannot be mounted (docker-compose's environment), HOMEWARD_AUTH_JWKS may hold
+    the JWKS itself: its keys verify, another key's tokens do not, and nonsense is refused at start."""
+    import json as _json
+
+    from homeward.kit.auth import AuthSettings, LocalSigner, TokenVerifier, Unauthorized
+
+    signer, stranger = LocalSigner.generate(), LocalSigner.generate()
+    verifier = TokenVerifier(AuthSettings(issuer=signer.issuer, jwks=_json.dumps(signer.jwks())))
+    assert verifier.verify(signer.token(org="05A", role="finance")).org == "05A"
+    with pytest.raises(Unauthorized):
+        verifier.verify(stranger.token(org="05A", role="finance"))
+    with pytest.raises(ValueError, match="not a JWKS"):
+        TokenVerifier(AuthSettings(issuer=signer.issuer, jwks="{not json"))

@@ -69,7 +69,9 @@ class AuthSettings(BaseSettings):
 
     issuer: str = Field(default="", description="The identity provider's issuer (the iss claim tokens must carry)")
     audience: str = Field(default=DEFAULT_AUDIENCE, description="The aud claim tokens must carry")
-    jwks: str = Field(default="", description="The issuer's public keys: a JWKS file path or an http(s) URL")
+    jwks: str = Field(
+        default="", description="The issuer's public keys: a JWKS file path, an http(s) URL, or the JWKS's JSON itself"
+    )
     leeway_s: int = Field(default=30, ge=0, le=300, description="Clock skew allowed on exp, iat and nbf")
     jwks_cache_s: int = Field(default=300, ge=0, description="How long keys fetched from a JWKS URL are kept")
 
@@ -173,6 +175,25 @@ class PlacementScope:
 
 
 # ---- verifying --------------------------------------------------------------------------
+class _InlineKeys:
+    """A JWKS given as its JSON text (public keys only: handy where mounting a file is not,
+    such as docker-compose's environment)."""
+
+    def __init__(self, text: str) -> None:
+        try:
+            found = jwt.PyJWKSet.from_dict(json.loads(text)).keys
+        except (ValueError, jwt.PyJWTError) as exc:
+            raise ValueError(f"HOMEWARD_AUTH_JWKS is not a JWKS document: {exc}") from None
+        self._keys: dict[str | None, jwt.PyJWK] = {k.key_id: k for k in found}
+
+    def key_for(self, kid: str | None) -> Any:
+        if kid in self._keys:
+            return self._keys[kid].key
+        if kid is None and len(self._keys) == 1:
+            return next(iter(self._keys.values())).key
+        raise Unauthorized("the token is signed with a key the issuer does not publish")
+
+
 class _FileKeys:
     """A JWKS file, read again when it changes (a rotation adds a key without a restart)."""
 
@@ -228,13 +249,15 @@ class TokenVerifier:
         self.settings = settings or AuthSettings()
         jwks = self.settings.jwks.strip()
         self.problem: str | None = None
-        self._keys: _FileKeys | _UrlKeys | None = None
+        self._keys: _FileKeys | _UrlKeys | _InlineKeys | None = None
         if not self.settings.issuer.strip():
             self.problem = "HOMEWARD_AUTH_ISSUER is not set"
         elif not jwks:
             self.problem = "HOMEWARD_AUTH_JWKS is not set"
         elif jwks.startswith(("https://", "http://")):
             self._keys = _UrlKeys(jwks, self.settings.jwks_cache_s)
+        elif jwks.startswith("{"):
+            self._keys = _InlineKeys(jwks)
         else:
             self._keys = _FileKeys(Path(jwks).expanduser())
 
