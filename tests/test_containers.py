@@ -352,7 +352,7 @@ def test_compose_runs_the_system_from_images_and_plays_a_scenario(prepared: Prep
             up = compose("up", "--no-build", "--detach", timeout=900)
             assert up.returncode == 0, _tail(up.stdout + up.stderr)
             _wait_healthy(compose)
-        _play_and_check(compose, scenario, passwords, tmp_path)
+        _play_and_check(compose, scenario, passwords, tmp_path, signer)
     finally:
         logs = compose("logs", "--no-color", "--tail=40", timeout=120)
         down = compose("down", "--volumes", "--timeout", "30", timeout=300)
@@ -382,7 +382,9 @@ def _wait_healthy(compose: Compose, timeout: float = 300) -> None:
     pytest.fail(f"not every container became healthy in {timeout:.0f}s: {states}")
 
 
-def _play_and_check(compose: Compose, scenario: object, passwords: dict[str, str], work: Path) -> None:
+def _play_and_check(
+    compose: Compose, scenario: object, passwords: dict[str, str], work: Path, signer: LocalSigner
+) -> None:
     from homeward.scenario import Scenario
 
     assert isinstance(scenario, Scenario)
