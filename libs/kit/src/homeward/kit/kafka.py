@@ -76,6 +76,9 @@ def make_broker(settings: KafkaSettings, service: str, **kwargs: Any) -> KafkaBr
     repeat filter: homeward.kit.logging), not to the coloured stdout handler FastStream would
     make for itself."""
     kwargs.setdefault("logger", logging.getLogger("homeward.faststream"))
+    # Its lines about each batch received and processed are DEBUG: at national scale they would
+    # be most of the log, and most of the logging's cost.
+    kwargs.setdefault("log_level", logging.DEBUG)
     return KafkaBroker(
         settings.bootstrap_servers,
         security=broker_security(settings),

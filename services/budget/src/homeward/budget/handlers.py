@@ -178,7 +178,7 @@ async def check_thresholds(ctx: Context, keys: Iterable[CommissionerYear]) -> in
                 key = stable_id("BudgetThresholdBreached", commissioner, fy, programme, percent, new.arm)
                 if await ctx.publish(alert, id=key):
                     emitted += 1
-                    log.info(
+                    log.debug(
                         "budget threshold breached",
                         commissioner=commissioner,
                         financial_year=fy,
@@ -307,7 +307,7 @@ async def register_placement(ctx: Context, event: Event[PlacementRegistered]) ->
     keys = await reconcile_stream(ctx, stream, cause=event.id, at=event.time)
     for raw in await ctx.repo.take_parked(stream.placement_id):
         parked = parse_json(raw)
-        log.info("applying parked event", placement_id=stream.placement_id, parked_type=parked.type)
+        log.debug("applying parked event", placement_id=stream.placement_id, parked_type=parked.type)
         # What a parked event posts is asserted by whoever asserted that event, not the registration.
         as_parked = replace(ctx, assertion=assertion_of(parked))
         if isinstance(parked.data, PlacementRateChanged):
@@ -320,7 +320,7 @@ async def register_placement(ctx: Context, event: Event[PlacementRegistered]) ->
 
 async def _park_unknown(ctx: Context, event: Event[Any], placement_id: str) -> None:
     await ctx.repo.park(placement_id, event.id, event.type, event.to_json().decode(), "placement not registered yet")
-    log.info("event parked until its placement is registered", placement_id=placement_id)
+    log.debug("event parked until its placement is registered", placement_id=placement_id)
 
 
 async def _change_rate(ctx: Context, stream: Stream, event: Event[PlacementRateChanged]) -> set[CommissionerYear]:
@@ -421,7 +421,7 @@ async def correct_repatriation(ctx: Context, event: Event[RepatriationCorrected]
     stream.schedule = stream.schedule.with_rate_from(stream.start, d.from_daily_rate_pence - d.to_daily_rate_pence)
     stream.applied_events = (*stream.applied_events, event.id)
     await reconcile_stream(ctx, stream, cause=event.id, at=event.time)
-    log.info(
+    log.debug(
         "repatriation saving corrected",
         from_placement_id=d.from_placement_id,
         reason=d.reason,
@@ -458,7 +458,7 @@ async def receive_invoice(ctx: Context, event: Event[InvoiceReceived]) -> None:
     stream = await ctx.repo.get_stream(placement_stream_id(d.placement_id), for_update=False)
     if stream is None:
         await ctx.repo.save_invoice(invoice)
-        log.info("invoice parked until its placement is registered", placement_id=d.placement_id)
+        log.debug("invoice parked until its placement is registered", placement_id=d.placement_id)
         return
     refusal = _not_party(invoice, stream)
     if refusal:
@@ -516,7 +516,7 @@ async def _assess_or_hold(ctx: Context, invoice: Invoice, stream: Stream) -> Non
         period_end=invoice.period_end,
     )
     await ctx.publish(held, id=stable_id("AmountHeld", "invoice", invoice.provider, invoice.invoice_id))
-    log.info("implausible invoice held for confirmation", invoice_id=invoice.invoice_id, nightly_pence=nightly)
+    log.debug("implausible invoice held for confirmation", invoice_id=invoice.invoice_id, nightly_pence=nightly)
 
 
 async def confirm_invoice(ctx: Context, event: Event[InvoiceConfirmed]) -> None:
@@ -545,7 +545,7 @@ async def confirm_invoice(ctx: Context, event: Event[InvoiceConfirmed]) -> None:
         stream = await ctx.repo.get_stream(placement_stream_id(d.placement_id), for_update=False)
         if stream is not None:
             await _assess(ctx, confirmed, stream)
-            log.info("held invoice confirmed and matched", invoice_id=d.invoice_id)
+            log.debug("held invoice confirmed and matched", invoice_id=d.invoice_id)
             return
     # Parked (its placement is not charged yet): the confirmation applies when it is matched.
     await ctx.repo.save_invoice(confirmed)
@@ -588,7 +588,7 @@ async def _assess(ctx: Context, invoice: Invoice, stream: Stream) -> None:
     )
     # One alert per invoice and accrued figure: a later rate change that moves the accrual re-checks it.
     await ctx.publish(alert, id=stable_id("InvoiceVarianceFound", invoice.provider, invoice.invoice_id, a.accrued))
-    log.info("invoice variance found", invoice_id=invoice.invoice_id, variance_pence=a.variance)
+    log.debug("invoice variance found", invoice_id=invoice.invoice_id, variance_pence=a.variance)
 
 
 async def _match_invoices(ctx: Context, stream: Stream) -> None:

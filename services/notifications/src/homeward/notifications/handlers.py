@@ -41,7 +41,7 @@ class RecordAlert:
         repo = self.repository(uow.conn)
         recipients = route(alert, await repo.candidates(alert.name, alert.organisations))
         if not recipients:
-            log.info("alert has no recipients", alert=alert.name, reference=alert.reference)
+            log.debug("alert has no recipients", alert=alert.name, reference=alert.reference)
             return
         # Judged against the service clock's today, not the event's time (see domain/timeliness).
         judgement = self.timeliness.judge(alert.due_by, uk_date(uow.clock.now()))
@@ -53,7 +53,7 @@ class RecordAlert:
                 rendered = self.renderer.alert(alert)
             if await repo.record(*_notification(alert, r, rendered if by_email else None, judgement, uow)):
                 recorded += 1
-        log.info(
+        log.debug(
             "alert suppressed: about history" if judgement.kind == "history" else "alert recorded",
             alert=alert.name,
             reference=alert.reference,

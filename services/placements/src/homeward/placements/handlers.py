@@ -198,10 +198,10 @@ class PlacementHandlers:
                 )
             if agreed and existing.agree(event.organisation, event.id, made.commissioner, made.daily_rate_pence):
                 await repo.save_agreement(existing)
-                log.info("placement agreed by its commissioner's own report", placement_id=pid)
+                log.debug("placement agreed by its commissioner's own report", placement_id=pid)
                 await self._release(existing, uow, repo, event)
                 return
-            log.info("placement stated again with the same facts; nothing to do", placement_id=pid)
+            log.debug("placement stated again with the same facts; nothing to do", placement_id=pid)
             return
         if made.provider_site_area is not None:
             await repo.learn_site(
@@ -211,7 +211,7 @@ class PlacementHandlers:
             )
         await repo.lock(patient_key(ref))
         await repo.add(placement, made.nhs_number)
-        log.info(
+        log.debug(
             "placement registered",
             placement_id=pid,
             commissioner=placement.commissioner,
@@ -267,7 +267,7 @@ class PlacementHandlers:
             await repo.resolve_parked(
                 parked.event_id, "applied", f"applied when placement {placement.placement_id} was registered", now
             )
-            log.info("parked event applied", placement_id=placement.placement_id, parked_event_id=parked.event_id)
+            log.debug("parked event applied", placement_id=placement.placement_id, parked_event_id=parked.event_id)
         return placement
 
     # ------------------------------------------------------------------ authority
@@ -295,7 +295,7 @@ class PlacementHandlers:
         )
         placement.released = True
         await repo.mark_released(placement.placement_id)
-        log.info("placement chargeable", placement_id=placement.placement_id, agreed_by=placement.agreed_by)
+        log.debug("placement chargeable", placement_id=placement.placement_id, agreed_by=placement.agreed_by)
         for move, event_id in await repo.unpublished_repatriations(placement.placement_id):
             other_id = (
                 move.to_placement_id if move.from_placement_id == placement.placement_id else move.from_placement_id
@@ -322,7 +322,7 @@ class PlacementHandlers:
             if now is None:
                 continue
             await repo.correct_repatriation(now)
-            log.info(
+            log.debug(
                 "repatriation rates corrected by a later rate change",
                 from_placement_id=move.from_placement_id,
                 from_daily_rate_pence=now.from_daily_rate_pence,
@@ -342,7 +342,9 @@ class PlacementHandlers:
                 id=stable_id("RepatriationCorrected", move.from_placement_id, event.id),
                 time=event.time,
             )
-            log.info("repatriation correction published", from_placement_id=move.from_placement_id, agreed_by=agreed_by)
+            log.debug(
+                "repatriation correction published", from_placement_id=move.from_placement_id, agreed_by=agreed_by
+            )
 
     async def _hold_rate(self, placement: Placement, entry: RateEntry, bounds: RateBounds, uow: Work) -> None:
         await uow.publish(
@@ -379,7 +381,7 @@ class PlacementHandlers:
         assert event.organisation is not None
         if placement.agree(event.organisation, event.id, data.commissioner, data.daily_rate_pence):
             await repo.save_agreement(placement)
-            log.info("placement agreed", placement_id=placement.placement_id, agreed_by=event.organisation)
+            log.debug("placement agreed", placement_id=placement.placement_id, agreed_by=event.organisation)
         await self._release(placement, uow, repo, event)
 
     async def _apply_confirmation(
@@ -394,10 +396,10 @@ class PlacementHandlers:
             )
         change = placement.confirm_rate(data.effective_date, data.daily_rate_pence, event.organisation)
         if change is None:
-            log.info("rate already in force; nothing held to confirm", placement_id=placement.placement_id)
+            log.debug("rate already in force; nothing held to confirm", placement_id=placement.placement_id)
             return
         await repo.confirm_rate(placement.placement_id, change.entry)
-        log.info("held rate confirmed", placement_id=placement.placement_id, confirmed_by=event.organisation)
+        log.debug("held rate confirmed", placement_id=placement.placement_id, confirmed_by=event.organisation)
         if change.entry.event_id == placement.registered_event_id:
             await self._release(placement, uow, repo, event)
         elif change.outcome == "applied":
@@ -433,7 +435,7 @@ class PlacementHandlers:
                     parked_at=uow.clock.now(),
                 )
             )
-            log.info("event parked until its placement is known", placement_id=pid)
+            log.debug("event parked until its placement is known", placement_id=pid)
             return
         await self._apply(event, uow, repo, placement)
 
@@ -480,7 +482,7 @@ class PlacementHandlers:
             asserted_by=event.organisation,
         )
         if change.outcome == "duplicate":
-            log.info("rate already stated from that date; nothing to do", placement_id=placement.placement_id)
+            log.debug("rate already stated from that date; nothing to do", placement_id=placement.placement_id)
             return
         await repo.add_rate(placement.placement_id, change.entry)
         if change.outcome == "held":
@@ -488,7 +490,7 @@ class PlacementHandlers:
             await self._hold_rate(placement, change.entry, bounds, uow)
             return
         if change.outcome == "superseded":
-            log.info(
+            log.debug(
                 "rate statement recorded; a later statement for the same date stands",
                 placement_id=placement.placement_id,
             )
@@ -524,10 +526,10 @@ class PlacementHandlers:
         review = Review(data.review_type, data.review_date, data.outcome, data.next_review_due, event.id)
         outcome, schedule = placement.record_review(review)
         if outcome == "duplicate":
-            log.info("review already recorded; nothing to do", placement_id=placement.placement_id)
+            log.debug("review already recorded; nothing to do", placement_id=placement.placement_id)
             return
         await repo.add_review(placement.placement_id, review, schedule)
-        log.info(
+        log.debug(
             "review recorded",
             placement_id=placement.placement_id,
             review_type=review.review_type.value,
@@ -544,7 +546,7 @@ class PlacementHandlers:
             if target is not None:
                 check_stated(placement, target)
         if placement.end(ending) == "duplicate":
-            log.info("end already recorded; nothing to do", placement_id=placement.placement_id)
+            log.debug("end already recorded; nothing to do", placement_id=placement.placement_id)
             return
         await repo.save_ending(placement.placement_id, ending)
         await uow.publish(
@@ -563,7 +565,7 @@ class PlacementHandlers:
             id=stable_id("PlacementClosed", placement.placement_id),
             time=fact_time(event.time, ending.end_date),
         )
-        log.info("placement closed", placement_id=placement.placement_id, end_reason=ending.end_reason.value)
+        log.debug("placement closed", placement_id=placement.placement_id, end_reason=ending.end_reason.value)
         await repo.lock(patient_key(placement.patient_ref))
         await self._match_departure(placement, uow, repo)
 
@@ -575,7 +577,7 @@ class PlacementHandlers:
         if ending.end_reason is EndReason.REPATRIATED and ending.transfer_to_placement_id is not None:
             target = await repo.get(ending.transfer_to_placement_id)
             if target is None:
-                log.info(
+                log.debug(
                     "repatriation stated; waiting for the placement moved to",
                     placement_id=source.placement_id,
                     to_placement_id=ending.transfer_to_placement_id,
@@ -613,7 +615,7 @@ class PlacementHandlers:
         event_id = stable_id("PatientRepatriated", source.placement_id)
         if not await repo.add_repatriation(move, event_id, uow.clock.now()):
             return False
-        log.info(
+        log.debug(
             "patient repatriated",
             from_placement_id=source.placement_id,
             to_placement_id=target.placement_id,

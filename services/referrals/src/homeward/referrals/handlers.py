@@ -103,7 +103,7 @@ async def referral_received(event: Event[ReferralReceived], uow: UnitOfWork[Any]
     existing = await repos.referrals.get(r.referral_id)
     if existing is not None:
         if existing.same_request(referral):
-            log.info("referral received again with the same content; nothing to do", referral_id=r.referral_id)
+            log.debug("referral received again with the same content; nothing to do", referral_id=r.referral_id)
             return
         if existing.commissioner != referral.commissioner:
             raise Rejected("conflict", f"referral id {r.referral_id} is already used by another commissioner")
@@ -118,7 +118,7 @@ async def referral_received(event: Event[ReferralReceived], uow: UnitOfWork[Any]
     await _triage(referral, event.time, repos)
     await repos.referrals.add(referral)
     await _publish_triage(referral, None, _publisher(uow))
-    log.info("referral triaged", referral_id=referral.referral_id, local_options=len(referral.local_options))
+    log.debug("referral triaged", referral_id=referral.referral_id, local_options=len(referral.local_options))
 
     withdrawal = await repos.referrals.take_parked_withdrawal(referral.referral_id)
     if withdrawal is not None:
@@ -177,7 +177,7 @@ async def retriage(
         await _publish_triage(referral, before, publish)
         RETRIAGED.inc()
         changed += 1
-        log.info(
+        log.debug(
             "referral triaged again: a count for its time arrived after it",
             referral_id=referral.referral_id,
             local_options=len(referral.local_options),
@@ -218,7 +218,7 @@ async def referral_withdrawn(event: Event[ReferralWithdrawn], uow: UnitOfWork[An
     if referral is None:
         await repos.referrals.park_withdrawal(withdrawal)
         WITHDRAWALS.labels("parked").inc()
-        log.info("withdrawal parked until its referral arrives", referral_id=w.referral_id)
+        log.debug("withdrawal parked until its referral arrives", referral_id=w.referral_id)
         return
     if referral.commissioner != w.commissioner:
         raise Rejected("not-party", f"referral {w.referral_id} belongs to another commissioner")
@@ -237,12 +237,12 @@ async def _apply_withdrawal(
     standing = withdrawal if referral.withdrawal is None else referral.withdrawal.earlier_of(withdrawal)
     if standing == referral.withdrawal:
         WITHDRAWALS.labels("unchanged").inc()
-        log.info("referral already withdrawn at or before this", referral_id=referral.referral_id)
+        log.debug("referral already withdrawn at or before this", referral_id=referral.referral_id)
         return
     referral.withdrawal = standing
     await referrals.save_withdrawal(referral)
     WITHDRAWALS.labels("placed" if referral.placement is not None else "withdrawn").inc()
-    log.info(
+    log.debug(
         "referral withdrawn",
         referral_id=referral.referral_id,
         already_placed=referral.placement is not None,
@@ -283,7 +283,7 @@ async def bed_availability_updated(
             await repos.capacity.mark_triage_unsettled(area, b.bed_type, b.as_of)
     if not accepted:
         CAPACITY_UPDATES.labels("stale").inc()
-        log.info(
+        log.debug(
             "stale bed count ignored",
             site=b.site,
             bed_type=b.bed_type.value,
@@ -307,7 +307,7 @@ async def bed_availability_updated(
             # Another transaction is publishing this area's total and cannot see our change:
             # leave a note for the capacity job rather than wait (waiting could deadlock batches).
             await repos.capacity.mark_unsettled(area, b.bed_type)
-            log.info("area total left to the capacity job", area=area, bed_type=b.bed_type.value)
+            log.debug("area total left to the capacity job", area=area, bed_type=b.bed_type.value)
 
 
 async def _publish_area_total(
@@ -357,7 +357,7 @@ async def placement_registered(event: Event[PlacementRegistered], uow: UnitOfWor
     if referral is None:
         if await repos.referrals.park(placement):
             PLACEMENTS_SEEN.labels("parked").inc()
-            log.info(
+            log.debug(
                 "placement parked until its referral arrives", referral_id=p.referral_id, placement_id=p.placement_id
             )
         return
@@ -385,7 +385,7 @@ async def _apply_placement(
         )
     if outcome is not PlacementOutcome.CLOSED:
         return outcome
-    log.info(
+    log.debug(
         "referral closed by placement",
         referral_id=referral.referral_id,
         placement_id=placement.placement_id,
