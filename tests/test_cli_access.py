@@ -120,3 +120,52 @@ def test_a_refused_staff_command_says_why_and_how_to_sign_in(monkeypatch: pytest
     assert done.exit_code == 1
     assert "403: 05A staff may not see 05R" in done.output and "HOMEWARD_TOKEN" in done.output
     assert sent == [{"Authorization": f"Bearer {token}"}]  # the token given, as given
+
+
+async def test_parked_lists_every_services_parking_lot(infra: Infra, monkeypatch: pytest.MonkeyPatch) -> None:
+    from homeward.contracts import new_event, partner_source
+    from homeward.contracts.events import PlacementEnded
+    from homeward.contracts.vocab import EndReason
+    from homeward.kit.clock import FixedClock
+    from homeward.kit.parking import ParkingLot
+
+    now = dt.datetime(2026, 11, 20, 9, tzinfo=dt.UTC)
+
+    async def park(dsn: str, service: str, pid: str) -> None:
+        await migrate(dsn, service, None)
+        conn = await asyncpg.connect(dsn)
+        try:
+            lot = ParkingLot(conn, service=service, clock=FixedClock(now), expiry=dt.timedelta(days=30))
+            data = PlacementEnded(placement_id=pid, end_date=now.date(), end_reason=EndReason.DISCHARGED_HOME)
+            await lot.park(
+                new_event(data, source=partner_source("05A"), id=f"end-{pid}"),
+                awaiting=f"placement:{pid}",
+                reason="placement-unknown",
+            )
+        finally:
+            await conn.close()
+
+    async with scratch_database(infra) as placements, scratch_database(infra) as budget:
+        await park(placements, "placements", "PLC-1")
+        await park(budget, "budget", "PLC-2")
+        monkeypatch.setenv("HOMEWARD_PLACEMENTS_DATABASE_URL", placements)
+        monkeypatch.setenv("HOMEWARD_BUDGET_DATABASE_URL", budget)
+        runner = CliRunner()
+
+        async def run(*args: str) -> dict[str, Any]:
+            done = await asyncio.to_thread(
+                runner.invoke, app, ["parked", "-s", "placements", "-s", "budget", "--json", *args]
+            )
+            assert done.exit_code == 0, done.output
+            return json.loads(done.stdout)
+
+        listed = await run()
+        assert sorted((e["service"], e["awaiting"], e["reason"]) for e in listed["entries"]) == [
+            ("budget", "placement:PLC-2", "placement-unknown"),
+            ("placements", "placement:PLC-1", "placement-unknown"),
+        ]
+        assert listed["counts"]["placements"]["parked"] == 1
+        assert (await run("--awaiting", "placement:PLC-2"))["entries"][0]["event_id"] == "end-PLC-2"
+        assert (await run("--status", "expired"))["entries"] == []
+        refused = await asyncio.to_thread(runner.invoke, app, ["parked", "--status", "lost"])
+        assert refused.exit_code != 0

@@ -14,6 +14,7 @@ async def test_migrations_apply_once_and_refuse_edited_files(database: str, tmp_
         ("kit", 3),
         ("kit", 4),
         ("kit", 5),
+        ("kit", 6),
         ("svc", 1),
     ]
     assert await migrate(database, "svc", tmp_path) == []

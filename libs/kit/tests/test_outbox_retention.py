@@ -123,5 +123,5 @@ def test_every_service_runs_retention_with_windows_from_its_own_environment(monk
     )
 
     runtime = ServiceRuntime(ServiceDefinition(name="placements", settings=settings, migrations=None))
-    assert [job.name for job in runtime.kit_jobs] == ["retention"]
+    assert [job.name for job in runtime.kit_jobs] == ["retention", "parking-expiry"]
     assert runtime.kit_jobs[0].interval_s == settings.retention_interval_s

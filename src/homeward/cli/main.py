@@ -27,6 +27,7 @@ from .dlq import dlq_app
 from .formatting import pounds
 from .lag import lag as lag_command
 from .measures import measures as measures_command
+from .parked import parked as parked_command
 from .partner import partner_app
 
 app = typer.Typer(help="Homeward: bring people placed out of area home.", no_args_is_help=True)
@@ -194,6 +195,7 @@ app.command("lag")(lag_command)
 app.command("token")(token_command)
 app.command("measures")(measures_command)
 app.command("audit")(audit_command)
+app.command("parked")(parked_command)
 
 placements_app = typer.Typer(help="The placement register: placements, overdue reviews, repatriations.")
 app.add_typer(placements_app, name="placements")

@@ -120,7 +120,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import asyncpg
 import structlog
@@ -129,18 +129,15 @@ from homeward.contracts import (
     ContractError,
     Event,
     Payload,
-    caused_by,
-    new_event,
     parse_kafka,
     partner_of,
-    service_source,
     source_organisation,
     source_service,
 )
 from homeward.contracts.envelope import TYPE_HEADER
 from homeward.contracts.errors import FieldProblem
 from homeward.contracts.events import EVENT_TYPES
-from homeward.contracts.topics import INGRESS, internal_topic, publish_key
+from homeward.contracts.topics import INGRESS, internal_topic
 
 from . import inbox, outbox
 from .clock import Clock, SystemClock
@@ -149,6 +146,7 @@ from .logging import get_logger, redact_text
 from .metrics import BATCH_RETRIES, BATCH_SECONDS, DEAD_LETTERS, EVENTS_HANDLED
 from .progress import ProgressTracker, partitions_of
 from .topics import Topics
+from .uow import UnitOfWork, UnitOfWorkFactory
 
 INGRESS_TOPIC = internal_topic(INGRESS)
 
@@ -270,42 +268,6 @@ class Record:
             headers=tuple((k, v) for k, v in (r.headers or ()) if v is not None),
             timestamp=r.timestamp,
         )
-
-
-@dataclass
-class UnitOfWork(Generic[P]):
-    """What a handler gets: the open transaction's connection, the clock, and a way to publish."""
-
-    conn: asyncpg.Connection  # type: ignore[type-arg]
-    service: str
-    clock: Clock
-    cause: Event[Any] | None = None
-    topics: Topics = field(default_factory=Topics)
-    published: list[Event[Any]] = field(default_factory=list)
-
-    async def publish(
-        self,
-        data: Payload,
-        *,
-        id: str | None = None,
-        topic: str | None = None,
-        time: dt.datetime | None = None,
-    ) -> bool:
-        """Queue an event in the outbox; False if an event with this id was already queued."""
-        source = service_source(self.service)
-        if self.cause is not None:
-            event: Event[Any] = caused_by(self.cause, data, source=source, id=id, time=time or self.clock.now())
-        else:
-            event = new_event(data, source=source, id=id, time=time or self.clock.now())
-        if topic is None:  # its own topic: keyed as the service keys what it publishes
-            added = await outbox.add(
-                self.conn, self.topics.internal(self.service), event, publish_key(self.service, data)
-            )
-        else:
-            added = await outbox.add(self.conn, topic, event)
-        if added:
-            self.published.append(event)
-        return added
 
 
 Handler = Callable[[Event[Any], UnitOfWork[Any]], Awaitable[None]]
@@ -574,6 +536,8 @@ class EventConsumer:
         dead_letter_max_bytes: int = 512 * 1024,
         dead_letter_key: bytes | None = None,
         one_batch_at_a_time: bool = False,
+        unit_of_work: UnitOfWorkFactory = UnitOfWork,
+        parking_expiry: dt.timedelta | None = None,
     ) -> None:
         """``one_batch_at_a_time``: the batches of this consumer's subscriptions (which run
         side by side, one task each) take turns, one transaction at a time in this process."""
@@ -591,6 +555,9 @@ class EventConsumer:
         # Signs the dead letters' metadata (homeward.kit.crypto); the runtime always gives one.
         self.dead_letter_key = dead_letter_key
         self._authorise = authorise
+        # Builds each event's unit of work: the service's subclass, naming its repositories.
+        self.unit_of_work = unit_of_work
+        self.parking_expiry = parking_expiry
         self.topics = topics or Topics()
         self.dlq_topic = self.topics.dlq(service)
         self._turns: asyncio.Lock | contextlib.AbstractAsyncContextManager[Any] = (
@@ -854,8 +821,28 @@ class EventConsumer:
             run.result.handled += 1
             run.outcomes[event.type, "handled"] += 1
 
-    def _uow(self, conn: asyncpg.Connection, event: Event[Any]) -> UnitOfWork[Any]:  # type: ignore[type-arg]
-        return UnitOfWork(conn, self.service, self.clock, cause=event, topics=self.topics)
+    async def _in_unit_of_work(
+        self,
+        conn: asyncpg.Connection,  # type: ignore[type-arg]
+        item: _Item,
+        event: Event[Any],
+        handler: Handler,
+    ) -> None:
+        """The handler, in the service's unit of work; then what its aggregates recorded is
+        published (homeward.kit.uow)."""
+        uow = self.unit_of_work(
+            conn,
+            self.service,
+            self.clock,
+            cause=event,
+            topics=self.topics,
+            origin=item.record.topic,
+            handlers=self.handlers,
+            dead_letter_key=self.dead_letter_key,
+            parking_expiry=self.parking_expiry,
+        )
+        await handler(event, uow)
+        await uow.flush()
 
     async def _handle_fast(
         self,
@@ -867,7 +854,7 @@ class EventConsumer:
     ) -> None:
         run.unguarded = True
         try:
-            await handler(event, self._uow(conn, event))
+            await self._in_unit_of_work(conn, item, event, handler)
         except Exception as exc:
             kind = _raise_unless_the_handlers(exc, conn)
             # Aborted: an earlier handler caught a database error and carried on; find which.
@@ -888,7 +875,7 @@ class EventConsumer:
             await conn.execute(f"SAVEPOINT {_SAVEPOINT}")
             returned = False
             try:
-                await handler(event, self._uow(conn, event))
+                await self._in_unit_of_work(conn, item, event, handler)
                 returned = True
                 await conn.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
                 return True

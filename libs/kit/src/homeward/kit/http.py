@@ -5,7 +5,8 @@ Every route but ``/healthz``, ``/readyz`` and routes declared :class:`PublicRout
 ingress's partner endpoints, which have their own API keys) asks for a staff bearer token
 (homeward.kit.auth): without a valid one the answer is 401, before any route runs. Routes then
 check the caller's role and organisation (403). Both answers are problem+json (RFC 9457).
-``/metrics`` and ``/admin/*`` are for ops; ``/asyncapi.json`` for any signed-in caller."""
+``/metrics`` and ``/admin/*`` (run the jobs now; the parking lot) are for ops;
+``/asyncapi.json`` for any signed-in caller."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .auth import OPS, AuthProblem, Caller, TokenVerifier, Unauthorized, require
+from .parking import STATUSES, listing
 from .progress import Stall
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
@@ -80,6 +82,25 @@ def build_app(
             return JSONResponse({"error": "this service has no jobs"}, status_code=404)
         return JSONResponse({"ran": await run_jobs()})
 
+    async def parked(request: Request) -> Response:
+        require(caller_of(request), OPS)
+        # The service's parking lot (homeward.kit.parking): what waits, for what, and how it ended.
+        wanted = request.query_params.get("status", "parked")
+        statuses = list(STATUSES) if wanted == "all" else wanted.split(",")
+        if any(s not in STATUSES for s in statuses):
+            return JSONResponse({"error": f"status is one of {', '.join(STATUSES)} or all"}, status_code=400)
+        try:
+            limit = max(1, min(10_000, int(request.query_params.get("limit", "1000"))))
+        except ValueError:
+            return JSONResponse({"error": "limit is a number"}, status_code=400)
+        async with request.app.state.pool.acquire() as conn:
+            rows, counts = await listing(
+                conn, statuses=statuses, awaiting=request.query_params.get("awaiting"), limit=limit
+            )
+        return JSONResponse(
+            {"service": service, "counts": counts, "entries": [p.to_json(with_event=False) for p in rows]}
+        )
+
     app = Starlette(
         routes=[
             PublicRoute("/healthz", healthz),
@@ -87,6 +108,7 @@ def build_app(
             Route("/metrics", metrics),
             Route("/asyncapi.json", asyncapi_doc),
             Route("/admin/run-jobs", run_jobs_now, methods=["POST"]),
+            Route("/admin/parked", parked),
             *routes,
         ],
         exception_handlers={AuthProblem: _auth_problem},

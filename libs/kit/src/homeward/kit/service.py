@@ -34,9 +34,11 @@ from .kafka import RelayProducer, make_admin, make_broker
 from .logging import RateLimiter, configure_logging, get_logger
 from .metrics import RETENTION_DELETED, SCHEDULER_RUNS
 from .outbox import OutboxRelay, prune_inbox, prune_outbox
+from .parking import expire as expire_parked
 from .progress import RELAY, ProgressTracker, Stall, consumer_what, stalls
 from .settings import ServiceSettings
 from .topics import Topics
+from .uow import UnitOfWork, UnitOfWorkFactory
 
 log = get_logger(__name__)
 
@@ -221,6 +223,9 @@ class ServiceDefinition:
     # Its subscriptions' batches take turns in a replica (budget: they post to the same
     # commissioners' accounts, as its subscriptions are co-partitioned by commissioner).
     one_batch_at_a_time: bool = False
+    # Builds each event's unit of work: the service's subclass of the kit's UnitOfWork, which
+    # names its repositories (homeward.kit.uow); handlers are ``(event, uow) -> None``.
+    unit_of_work: UnitOfWorkFactory = UnitOfWork
 
 
 class ServiceRuntime:
@@ -239,7 +244,8 @@ class ServiceRuntime:
         self._job_log = RateLimiter()
         # Run by every service beside its own jobs; not by /admin/run-jobs, which runs the
         # service's schedulers on demand.
-        self.kit_jobs = [retention_job(definition.name, self.settings)]
+        self.parking_job = self._parking_job()
+        self.kit_jobs = [retention_job(definition.name, self.settings), self.parking_job]
         self.server: uvicorn.Server | None = None
         self.verifier: TokenVerifier | None = None
         # One per subscription and one for the relay: what /readyz and homeward_stalled report.
@@ -247,6 +253,21 @@ class ServiceRuntime:
         for payload in definition.publishes:
             topic = self.topics.internal(definition.name)
             self.broker.publisher(topic, schema=payload, title=f"{topic}:{payload.name}")
+
+    def _parking_job(self) -> Job:
+        """The kit's parking-lot expiry, which every service runs: an event parked longer than
+        ``parking_expiry_days`` is dead-lettered as parked-expired (homeward.kit.parking)."""
+
+        async def run(pool: asyncpg.Pool, clock: Clock) -> int:  # type: ignore[type-arg]
+            return await expire_parked(
+                pool,
+                service=self.d.name,
+                clock=clock,
+                topics=self.topics,
+                dead_letter_key=self.settings.common.dead_letter_keys()[0],
+            )
+
+        return Job("parking-expiry", run)
 
     def asyncapi(self) -> dict[str, Any]:
         spec = AsyncAPI(self.broker, title=f"Homeward {self.d.name}", version=self.d.version)
@@ -340,6 +361,8 @@ class ServiceRuntime:
             dead_letter_max_bytes=s.dead_letter_max_bytes,
             dead_letter_key=s.common.dead_letter_keys()[0],
             one_batch_at_a_time=self.d.one_batch_at_a_time,
+            unit_of_work=self.d.unit_of_work,
+            parking_expiry=dt.timedelta(days=s.parking_expiry_days),
         )
         self.consumer = consumer
         group = s.consumer_group or f"homeward-{self.d.name}"
@@ -414,7 +437,7 @@ class ServiceRuntime:
 
     async def run_jobs_once(self) -> dict[str, int]:
         assert self.pool is not None
-        return {job.name: await job.run(self.pool, self.clock) for job in self.d.jobs}
+        return {job.name: await job.run(self.pool, self.clock) for job in [*self.d.jobs, self.parking_job]}
 
     async def _run_job(self, job: Job) -> None:
         interval = job.interval_s or self.settings.scheduler_interval_s

@@ -191,6 +191,9 @@ class ServiceSettings(BaseSettings):
     outbox_retention_days: float = Field(default=7, ge=0)
     inbox_retention_days: float = Field(default=35, ge=0)
     retention_batch_size: int = Field(default=10_000, ge=1)
+    # The parking lot (homeward.kit.parking): an event parked for an aggregate that has not
+    # appeared after this many days is dead-lettered as parked-expired.
+    parking_expiry_days: float = Field(default=30, gt=0)
     retention_interval_s: float = Field(default=3600.0, gt=0)
     scheduler_interval_s: float = 30.0
     # Scheduled jobs run once as the service starts, then every interval; with this set, the
