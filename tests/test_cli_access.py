@@ -14,7 +14,7 @@ import pytest
 from homeward.kit import audit
 from homeward.kit.auth import AuthSettings, Caller, TokenVerifier
 from homeward.kit.db import migrate
-from homeward.kit.testing import Infra, scratch_database
+from homeward.testing import Infra, scratch_database
 from starlette.requests import Request
 from typer.testing import CliRunner
 
@@ -101,7 +101,7 @@ def test_since_takes_dates_times_and_spans() -> None:
 
 def test_a_refused_staff_command_says_why_and_how_to_sign_in(monkeypatch: pytest.MonkeyPatch) -> None:
     import httpx
-    from homeward.kit.testing import staff_token
+    from homeward.testing import staff_token
 
     from homeward.cli import main
 
