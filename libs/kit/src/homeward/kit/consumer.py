@@ -117,7 +117,6 @@ import datetime as dt
 import hashlib
 import json
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
@@ -134,43 +133,27 @@ from homeward.contracts import (
     parse_kafka,
     partner_of,
     service_source,
-    source_organisation,
-    source_service,
 )
 from homeward.contracts.envelope import TYPE_HEADER
 from homeward.contracts.errors import FieldProblem
 from homeward.contracts.events import EVENT_TYPES
-from homeward.contracts.topics import INGRESS, internal_topic, publish_key
+from homeward.contracts.topics import publish_key
 
 from . import inbox, outbox
+from .authority import INGRESS_TOPIC as INGRESS_TOPIC
+from .authority import Rejected, authorise
 from .clock import Clock, SystemClock
 from .crypto import dead_letter_mac
+from .identity import EVENT_ID_NAMESPACE as EVENT_ID_NAMESPACE
+from .identity import stable_id as stable_id
 from .logging import get_logger, redact_text
 from .metrics import BATCH_RETRIES, BATCH_SECONDS, DEAD_LETTERS, EVENTS_HANDLED
 from .progress import ProgressTracker, partitions_of
 from .topics import Topics
 
-INGRESS_TOPIC = internal_topic(INGRESS)
-
 log = get_logger(__name__)
 
 P = TypeVar("P", bound=Payload)
-
-EVENT_ID_NAMESPACE = uuid.UUID("8f1d2a4e-5b6c-4d7e-9f80-1a2b3c4d5e6f")
-
-
-def stable_id(*parts: object) -> str:
-    """A deterministic event id: the same fact always gets the same id, so it is published once."""
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, "|".join(str(p) for p in parts)))
-
-
-class Rejected(Exception):
-    """A permanent refusal: the message goes to the dead-letter topic with this reason."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 class InfrastructureError(Exception):
@@ -309,32 +292,6 @@ class UnitOfWork(Generic[P]):
 
 
 Handler = Callable[[Event[Any], UnitOfWork[Any]], Awaitable[None]]
-
-
-def authorise(topic: str, event: Event[Any]) -> None:
-    """Who may write what where: partners only their own topic and inbound types, services only
-    theirs; the ingress's topic carries only partner events (which the ingress accepted)."""
-    partner = partner_of(topic)
-    if partner is not None:
-        org = source_organisation(event.source)
-        if org is None:
-            raise Rejected(
-                "wrong-organisation", f"on {topic} the source must be urn:nhs:ods:{partner}, got {event.source!r}"
-            )
-        if org != partner:
-            raise Rejected("wrong-organisation", f"organisation {org} may not write on {topic}")
-        if event.data.direction != "inbound":
-            raise Rejected("not-allowed", f"{event.type} is published by Homeward services, not by partners")
-        return
-    if topic == INGRESS_TOPIC:
-        # The ingress vouches for these: it republishes only partner events it accepted.
-        if source_organisation(event.source) is None or event.data.direction != "inbound":
-            raise Rejected("wrong-source", f"{topic} carries accepted partner events only, not {event.source!r}")
-        return
-    if topic.startswith("homeward.") and topic.endswith(".v1"):
-        owner = topic.split(".")[1]
-        if source_service(event.source) != owner:
-            raise Rejected("wrong-source", f"only the {owner} service writes on {topic}, not {event.source!r}")
 
 
 DLQ_HEADER_PREFIX = "homeward-dlq-"  # reason, error, service, topic, partition, offset, at, mac; see below
