@@ -29,20 +29,22 @@ WORKDIR /src
 COPY pyproject.toml uv.lock ./
 COPY contracts/pyproject.toml contracts/
 COPY libs/kit/pyproject.toml libs/kit/
+COPY libs/testing/pyproject.toml libs/testing/
 COPY tools/devstack/pyproject.toml tools/devstack/
 COPY services/ingress/pyproject.toml services/ingress/
 COPY services/referrals/pyproject.toml services/referrals/
 COPY services/placements/pyproject.toml services/placements/
 COPY services/budget/pyproject.toml services/budget/
 COPY services/notifications/pyproject.toml services/notifications/
-RUN uv sync --frozen --no-dev --all-packages --no-editable --no-install-workspace
+RUN uv sync --frozen --no-dev --package homeward --no-editable --no-install-workspace
 
 # Then the workspace packages themselves, installed as wheels (not editable), so the
-# final image needs the virtualenv and nothing from /src. --all-packages includes the root
-# package (the homeward CLI), which brings the kit's admin extra (confluent-kafka): the init
-# step sets Kafka credentials and ACLs with it (homeward.kit.access), as `homeward partner` does.
+# final image needs the virtualenv and nothing from /src. --package homeward is the root package
+# (the homeward CLI), which depends on every service and brings the kit's admin extra
+# (confluent-kafka): the init step sets Kafka credentials and ACLs with it (homeward.kit.access),
+# as `homeward partner` does. It leaves out the test support (homeward-testing, pytest).
 COPY . .
-RUN uv sync --frozen --no-dev --all-packages --no-editable \
+RUN uv sync --frozen --no-dev --package homeward --no-editable \
  && /app/.venv/bin/python -c "import homeward.contracts, homeward.kit, homeward.ingress, homeward.referrals, homeward.placements, homeward.budget, homeward.notifications" \
  && /app/.venv/bin/python -c "import confluent_kafka, homeward.kit.access, homeward.cli.main"
 

@@ -18,7 +18,7 @@ import pytest
 from homeward.ingress.entrypoints.app import build_definition
 from homeward.ingress.settings import IngressSettings
 from homeward.kit.service import ServiceRuntime
-from homeward.kit.testing import Infra, KafkaProbe, scratch_database, service_tuning
+from homeward.testing import Infra, KafkaProbe, scratch_database, service_tuning
 
 
 @contextlib.asynccontextmanager

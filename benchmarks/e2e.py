@@ -45,8 +45,8 @@ import asyncpg
 from homeward.devstack import StackInfo, ensure_up
 from homeward.kit.kafka import ensure_topics, make_producer
 from homeward.kit.settings import KafkaSettings
-from homeward.kit.testing import create_databases, drop_databases
 from homeward.kit.topics import Topics
+from homeward.testing import create_databases, drop_databases
 
 from homeward.cli.lag import LagReader, PartitionLag
 from homeward.scenario import ScenarioConfig, generate

@@ -21,8 +21,8 @@ from homeward.contracts.access import service_principal
 from homeward.devstack import StackInfo
 from homeward.kit.kafka import ensure_topics
 from homeward.kit.settings import KafkaSettings
-from homeward.kit.testing import create_databases, drop_databases, free_port
 from homeward.kit.topics import Topics
+from homeward.testing import create_databases, drop_databases, free_port
 
 from homeward.cli import runner
 from homeward.scenario import Scenario

@@ -38,8 +38,8 @@ from homeward.devstack import StackInfo
 from homeward.kit.kafka import client_options, ensure_topics
 from homeward.kit.outbox import decode_headers
 from homeward.kit.settings import KafkaSettings
-from homeward.kit.testing import free_port
 from homeward.kit.topics import Topics
+from homeward.testing import free_port
 
 from homeward.cli import runner
 from homeward.scenario import Scenario, ScenarioConfig, generate

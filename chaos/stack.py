@@ -58,7 +58,7 @@ def _installed(relative: str, marker: str) -> Path | None:
 def free_ports() -> dict[str, int]:
     """The default ports if none is taken, else free ones (another checkout's compose stack
     may publish 29092, say)."""
-    from homeward.kit.testing import free_port
+    from homeward.testing import free_port
 
     if not any(port_open("127.0.0.1", p) for p in PORTS.values()):
         return dict(PORTS)

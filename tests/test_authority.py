@@ -30,9 +30,9 @@ from homeward.contracts.events import (
 )
 from homeward.kit.clock import FixedClock
 from homeward.kit.service import ServiceRuntime
-from homeward.kit.testing import Infra, KafkaProbe, eventually, scratch_database, service_tuning
 from homeward.placements.entrypoints.app import build_definition as placements_definition
 from homeward.placements.settings import PlacementsSettings
+from homeward.testing import Infra, KafkaProbe, eventually, scratch_database, service_tuning
 
 pytestmark = pytest.mark.integration
 

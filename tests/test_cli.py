@@ -6,7 +6,7 @@ from pathlib import Path
 
 from homeward.contracts import parse_kafka
 from homeward.contracts.access import OPS
-from homeward.kit.testing import KafkaProbe, new_ods
+from homeward.testing import KafkaProbe, new_ods
 from typer.testing import CliRunner
 
 from homeward.cli.main import app

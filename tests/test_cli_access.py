@@ -14,7 +14,7 @@ import pytest
 from homeward.kit import audit
 from homeward.kit.auth import AuthSettings, Caller, TokenVerifier
 from homeward.kit.db import migrate
-from homeward.kit.testing import Infra, scratch_database
+from homeward.testing import Infra, scratch_database
 from starlette.requests import Request
 from typer.testing import CliRunner
 
@@ -101,9 +101,9 @@ def test_since_takes_dates_times_and_spans() -> None:
 
 def test_a_refused_staff_command_says_why_and_how_to_sign_in(monkeypatch: pytest.MonkeyPatch) -> None:
     import httpx
-    from homeward.kit.testing import staff_token
+    from homeward.testing import staff_token
 
-    from homeward.cli import main
+    from homeward.cli import api
 
     sent: list[dict[str, str]] = []
 
@@ -112,7 +112,7 @@ def test_a_refused_staff_command_says_why_and_how_to_sign_in(monkeypatch: pytest
         body = {"type": "about:blank", "title": "Forbidden", "status": 403, "detail": "05A staff may not see 05R"}
         return httpx.Response(403, json=body, headers={"content-type": "application/problem+json"})
 
-    monkeypatch.setattr(main.httpx, "get", refuse)
+    monkeypatch.setattr(api.httpx, "get", refuse)
     token = staff_token("05A", "case-manager")
     done = CliRunner().invoke(
         app, ["placements", "list", "--commissioner", "05R"], env={"HOMEWARD_TOKEN": token, "COLUMNS": "200"}

@@ -4,7 +4,7 @@ import asyncio
 import json
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from homeward.kit.testing import KafkaProbe
+from homeward.testing import KafkaProbe
 from typer.testing import CliRunner
 
 from homeward.cli.main import app

@@ -627,8 +627,9 @@ def test_image_is_multi_stage_non_root_with_health_check_and_no_build_tools() ->
 
 def test_image_has_the_kit_admin_extra_for_the_init_step() -> None:
     """The init step sets credentials and ACLs with homeward.kit.access (confluent-kafka, the kit's
-    ``admin`` extra). The image syncs every workspace package, the root one included, whose
-    dependency on ``homeward-kit[admin]`` brings it; the build imports it to be sure."""
+    ``admin`` extra). The image syncs the root package, which depends on every service and on
+    ``homeward-kit[admin]``, so it brings it; the build imports it to be sure. The test support
+    (homeward-testing, with pytest) is no dependency of the root, so it stays out of the image."""
     import tomllib
 
     root = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -637,7 +638,11 @@ def test_image_has_the_kit_admin_extra_for_the_init_step() -> None:
     assert any(d.startswith("confluent-kafka") for d in kit["project"]["optional-dependencies"]["admin"])
     builder = " ".join(dockerfile_stages()[0])
     syncs = [m for line in dockerfile_stages()[0] for m in re.findall(r"uv sync ([^&]*)", line)]
-    assert syncs and all("--all-packages" in s for s in syncs) and "--no-install-workspace" not in syncs[-1]
+    assert syncs and all("--package homeward " in s + " " for s in syncs) and "--no-install-workspace" not in syncs[-1]
+    assert not any("--all-packages" in s for s in syncs), "every package would bring the test support in"
+    names = {re.split(r"[\[<>=~ ;]", d, maxsplit=1)[0] for d in root["project"]["dependencies"]}
+    services = {f"homeward-{s}" for s in ("ingress", "referrals", "placements", "budget", "notifications")}
+    assert services <= names and "homeward-testing" not in names and "pytest" not in names
     assert re.search(r"python -c \"import [^\"]*\bconfluent_kafka\b", builder), "the build checks confluent_kafka"
     assert re.search(r"python -c \"import [^\"]*\bhomeward\.kit\.access\b", builder)
     init = INIT_SCRIPT.read_text()

@@ -37,7 +37,7 @@ import pytest
 import yaml
 from homeward.contracts.access import service_principal
 from homeward.kit.auth import LocalSigner
-from homeward.kit.testing import Infra, free_port, scratch_database
+from homeward.testing import Infra, free_port, scratch_database
 
 from homeward.cli.runner import SERVICES, recipients_for
 from homeward.scenario import ScenarioConfig, generate
@@ -153,7 +153,7 @@ def test_image_imports_every_service_and_has_no_build_tools(prepared: Prepared) 
 async def test_a_service_from_the_image_is_ready_healthy_and_stops_cleanly(prepared: Prepared, infra: Infra) -> None:
     """Referrals from the image on the host's network, against the native stack, as its own
     Kafka user: /readyz answers ready, the image's HEALTHCHECK passes, and SIGTERM exits 0."""
-    from homeward.kit.testing import KafkaProbe, new_namespace
+    from homeward.testing import KafkaProbe, new_namespace
 
     probe = KafkaProbe(infra, new_namespace())
     await probe.create()

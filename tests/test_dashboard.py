@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from homeward.kit.testing import free_port
+from homeward.testing import free_port
 
 from homeward.cli import dashboard
 

@@ -25,7 +25,7 @@ from homeward.contracts.vocab import BedType
 from homeward.kit.kafka import client_options
 from homeward.kit.service import ServiceRuntime
 from homeward.kit.settings import KafkaSettings
-from homeward.kit.testing import Infra, KafkaProbe, eventually, new_ods
+from homeward.testing import Infra, KafkaProbe, eventually, new_ods
 from pydantic import SecretStr
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from typing import Any
 from homeward.contracts import new_event, parse_kafka, partner_source
 from homeward.contracts.events import PlacementMade
 from homeward.kit.service import ServiceRuntime
-from homeward.kit.testing import KafkaProbe, new_ods, sample_placement
+from homeward.testing import KafkaProbe, new_ods, sample_placement
 
 AT = dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)
 H = "homeward-dlq-"

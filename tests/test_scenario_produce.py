@@ -3,7 +3,7 @@
 from collections import defaultdict
 
 from homeward.contracts import parse_kafka
-from homeward.kit.testing import KafkaProbe
+from homeward.testing import KafkaProbe
 
 from homeward.scenario import ScenarioConfig, generate
 from homeward.scenario.produce import produce

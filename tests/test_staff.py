@@ -19,7 +19,7 @@ import httpx
 import pytest
 import uvicorn
 from homeward.kit.clock import FixedClock
-from homeward.kit.testing import free_port, staff_token
+from homeward.testing import free_port, staff_token
 
 from homeward.staff import assets
 from homeward.staff.app import COOKIE, PAGES, build_app

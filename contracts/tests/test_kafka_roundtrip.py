@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from homeward.contracts import new_event, parse_kafka, partner_source
 from homeward.contracts.events import PlacementMade
-from homeward.kit.testing import KafkaProbe, kcat_config, new_ods, recent_librdkafka
+from homeward.testing import KafkaProbe, kcat_config, new_ods, recent_librdkafka
 
 from .factories import envelope, placement_made
 

@@ -22,8 +22,8 @@ import yaml
 from aiokafka import AIOKafkaProducer
 from homeward.contracts.access import service_principal
 from homeward.kit.kafka import ensure_topics
-from homeward.kit.testing import Infra, KafkaProbe, create_databases, drop_databases, free_port, ops_headers
 from homeward.kit.topics import Topics
+from homeward.testing import Infra, KafkaProbe, create_databases, drop_databases, free_port, ops_headers
 
 from homeward.cli.main import send_scenario
 from homeward.cli.runner import (

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from homeward.contracts import parse_kafka
 from homeward.contracts.events import ReferralReceived
-from homeward.kit.testing import KafkaProbe, ops_headers, staff_headers
+from homeward.testing import KafkaProbe, ops_headers, staff_headers
 
 from homeward.cli.formatting import pounds
 

@@ -12,7 +12,7 @@ import sys
 
 import httpx
 import pytest
-from homeward.kit.testing import ops_headers, staff_headers, staff_token
+from homeward.testing import ops_headers, staff_headers, staff_token
 
 from . import measures_oracle, oracle
 from .conftest import AS_OF, System

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import uvicorn
 from homeward.kit.clock import FixedClock
-from homeward.kit.testing import free_port, staff_token
+from homeward.testing import free_port, staff_token
 
 from homeward.cli.formatting import pounds
 from homeward.staff import assets

@@ -13,7 +13,7 @@ from homeward.kit.clock import FixedClock
 from homeward.kit.consumer import Rejected, UnitOfWork
 from homeward.kit.service import ServiceDefinition, ServiceRuntime, Subscription
 from homeward.kit.settings import ServiceSettings
-from homeward.kit.testing import KafkaProbe, eventually, new_ods
+from homeward.testing import KafkaProbe, eventually, new_ods
 
 NHS = "9990000018"
 

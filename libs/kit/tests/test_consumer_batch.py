@@ -27,8 +27,8 @@ from homeward.kit.consumer import (
     UnitOfWork,
 )
 from homeward.kit.db import create_pool, migrate
-from homeward.kit.testing import sample_placement
 from homeward.kit.topics import Topics
+from homeward.testing import sample_placement
 
 ODS = "RYG"
 TOPIC = Topics().partner(ODS)

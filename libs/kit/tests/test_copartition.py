@@ -21,7 +21,7 @@ from homeward.kit.consumer import EventConsumer, Record, UnitOfWork
 from homeward.kit.db import create_pool, migrate
 from homeward.kit.service import ServiceDefinition, ServiceRuntime, Subscription
 from homeward.kit.settings import ServiceSettings
-from homeward.kit.testing import KafkaProbe, eventually, sample_placement
+from homeward.testing import KafkaProbe, eventually, sample_placement
 
 COMMISSIONERS = [f"0{n}{c}" for n in range(1, 4) for c in "ABCDEFGH"]  # 24 of them
 

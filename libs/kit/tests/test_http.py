@@ -2,7 +2,7 @@ import httpx
 from homeward.kit.db import create_pool, migrate
 from homeward.kit.http import build_app
 from homeward.kit.metrics import EVENTS_HANDLED
-from homeward.kit.testing import ops_headers
+from homeward.testing import ops_headers
 
 
 async def test_health_readiness_and_metrics(database: str) -> None:

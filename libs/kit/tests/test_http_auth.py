@@ -11,7 +11,7 @@ from homeward.kit import audit
 from homeward.kit.auth import Caller, require
 from homeward.kit.db import migrate
 from homeward.kit.http import PublicRoute, build_app, caller_of
-from homeward.kit.testing import ops_headers, staff_headers, staff_signer
+from homeward.testing import ops_headers, staff_headers, staff_signer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response

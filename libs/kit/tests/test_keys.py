@@ -20,7 +20,7 @@ from homeward.kit.crypto import (
 from homeward.kit.pseudonym import Pseudonymiser, patient_ref
 from homeward.kit.service import ServiceDefinition, ServiceRuntime, StartupError
 from homeward.kit.settings import CommonSettings, ServiceSettings
-from homeward.kit.testing import Infra
+from homeward.testing import Infra
 from pydantic import SecretStr
 
 NHS = "9990000018"

@@ -15,7 +15,7 @@ from homeward.kit import outbox
 from homeward.kit.db import create_pool, migrate
 from homeward.kit.kafka import make_producer
 from homeward.kit.outbox import OutboxRelay
-from homeward.kit.testing import KafkaProbe
+from homeward.testing import KafkaProbe
 
 
 def _event(n: int):  # type: ignore[no-untyped-def]
@@ -160,7 +160,7 @@ async def test_relay_killed_mid_batch_loses_no_row(database: str, kafka: KafkaPr
 
 
 async def test_while_kafka_refuses_the_pending_gauge_shows_the_backlog(database: str) -> None:
-    from homeward.kit.testing import eventually
+    from homeward.testing import eventually
     from prometheus_client import REGISTRY
 
     await migrate(database, "test", None)

@@ -10,7 +10,7 @@ from homeward.kit.db import create_pool, migrate
 from homeward.kit.outbox import OutboxRelay, OutboxRow
 from homeward.kit.service import ServiceDefinition, ServiceRuntime, StartupError, Subscription
 from homeward.kit.settings import ServiceSettings
-from homeward.kit.testing import KafkaProbe, eventually
+from homeward.testing import KafkaProbe, eventually
 
 
 class Recorder:

@@ -19,7 +19,7 @@ from homeward.kit import outbox
 from homeward.kit.db import create_pool, migrate
 from homeward.kit.kafka import RelayProducer, make_admin
 from homeward.kit.outbox import OutboxRelay, OutboxRow, PublishBlocked, Unpublishable
-from homeward.kit.testing import KafkaProbe, eventually
+from homeward.testing import KafkaProbe, eventually
 from prometheus_client import REGISTRY
 
 

@@ -24,8 +24,8 @@ from homeward.kit.http import build_app
 from homeward.kit.outbox import OutboxRelay, OutboxRow
 from homeward.kit.progress import RELAY, ProgressTracker, consumer_what, stalls
 from homeward.kit.service import _ForgetRevoked
-from homeward.kit.testing import eventually, sample_placement
 from homeward.kit.topics import Topics
+from homeward.testing import eventually, sample_placement
 from prometheus_client import REGISTRY
 
 

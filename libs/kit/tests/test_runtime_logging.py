@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, NotLeaderForPartitionError, UnknownTopicOrPartitionError
 from homeward.kit.logging import KafkaClientFilter, RateLimiter, configure_logging
-from homeward.kit.testing import Infra, new_namespace
+from homeward.testing import Infra, new_namespace
 
 
 class Clock:

@@ -8,8 +8,8 @@ import textwrap
 import pytest
 from homeward.kit.service import ServiceDefinition, ServiceRuntime, StartupError, Subscription
 from homeward.kit.settings import ServiceSettings
-from homeward.kit.testing import Infra, KafkaProbe
 from homeward.kit.topics import Topics
+from homeward.testing import Infra, KafkaProbe
 
 
 def _definition(database: str, kafka_settings: object) -> ServiceDefinition:

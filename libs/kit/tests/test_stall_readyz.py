@@ -15,7 +15,7 @@ from homeward.contracts.events import PlacementMade
 from homeward.kit.consumer import UnitOfWork
 from homeward.kit.service import ServiceDefinition, ServiceRuntime, Subscription
 from homeward.kit.settings import ServiceSettings
-from homeward.kit.testing import KafkaProbe, eventually, ops_headers, sample_placement
+from homeward.testing import KafkaProbe, eventually, ops_headers, sample_placement
 
 
 def _placement(pid: str) -> PlacementMade:

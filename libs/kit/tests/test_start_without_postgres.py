@@ -12,7 +12,7 @@ from homeward.contracts.events import PlacementMade
 from homeward.kit.clock import FixedClock
 from homeward.kit.service import ServiceDefinition, ServiceRuntime, StartupError, Subscription
 from homeward.kit.settings import ServiceSettings
-from homeward.kit.testing import KafkaProbe, free_port
+from homeward.testing import KafkaProbe, free_port
 
 
 async def _ignore(*_: object) -> None:

@@ -5,7 +5,7 @@ import uuid
 import pytest
 from homeward.contracts.topics import TopicSpec
 from homeward.kit.kafka import TopicsRefused, ensure_topics, make_admin
-from homeward.kit.testing import Infra
+from homeward.testing import Infra
 
 
 async def _names(infra: Infra) -> set[str]:

@@ -18,7 +18,7 @@ from homeward.kit.clock import FixedClock
 from homeward.kit.consumer import UnitOfWork
 from homeward.kit.service import ServiceDefinition, ServiceRuntime, Subscription
 from homeward.kit.settings import ServiceSettings
-from homeward.kit.testing import KafkaProbe, eventually, new_ods, sample_placement
+from homeward.testing import KafkaProbe, eventually, new_ods, sample_placement
 
 
 class Flaky:

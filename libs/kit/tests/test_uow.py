@@ -26,9 +26,9 @@ from homeward.kit.db import create_pool, migrate
 from homeward.kit.outbox import decode_headers
 from homeward.kit.service import ServiceDefinition, ServiceRuntime, Subscription
 from homeward.kit.settings import ServiceSettings
-from homeward.kit.testing import KafkaProbe, eventually, new_ods, ops_headers, sample_placement
 from homeward.kit.topics import Topics
 from homeward.kit.uow import Aggregate, Repository, UnitOfWork, handler_table, unit_of_work
+from homeward.testing import KafkaProbe, eventually, new_ods, ops_headers, sample_placement
 
 NOW = dt.datetime(2026, 10, 2, 9, 0, tzinfo=dt.UTC)
 TABLE = "CREATE TABLE beds (area text PRIMARY KEY, free int NOT NULL);"

@@ -19,7 +19,7 @@ from homeward.contracts import new_event, parse_kafka, partner_source, service_s
 from homeward.contracts.events import InvoiceConfirmed
 from homeward.kit.clock import FixedClock
 from homeward.kit.service import ServiceRuntime
-from homeward.kit.testing import KafkaProbe, eventually, service_tuning
+from homeward.testing import KafkaProbe, eventually, service_tuning
 
 from .fakes import allocated, invoice, registered
 

@@ -30,7 +30,9 @@ from homeward.contracts.vocab import EndReason, RateChangeReason
 from homeward.kit.clock import FixedClock
 from homeward.kit.http import build_app
 from homeward.kit.service import ServiceRuntime
-from homeward.kit.testing import (
+from homeward.placements.entrypoints.app import build_definition as placements_definition
+from homeward.placements.settings import PlacementsSettings
+from homeward.testing import (
     Infra,
     KafkaProbe,
     eventually,
@@ -40,8 +42,6 @@ from homeward.kit.testing import (
     service_tuning,
     staff_headers,
 )
-from homeward.placements.entrypoints.app import build_definition as placements_definition
-from homeward.placements.settings import PlacementsSettings
 
 pytestmark = pytest.mark.integration
 D = dt.date

@@ -36,7 +36,7 @@ from homeward.contracts import Event, new_event, parse_kafka, partner_source, se
 from homeward.kit.clock import FixedClock
 from homeward.kit.http import build_app
 from homeward.kit.service import ServiceRuntime
-from homeward.kit.testing import KafkaProbe, eventually, ops_headers, staff_headers
+from homeward.testing import KafkaProbe, eventually, ops_headers, staff_headers
 
 from .fakes import allocated, invoice, rate_changed, registered, repatriated
 

@@ -15,7 +15,7 @@ from homeward.contracts.identifiers import nhs_numbers_in_test_range
 from homeward.ingress.adapters import keys
 from homeward.kit.kafka import make_admin
 from homeward.kit.service import ServiceRuntime
-from homeward.kit.testing import KafkaProbe, eventually, sample_placement
+from homeward.testing import KafkaProbe, eventually, sample_placement
 
 NHS = nhs_numbers_in_test_range(1, start=3)[0]
 AT = dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)

@@ -32,7 +32,7 @@ from homeward.contracts.events import LocalCapacityChanged
 from homeward.ingress.adapters import keys
 from homeward.ingress.entrypoints.openapi import committed_path
 from homeward.kit.service import ServiceRuntime
-from homeward.kit.testing import KafkaProbe, new_ods, ops_headers, staff_headers
+from homeward.testing import KafkaProbe, new_ods, ops_headers, staff_headers
 
 pytestmark = pytest.mark.integration
 

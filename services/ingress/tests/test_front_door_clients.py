@@ -17,9 +17,9 @@ from front_door_support import NHS, allocation, auth, event, http_address, issue
 from homeward.contracts import parse_kafka
 from homeward.kit.clock import FixedClock
 from homeward.kit.service import ServiceRuntime
-from homeward.kit.testing import KafkaProbe, eventually, new_ods, service_tuning
 from homeward.placements.entrypoints.app import build_definition as placements_definition
 from homeward.placements.settings import PlacementsSettings
+from homeward.testing import KafkaProbe, eventually, new_ods, service_tuning
 
 pytestmark = pytest.mark.integration
 

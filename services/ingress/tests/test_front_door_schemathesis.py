@@ -14,7 +14,7 @@ import pytest
 import schemathesis
 from front_door_support import http_address, issue_key, partner_topics
 from homeward.ingress.entrypoints.openapi import EXAMPLE_DATA, EXAMPLE_EVENT
-from homeward.kit.testing import KafkaProbe
+from homeward.testing import KafkaProbe
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode

@@ -17,7 +17,7 @@ from homeward.contracts.identifiers import nhs_numbers_in_test_range
 from homeward.ingress.handlers import build_handlers
 from homeward.kit.consumer import Rejected, authorise
 from homeward.kit.service import ServiceRuntime
-from homeward.kit.testing import KafkaProbe, new_ods
+from homeward.testing import KafkaProbe, new_ods
 
 NHS = nhs_numbers_in_test_range(1, start=7)[0]
 AT = dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)

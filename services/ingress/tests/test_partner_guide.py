@@ -17,7 +17,7 @@ from front_door_support import http_address, issue_key, partner_topics
 from homeward.contracts import parse_kafka
 from homeward.kit.inbox import digest
 from homeward.kit.service import ServiceRuntime
-from homeward.kit.testing import KafkaProbe, recent_librdkafka
+from homeward.testing import KafkaProbe, recent_librdkafka
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from front_door_support import STRUCTURED, allocation, auth, event, http_address
 from homeward.contracts import parse_kafka
 from homeward.contracts.access import PRINCIPAL_EXTENSION, partner_principal
 from homeward.kit.service import ServiceRuntime
-from homeward.kit.testing import KafkaProbe
+from homeward.testing import KafkaProbe
 
 pytestmark = pytest.mark.integration
 

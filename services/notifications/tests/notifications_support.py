@@ -18,7 +18,6 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from homeward.contracts import Event, Payload, new_event, parse_json, service_source
-from homeward.kit.testing import free_port
 from homeward.notifications.adapters.templates import build_message
 from homeward.notifications.domain.digest import DigestWindow
 from homeward.notifications.domain.model import Candidate, DefaultRoute, Recipient, Subscription
@@ -40,6 +39,7 @@ from homeward.notifications.ports import (
     Settlement,
     WaitingItem,
 )
+from homeward.testing import free_port
 
 NHS = "9434765919"
 PATIENT_REF = "pt_3f2a9c1e5b7d4a6f8e0c2b4d6f8a0c1e"

@@ -14,7 +14,6 @@ from homeward.kit.clock import FixedClock
 from homeward.kit.consumer import UnitOfWork
 from homeward.kit.db import migrate
 from homeward.kit.http import build_app
-from homeward.kit.testing import ops_headers, staff_headers
 from homeward.kit.topics import Topics
 from homeward.notifications import management
 from homeward.notifications.adapters.postgres import PgAlertRepository, PgDirectory, PgEmailQueue
@@ -24,6 +23,7 @@ from homeward.notifications.domain.recipients import RecipientSpec
 from homeward.notifications.entrypoints import http
 from homeward.notifications.entrypoints.app import MIGRATIONS
 from homeward.notifications.handlers import RecordAlert
+from homeward.testing import ops_headers, staff_headers
 from notifications_support import sample_event
 
 pytestmark = pytest.mark.integration

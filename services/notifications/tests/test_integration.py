@@ -20,7 +20,6 @@ from homeward.kit.clock import FixedClock
 from homeward.kit.http import build_app
 from homeward.kit.logging import NHS_NUMBER_LIKE
 from homeward.kit.service import ServiceRuntime
-from homeward.kit.testing import KafkaProbe, eventually, ops_headers, staff_headers
 from homeward.kit.topics import Topics
 from homeward.notifications import management
 from homeward.notifications.adapters.postgres import PgDirectory, PgEmailQueue
@@ -31,6 +30,7 @@ from homeward.notifications.entrypoints.app import build_definition
 from homeward.notifications.entrypoints.jobs import smtp_config
 from homeward.notifications.ports import MailConnection, Mailer, OutgoingEmail
 from homeward.notifications.settings import NotificationsSettings
+from homeward.testing import KafkaProbe, eventually, ops_headers, staff_headers
 from notifications_support import PERSONAL_STRINGS, SOURCES, SmtpServer, sample_data, sample_event
 
 pytestmark = pytest.mark.integration

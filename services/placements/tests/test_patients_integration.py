@@ -22,12 +22,12 @@ from homeward.kit.db import create_pool, migrate
 from homeward.kit.pseudonym import Pseudonymiser, patient_ref
 from homeward.kit.service import ServiceRuntime
 from homeward.kit.settings import CommonSettings
-from homeward.kit.testing import KafkaProbe, eventually, service_tuning
 from homeward.placements.adapters.patients import PatientKeys, protect_patients
 from homeward.placements.adapters.repository import PgPlacementRepository
 from homeward.placements.entrypoints.app import MIGRATIONS, build_definition
 from homeward.placements.handlers import PlacementHandlers
 from homeward.placements.settings import PlacementsSettings
+from homeward.testing import KafkaProbe, eventually, service_tuning
 from placements_support import HOME, NHS_A, NHS_B, NHS_C, Register, event, placement_made
 from pydantic import SecretStr
 

@@ -20,9 +20,9 @@ from homeward.contracts.events import LocalCapacityChanged, Payload, PlacementAg
 from homeward.kit.clock import FixedClock
 from homeward.kit.logging import configure_logging
 from homeward.kit.service import ServiceRuntime
-from homeward.kit.testing import KafkaProbe, eventually, ops_headers, service_tuning, staff_headers
 from homeward.placements.entrypoints.app import build_definition
 from homeward.placements.settings import PlacementsSettings
+from homeward.testing import KafkaProbe, eventually, ops_headers, service_tuning, staff_headers
 from placements_support import NHS_A, NHS_B, NHS_C, NHS_D, at, ended, local_made, placement_made, rate_changed, review
 
 COMM, FAR, LOCAL = "05A", "8Z000", "RYG"

@@ -14,10 +14,10 @@ from homeward.kit.clock import FixedClock
 from homeward.kit.http import build_app
 from homeward.kit.service import ServiceRuntime
 from homeward.kit.settings import CommonSettings
-from homeward.kit.testing import KafkaProbe
 from homeward.referrals.entrypoints import http
 from homeward.referrals.entrypoints.app import build_definition
 from homeward.referrals.settings import ReferralsSettings
+from homeward.testing import KafkaProbe
 
 from .factories import KEY
 

@@ -21,7 +21,7 @@ from homeward.contracts.events import (
 )
 from homeward.kit.clock import FixedClock
 from homeward.kit.service import ServiceRuntime
-from homeward.kit.testing import KafkaProbe, eventually, new_ods, ops_headers, staff_headers
+from homeward.testing import KafkaProbe, eventually, new_ods, ops_headers, staff_headers
 
 from .factories import (
     NHS_A,

@@ -28,11 +28,11 @@ from homeward.contracts.events import (
 )
 from homeward.kit.clock import FixedClock
 from homeward.kit.consumer import UnitOfWork
-from homeward.kit.testing import Infra, KafkaProbe, eventually, new_namespace, new_ods, scratch_database
 from homeward.notifications.domain.alerts import alert_from
 from homeward.referrals.adapters.postgres import PgReferrals
 from homeward.referrals.handlers import report_wait_breaches
 from homeward.referrals.settings import ReferralsSettings
+from homeward.testing import Infra, KafkaProbe, eventually, new_namespace, new_ods, scratch_database
 
 from .factories import (
     NHS_A,

@@ -12,42 +12,27 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from homeward.contracts import ContractError, Event, Payload, parse_json, partner_topic, source_organisation
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .access import NoToken, bearer
 from .access import audit as audit_command
 from .access import token as token_command
+from .api import err
+from .api import get as _get
 from .dlq import dlq_app
 from .formatting import pounds
 from .lag import lag as lag_command
 from .measures import measures as measures_command
 from .parked import parked as parked_command
 from .partner import partner_app
+from .sending import produce_events, send_scenario
 
 app = typer.Typer(help="Homeward: bring people placed out of area home.", no_args_is_help=True)
 console = Console()
-err = Console(stderr=True)
-
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
-
-SERVICE_URLS = {
-    "referrals": "http://127.0.0.1:8001",
-    "placements": "http://127.0.0.1:8002",
-    "budget": "http://127.0.0.1:8003",
-    "notifications": "http://127.0.0.1:8004",
-}
-
-
-def _url(service: str) -> str:
-    import os
-
-    return os.environ.get(f"HOMEWARD_{service.upper()}_URL", SERVICE_URLS[service])
 
 
 def _read_events(path: Path) -> list[tuple[int, bytes]]:
@@ -121,57 +106,11 @@ def emit(
             raise typer.Exit(1)
     settings = KafkaSettings(**({"bootstrap_servers": bootstrap} if bootstrap else {}))  # type: ignore[arg-type]
     topic = settings.topic_namespace + partner_topic(ods)
-    asyncio.run(_produce(settings, [(topic, e) for e in events], progress=not json_out))
+    asyncio.run(produce_events(settings, [(topic, e) for e in events], progress=not json_out))
     if json_out:
         console.print_json(json.dumps({"topic": topic, "sent": [e.id for e in events]}))
     else:
         console.print(f"sent {len(events)} event(s) to {topic}")
-
-
-async def _produce(settings: Any, items: list[tuple[str, Event[Payload]]], progress: bool = True) -> None:
-    from homeward.scenario.produce import produce
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=not progress or len(items) < 50,
-    ) as bar:
-        task = bar.add_task("producing", total=len(items))
-        await produce(settings, items, on_progress=lambda n: bar.advance(task, n))
-
-
-def _get(
-    service: str, path: str, params: dict[str, Any] | None = None, *, org: str | None = None, role: str = "ops"
-) -> Any:
-    """GET a service's API as ``$HOMEWARD_TOKEN``, else (native stack) as ``role`` at ``org``."""
-    url = _url(service) + path
-    try:
-        headers = bearer(org.upper() if org else None, role)
-    except NoToken as exc:
-        err.print(f"[red]{escape(str(exc))}[/]")
-        raise typer.Exit(2) from exc
-    try:
-        r = httpx.get(
-            url, params={k: v for k, v in (params or {}).items() if v is not None}, headers=headers, timeout=30
-        )
-    except httpx.HTTPError as exc:
-        err.print(f"[red]cannot reach the {service} service at {url}: {exc}. Is it running (`make run`)?[/]")
-        raise typer.Exit(2) from exc
-    if r.status_code in (401, 403) and r.headers.get("content-type", "").startswith("application/problem+json"):
-        detail = r.json().get("detail", "")
-        err.print(
-            f"[red]{service} answered {r.status_code}: {escape(str(detail))}[/]\n"
-            "Sign in as a member of staff of the organisation asked about: set HOMEWARD_TOKEN, or on the "
-            "native stack name the organisation (--commissioner); docs/staff-access.md"
-        )
-        raise typer.Exit(1)
-    if r.status_code >= 400:
-        err.print(f"[red]{service} answered {r.status_code}: {r.text[:500]}[/]")
-        raise typer.Exit(1)
-    return r.json()
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str], title: str) -> None:
@@ -360,24 +299,6 @@ def scenario(
             f"{len(sc.events)} events from {len(sc.partners)} partners: "
             + ", ".join(f"{k} {v}" for k, v in sorted(sc.counts().items()))
         )
-
-
-async def send_scenario(
-    sc: Any, bootstrap: str | None = None, progress: bool = True, settings: Any | None = None
-) -> None:
-    """Create the partners' topics and produce the scenario: with ``settings`` (KafkaSettings)
-    when given, else from the environment, with ``bootstrap`` overriding the servers."""
-    from homeward.kit.kafka import ensure_topics
-    from homeward.kit.topics import Topics
-
-    from .connect import kafka_settings
-
-    if settings is None:
-        # A replay of recorded partner histories is the operator's import, not any one partner's.
-        settings = kafka_settings(bootstrap)
-    topics = Topics(settings.topic_namespace)
-    await ensure_topics(settings, topics.declared(tuple(sc.partners)))
-    await _produce(settings, [(topics.partner(p), e) for p, e in sc.events], progress=progress)
 
 
 @app.command()

@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .api import err
+from .api import get as _get
 from .formatting import pounds
 
 console = Console()
@@ -89,7 +91,6 @@ def measures(
     csv_out: Annotated[bool, typer.Option("--csv", help="Print CSV, one row per commissioner and a total")] = False,
 ) -> None:
     """The NHS out-of-area placement measures for a month or a period, per commissioner."""
-    from .main import _get, err
 
     if not month and not (from_ and to):
         err.print("[red]give --month YYYY-MM, or --from and --to[/]")

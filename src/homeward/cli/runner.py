@@ -396,7 +396,7 @@ def print_summary(s: dict[str, Any], mail_url: str) -> None:
 def main_job(*, seed: int, commissioners: int, providers: int, placements: int, as_of: dt.date, detach: bool) -> int:
     from homeward.devstack import StackError, reset
 
-    from .main import send_scenario
+    from .sending import send_scenario
 
     paths = RunPaths(repo_root())
     sc = generate(

@@ -117,7 +117,6 @@ import datetime as dt
 import hashlib
 import json
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -131,44 +130,32 @@ from homeward.contracts import (
     Payload,
     parse_kafka,
     partner_of,
-    source_organisation,
-    source_service,
 )
 from homeward.contracts.envelope import TYPE_HEADER
 from homeward.contracts.errors import FieldProblem
 from homeward.contracts.events import EVENT_TYPES
-from homeward.contracts.topics import INGRESS, internal_topic
 
 from . import inbox, outbox
+from .authority import INGRESS_TOPIC as INGRESS_TOPIC
+from .authority import Rejected, authorise
+from .authority import refusal as refusal
 from .clock import Clock, SystemClock
-from .crypto import dead_letter_mac
+from .deadletter import DLQ_HEADER_PREFIX as DLQ_HEADER_PREFIX
+from .deadletter import DLQ_MAC_HEADER as DLQ_MAC_HEADER
+from .deadletter import dlq_headers as dlq_headers
+from .deadletter import signed_dlq_headers as signed_dlq_headers
+from .deadletter import storable_text as storable_text
+from .identity import EVENT_ID_NAMESPACE as EVENT_ID_NAMESPACE
+from .identity import stable_id as stable_id
 from .logging import get_logger, redact_text
 from .metrics import BATCH_RETRIES, BATCH_SECONDS, DEAD_LETTERS, EVENTS_HANDLED
 from .progress import ProgressTracker, partitions_of
 from .topics import Topics
 from .uow import UnitOfWork, UnitOfWorkFactory
 
-INGRESS_TOPIC = internal_topic(INGRESS)
-
 log = get_logger(__name__)
 
 P = TypeVar("P", bound=Payload)
-
-EVENT_ID_NAMESPACE = uuid.UUID("8f1d2a4e-5b6c-4d7e-9f80-1a2b3c4d5e6f")
-
-
-def stable_id(*parts: object) -> str:
-    """A deterministic event id: the same fact always gets the same id, so it is published once."""
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, "|".join(str(p) for p in parts)))
-
-
-class Rejected(Exception):
-    """A permanent refusal: the message goes to the dead-letter topic with this reason."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 class InfrastructureError(Exception):
@@ -273,34 +260,6 @@ class Record:
 Handler = Callable[[Event[Any], UnitOfWork[Any]], Awaitable[None]]
 
 
-def authorise(topic: str, event: Event[Any]) -> None:
-    """Who may write what where: partners only their own topic and inbound types, services only
-    theirs; the ingress's topic carries only partner events (which the ingress accepted)."""
-    partner = partner_of(topic)
-    if partner is not None:
-        org = source_organisation(event.source)
-        if org is None:
-            raise Rejected(
-                "wrong-organisation", f"on {topic} the source must be urn:nhs:ods:{partner}, got {event.source!r}"
-            )
-        if org != partner:
-            raise Rejected("wrong-organisation", f"organisation {org} may not write on {topic}")
-        if event.data.direction != "inbound":
-            raise Rejected("not-allowed", f"{event.type} is published by Homeward services, not by partners")
-        return
-    if topic == INGRESS_TOPIC:
-        # The ingress vouches for these: it republishes only partner events it accepted.
-        if source_organisation(event.source) is None or event.data.direction != "inbound":
-            raise Rejected("wrong-source", f"{topic} carries accepted partner events only, not {event.source!r}")
-        return
-    if topic.startswith("homeward.") and topic.endswith(".v1"):
-        owner = topic.split(".")[1]
-        if source_service(event.source) != owner:
-            raise Rejected("wrong-source", f"only the {owner} service writes on {topic}, not {event.source!r}")
-
-
-DLQ_HEADER_PREFIX = "homeward-dlq-"  # reason, error, service, topic, partition, offset, at, mac; see below
-DLQ_MAC_HEADER = DLQ_HEADER_PREFIX + "mac"
 HOMEWARD_HEADER_PREFIX = "homeward-"
 
 
@@ -313,53 +272,6 @@ def without_untrusted_headers(record: Record, *, from_partner: bool) -> Record:
     if len(kept) == len(record.headers):
         return record
     return dataclasses.replace(record, headers=kept)
-
-
-def signed_dlq_headers(
-    key: bytes | None,
-    metadata: list[tuple[str, bytes]],
-    *,
-    record_key: bytes | None,
-    value: bytes,
-    headers: Sequence[tuple[str, bytes]],
-) -> list[tuple[str, bytes]]:
-    """``metadata`` (from :func:`dlq_headers`) followed by its ``homeward-dlq-mac``; without a
-    key, ``metadata`` alone (such a dead letter is listed as unverified and cannot be replayed)."""
-    if key is None:
-        return metadata
-    mac = dead_letter_mac(key, metadata, record_key=record_key, value=value, headers=headers)
-    return [*metadata, (DLQ_MAC_HEADER, mac.encode())]
-
-
-def storable_text(text: str) -> str:
-    """``text`` as the outbox's jsonb can hold it: a NUL is written ``\\x00`` and a lone
-    surrogate as its ``\\udXXX`` escape; any other text is returned as it is."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text.replace("\x00", "\\x00")
-
-
-def dlq_headers(
-    reason: str, error: str, *, service: str, topic: str, at: dt.datetime, **extra: str
-) -> list[tuple[str, bytes]]:
-    """The headers a dead letter carries: why (the error redacted of NHS numbers and cut to
-    2,000 characters), which service refused it, where it came from (``extra`` adds more, such
-    as partition and offset) and when. Every value is storable text (:func:`storable_text`)."""
-    h = DLQ_HEADER_PREFIX
-
-    def text(value: str) -> bytes:
-        return storable_text(value).encode()
-
-    return [
-        (h + "reason", text(reason)),
-        (h + "error", text(redact_text(error)[:2000])),
-        (h + "service", text(service)),
-        (h + "topic", text(topic)),
-        *((h + name.replace("_", "-"), text(value)) for name, value in extra.items()),
-        (h + "at", text(at.isoformat())),
-    ]
 
 
 @dataclass(frozen=True)
@@ -424,15 +336,6 @@ def storable_dead_letter(record: Record, max_bytes: int) -> StorableDeadLetter:
     if truncated:
         extra["truncated"] = ", ".join(truncated)
     return StorableDeadLetter(key, value, headers, extra)
-
-
-def refusal(exc: Exception) -> tuple[str, str]:
-    """(reason, message) for a permanent refusal: a rejection, a reused event id, a contract error."""
-    if isinstance(exc, Rejected):
-        return exc.reason, exc.message
-    if isinstance(exc, ContractError):
-        return exc.kind, str(exc)
-    return "conflicting-duplicate", str(exc)
 
 
 _MAX_KEY_BYTES = 1000  # the inbox's primary key index holds (consumer, source, event id) under 2,704 bytes

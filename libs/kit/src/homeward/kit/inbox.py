@@ -13,13 +13,13 @@ replay of the dead letter is handled again rather than skipped as a duplicate.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
 from homeward.contracts import Event
+
+from .identity import digest
 
 Key = tuple[str, str]
 """(source, event id): what identifies one event for one consumer."""
@@ -31,12 +31,6 @@ class ConflictingDuplicate(Exception):
             f"event id {event.id!r} from {event.source} was already used for a different {event.type} event; "
             "send each new event with a new id (resends keep the same id and the same content)"
         )
-
-
-def digest(event: Event) -> str:  # type: ignore[type-arg]
-    """What makes two events with one id the same event: type, subject and payload."""
-    content = {"type": event.type, "subject": event.subject, "data": event.data.model_dump(mode="json")}
-    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 async def claim(conn: asyncpg.Connection, consumer: str, event: Event) -> bool:  # type: ignore[type-arg]

@@ -17,7 +17,6 @@ service starts, WARNING afterwards. Only real faults are logged as errors.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import time
 from collections import OrderedDict
@@ -27,12 +26,8 @@ from typing import Any
 import structlog
 from aiokafka import errors as kafka_errors
 
-NHS_NUMBER_LIKE = re.compile(r"(?<!\d)\d{3}[ -]?\d{3}[ -]?\d{4}(?!\d)")
-REDACTED = "[REDACTED-NHS-NUMBER]"
-
-
-def redact_text(text: str) -> str:
-    return NHS_NUMBER_LIKE.sub(REDACTED, text)
+from .redaction import NHS_NUMBER_LIKE as NHS_NUMBER_LIKE
+from .redaction import REDACTED, redact_text
 
 
 def _redact(value: Any) -> Any:

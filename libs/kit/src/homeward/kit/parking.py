@@ -25,6 +25,7 @@ from homeward.contracts import Event, parse_json
 
 from . import outbox
 from .clock import Clock
+from .deadletter import dlq_headers, signed_dlq_headers, storable_text
 from .topics import Topics
 
 Status = Literal["parked", "applied", "rejected", "expired"]
@@ -167,7 +168,6 @@ class ParkingLot:
         await self.resolve(parked, "rejected", f"{reason}: {message}")
 
     async def dead_letter(self, parked: Parked, reason: str, message: str) -> None:
-        from .consumer import dlq_headers, signed_dlq_headers, storable_text
 
         metadata = dlq_headers(
             reason,

@@ -32,6 +32,7 @@ from homeward.contracts import ContractError, Event, Payload, caused_by, new_eve
 from homeward.contracts.topics import publish_key
 
 from . import outbox
+from .authority import Rejected, refusal
 from .clock import Clock
 from .topics import Topics
 
@@ -193,7 +194,6 @@ class UnitOfWork(Generic[P]):
         One the handler refuses (``Rejected`` or a contract error) is dead-lettered with the
         reason and marked rejected; one it parks again stays parked. Any other error is the
         handling event's own failure (the kit retries or dead-letters it)."""
-        from .consumer import Rejected, refusal
 
         applied = 0
         cause, origin = self.cause, self.origin
@@ -234,7 +234,6 @@ def handler_table(
     kit's ``Rejected``, so the event is dead-lettered with that reason."""
     if not refusals:
         return dict(handlers)
-    from .consumer import Rejected
 
     def refusing(handler: Handler) -> Handler:
         @functools.wraps(handler)

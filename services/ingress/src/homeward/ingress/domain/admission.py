@@ -1,7 +1,7 @@
 """What the front door checks before it takes an event: the same checks as the Kafka path.
 
 After :mod:`.binding` has parsed a request's events with the contracts, each must be storable
-(an id or source the receipts and the inbox can hold), and :func:`homeward.kit.consumer.authorise`
+(an id or source the receipts and the inbox can hold), and :func:`homeward.kit.authority.authorise`
 must let the partner write it on its own topic, exactly as if it had come on
 ``partner.<ODS>.events``: only inbound types, with a ``source`` naming the key's organisation.
 Pure: no I/O.
@@ -15,8 +15,8 @@ from typing import Any
 
 from homeward.contracts import ContractError, Event, FieldProblem, Payload
 from homeward.contracts.topics import partner_topic
-from homeward.kit.consumer import Rejected, authorise
-from homeward.kit.inbox import digest
+from homeward.kit.authority import Rejected, authorise
+from homeward.kit.identity import digest
 
 from .binding import Parsed, Problem, invalid
 

@@ -28,7 +28,7 @@ from urllib.parse import unquote_to_bytes
 
 from homeward.contracts import ContractError, Event, FieldProblem, Payload, parse_json
 from homeward.contracts.envelope import parse_event
-from homeward.kit.logging import redact_text
+from homeward.kit.redaction import redact_text
 
 STRUCTURED_TYPE = "application/cloudevents+json"
 BATCH_TYPE = "application/cloudevents-batch+json"

@@ -29,7 +29,7 @@ from homeward.contracts.events import (
     ReviewOverdue,
 )
 from homeward.contracts.vocab import AgeBand, OutOfAreaReason, ReviewType
-from homeward.kit.logging import redact_text
+from homeward.kit.redaction import redact_text
 
 from .formatting import article, day, label, moment, money, percent, plural, uk_date
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from homeward.contracts.vocab import Role
-from homeward.kit.consumer import stable_id
+from homeward.kit.identity import stable_id
 
 from .alerts import Alert
 

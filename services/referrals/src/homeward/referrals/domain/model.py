@@ -8,7 +8,7 @@ from enum import StrEnum
 
 from homeward.contracts.vocab import AgeBand, BedType, Cohort, LegalStatus, OutOfAreaReason, Urgency, WithdrawalReason
 
-from .rules import start_of_day, whole_hours
+from .days import start_of_day, whole_hours
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@
   then the site code (so the order is total and repeatable).
 * Waits run from when the need arose; a threshold is breached once the whole hours waited
   reach it.
-* Dates are days in UTC: a placement starting on a date started at 00:00 UTC that day.
+* Dates are days in UTC: a placement starting on a date started at 00:00 UTC that day
+  (``days``, which the model shares; the day helpers are re-exported here).
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
 
 from homeward.contracts.vocab import BedType
 
-if TYPE_CHECKING:
-    from .model import BedCount
+from .days import end_of_day as end_of_day
+from .days import start_of_day as start_of_day
+from .days import whole_hours
+from .model import BedCount
 
 
 def counts_as_of(history: Iterable[BedCount], area: str, bed_type: BedType, at: dt.datetime) -> list[BedCount]:
@@ -64,21 +66,6 @@ def rank_local_options(home_area: str, bed_type: BedType, counts: Iterable[BedCo
 
 def area_total(counts: Iterable[BedCount]) -> int:
     return sum(c.available_beds for c in counts)
-
-
-def start_of_day(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(0, 0), tzinfo=dt.UTC)
-
-
-def end_of_day(day: dt.date) -> dt.datetime:
-    """The instant a date's figures are taken at: the last moment of that day (UTC), so that
-    a placement starting the next day has not started yet."""
-    return start_of_day(day + dt.timedelta(days=1)) - dt.timedelta(microseconds=1)
-
-
-def whole_hours(start: dt.datetime, end: dt.datetime) -> int:
-    """Complete hours from ``start`` to ``end``; never negative."""
-    return max(0, int((end - start).total_seconds() // 3600))
 
 
 def breached_thresholds(need_arose_at: dt.datetime, thresholds: Sequence[int], at: dt.datetime) -> list[int]:

@@ -1,4 +1,7 @@
-"""Test support against the real infrastructure (a pytest plugin).
+"""Test support against the real infrastructure (a pytest plugin): the homeward-testing package.
+
+It sits above the kit and the native stack (homeward-devstack) and depends on both; neither the
+kit nor any service imports it. The root pyproject.toml loads it with ``-p homeward.testing``.
 
 Infrastructure is found in this order: already running (environment variables),
 else testcontainers where a Docker engine answers, else the native local stack,
@@ -29,10 +32,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from homeward.contracts import Event
 from homeward.contracts.access import ADMIN, homeward_grants, partner_grants, partner_principal, service_principal
 from homeward.contracts.events import PlacementMade
-
-from .kafka import client_options, ensure_topics, make_admin
-from .settings import KafkaSettings
-from .topics import Topics
+from homeward.kit.kafka import client_options, ensure_topics, make_admin
+from homeward.kit.settings import KafkaSettings
+from homeward.kit.topics import Topics
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -58,7 +60,7 @@ def _session_signer_env() -> dict[str, str]:
     global _SIGNER
     from pathlib import Path
 
-    from .auth import LOCAL_SIGNING_KEY, LocalSigner, ensure_local_key, local_settings
+    from homeward.kit.auth import LOCAL_SIGNING_KEY, LocalSigner, ensure_local_key, local_settings
 
     try:
         from homeward.devstack.config import StackConfig
@@ -215,9 +217,8 @@ def _tc_kafka(containers: list[Any]) -> tuple[str, dict[str, str]]:
     service) and grants them homeward_grants(), as ``homeward-stack up`` does."""
     from homeward.contracts.access import OPS
     from homeward.contracts.topics import SERVICES
+    from homeward.kit.access import KafkaAccess, new_password
     from testcontainers.core.container import DockerContainer  # type: ignore[import-untyped]
-
-    from .access import KafkaAccess, new_password
 
     host, broker = _tc_port("HOMEWARD_TC_KAFKA_PORT"), _tc_port("HOMEWARD_TC_KAFKA_ADMIN_PORT")
     users = {u: new_password() for u in (ADMIN, OPS, *(service_principal(s) for s in SERVICES))}
@@ -528,7 +529,7 @@ class KafkaProbe:
         return self.infra.kafka_settings(self.topics.namespace, user=service_principal(service))
 
     def _access(self) -> Any:
-        from .access import KafkaAccess
+        from homeward.kit.access import KafkaAccess
 
         return KafkaAccess(self.settings)
 
@@ -544,7 +545,7 @@ class KafkaProbe:
 
     async def partner_settings(self, ods: str) -> KafkaSettings:
         """A partner's own connection: its user (namespaced) is made, with its grants, on first use."""
-        from .access import new_password
+        from homeward.kit.access import new_password
 
         user = partner_principal(ods, self.topics.namespace)
         if user not in self._partners:
@@ -684,7 +685,7 @@ def kcat_config(settings: KafkaSettings, path: Any) -> Any:
     """Write ``settings``' connection as a librdkafka properties file (``kcat -F``); returns the path."""
     from pathlib import Path
 
-    from .access import confluent_config
+    from homeward.kit.access import confluent_config
 
     conf = confluent_config(settings)
     keep = ("bootstrap.servers", "security.protocol", "sasl.mechanism", "sasl.username", "sasl.password")
