@@ -22,15 +22,15 @@ same machine, so the comparison means something on a noisy 2-core box. Run `make
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import time
 import tracemalloc
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from homeward.contracts import parse_kafka
 
 from homeward.scenario import ScenarioConfig, generate
@@ -146,45 +146,53 @@ def bench_budget_stage() -> None:
 STAGES = ("contracts", "memory", "consumer", "producer", "budget", "e2e", "steady")
 
 
-def main(argv: list[str] | None = None) -> None:
+app = typer.Typer(add_completion=False)
+
+
+@app.command(help=__doc__.split("\n\n")[0])
+def bench(
+    stages: Annotated[
+        list[str] | None, typer.Argument(metavar="STAGE", help=f"any of {', '.join(STAGES)} (default: all)")
+    ] = None,
+    placements: Annotated[
+        int | None, typer.Option(help="placements in the e2e replay (default 20,000: the national scenario)")
+    ] = None,
+    size: Annotated[
+        str | None, typer.Option(help="national (about 114,000 events, the default) or 1m (about 1,000,000)")
+    ] = None,
+    rate: Annotated[float, typer.Option(help="steady: partner events per second")] = 200.0,
+    seconds: Annotated[float, typer.Option(help="steady: for how long")] = 30.0,
+    keep_logs: Annotated[bool, typer.Option("--keep-logs", help="keep the services' logs under .local/bench/")] = False,
+) -> None:
     from .e2e import SIZES, bench_e2e, bench_producer, bench_steady
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
-    parser.add_argument("stages", nargs="*", metavar="STAGE", help=f"any of {', '.join(STAGES)} (default: all)")
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument(
-        "--placements", type=int, help="placements in the e2e replay (default 20,000: the national scenario)"
-    )
-    size.add_argument(
-        "--size",
-        choices=sorted(SIZES),
-        default="national",
-        help="national (about 114,000 events) or 1m (about 1,000,000)",
-    )
-    parser.add_argument("--rate", type=float, default=200.0, help="steady: partner events per second")
-    parser.add_argument("--seconds", type=float, default=30.0, help="steady: for how long")
-    parser.add_argument("--keep-logs", action="store_true", help="keep the services' logs under .local/bench/")
-    args = parser.parse_args(argv)
-    unknown = [s for s in args.stages if s not in STAGES]
+    unknown = [s for s in stages or [] if s not in STAGES]
     if unknown:
-        parser.error(f"no stage {', '.join(unknown)}; the stages are {', '.join(STAGES)}")
-    placements = args.placements or SIZES[args.size]
-    stages = args.stages or list(STAGES)
+        raise typer.BadParameter(f"no stage {', '.join(unknown)}; the stages are {', '.join(STAGES)}")
+    if placements is not None and size is not None:
+        raise typer.BadParameter("give --placements or --size, not both")
+    if size is not None and size not in SIZES:
+        raise typer.BadParameter(f"--size is one of {', '.join(sorted(SIZES))}")
+    count = placements or SIZES[size or "national"]
     run = {
         "contracts": bench_contracts,
         "memory": bench_memory,
         "consumer": bench_consumer,
-        "producer": lambda: bench_producer(min(placements, 2000)),
+        "producer": lambda: bench_producer(min(count, 2000)),
         "budget": bench_budget_stage,
-        "e2e": lambda: bench_e2e(placements, keep_logs=args.keep_logs),
-        "steady": lambda: bench_steady(args.rate, args.seconds, keep_logs=args.keep_logs),
+        "e2e": lambda: bench_e2e(count, keep_logs=keep_logs),
+        "steady": lambda: bench_steady(rate, seconds, keep_logs=keep_logs),
     }
-    for i, stage in enumerate(dict.fromkeys(stages)):
+    for i, stage in enumerate(dict.fromkeys(stages or STAGES)):
         if i:
             print()
         t = time.perf_counter()
         run[stage]()
         print(f"({stage}: {time.perf_counter() - t:.0f}s)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    app(args=argv, prog_name="python -m benchmarks")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ process's and its PostgreSQL backend's (read from /proc when the database is loc
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import cProfile
 import datetime as dt
@@ -45,9 +44,10 @@ import uuid
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
+import typer
 from homeward.contracts import Event, new_event, service_source
 from homeward.contracts.events import (
     BudgetAllocated,
@@ -502,27 +502,38 @@ def bench_budget(
     return runs
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.budget_stage", description=__doc__.split("\n\n")[0])
-    p.add_argument("--placements", type=int, default=3000)
-    p.add_argument("--commissioners", type=int, default=42)
-    p.add_argument("--batch", type=int, default=500, help="records per consumer batch (one transaction)")
-    p.add_argument("--layouts", default=",".join(LAYOUTS), help=f"comma-separated, of: {', '.join(LAYOUTS)}")
-    p.add_argument("--no-baseline", action="store_true", help="skip the runs with the old single ledger lock")
-    p.add_argument("--repeats", type=int, default=2, help="runs of each configuration (the best is reported)")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--profile", metavar="FILE", help="instead: profile one consumer in-process with cProfile")
-    args = p.parse_args(argv)
+app = typer.Typer(add_completion=False)
+
+
+@app.command(help=__doc__.split("\n\n")[0])
+def stage(
+    placements: Annotated[int, typer.Option()] = 3000,
+    commissioners: Annotated[int, typer.Option()] = 42,
+    batch: Annotated[int, typer.Option(help="records per consumer batch (one transaction)")] = 500,
+    layouts: Annotated[str, typer.Option(help=f"comma-separated, of: {', '.join(LAYOUTS)}")] = ",".join(LAYOUTS),
+    no_baseline: Annotated[
+        bool, typer.Option("--no-baseline", help="skip the runs with the old single ledger lock")
+    ] = False,
+    repeats: Annotated[int, typer.Option(help="runs of each configuration (the best is reported)")] = 2,
+    seed: Annotated[int, typer.Option()] = 7,
+    profile: Annotated[
+        str | None, typer.Option(metavar="FILE", help="instead: profile one consumer in-process with cProfile")
+    ] = None,
+) -> None:
     bench_budget(
-        args.placements,
-        args.commissioners,
-        args.batch,
-        tuple(x.strip() for x in args.layouts.split(",")),
-        not args.no_baseline,
-        args.repeats,
-        args.seed,
-        args.profile,
+        placements,
+        commissioners,
+        batch,
+        tuple(x.strip() for x in layouts.split(",")),
+        not no_baseline,
+        repeats,
+        seed,
+        profile,
     )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    app(args=None if argv is None else list(argv), prog_name="python -m benchmarks.budget_stage")
 
 
 if __name__ == "__main__":

@@ -10,51 +10,76 @@ a reason, and nothing is stuck; 1 otherwise; 2 if the campaign itself could not 
 
 from __future__ import annotations
 
-import argparse
 import sys
+from typing import Annotated
+
+import typer
 
 from .campaign import Options, run
 from .stack import PORTS, free_ports
 
 CI = {"events": 200, "kills_per_service": 2, "generated_bad": 25, "gap_s": (0.5, 2.0)}
 
-
-def _ports(args: argparse.Namespace) -> dict[str, int]:
-    chosen = free_ports()
-    return {name: getattr(args, f"{name}_port") or chosen[name] for name in PORTS}
+app = typer.Typer(add_completion=False)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m chaos", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    p.add_argument("--events", type=int, default=100_000, help="partner events to play, about (default 100000)")
-    p.add_argument("--seed", type=int, default=14)
-    p.add_argument("--kills", type=int, default=3, help="kill -9s of each service (default 3)")
-    p.add_argument("--generated", type=int, default=60, help="hypothesis-generated bad records (default 60)")
-    p.add_argument("--smtp-outage", type=float, default=30.0, help="seconds SMTP is stopped (default 30)")
-    p.add_argument("--ci", action="store_true", help="the small run `make test` makes (a few minutes on 2 cores)")
-    p.add_argument("--keep", action="store_true", help="keep the private stack's data afterwards")
-    for name, port in PORTS.items():
-        p.add_argument(
-            f"--{name}-port", type=int, help=f"the private stack's {name} port (default {port}, or a free one if taken)"
-        )
-    args = p.parse_args(argv)
+def _port_help(name: str) -> str:
+    return f"the private stack's {name} port (default {PORTS[name]}, or a free one if taken)"
+
+
+@app.command(help=__doc__)
+def campaign(
+    events: Annotated[int, typer.Option(help="partner events to play, about")] = 100_000,
+    seed: Annotated[int, typer.Option()] = 14,
+    kills: Annotated[int, typer.Option(help="kill -9s of each service")] = 3,
+    generated: Annotated[int, typer.Option(help="hypothesis-generated bad records")] = 60,
+    smtp_outage: Annotated[float, typer.Option(help="seconds SMTP is stopped")] = 30.0,
+    ci: Annotated[
+        bool, typer.Option("--ci", help="the small run `make test` makes (a few minutes on 2 cores)")
+    ] = False,
+    keep: Annotated[bool, typer.Option("--keep", help="keep the private stack's data afterwards")] = False,
+    kafka_port: Annotated[int | None, typer.Option(help=_port_help("kafka"))] = None,
+    controller_port: Annotated[int | None, typer.Option(help=_port_help("controller"))] = None,
+    postgres_port: Annotated[int | None, typer.Option(help=_port_help("postgres"))] = None,
+    smtp_port: Annotated[int | None, typer.Option(help=_port_help("smtp"))] = None,
+    web_port: Annotated[int | None, typer.Option(help=_port_help("web"))] = None,
+) -> None:
+    given = {
+        "kafka": kafka_port,
+        "controller": controller_port,
+        "postgres": postgres_port,
+        "smtp": smtp_port,
+        "web": web_port,
+    }
+    assert set(given) == set(PORTS), "a port of the private stack has no option"
+    ports = None
+    if any(p is not None for p in given.values()):
+        chosen = free_ports()
+        ports = {name: given[name] or chosen[name] for name in PORTS}
     options = Options(
-        events=args.events,
-        seed=args.seed,
-        kills_per_service=args.kills,
-        generated_bad=args.generated,
-        smtp_outage_s=args.smtp_outage,
-        keep=args.keep,
-        ports=None if all(getattr(args, f"{n}_port") is None for n in PORTS) else _ports(args),
+        events=events,
+        seed=seed,
+        kills_per_service=kills,
+        generated_bad=generated,
+        smtp_outage_s=smtp_outage,
+        keep=keep,
+        ports=ports,
     )
-    if args.ci:
+    if ci:
         for k, v in CI.items():
             setattr(options, k, v)
     report = run(options)
-    print(report.table())
-    return 0 if report.passed else 1
+    typer.echo(report.table())
+    raise typer.Exit(0 if report.passed else 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the campaign with ``argv`` (default: the command line); returns the exit status."""
+    try:
+        app(args=argv, prog_name="python -m chaos")
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -255,13 +255,17 @@ async def test_cli_check_and_position_read_the_service_database(
     assert accrued.value.code == 0
     capsys.readouterr()
     with pytest.raises(SystemExit) as checked:
-        await asyncio.to_thread(main, ["check"])
+        await asyncio.to_thread(main, ["check", "--json"])
     assert checked.value.code == 0
     assert '"ok": true' in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        await asyncio.to_thread(main, ["position", "05A", "--financial-year", "2025-26"])
+        await asyncio.to_thread(main, ["position", "05A", "--financial-year", "2025-26", "--json"])
     out = capsys.readouterr().out
     assert '"spent_pence": ' + str(86 * 54500 + 12 * 20671) in out
+    with pytest.raises(SystemExit):
+        await asyncio.to_thread(main, ["position", "05A", "--financial-year", "2025-26"])
+    spent = 86 * 54500 + 12 * 20671
+    assert f"spent: £{spent // 100:,}.{spent % 100:02d}" in capsys.readouterr().out
 
     async with pool.acquire() as conn:
         await conn.execute(
@@ -270,3 +274,4 @@ async def test_cli_check_and_position_read_the_service_database(
     with pytest.raises(SystemExit) as broken:
         await asyncio.to_thread(main, ["check", "--no-streams"])
     assert broken.value.code == 1
+    assert "the ledger does NOT balance" in capsys.readouterr().out

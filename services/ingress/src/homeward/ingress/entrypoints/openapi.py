@@ -7,13 +7,12 @@ The ingress serves it at ``GET /openapi.json``; a copy is committed as
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
-import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from homeward.contracts.events import INBOUND, Payload
 from homeward.contracts.schema import event_schema
 
@@ -375,21 +374,32 @@ def stale() -> bool:
     return path is None or not path.exists() or path.read_text() != rendered()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--write", action="store_true", help="refresh contracts/openapi-ingress.json")
-    parser.add_argument("--check", action="store_true", help="fail if the committed copy is stale (the default)")
-    args = parser.parse_args(argv)
+app = typer.Typer(add_completion=False)
+
+
+@app.command(help=__doc__)
+def refresh(
+    write: Annotated[bool, typer.Option("--write", help="refresh contracts/openapi-ingress.json")] = False,
+    check: Annotated[bool, typer.Option("--check", help="fail if the committed copy is stale (the default)")] = False,
+) -> None:
     path = committed_path()
     if path is None:
-        print("no source checkout here: contracts/openapi-ingress.json not found", file=sys.stderr)
-        return 2
-    if args.write:
+        typer.echo("no source checkout here: contracts/openapi-ingress.json not found", err=True)
+        raise typer.Exit(2)
+    if write:
         path.write_text(rendered())
-        return 0
+        return
     if stale():
-        print(f"stale: {path}; run python -m homeward.ingress.entrypoints.openapi --write", file=sys.stderr)
-        return 1
+        typer.echo(f"stale: {path}; run python -m homeward.ingress.entrypoints.openapi --write", err=True)
+        raise typer.Exit(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run with ``argv`` (default: the command line); returns the exit status."""
+    try:
+        app(args=argv, prog_name="python -m homeward.ingress.entrypoints.openapi")
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else 1
     return 0
 
 
