@@ -504,3 +504,34 @@ def test_reset_refuses_a_bad_partner_code_before_touching_anything(monkeypatch: 
     with pytest.raises(StackError, match="not an ODS code"):
         stack.reset(partners=("not-ods",), log=lambda _: None)
     assert rec.calls == []
+
+
+def test_status_prints_json_with_json_and_exits_3_while_a_part_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``homeward-stack status --json`` (the --json convention of every Homeward CLI), on stand-in
+    parts: the shared stack is only read by the test above."""
+    import json
+
+    from homeward.devstack import cli
+    from homeward.devstack.status import ComponentStatus
+    from typer.testing import CliRunner
+
+    parts = [
+        ComponentStatus("kafka", "up", "127.0.0.1:19092", 101),
+        ComponentStatus("postgres", "down", "127.0.0.1:55432", None, "not started"),
+    ]
+    monkeypatch.setattr(cli.stack, "status", lambda: parts)
+    done = CliRunner().invoke(cli.app, ["status", "--json"])
+    assert done.exit_code == 3
+    assert json.loads(done.stdout) == [
+        {"part": "kafka", "state": "up", "up": True, "address": "127.0.0.1:19092", "pid": 101, "note": ""},
+        {
+            "part": "postgres",
+            "state": "down",
+            "up": False,
+            "address": "127.0.0.1:55432",
+            "pid": None,
+            "note": "not started",
+        },
+    ]
+    parts.pop()
+    assert CliRunner().invoke(cli.app, ["status", "--json"]).exit_code == 0

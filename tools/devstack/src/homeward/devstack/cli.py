@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from collections.abc import Callable
@@ -129,10 +130,18 @@ def reset(
 
 
 @app.command()
-def status() -> None:
+def status(
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+) -> None:
     """Show each part up/down with its address. Exit code 0 if all are up, 3 otherwise."""
     parts = _guard(lambda: stack.status())
-    if _out is not None and Table is not None:
+    if json_out:
+        doc = [
+            {"part": p.name, "state": p.state, "up": p.up, "address": p.address, "pid": p.pid, "note": p.detail}
+            for p in parts
+        ]
+        print(json.dumps(doc, indent=2))
+    elif _out is not None and Table is not None:
         table = Table(show_header=True, header_style="bold")
         for col in ("part", "state", "address", "pid", "note"):
             table.add_column(col)

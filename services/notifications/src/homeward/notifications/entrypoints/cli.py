@@ -7,6 +7,7 @@ migrations first, so it works before the service has ever started.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,7 +25,7 @@ from .. import management
 from ..adapters.importfile import UnreadableFile, read_rows
 from ..adapters.postgres import PgDirectory, PgEmailQueue
 from ..domain.alerts import EVENT_NAMES
-from ..domain.model import Recipient
+from ..domain.model import Recipient, Subscription
 from ..domain.recipients import InvalidInput, recipient_from
 from ..settings import NotificationsSettings
 from .app import MIGRATIONS, SERVICE
@@ -36,6 +37,7 @@ app.add_typer(recipients_app, name="recipients")
 app.add_typer(subscriptions_app, name="subscriptions")
 
 T = TypeVar("T")
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of lines for people")]
 EVENT_HELP = f"One of: {', '.join(EVENT_NAMES)}"
 
 
@@ -59,6 +61,17 @@ def _run(work: Callable[[NotificationsSettings], Coroutine[Any, Any, T]]) -> T:
     except (InvalidInput, management.UnknownRecipient, UnreadableFile) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+
+
+def _recipient_json(r: Recipient) -> dict[str, Any]:
+    return {
+        "email": r.email,
+        "display_name": r.display_name,
+        "organisation": r.organisation,
+        "role": r.role.value,
+        "digest": r.digest,
+        "active": r.active,
+    }
 
 
 def _describe(r: Recipient) -> str:
@@ -93,19 +106,25 @@ def recipients_add(
 
 
 @recipients_app.command("list")
-def recipients_list(org: Annotated[str | None, typer.Option("--org")] = None) -> None:
+def recipients_list(org: Annotated[str | None, typer.Option("--org")] = None, json_out: JsonFlag = False) -> None:
     """List recipients."""
 
-    async def work(settings: NotificationsSettings) -> None:
+    async def work(settings: NotificationsSettings) -> list[Recipient]:
         async with _directory(settings) as d:
-            for r in await d.recipients(org.upper() if org else None):
-                typer.echo(_describe(r))
+            return await d.recipients(org.upper() if org else None)
 
-    _run(work)
+    recipients = _run(work)
+    if json_out:
+        typer.echo(json.dumps([_recipient_json(r) for r in recipients], indent=2))
+        return
+    for r in recipients:
+        typer.echo(_describe(r))
 
 
 @recipients_app.command("import")
-def recipients_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]) -> None:
+def recipients_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)], json_out: JsonFlag = False
+) -> None:
     """Import recipients from CSV (header: email,org,role,name,digest,defaults) or YAML (a list of the same).
 
     Each row is checked on its own: valid rows are imported, invalid ones are reported by line."""
@@ -116,12 +135,21 @@ def recipients_import(file: Annotated[Path, typer.Argument(exists=True, dir_okay
             return await management.import_recipients(d, rows, settings.allowed_reserved_domains)
 
     report = _run(work)
-    for line, problem in report.errors:
-        typer.echo(f"{file.name}:{line}: {problem}", err=True)
-    typer.echo(
-        f"{report.added} added, {report.updated} updated, {report.subscriptions} subscriptions added, "
-        f"{len(report.errors)} rows refused"
-    )
+    if json_out:
+        doc = {
+            "added": report.added,
+            "updated": report.updated,
+            "subscriptions_added": report.subscriptions,
+            "refused": [{"line": line, "problem": problem} for line, problem in report.errors],
+        }
+        typer.echo(json.dumps(doc, indent=2))
+    else:
+        for line, problem in report.errors:
+            typer.echo(f"{file.name}:{line}: {problem}", err=True)
+        typer.echo(
+            f"{report.added} added, {report.updated} updated, {report.subscriptions} subscriptions added, "
+            f"{len(report.errors)} rows refused"
+        )
     if report.errors:
         raise typer.Exit(1)
 
@@ -147,10 +175,12 @@ def recipients_activate(email: str) -> None:
 
 
 @subscriptions_app.command("list")
-def subscriptions_list(email: Annotated[str | None, typer.Option("--email")] = None) -> None:
+def subscriptions_list(
+    email: Annotated[str | None, typer.Option("--email")] = None, json_out: JsonFlag = False
+) -> None:
     """List subscriptions (all, or one recipient's)."""
 
-    async def work(settings: NotificationsSettings) -> None:
+    async def work(settings: NotificationsSettings) -> list[tuple[Recipient, Subscription]]:
         async with _directory(settings) as d:
             rid = None
             if email:
@@ -158,12 +188,28 @@ def subscriptions_list(email: Annotated[str | None, typer.Option("--email")] = N
                 if found is None:
                     raise management.UnknownRecipient(f"no recipient with the address {email}")
                 rid = found.id
-            for r, s in await d.subscriptions(rid):
-                levels = f"levels {s.min_escalation_level}-{s.max_escalation_level or ''}"
-                state = f"opted out {s.opted_out_at:%Y-%m-%d}" if s.opted_out_at else "active"
-                typer.echo(f"{r.email}  {r.organisation}  {r.role.value}  {s.event_type}  {levels}  {state}")
+            return await d.subscriptions(rid)
 
-    _run(work)
+    listed = _run(work)
+    if json_out:
+        doc = [
+            {
+                "email": r.email,
+                "organisation": r.organisation,
+                "role": r.role.value,
+                "event_type": s.event_type,
+                "min_escalation_level": s.min_escalation_level,
+                "max_escalation_level": s.max_escalation_level,
+                "opted_out_at": s.opted_out_at.isoformat() if s.opted_out_at else None,
+            }
+            for r, s in listed
+        ]
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    for r, s in listed:
+        levels = f"levels {s.min_escalation_level}-{s.max_escalation_level or ''}"
+        state = f"opted out {s.opted_out_at:%Y-%m-%d}" if s.opted_out_at else "active"
+        typer.echo(f"{r.email}  {r.organisation}  {r.role.value}  {s.event_type}  {levels}  {state}")
 
 
 @subscriptions_app.command("add")
