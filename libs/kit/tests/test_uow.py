@@ -196,15 +196,23 @@ async def test_parked_events_are_retried_refused_or_expired_and_each_ends_once(t
         status = {p.event_id: p.status for p in entries}
         assert status == {"ended-RYG04-1": "applied", "ended-RYG04-2": "rejected", "ended-RYG05-3": "parked"}
 
+        async with pool.acquire() as conn:  # the consumer's claim of the event it parked
+            await conn.execute(
+                "INSERT INTO inbox (consumer, source, event_id, event_type) VALUES ('referrals', $1, $2, 'x')",
+                partner_source("05A"),
+                "ended-RYG05-3",
+            )
         later = FixedClock(NOW + dt.timedelta(days=31))
         assert await parking.expire(pool, service="referrals", clock=later, topics=Topics(), dead_letter_key=None) == 1
         assert await parking.expire(pool, service="referrals", clock=later, topics=Topics(), dead_letter_key=None) == 0
         async with pool.acquire() as conn:
             entries, counts = await parking.listing(conn, statuses=parking.STATUSES)
             dead = [r for r in await _outbox(conn) if r["topic"] == Topics().dlq("referrals")]
+            claims = await conn.fetchval("SELECT count(*) FROM inbox WHERE event_id = 'ended-RYG05-3'")
     finally:
         await pool.close()
     assert counts == {"parked": 0, "applied": 1, "rejected": 1, "expired": 1}
+    assert claims == 0  # a replay of the dead letter is handled, not skipped as a redelivery
     reasons = {}
     for row in dead:
         headers = dict(decode_headers(row["headers"]))

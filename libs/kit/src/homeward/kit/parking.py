@@ -6,7 +6,8 @@ handler that makes ``placement:P1`` appear calls ``uow.retry_parked("placement:P
 runs each parked event through the service's handler table again (homeward.kit.uow). An entry
 still parked after ``parking_expiry_days`` is dead-lettered by the kit's ``parking-expiry`` job
 with the reason ``parked-expired``, and so is one the handler refuses when it is retried: either
-way it ends on the service's dead-letter topic, where ``homeward dlq`` shows and replays it.
+way it ends on the service's dead-letter topic, where ``homeward dlq`` shows and replays it (the
+service's inbox forgets the event then, so a replay is handled, not skipped as a redelivery).
 
 Every entry ends ``applied``, ``rejected`` or ``expired`` and is kept (``homeward parked``,
 ``GET /admin/parked``), so ops can see what waited, for what, and how it ended.
@@ -168,6 +169,9 @@ class ParkingLot:
         await self.resolve(parked, "rejected", f"{reason}: {message}")
 
     async def dead_letter(self, parked: Parked, reason: str, message: str) -> None:
+        """Send ``parked`` to the service's dead-letter topic with the reason, and forget that
+        the service took it (its inbox claim), so ``homeward dlq replay`` is handled anew."""
+        await self.conn.execute("DELETE FROM inbox WHERE source = $1 AND event_id = $2", parked.source, parked.event_id)
 
         metadata = dlq_headers(
             reason,
