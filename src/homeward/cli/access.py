@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from homeward.kit.auth import OPS, ROLES, issue_local_token, parse_ttl
@@ -117,14 +117,13 @@ def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
-async def read_trail(
-    services: Sequence[str], since: dt.datetime | None, org: str | None, limit: int
-) -> tuple[list[AuditRow], dict[str, str]]:
-    """Every service's trail merged in time order, and the services that could not be read (why)."""
+async def each_database(
+    services: Sequence[str], read: Callable[[str, Any], Awaitable[None]], table: str, what: str
+) -> dict[str, str]:
+    """``read(service, connection)`` on each service's database in turn; the services that could
+    not be read, and why (``table`` missing: the service has not started since ``what`` came)."""
     import asyncpg
-    from homeward.kit.audit import read
 
-    rows: list[AuditRow] = []
     problems: dict[str, str] = {}
     for service in services:
         try:
@@ -133,11 +132,26 @@ async def read_trail(
             problems[service] = f"{type(exc).__name__}: {exc}"
             continue
         try:
-            rows += await read(conn, since=since, organisation=org, limit=limit)
+            await read(service, conn)
         except asyncpg.UndefinedTableError:
-            problems[service] = "no audit_log table yet (the service has not started since the audit trail came)"
+            problems[service] = f"no {table} table yet (the service has not started since {what} came)"
         finally:
             await conn.close()
+    return problems
+
+
+async def read_trail(
+    services: Sequence[str], since: dt.datetime | None, org: str | None, limit: int
+) -> tuple[list[AuditRow], dict[str, str]]:
+    """Every service's trail merged in time order, and the services that could not be read (why)."""
+    from homeward.kit.audit import read
+
+    rows: list[AuditRow] = []
+
+    async def one(service: str, conn: Any) -> None:
+        rows.extend(await read(conn, since=since, organisation=org, limit=limit))
+
+    problems = await each_database(services, one, "audit_log", "the audit trail")
     rows.sort(key=lambda r: r.at)
     return rows[-limit:] if len(rows) > limit else rows, problems
 

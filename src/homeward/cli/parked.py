@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .access import AUDITED, database_url
+from .access import AUDITED, each_database
 
 if TYPE_CHECKING:
     from homeward.kit.parking import Parked
@@ -20,25 +20,16 @@ async def read_lots(
 ) -> tuple[list[tuple[str, Parked]], dict[str, dict[str, int]], dict[str, str]]:
     """Each service's entries (newest first), its count per status, and the services that
     could not be read (why)."""
-    import asyncpg
     from homeward.kit.parking import listing
 
     rows: list[tuple[str, Parked]] = []
     counts: dict[str, dict[str, int]] = {}
-    problems: dict[str, str] = {}
-    for service in services:
-        try:
-            conn = await asyncpg.connect(database_url(service), timeout=10)
-        except Exception as exc:
-            problems[service] = f"{type(exc).__name__}: {exc}"
-            continue
-        try:
-            entries, counts[service] = await listing(conn, statuses=statuses, awaiting=awaiting, limit=limit)
-            rows += [(service, p) for p in entries]
-        except asyncpg.UndefinedTableError:
-            problems[service] = "no parking_lot table yet (the service has not started since the parking lot came)"
-        finally:
-            await conn.close()
+
+    async def one(service: str, conn: Any) -> None:
+        entries, counts[service] = await listing(conn, statuses=statuses, awaiting=awaiting, limit=limit)
+        rows.extend((service, p) for p in entries)
+
+    problems = await each_database(services, one, "parking_lot", "the parking lot")
     rows.sort(key=lambda sp: sp[1].parked_at, reverse=True)
     return rows[:limit], counts, problems
 
