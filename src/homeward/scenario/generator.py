@@ -224,16 +224,55 @@ def review_intervals(cohort: Cohort, age: AgeBand, bed: BedType, out_of_area: bo
 
 
 def generate(config: ScenarioConfig | None = None) -> Scenario:
+    """The scenario ``config`` describes; the same config gives the same events."""
     c = config or ScenarioConfig()
     b = _Builder(c)
-    rng = b.rng
+    commissioners = _commissioners(c)
+    codes = [code for code, _ in commissioners]
+    sites = _sites(b, commissioners)
+    reference = {
+        "commissioners": [{"code": code, "area": code, "name": name} for code, name in commissioners],
+        "sites": [{"code": s.code, "provider": s.provider, "area": s.area, "name": s.name} for s in sites],
+    }
+    beds = _Beds(b)
+    # Every provider reports its starting capacity.
+    for s in sites:
+        if not s.independent:
+            for bt in s.bed_types:
+                beds.report(s, bt, c.start)
 
+    episodes: list[Episode] = []
+    people = _People(b, codes, sites, beds)
+    span = (c.as_of - c.start).days
+    referral_days = sorted(b.rng.randrange(span - 14) for _ in range(c.placements))  # placed before as_of
+    for n, offset in enumerate(referral_days):
+        episodes += people.referred_and_placed(n, c.start + dt.timedelta(days=offset))
+
+    _agreements(b, episodes, c)
+    for ep in episodes:
+        _reviews(b, ep, c)
+        _rate_changes(b, ep, c)
+        _end(b, ep)
+    _budgets_and_invoices(b, episodes, codes, c)
+    _withdrawn_referrals(b, codes, c)
+
+    b.events.sort(key=lambda t: (t[0], t[1]))
+    return Scenario(c, reference, [(sender, e) for _, _, sender, e in b.events], episodes)
+
+
+def _commissioners(c: ScenarioConfig) -> list[tuple[str, str]]:
+    """Coventry & Warwickshire's three first, then made-up ones: (code, name)."""
     commissioners = list(COMING_HOME[: min(3, c.commissioners)])
     for i in range(len(commissioners), c.commissioners):
         commissioners.append((f"{10 + i // 26:02d}{chr(65 + i % 26)}", f"Commissioner {i + 1}"))
-    codes = [code for code, _ in commissioners]
-    bed_types = sorted({m[2] for m in CASE_MIX}, key=lambda x: x.value)
+    return commissioners
 
+
+def _sites(b: _Builder, commissioners: list[tuple[str, str]]) -> list[Site]:
+    """A local unit in each commissioner's area (secure beds only in the first), then distant
+    independent hospitals with every bed type and room to spare."""
+    rng = b.rng
+    bed_types = sorted({m[2] for m in CASE_MIX}, key=lambda x: x.value)
     sites: list[Site] = []
     for i, (code, _) in enumerate(commissioners):
         provider = LOCAL_PROVIDER[0] if i < 3 else f"R{i:02d}"
@@ -245,19 +284,18 @@ def generate(config: ScenarioConfig | None = None) -> Scenario:
                 code,
                 f"Local unit {i + 1}",
                 local_types,
-                c.local_beds_per_type,
+                b.c.local_beds_per_type,
                 False,
                 rng.randint(3, 20),
             )
         )
-    for j in range(c.distant_providers):
+    for j in range(b.c.distant_providers):
         provider = f"8Z{j:03d}"
-        area = _area_code(j)
         sites.append(
             Site(
                 f"{provider}01",
                 provider,
-                area,
+                _area_code(j),
                 f"Independent hospital {j + 1}",
                 tuple(bed_types),
                 10_000,
@@ -265,51 +303,58 @@ def generate(config: ScenarioConfig | None = None) -> Scenario:
                 rng.choice([85, 140, 190, 240, 320]),
             )
         )
-    local_site = {s.area: s for s in sites if not s.independent}
-    distant = [s for s in sites if s.independent]
+    return sites
 
-    reference = {
-        "commissioners": [{"code": code, "area": code, "name": name} for code, name in commissioners],
-        "sites": [{"code": s.code, "provider": s.provider, "area": s.area, "name": s.name} for s in sites],
-    }
 
-    occupancy: dict[tuple[str, BedType], list[tuple[dt.date, dt.date]]] = defaultdict(list)
+class _Beds:
+    """Who occupies which beds when, and the providers' capacity reports that follow."""
 
-    def free_beds(site: Site, bed: BedType, day: dt.date) -> int:
-        busy = sum(1 for s, e in occupancy[(site.code, bed)] if s <= day < e)
+    def __init__(self, b: _Builder) -> None:
+        self.b = b
+        self.occupancy: dict[tuple[str, BedType], list[tuple[dt.date, dt.date]]] = defaultdict(list)
+
+    def free(self, site: Site, bed: BedType, day: dt.date) -> int:
+        busy = sum(1 for s, e in self.occupancy[(site.code, bed)] if s <= day < e)
         return site.beds - busy
 
-    def capacity_report(site: Site, bed: BedType, day: dt.date) -> None:
-        b.emit(
+    def free_throughout(self, site: Site, bed: BedType, start: dt.date, end: dt.date) -> bool:
+        """A bed free on every seventh day from ``start`` until ``end``."""
+        return all(self.free(site, bed, start + dt.timedelta(days=d)) > 0 for d in range(0, (end - start).days, 7))
+
+    def occupy(self, ep: Episode) -> None:
+        self.occupancy[(ep.site.code, ep.bed_type)].append((ep.start, ep.end or dt.date.max))
+
+    def report(self, site: Site, bed: BedType, day: dt.date) -> None:
+        self.b.emit(
             site.provider,
             BedAvailabilityUpdated(
                 provider=site.provider,
                 site=site.code,
                 site_area=site.area,
                 bed_type=bed,
-                available_beds=max(0, free_beds(site, bed, day)),
+                available_beds=max(0, self.free(site, bed, day)),
                 total_beds=site.beds,
-                as_of=b.at(day, 7),
+                as_of=self.b.at(day, 7),
             ),
-            b.at(day, 7),
+            self.b.at(day, 7),
         )
 
-    # Every provider reports its starting capacity.
-    for s in sites:
-        if not s.independent:
-            for bt in s.bed_types:
-                capacity_report(s, bt, c.start)
 
-    span = (c.as_of - c.start).days
-    weights = [m[4] for m in CASE_MIX]
-    episodes: list[Episode] = []
-    referral_days = sorted(rng.randrange(span - 14) for _ in range(c.placements))  # placed before as_of
-    for n, offset in enumerate(referral_days):
-        commissioner = rng.choice(codes)
-        cohort, age, bed, programme, _, base_rate = rng.choices(CASE_MIX, weights)[0]
+class _People:
+    """Each person's referral, placement (local when a bed is free, else distant) and, for some
+    who were placed far away, the move home."""
+
+    def __init__(self, b: _Builder, codes: list[str], sites: list[Site], beds: _Beds) -> None:
+        self.b, self.c, self.rng, self.codes, self.beds = b, b.c, b.rng, codes, beds
+        self.local_site = {s.area: s for s in sites if not s.independent}
+        self.distant = [s for s in sites if s.independent]
+        self.weights = [m[4] for m in CASE_MIX]
+
+    def referred_and_placed(self, n: int, need: dt.date) -> list[Episode]:
+        b, c, rng = self.b, self.c, self.rng
+        commissioner = rng.choice(self.codes)
+        cohort, age, bed, programme, _, base_rate = rng.choices(CASE_MIX, self.weights)[0]
         nhs = next(b.nhs)
-        person = n
-        need = c.start + dt.timedelta(days=offset)
         urgency = rng.choice([Urgency.EMERGENCY, Urgency.URGENT, Urgency.URGENT, Urgency.ROUTINE])
         referral_id = f"REF-{commissioner}-{n + 1:06d}"
         b.emit(
@@ -334,19 +379,11 @@ def generate(config: ScenarioConfig | None = None) -> Scenario:
         end: dt.date | None = start + dt.timedelta(days=max(3, stay))
         if end is not None and end >= c.as_of:
             end = None
-        home = local_site.get(commissioner)
-        local_ok = (
-            home is not None
-            and bed in home.bed_types
-            and all(
-                free_beds(home, bed, start + dt.timedelta(days=d)) > 0
-                for d in range(0, ((end or c.as_of) - start).days, 7)
-            )
-        )
-        if local_ok and home is not None:
+        home = self.local_site.get(commissioner)
+        if home is not None and bed in home.bed_types and self.beds.free_throughout(home, bed, start, end or c.as_of):
             site, ooa, reason = home, False, None
         else:
-            site = rng.choice(distant)
+            site = rng.choice(self.distant)
             ooa = True
             reason = rng.choices(
                 [OutOfAreaReason.NO_LOCAL_BED, OutOfAreaReason.PATIENT_CHOICE, OutOfAreaReason.SAFEGUARDING],
@@ -354,13 +391,13 @@ def generate(config: ScenarioConfig | None = None) -> Scenario:
             )[0]
         rate = base_rate + (rng.randrange(0, 12000, 500) if site.independent else 0)
         funding = [(commissioner, 10_000)]
-        if rng.random() < c.pooled_share and len(codes) >= 3 and commissioner in codes[:3]:
+        if rng.random() < c.pooled_share and len(self.codes) >= 3 and commissioner in self.codes[:3]:
             # The pooled programme: the placing commissioner takes the odd basis point.
-            others = [x for x in codes[:3] if x != commissioner]
+            others = [x for x in self.codes[:3] if x != commissioner]
             funding = [(commissioner, 3334), (others[0], 3333), (others[1], 3333)]
         ep = Episode(
             f"PLC-{commissioner}-{n + 1:06d}",
-            person,
+            n,
             commissioner,
             site,
             bed,
@@ -374,10 +411,7 @@ def generate(config: ScenarioConfig | None = None) -> Scenario:
             reason,
             funding,
         )
-        ep_nhs = nhs
-        _place(b, ep, ep_nhs, referral_id, occupancy, capacity_report)
-        episodes.append(ep)
-
+        _place(b, ep, nhs, referral_id, self.beds)
         # Repatriation: an out-of-area stay that ends while a local bed is free comes home.
         if (
             ooa
@@ -386,48 +420,43 @@ def generate(config: ScenarioConfig | None = None) -> Scenario:
             and bed in home.bed_types
             and rng.random() < c.repatriation_rate
         ):
-            back_start = end + dt.timedelta(days=rng.choice([0, 0, 1, 2]))
-            back_end = back_start + dt.timedelta(days=rng.randint(40, 200))
-            if back_end >= c.as_of:
-                back_end_opt: dt.date | None = None
-            else:
-                back_end_opt = back_end
-            if back_start < c.as_of and all(
-                free_beds(home, bed, back_start + dt.timedelta(days=d)) > 0
-                for d in range(0, ((back_end_opt or c.as_of) - back_start).days, 7)
-            ):
-                back = Episode(
-                    f"PLC-{commissioner}-{n + 1:06d}H",
-                    person,
-                    commissioner,
-                    home,
-                    bed,
-                    cohort,
-                    age,
-                    programme,
-                    back_start,
-                    back_end_opt,
-                    base_rate,
-                    False,
-                    None,
-                    ep.funding,
-                )
-                explicit = rng.random() < 0.3
-                ep.end_reason = EndReason.REPATRIATED if explicit else EndReason.TRANSFER
-                ep.transfer_to = back.placement_id
-                _place(b, back, ep_nhs, None, occupancy, capacity_report)
-                episodes.append(back)
+            back = self.home_from(ep, home, base_rate, n)
+            if back is not None:
+                _place(b, back, nhs, None, self.beds)
+                return [ep, back]
+        return [ep]
 
-    _agreements(b, episodes, c)
-    for ep in episodes:
-        _reviews(b, ep, c)
-        _rate_changes(b, ep, c)
-        _end(b, ep)
-    _budgets_and_invoices(b, episodes, codes, c)
-    _withdrawn_referrals(b, codes, c)
-
-    b.events.sort(key=lambda t: (t[0], t[1]))
-    return Scenario(c, reference, [(sender, e) for _, _, sender, e in b.events], episodes)
+    def home_from(self, ep: Episode, home: Site, base_rate: int, n: int) -> Episode | None:
+        """The move home after ``ep`` (which it ends), or None when no local bed is free."""
+        assert ep.end is not None
+        rng, c = self.rng, self.c
+        back_start = ep.end + dt.timedelta(days=rng.choice([0, 0, 1, 2]))
+        back_end = back_start + dt.timedelta(days=rng.randint(40, 200))
+        back_end_opt: dt.date | None = None if back_end >= c.as_of else back_end
+        if back_start >= c.as_of or not self.beds.free_throughout(
+            home, ep.bed_type, back_start, back_end_opt or c.as_of
+        ):
+            return None
+        back = Episode(
+            f"PLC-{ep.commissioner}-{n + 1:06d}H",
+            ep.person,
+            ep.commissioner,
+            home,
+            ep.bed_type,
+            ep.cohort,
+            ep.age_band,
+            ep.programme,
+            back_start,
+            back_end_opt,
+            base_rate,
+            False,
+            None,
+            ep.funding,
+        )
+        explicit = rng.random() < 0.3
+        ep.end_reason = EndReason.REPATRIATED if explicit else EndReason.TRANSFER
+        ep.transfer_to = back.placement_id
+        return back
 
 
 def _place(
@@ -435,10 +464,9 @@ def _place(
     ep: Episode,
     nhs: str,
     referral_id: str | None,
-    occupancy: dict[tuple[str, BedType], list[tuple[dt.date, dt.date]]],
-    capacity_report: Any,
+    beds: _Beds,
 ) -> None:
-    occupancy[(ep.site.code, ep.bed_type)].append((ep.start, ep.end or dt.date.max))
+    beds.occupy(ep)
     # A separate stream of chances, so the rest of the scenario is the same with or without reports.
     reporter = random.Random(f"{b.c.seed}:report:{ep.placement_id}")
     if ep.site.independent and reporter.random() < b.c.provider_reports:
@@ -471,9 +499,9 @@ def _place(
         b.at(ep.start, 10),
     )
     if not ep.site.independent:
-        capacity_report(ep.site, ep.bed_type, ep.start)
+        beds.report(ep.site, ep.bed_type, ep.start)
         if ep.end is not None:
-            capacity_report(ep.site, ep.bed_type, ep.end)
+            beds.report(ep.site, ep.bed_type, ep.end)
 
 
 def _withdrawn_referrals(b: _Builder, codes: list[str], c: ScenarioConfig) -> None:
