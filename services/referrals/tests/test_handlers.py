@@ -440,3 +440,13 @@ async def test_only_the_referrals_commissioner_or_a_local_provider_may_withdraw_
         await withdraw(w, T0 + H, sender="QHM", commissioner="QHM")  # its own commissioner code, not the referral's
     assert exc.value.reason == "not-party"
     assert w.referrals.rows["REF-1"].withdrawal is None
+
+
+async def test_a_parked_withdrawal_of_another_commissioners_referral_is_refused_when_the_referral_arrives() -> None:
+    w = World()
+    await withdraw(w, T0 + H, sender="QHM", commissioner="QHM")  # QHM may withdraw its own referrals...
+    assert [p.awaiting for p in w.parked()] == ["referral:REF-1"]
+    await refer(w)  # ...but REF-1 turns out to be QWU's
+    (refused,) = w.parked("rejected")
+    assert refused.resolution == "not-party: referral REF-1 belongs to another commissioner"
+    assert w.referrals.rows["REF-1"].withdrawal is None and w.referrals.rows["REF-1"].is_open
