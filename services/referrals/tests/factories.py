@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from homeward.contracts import Event, Payload, new_event, partner_source, service_source
@@ -12,11 +14,13 @@ from homeward.contracts.events import BedAvailabilityUpdated, PlacementRegistere
 from homeward.contracts.identifiers import nhs_numbers_in_test_range as nhs_numbers
 from homeward.contracts.vocab import BedType
 from homeward.kit.clock import FixedClock
+from homeward.kit.consumer import Rejected
 from homeward.kit.reference import ReferenceData
-from homeward.referrals.domain.model import BedCount, Placement, Referral, Withdrawal
+from homeward.referrals.domain.model import BedCount, Referral
 from homeward.referrals.domain.rules import counts_as_of
-from homeward.referrals.handlers import Dependencies
-from homeward.referrals.ports import CapacityRepository, ReferralRepository, Repositories
+from homeward.referrals.handlers import HANDLERS
+from homeward.referrals.ports import CapacityRepository, Config, ReferralRepository, ReferralsUnitOfWork
+from homeward.referrals.settings import ReferralsSettings
 
 KEY = "test-patient-ref-key-at-least-32-characters"
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
@@ -111,78 +115,52 @@ def from_placements(payload: Payload, **kw: Any) -> Event[Any]:
 # ------------------------------------------------------------------------------------ fakes
 
 
+def _copy(referral: Referral) -> Referral:
+    """What a database hands out: a copy, holding no recorded events."""
+    return dataclasses.replace(referral)
+
+
 class FakeReferrals(ReferralRepository):
-    def __init__(self) -> None:
+    def __init__(self, lot: list[Parked]) -> None:
         self.rows: dict[str, Referral] = {}
-        self.parked_rows: dict[tuple[str, str], Placement] = {}
         self.breaches: dict[tuple[str, int], dt.datetime] = {}
-        self.problems: dict[tuple[str, str], str] = {}
-        self.parked_withdrawals: dict[str, Withdrawal] = {}
-        self.refused_withdrawals: dict[str, str] = {}
+        self.lot = lot
 
     async def get(self, referral_id: str) -> Referral | None:
         found = self.rows.get(referral_id)
-        return None if found is None else Referral(**{**found.__dict__})
+        return None if found is None else self.track(_copy(found))
 
     async def add(self, referral: Referral) -> None:
         assert referral.referral_id not in self.rows
-        self.rows[referral.referral_id] = Referral(**{**referral.__dict__})
+        self.rows[referral.referral_id] = _copy(referral)
+        self.track(referral)
 
     async def save_placement(self, referral: Referral) -> bool:
         if self.rows[referral.referral_id].placement is not None:
             return False
-        self.rows[referral.referral_id] = Referral(**{**referral.__dict__})
+        self.rows[referral.referral_id] = _copy(referral)
         return True
 
     async def save_triage(self, referral: Referral) -> None:
-        self.rows[referral.referral_id] = Referral(**{**referral.__dict__})
+        self.rows[referral.referral_id] = _copy(referral)
 
     async def triaged_with(self, area: str, bed_type: BedType, site: str | None, since: dt.datetime) -> list[Referral]:
         # Every referral a count at ``since`` could change (the site filter is only a saving).
         return [
-            Referral(**{**r.__dict__})
+            self.track(_copy(r))
             for _, r in sorted(self.rows.items())
             if r.home_area == area and r.bed_type == bed_type and r.triaged_as_of and r.triaged_as_of >= since
         ]
 
     async def save_withdrawal(self, referral: Referral) -> None:
-        self.rows[referral.referral_id] = Referral(**{**referral.__dict__})
+        self.rows[referral.referral_id] = _copy(referral)
 
-    async def park_withdrawal(self, withdrawal: Withdrawal) -> Withdrawal:
-        held = self.parked_withdrawals.get(withdrawal.referral_id)
-        standing = withdrawal if held is None else held.earlier_of(withdrawal)
-        self.parked_withdrawals[withdrawal.referral_id] = standing
-        return standing
-
-    async def take_parked_withdrawal(self, referral_id: str) -> Withdrawal | None:
-        return self.parked_withdrawals.pop(referral_id, None)
-
-    async def refuse_parked_withdrawal(self, withdrawal: Withdrawal, problem: str) -> None:
-        self.refused_withdrawals[withdrawal.referral_id] = problem
-
-    async def park(self, placement: Placement) -> bool:
-        key = (placement.referral_id, placement.placement_id)
-        if key in self.parked_rows:
-            return False
-        self.parked_rows[key] = placement
-        return True
-
-    async def parked(self, referral_id: str) -> list[Placement]:
-        found = [p for (r, i), p in self.parked_rows.items() if r == referral_id and (r, i) not in self.problems]
-        return sorted(found, key=lambda p: (p.start_date, p.placement_id))
-
-    async def parked_with_referral(self, limit: int) -> list[Placement]:
-        found = [p for k, p in sorted(self.parked_rows.items()) if k[0] in self.rows and k not in self.problems]
-        return found[:limit]
-
-    async def unpark(self, referral_id: str, placement_id: str) -> None:
-        self.parked_rows.pop((referral_id, placement_id), None)
-
-    async def refuse_parked(self, referral_id: str, placement_id: str, problem: str) -> None:
-        self.problems[(referral_id, placement_id)] = problem
+    async def arrived_while_parked(self, limit: int) -> list[str]:
+        waiting = sorted({p.awaiting.removeprefix("referral:") for p in self.lot if p.status == "parked"})
+        return [r for r in waiting if r in self.rows][:limit]
 
     async def open_at(self, at: dt.datetime) -> list[Referral]:
-        return [r for _, r in sorted(self.rows.items()) if r.open_at(at)]
+        return [self.track(_copy(r)) for _, r in sorted(self.rows.items()) if r.open_at(at)]
 
     async def record_breach(
         self, referral_id: str, threshold_hours: int, breached_at: dt.datetime, event_id: str
@@ -258,32 +236,94 @@ class FakeCapacity(CapacityRepository):
 
 
 @dataclass
-class FakeUnitOfWork:
-    """Stands in for the kit's UnitOfWork: records what would go to the outbox, once per id."""
+class Parked:
+    """An entry of the in-memory parking lot."""
 
-    clock: FixedClock = field(default_factory=lambda: FixedClock(T0))
-    published: dict[str, Payload] = field(default_factory=dict)
-    conn: None = None
+    event: Event[Any]
+    awaiting: str
+    reason: str
+    status: str = "parked"
+    resolution: str | None = None
 
-    async def publish(self, data: Payload, *, id: str | None = None, **_: Any) -> bool:
+
+class FakeUnitOfWork(ReferralsUnitOfWork):
+    """The unit of work in memory (cosmicpython's FakeUnitOfWork): the fake repositories, an
+    outbox that keeps each id once, and a parking lot that retries through the handler table as
+    the kit's does. ``handle`` runs an event as the kit's consumer does."""
+
+    def __init__(self, reference: ReferenceData | None = None, clock: FixedClock | None = None) -> None:
+        table = {payload.event_type(): handler for payload, handler in HANDLERS.items()}
+        super().__init__(None, "referrals", clock or FixedClock(T0), handlers=table)  # type: ignore[arg-type]
+        self.config = Config(
+            reference=reference or ReferenceData(),
+            patient_ref_key=KEY,
+            wait_thresholds_hours=ReferralsSettings().wait_thresholds_hours,
+        )
+        self.lot: list[Parked] = []
+        self.referrals: FakeReferrals = FakeReferrals(self.lot)
+        self.capacity: FakeCapacity = FakeCapacity()
+        self.outbox: dict[str, Payload] = {}
+        self.times: dict[str, dt.datetime] = {}
+        self._parked_again = False
+
+    async def publish(
+        self, data: Payload, *, id: str | None = None, topic: str | None = None, time: dt.datetime | None = None
+    ) -> bool:
         assert id is not None, "the referrals service always publishes with a deterministic id"
-        if id in self.published:
+        if id in self.outbox:
             return False
-        self.published[id] = data
+        self.outbox[id] = data
+        self.times[id] = time or (self.cause.time if self.cause is not None else self.clock.now())
         return True
 
+    async def park(self, event: Event[Any], *, awaiting: str, reason: str) -> bool:
+        self._parked_again = True
+        held = next((p for p in self.lot if (p.event.source, p.event.id) == (event.source, event.id)), None)
+        if held is not None:
+            if held.status == "parked":
+                held.awaiting, held.reason = awaiting, reason
+            return False
+        self.lot.append(Parked(event, awaiting, reason))
+        return True
+
+    async def retry_parked(self, awaiting: str) -> int:
+        applied, cause = 0, self.cause
+        waiting = [p for p in self.lot if p.awaiting == awaiting and p.status == "parked"]
+        try:
+            for parked in sorted(waiting, key=lambda p: p.event.time):  # oldest fact first (stable)
+                self.cause, self._parked_again = parked.event, False
+                try:
+                    await self.handlers[parked.event.type](parked.event, self)
+                    await self.flush()
+                except Rejected as exc:
+                    parked.status, parked.resolution = "rejected", f"{exc.reason}: {exc.message}"
+                    continue
+                if not self._parked_again:
+                    parked.status, parked.resolution = "applied", f"applied when {awaiting} appeared"
+                    applied += 1
+        finally:
+            self.cause = cause
+        return applied
+
+    async def handle(self, event: Event[Any]) -> None:
+        """As the kit's consumer: the handler from the table, then what was recorded is published."""
+        self.cause = event
+        try:
+            await self.handlers[event.type](event, self)
+            await self.flush()
+        finally:
+            self.cause = None
+
+    async def run(self, work: Callable[[ReferralsUnitOfWork], Awaitable[int]], at: dt.datetime | None = None) -> int:
+        """As a job's unit of work, as of ``at`` (the clock's now by default)."""
+        if at is not None:
+            self.clock = FixedClock(at)
+        done = await work(self)
+        await self.flush()
+        return done
+
     def of(self, cls: type[Payload]) -> list[Any]:
-        return [p for p in self.published.values() if isinstance(p, cls)]
+        return [p for p in self.outbox.values() if isinstance(p, cls)]
 
-
-@dataclass
-class World:
-    referrals: FakeReferrals = field(default_factory=FakeReferrals)
-    capacity: FakeCapacity = field(default_factory=FakeCapacity)
-    reference: ReferenceData = field(default_factory=ReferenceData)
-    uow: FakeUnitOfWork = field(default_factory=FakeUnitOfWork)
-
-    @property
-    def deps(self) -> Dependencies:
-        repos = Repositories(referrals=self.referrals, capacity=self.capacity)
-        return Dependencies(repositories=lambda _uow: repos, reference=self.reference, patient_ref_key=KEY)
+    def parked(self, status: str = "parked") -> list[Parked]:
+        return [p for p in self.lot if p.status == status]

@@ -13,32 +13,27 @@ from homeward.contracts import Event, parse_json
 from homeward.contracts.events import LocalCapacityChanged, LocalCapacityUnavailable, ReferralTriaged
 from homeward.contracts.vocab import BedType
 from homeward.kit.clock import FixedClock
-from homeward.kit.consumer import UnitOfWork
 from homeward.kit.db import create_pool, migrate
-from homeward.kit.reference import ReferenceData
 from homeward.kit.settings import CommonSettings, KafkaSettings
 from homeward.kit.topics import Topics
-from homeward.referrals.adapters.postgres import pg_repositories
+from homeward.kit.uow import unit_of_work
 from homeward.referrals.domain.model import Placement
-from homeward.referrals.entrypoints.app import MIGRATIONS
+from homeward.referrals.entrypoints.app import MIGRATIONS, unit_of_work_factory
 from homeward.referrals.entrypoints.jobs import capacity_job, wait_breach_job
-from homeward.referrals.handlers import (
-    Dependencies,
-    bed_availability_updated,
-    placement_registered,
-    referral_received,
-)
+from homeward.referrals.handlers import HANDLERS
+from homeward.referrals.ports import ReferralsUnitOfWork
 from homeward.referrals.settings import ReferralsSettings
 
 from .factories import KEY, T0, beds, from_partner, from_placements, referral, registered
 
 H = dt.timedelta(hours=1)
 TOPICS = Topics("t.")
-DEPS = Dependencies(repositories=lambda uow: pg_repositories(uow.conn), reference=ReferenceData(), patient_ref_key=KEY)
 SETTINGS = ReferralsSettings(
     kafka=KafkaSettings(topic_namespace="t."),
     common=CommonSettings(patient_ref_key=KEY),  # type: ignore[arg-type]
 )
+FACTORY = unit_of_work_factory(SETTINGS)
+TABLE = {payload.event_type(): handler for payload, handler in HANDLERS.items()}
 
 
 @pytest.fixture
@@ -56,9 +51,11 @@ class Open:
         self.conn = conn
         self.tx = conn.transaction()
 
-    async def handle(self, handler: Any, event: Event[Any]) -> None:
-        uow = UnitOfWork(self.conn, "referrals", FixedClock(T0 + 100 * H), cause=event, topics=TOPICS)
-        await handler(event, uow, DEPS)
+    async def handle(self, event: Event[Any]) -> None:
+        """As the kit's consumer does: the service's unit of work, the handler, then a flush."""
+        uow = FACTORY(self.conn, "referrals", FixedClock(T0 + 100 * H), cause=event, topics=TOPICS, handlers=TABLE)
+        await TABLE[event.type](event, uow)
+        await uow.flush()
 
     async def commit(self) -> None:
         await self.tx.commit()
@@ -79,39 +76,41 @@ async def published(pool: Any, cls: type[Any]) -> list[Any]:
 
 async def test_a_referral_and_its_placement_handled_at_once_are_joined_by_the_waits_job(pool: Any) -> None:
     referrals_batch, placements_batch = await begin(pool), await begin(pool)
-    await referrals_batch.handle(referral_received, from_partner(referral("REF-1", "QWU"), "QWU"))
+    await referrals_batch.handle(from_partner(referral("REF-1", "QWU"), "QWU"))
     placed = registered("PLC-1", "REF-1", "QWU", site="8HA0301", site_area="QHM", out_of_area=True, reason="10")
-    await placements_batch.handle(placement_registered, from_placements(placed))
+    await placements_batch.handle(from_placements(placed))
     await referrals_batch.commit()
     await placements_batch.commit()
     for batch in (referrals_batch, placements_batch):
         await pool.release(batch.conn)
 
     async with pool.acquire() as conn:
-        assert await conn.fetchval("SELECT count(*) FROM parked_placements") == 1, "neither could see the other"
+        parked = "SELECT count(*) FROM parking_lot WHERE status = 'parked' AND awaiting = 'referral:REF-1'"
+        assert await conn.fetchval(parked) == 1, "neither could see the other"
     assert await published(pool, LocalCapacityUnavailable) == []
 
-    job = wait_breach_job(SETTINGS)
+    job = wait_breach_job(SETTINGS, FACTORY)
     await job.run(pool, FixedClock(T0 + H))
     await job.run(pool, FixedClock(T0 + H))
     (gap,) = await published(pool, LocalCapacityUnavailable)
     assert (gap.referral_id, gap.placement_id) == ("REF-1", "PLC-1")
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT placement_id FROM referrals WHERE referral_id = 'REF-1'") == "PLC-1"
-        assert await conn.fetchval("SELECT count(*) FROM parked_placements") == 0
+        assert await conn.fetchval(parked) == 0
+        assert await conn.fetchval("SELECT status FROM parking_lot") == "applied"
 
 
 async def test_two_sites_of_one_area_counted_at_once_settle_to_the_right_total(pool: Any) -> None:
     first, second = await begin(pool), await begin(pool)
-    await first.handle(bed_availability_updated, from_partner(beds("RYG", "RYG01", "QWU", 2, T0), "RYG"))
-    await second.handle(bed_availability_updated, from_partner(beds("RJX", "RJX01", "QWU", 3, T0 + H), "RJX"))
+    await first.handle(from_partner(beds("RYG", "RYG01", "QWU", 2, T0), "RYG"))
+    await second.handle(from_partner(beds("RJX", "RJX01", "QWU", 3, T0 + H), "RJX"))
     await first.commit()
     await second.commit()
     for batch in (first, second):
         await pool.release(batch.conn)
     assert [c.available_beds for c in await published(pool, LocalCapacityChanged)] == [2], "the second had to wait"
 
-    job = capacity_job(SETTINGS)
+    job = capacity_job(SETTINGS, FACTORY)
     assert await job.run(pool, FixedClock(T0 + 2 * H)) == 1
     assert await job.run(pool, FixedClock(T0 + 2 * H)) == 0
     totals = [(c.area, c.available_beds, c.as_of) for c in await published(pool, LocalCapacityChanged)]
@@ -119,10 +118,12 @@ async def test_two_sites_of_one_area_counted_at_once_settle_to_the_right_total(p
 
 
 async def test_a_referral_closed_meanwhile_is_not_closed_again_by_a_stale_copy(pool: Any) -> None:
-    async with pool.acquire() as conn, conn.transaction():
-        uow = UnitOfWork(conn, "referrals", FixedClock(T0), topics=TOPICS)
-        await referral_received(from_partner(referral("REF-1", "QWU"), "QWU"), uow, DEPS)
-        repo = pg_repositories(conn).referrals
+    async with unit_of_work(pool, FACTORY, "referrals", FixedClock(T0), topics=TOPICS) as uow:
+        assert isinstance(uow, ReferralsUnitOfWork)
+        event = from_partner(referral("REF-1", "QWU"), "QWU")
+        uow.cause = event
+        await TABLE[event.type](event, uow)
+        repo = uow.referrals
         stale, fresh = await repo.get("REF-1"), await repo.get("REF-1")
         assert stale is not None and fresh is not None
         fresh.place(_placement("PLC-1"))
@@ -141,8 +142,8 @@ async def test_a_referral_and_a_count_for_its_time_handled_at_once_are_triaged_a
     pool: Any,
 ) -> None:
     referral_batch, count_batch = await begin(pool), await begin(pool)
-    await referral_batch.handle(referral_received, from_partner(referral("REF-1", "QWU"), "QWU", time=T0))
-    await count_batch.handle(bed_availability_updated, from_partner(beds("RYG", "RYG01", "QWU", 2, T0 - H), "RYG"))
+    await referral_batch.handle(from_partner(referral("REF-1", "QWU"), "QWU", time=T0))
+    await count_batch.handle(from_partner(beds("RYG", "RYG01", "QWU", 2, T0 - H), "RYG"))
     await referral_batch.commit()
     await count_batch.commit()
     for batch in (referral_batch, count_batch):
@@ -152,7 +153,7 @@ async def test_a_referral_and_a_count_for_its_time_handled_at_once_are_triaged_a
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM triage_unsettled") == 1, "the one without the lock left a note"
 
-    job = capacity_job(SETTINGS)
+    job = capacity_job(SETTINGS, FACTORY)
     await job.run(pool, FixedClock(T0 + 2 * H))
     await job.run(pool, FixedClock(T0 + 2 * H))  # nothing more the second time
     first, again = await published(pool, ReferralTriaged)

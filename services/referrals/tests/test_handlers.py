@@ -1,12 +1,13 @@
-"""Use cases against in-memory repositories: triage, capacity, placements and waits."""
+"""Use cases against the unit of work in memory: triage, capacity, placements and waits. Each
+event runs through the handler table and is then flushed, as the kit's consumer runs it."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
 import pytest
-from homeward.contracts import Payload
 from homeward.contracts.events import (
     LocalCapacityChanged,
     LocalCapacityUnavailable,
@@ -17,17 +18,7 @@ from homeward.contracts.vocab import BedType, OutOfAreaReason, Urgency
 from homeward.kit.consumer import Rejected
 from homeward.kit.pseudonym import patient_ref
 from homeward.kit.reference import Commissioner, ReferenceData, Site
-from homeward.referrals.domain.model import Placement
-from homeward.referrals.handlers import (
-    apply_parked_placements,
-    bed_availability_updated,
-    placement_registered,
-    referral_received,
-    referral_withdrawn,
-    report_wait_breaches,
-    settle_capacity,
-    settle_triage,
-)
+from homeward.referrals.handlers import report_wait_breaches, retry_arrived, settle_capacity, settle_triage
 from homeward.referrals.settings import ReferralsSettings
 
 from .factories import (
@@ -35,7 +26,7 @@ from .factories import (
     NHS_A,
     NHS_B,
     T0,
-    World,
+    FakeUnitOfWork,
     beds,
     from_partner,
     from_placements,
@@ -47,20 +38,23 @@ from .factories import (
 H = dt.timedelta(hours=1)
 
 
+World = FakeUnitOfWork
+
+
 async def refer(world: World, referral_id: str = "REF-1", commissioner: str = "QWU", **extra: Any) -> None:
     sender = extra.pop("sender", commissioner)
-    await referral_received(from_partner(referral(referral_id, commissioner, **extra), sender), world.uow, world.deps)  # type: ignore[arg-type]
+    await world.handle(from_partner(referral(referral_id, commissioner, **extra), sender))
 
 
 async def report(
     world: World, provider: str, site: str, area: str, available: int, as_of: dt.datetime, **kw: Any
 ) -> None:
     event = from_partner(beds(provider, site, area, available, as_of, **kw), kw.pop("sender", provider))
-    await bed_availability_updated(event, world.uow, world.deps)  # type: ignore[arg-type]
+    await world.handle(event)
 
 
 async def place(world: World, *args: Any, **kw: Any) -> None:
-    await placement_registered(from_placements(registered(*args, **kw)), world.uow, world.deps)  # type: ignore[arg-type]
+    await world.handle(from_placements(registered(*args, **kw)))
 
 
 async def test_triage_lists_in_area_sites_with_free_beds_best_first() -> None:
@@ -70,7 +64,7 @@ async def test_triage_lists_in_area_sites_with_free_beds_best_first() -> None:
     await report(w, "RJX", "RJX01", "QWU", 0, T0)
     await report(w, "8HA03", "8HA0301", "QHM", 5, T0)
     await refer(w)
-    (triaged,) = w.uow.of(ReferralTriaged)
+    (triaged,) = w.of(ReferralTriaged)
     assert [(o.site, o.available_beds) for o in triaged.local_options] == [("RYG02", 3), ("RYG01", 1)]
     assert triaged.home_area == "QWU"
     assert triaged.patient_ref == patient_ref(NHS_A, KEY)
@@ -81,7 +75,7 @@ async def test_triage_uses_the_stated_home_area_over_the_commissioners_area() ->
     await report(w, "RYG", "RYG01", "QWU", 2, T0)
     await report(w, "8HA03", "8HA0301", "QHM", 5, T0)
     await refer(w, home_area="QHM")
-    (triaged,) = w.uow.of(ReferralTriaged)
+    (triaged,) = w.of(ReferralTriaged)
     assert [o.site for o in triaged.local_options] == ["8HA0301"]
 
 
@@ -89,7 +83,7 @@ async def test_commissioner_area_comes_from_reference_data() -> None:
     w = World(reference=ReferenceData(commissioners={"D4U1Y": Commissioner("D4U1Y", "QWU")}))
     await report(w, "RYG", "RYG01", "QWU", 2, T0)
     await refer(w, commissioner="D4U1Y")
-    (triaged,) = w.uow.of(ReferralTriaged)
+    (triaged,) = w.of(ReferralTriaged)
     assert (triaged.home_area, [o.site for o in triaged.local_options]) == ("QWU", ["RYG01"])
 
 
@@ -99,10 +93,10 @@ async def test_stale_and_equal_time_counts_are_ignored_and_publish_nothing() -> 
     await report(w, "RYG", "RYG01", "QWU", 7, T0 - H)
     await report(w, "RYG", "RYG01", "QWU", 9, T0)
     assert [(c.available_beds, ok) for _, c, ok in w.capacity.reports] == [(2, True), (7, False), (9, False)]
-    (changed,) = w.uow.of(LocalCapacityChanged)
+    (changed,) = w.of(LocalCapacityChanged)
     assert (changed.area, changed.available_beds, changed.as_of) == ("QWU", 2, T0)
     await refer(w)
-    assert [o.available_beds for o in w.uow.of(ReferralTriaged)[0].local_options] == [2]
+    assert [o.available_beds for o in w.of(ReferralTriaged)[0].local_options] == [2]
 
 
 async def test_each_accepted_count_publishes_the_area_total() -> None:
@@ -110,7 +104,7 @@ async def test_each_accepted_count_publishes_the_area_total() -> None:
     await report(w, "RYG", "RYG01", "QWU", 2, T0)
     await report(w, "RJX", "RJX01", "QWU", 3, T0 + H)
     await report(w, "RYG", "RYG01", "QWU", 0, T0 + 2 * H)
-    totals = [(c.available_beds, c.as_of) for c in w.uow.of(LocalCapacityChanged)]
+    totals = [(c.available_beds, c.as_of) for c in w.of(LocalCapacityChanged)]
     assert totals == [(2, T0), (5, T0 + H), (3, T0 + 2 * H)]
 
 
@@ -118,7 +112,7 @@ async def test_a_site_moving_area_republishes_both_areas() -> None:
     w = World()
     await report(w, "RYG", "RYG01", "QWU", 2, T0)
     await report(w, "RYG", "RYG01", "QHM", 2, T0 + H)
-    last_two = [(c.area, c.available_beds) for c in w.uow.of(LocalCapacityChanged)][1:]
+    last_two = [(c.area, c.available_beds) for c in w.of(LocalCapacityChanged)][1:]
     assert sorted(last_two) == [("QHM", 2), ("QWU", 0)]
 
 
@@ -127,12 +121,12 @@ async def test_a_total_another_transaction_is_publishing_is_left_to_the_capacity
     await report(w, "RYG", "RYG01", "QWU", 2, T0)
     w.capacity.busy.add("QWU")
     await report(w, "RJX", "RJX01", "QWU", 3, T0 + H)
-    assert [c.available_beds for c in w.uow.of(LocalCapacityChanged)] == [2]
+    assert [c.available_beds for c in w.of(LocalCapacityChanged)] == [2]
     assert w.capacity.notes == [("QWU", BedType.PICU)]
     w.capacity.busy.clear()
-    assert await settle_capacity(w.capacity, _publish(w), T0 + 2 * H) == 1
-    assert [(c.available_beds, c.as_of) for c in w.uow.of(LocalCapacityChanged)] == [(2, T0), (5, T0 + H)]
-    assert await settle_capacity(w.capacity, _publish(w), T0 + 2 * H) == 0
+    assert await w.run(settle_capacity, T0 + 2 * H) == 1
+    assert [(c.available_beds, c.as_of) for c in w.of(LocalCapacityChanged)] == [(2, T0), (5, T0 + H)]
+    assert await w.run(settle_capacity, T0 + 2 * H) == 0
 
 
 async def test_a_provider_may_not_report_another_providers_beds() -> None:
@@ -159,14 +153,14 @@ async def test_only_the_commissioner_or_a_local_provider_may_refer() -> None:
         await refer(w, sender="QHM")
     assert exc.value.reason == "not-party"
     await refer(w, "REF-2", sender="RYG")
-    assert len(w.uow.of(ReferralTriaged)) == 1
+    assert len(w.of(ReferralTriaged)) == 1
 
 
 async def test_a_resent_referral_is_a_no_op_and_a_changed_one_is_a_conflict() -> None:
     w = World()
     await refer(w)
     await refer(w)
-    assert len(w.uow.of(ReferralTriaged)) == 1
+    assert len(w.of(ReferralTriaged)) == 1
     with pytest.raises(Rejected) as exc:
         await refer(w, urgency="emergency")
     assert exc.value.reason == "conflict"
@@ -179,7 +173,7 @@ async def test_an_out_of_area_placement_closes_the_referral_and_reports_the_unme
     w = World()
     await refer(w)
     await place(w, "PLC-1", "REF-1", "QWU", site="8HA0301", site_area="QHM", out_of_area=True, reason="10")
-    (gap,) = w.uow.of(LocalCapacityUnavailable)
+    (gap,) = w.of(LocalCapacityUnavailable)
     assert (gap.referral_id, gap.placement_id, gap.home_area, gap.bed_type.value) == ("REF-1", "PLC-1", "QWU", "picu")
     assert (gap.placed_site, gap.placed_on, gap.out_of_area_reason) == (
         "8HA0301",
@@ -195,7 +189,7 @@ async def test_an_in_area_placement_closes_the_referral_without_an_unmet_need_si
     w = World()
     await refer(w)
     await place(w, "PLC-1", "REF-1", "QWU", site="RYG01", site_area="QWU", out_of_area=False)
-    assert w.uow.of(LocalCapacityUnavailable) == []
+    assert w.of(LocalCapacityUnavailable) == []
     assert not w.referrals.rows["REF-1"].is_open
 
 
@@ -203,7 +197,7 @@ async def test_an_out_of_area_placement_with_no_reason_given_still_signals_the_g
     w = World()
     await refer(w)
     await place(w, "PLC-1", "REF-1", "QWU", site="8HA0301", site_area="QHM", out_of_area=True)
-    (gap,) = w.uow.of(LocalCapacityUnavailable)
+    (gap,) = w.of(LocalCapacityUnavailable)
     assert gap.out_of_area_reason is None
 
 
@@ -211,56 +205,51 @@ async def test_a_placement_without_a_referral_is_ignored() -> None:
     w = World()
     await refer(w)
     await place(w, "PLC-1", None, "QWU", site="8HA0301", site_area="QHM", out_of_area=True, reason="10")
-    assert w.uow.of(LocalCapacityUnavailable) == [] and w.referrals.parked_rows == {}
+    assert w.of(LocalCapacityUnavailable) == [] and w.lot == []
     assert w.referrals.rows["REF-1"].is_open
 
 
 async def test_a_placement_before_its_referral_is_parked_and_applied_when_the_referral_arrives() -> None:
     w = World()
     await place(w, "PLC-1", "REF-1", "QWU", site="8HA0301", site_area="QHM", out_of_area=True, reason="14")
-    assert list(w.referrals.parked_rows) == [("REF-1", "PLC-1")]
-    assert w.uow.of(LocalCapacityUnavailable) == []
+    (parked,) = w.parked()
+    assert (parked.awaiting, parked.reason, parked.event.data.placement_id) == (
+        "referral:REF-1",
+        "referral-unknown",
+        "PLC-1",
+    )
+    assert w.of(LocalCapacityUnavailable) == []
     await refer(w)
-    assert len(w.uow.of(ReferralTriaged)) == 1
-    (gap,) = w.uow.of(LocalCapacityUnavailable)
+    assert len(w.of(ReferralTriaged)) == 1
+    (gap,) = w.of(LocalCapacityUnavailable)
     assert gap.out_of_area_reason is OutOfAreaReason.PATIENT_CHOICE
-    assert w.referrals.parked_rows == {}
+    assert w.parked() == [] and [p.event.data.placement_id for p in w.parked("applied")] == ["PLC-1"]
     assert not w.referrals.rows["REF-1"].is_open
 
 
 async def test_a_placement_parked_while_its_referral_was_being_handled_is_applied_later() -> None:
     w = World()
     await refer(w)  # the referral commits...
-    placement = _placement("PLC-1", commissioner="QWU")
-    await w.referrals.park(placement)  # ...while the placement, unable to see it, was parked
+    event = from_placements(registered("PLC-1", "REF-1", "QWU", site="8HA0301", site_area="QHM", out_of_area=True))
+    await w.park(
+        event, awaiting="referral:REF-1", reason="referral-unknown"
+    )  # ...while the placement, blind to it, parks
     assert w.referrals.rows["REF-1"].is_open
-    assert await apply_parked_placements(w.referrals, _publish(w)) == 1
-    assert not w.referrals.rows["REF-1"].is_open and w.referrals.parked_rows == {}
-    assert [g.placement_id for g in w.uow.of(LocalCapacityUnavailable)] == ["PLC-1"]
-    assert await apply_parked_placements(w.referrals, _publish(w)) == 0
+    assert await w.run(retry_arrived) == 1
+    assert not w.referrals.rows["REF-1"].is_open and w.parked() == []
+    assert [g.placement_id for g in w.of(LocalCapacityUnavailable)] == ["PLC-1"]
+    assert await w.run(retry_arrived) == 0
 
 
-async def test_a_parked_placement_of_another_commissioner_is_kept_with_the_problem_and_not_retried() -> None:
+async def test_a_parked_placement_of_another_commissioner_is_refused_when_its_referral_arrives() -> None:
     w = World()
-    await w.referrals.park(_placement("PLC-9", commissioner="QHM"))
+    await place(w, "PLC-9", "REF-1", "QHM", site="8HA0301", site_area="QHM", out_of_area=True, reason="10")
     await refer(w)
     assert w.referrals.rows["REF-1"].is_open
-    assert "QWU" in w.referrals.problems[("REF-1", "PLC-9")]
-    assert await apply_parked_placements(w.referrals, _publish(w)) == 0
-    assert w.uow.of(LocalCapacityUnavailable) == []
-
-
-def _placement(placement_id: str, commissioner: str) -> Placement:
-    return Placement(
-        placement_id, "REF-1", commissioner, "8HA03", "8HA0301", "QHM", BedType.PICU, dt.date(2026, 3, 4), True, None
-    )
-
-
-def _publish(w: World) -> Any:
-    async def publish(payload: Payload, event_id: str, /, time: dt.datetime | None = None) -> bool:
-        return await w.uow.publish(payload, id=event_id)
-
-    return publish
+    (refused,) = w.parked("rejected")
+    assert refused.resolution is not None and refused.resolution.startswith("not-party")
+    assert await w.run(retry_arrived) == 0
+    assert w.of(LocalCapacityUnavailable) == []
 
 
 async def test_a_placement_for_another_commissioners_referral_is_refused() -> None:
@@ -278,14 +267,15 @@ async def test_a_second_placement_for_a_closed_referral_changes_nothing() -> Non
     await place(w, "PLC-1", "REF-1", "QWU", site="8HA0301", site_area="QHM", out_of_area=True, reason="10")
     await place(w, "PLC-1", "REF-1", "QWU", site="8HA0301", site_area="QHM", out_of_area=True, reason="10")
     await place(w, "PLC-2", "REF-1", "QWU", site="9XY0101", site_area="QHM", out_of_area=True, reason="10")
-    assert len(w.uow.of(LocalCapacityUnavailable)) == 1
+    assert len(w.of(LocalCapacityUnavailable)) == 1
     placement = w.referrals.rows["REF-1"].placement
     assert placement is not None and placement.placement_id == "PLC-1"
 
 
 async def _breaches(w: World, at: dt.datetime, thresholds: dict[Urgency, list[int]] | None = None) -> int:
     limits = thresholds or ReferralsSettings().wait_thresholds_hours
-    return await report_wait_breaches(w.referrals, _publish(w), at, limits)
+    w.config = dataclasses.replace(w.config, wait_thresholds_hours=limits)
+    return await w.run(report_wait_breaches, at)
 
 
 async def test_wait_breaches_are_reported_once_per_threshold_while_the_referral_is_open() -> None:
@@ -296,7 +286,7 @@ async def test_wait_breaches_are_reported_once_per_threshold_while_the_referral_
     assert await _breaches(w, T0 + 4 * H) == 1
     assert await _breaches(w, T0 + 4 * H) == 0
     assert await _breaches(w, T0 + 30 * H) == 2  # emergency 12h and urgent 24h
-    reported = sorted((b.referral_id, b.threshold_hours, b.waited_hours) for b in w.uow.of(ReferralWaitBreached))
+    reported = sorted((b.referral_id, b.threshold_hours, b.waited_hours) for b in w.of(ReferralWaitBreached))
     assert reported == [("REF-E", 4, 4), ("REF-E", 12, 30), ("REF-U", 24, 30)]
     await place(w, "PLC-1", "REF-U", "QWU", site="RYG01", site_area="QWU", out_of_area=False, start_date="2026-03-03")
     assert await _breaches(w, T0 + 100 * H) == 0  # REF-U placed; REF-E has no threshold beyond 12h
@@ -322,12 +312,12 @@ def test_wait_thresholds_can_be_set_from_the_environment(monkeypatch: pytest.Mon
 
 async def refer_at(world: World, at: dt.datetime, referral_id: str = "REF-1", **extra: Any) -> None:
     event = from_partner(referral(referral_id, "QWU", **extra), "QWU", time=at)
-    await referral_received(event, world.uow, world.deps)  # type: ignore[arg-type]
+    await world.handle(event)
 
 
 def _final_triage(w: World) -> dict[str, tuple[Any, ...]]:
     """Per referral: the options stored, and the ReferralTriaged no later one supersedes."""
-    published = [(i, p) for i, p in w.uow.published.items() if isinstance(p, ReferralTriaged)]
+    published = [(i, p) for i, p in w.outbox.items() if isinstance(p, ReferralTriaged)]
     superseded = {p.supersedes for _, p in published}
     standing = {p.referral_id: (i, p) for i, p in published if i not in superseded}
     out = {}
@@ -345,7 +335,7 @@ async def test_triage_uses_the_counts_stated_as_of_the_referrals_time() -> None:
     await report(w, "RYG", "RYG01", "QWU", 0, T0 + H)  # taken after the referral: not its capacity
     await report(w, "RJX", "RJX01", "QWU", 4, T0 + 2 * H)  # a site first counted after it
     await refer_at(w, T0)
-    (triaged,) = w.uow.of(ReferralTriaged)
+    (triaged,) = w.of(ReferralTriaged)
     assert [(o.site, o.available_beds) for o in triaged.local_options] == [("RYG01", 2)]
     assert triaged.capacity_as_of == T0 and triaged.supersedes is None
 
@@ -370,10 +360,10 @@ async def test_a_count_for_its_time_arriving_after_the_referral_triages_it_again
     (_, _, as_of, options) = _final_triage(counts_first)["REF-1"]
     assert (as_of, options) == (T0, (("RJX01", 3, T0 - H),))
     # The referral handled first was triaged on nothing, then again twice, each naming the one before.
-    chain = referral_first.uow.of(ReferralTriaged)
+    chain = referral_first.of(ReferralTriaged)
     assert [len(t.local_options) for t in chain] == [0, 1, 2, 1]
     assert [t.supersedes is None for t in chain] == [True, False, False, False]
-    assert len(counts_first.uow.of(ReferralTriaged)) == 1
+    assert len(counts_first.of(ReferralTriaged)) == 1
 
 
 async def test_a_count_handled_at_the_same_moment_as_a_referral_is_left_to_the_capacity_job() -> None:
@@ -381,12 +371,12 @@ async def test_a_count_handled_at_the_same_moment_as_a_referral_is_left_to_the_c
     await refer_at(w, T0)
     w.capacity.busy.add("QWU")
     await report(w, "RYG", "RYG01", "QWU", 2, T0 - H)
-    assert [len(t.local_options) for t in w.uow.of(ReferralTriaged)] == [0]
+    assert [len(t.local_options) for t in w.of(ReferralTriaged)] == [0]
     assert w.capacity.triage_notes == [("QWU", BedType.PICU, T0 - H)]
     w.capacity.busy.clear()
-    assert await settle_triage(w.deps.repositories(w.uow), _publish(w)) == 1  # type: ignore[arg-type]
-    assert [len(t.local_options) for t in w.uow.of(ReferralTriaged)] == [0, 1]
-    assert await settle_triage(w.deps.repositories(w.uow), _publish(w)) == 0  # type: ignore[arg-type]
+    assert await w.run(settle_triage) == 1
+    assert [len(t.local_options) for t in w.of(ReferralTriaged)] == [0, 1]
+    assert await w.run(settle_triage) == 0
 
 
 # ------------------------------------------------------------------------------------- withdrawal
@@ -394,7 +384,7 @@ async def test_a_count_handled_at_the_same_moment_as_a_referral_is_left_to_the_c
 
 async def withdraw(w: World, at: dt.datetime, referral_id: str = "REF-1", sender: str = "QWU", **kw: Any) -> None:
     event = from_partner(withdrawn(referral_id, kw.pop("commissioner", "QWU"), at, **kw), sender)
-    await referral_withdrawn(event, w.uow, w.deps)  # type: ignore[arg-type]
+    await w.handle(event)
 
 
 async def test_a_withdrawn_referral_stops_waiting_and_is_not_reported_again() -> None:
@@ -436,7 +426,7 @@ async def test_a_placement_answering_a_withdrawn_referral_still_counts_in_either
             await step()
         row = w.referrals.rows["REF-1"]
         assert row.withdrawal is not None and row.placement is not None
-        finals.append((row.status, row.withdrawal.withdrawn_at, len(w.uow.of(LocalCapacityUnavailable))))
+        finals.append((row.status, row.withdrawal.withdrawn_at, len(w.of(LocalCapacityUnavailable))))
     assert finals == [("placed", T0 + H, 1)] * 2
 
 
@@ -450,3 +440,13 @@ async def test_only_the_referrals_commissioner_or_a_local_provider_may_withdraw_
         await withdraw(w, T0 + H, sender="QHM", commissioner="QHM")  # its own commissioner code, not the referral's
     assert exc.value.reason == "not-party"
     assert w.referrals.rows["REF-1"].withdrawal is None
+
+
+async def test_a_parked_withdrawal_of_another_commissioners_referral_is_refused_when_the_referral_arrives() -> None:
+    w = World()
+    await withdraw(w, T0 + H, sender="QHM", commissioner="QHM")  # QHM may withdraw its own referrals...
+    assert [p.awaiting for p in w.parked()] == ["referral:REF-1"]
+    await refer(w)  # ...but REF-1 turns out to be QWU's
+    (refused,) = w.parked("rejected")
+    assert refused.resolution == "not-party: referral REF-1 belongs to another commissioner"
+    assert w.referrals.rows["REF-1"].withdrawal is None and w.referrals.rows["REF-1"].is_open

@@ -41,6 +41,11 @@ from .integration import api, events, fetchval, of, start, write_reference
 H = dt.timedelta(hours=1)
 DAY = dt.timedelta(days=1)
 ALL_NHS = (NHS_A, NHS_B, NHS_C, NHS_D)
+# What waits in the kit's parking lot for its referral, by event type.
+PARKED = (
+    "SELECT count(*) FROM parking_lot WHERE status = 'parked' AND awaiting LIKE 'referral:%'"
+    " AND event_type = 'homeward.{type}.v1'"
+)
 
 
 def spaced(nhs: str) -> str:
@@ -135,7 +140,7 @@ async def test_referrals_capacity_and_placements_give_the_right_events_and_repor
                 )
             ),
         )
-        assert await eventually(lambda: _is(database, "SELECT count(*) FROM parked_placements", 1), timeout=60)
+        assert await eventually(lambda: _is(database, PARKED.format(type="PlacementRegistered"), 1), timeout=60)
         await kafka.send(
             kafka.topics.partner(commissioner),
             from_partner(referral("REF-3", commissioner, urgency="routine", nhs_number=NHS_C), commissioner),
@@ -439,7 +444,7 @@ async def test_a_withdrawal_goes_through_the_ingress_and_only_a_referrer_may_sen
         own = kafka.topics.partner(commissioner)
         # The withdrawal comes first: parked, then applied when the referral arrives.
         await kafka.send(own, from_partner(withdrawn("REF-W", commissioner, T0 + 2 * H, "met_elsewhere"), commissioner))
-        assert await eventually(lambda: _is(database, "SELECT count(*) FROM parked_withdrawals", 1), timeout=60)
+        assert await eventually(lambda: _is(database, PARKED.format(type="ReferralWithdrawn"), 1), timeout=60)
         await kafka.send(own, from_partner(referral("REF-W", commissioner, urgency="emergency"), commissioner))
         await kafka.send(own, from_partner(referral("REF-K", commissioner, nhs_number=NHS_B), commissioner))
         assert await eventually(lambda: _is(database, "SELECT count(*) FROM referrals", 2), timeout=60)
@@ -453,7 +458,7 @@ async def test_a_withdrawal_goes_through_the_ingress_and_only_a_referrer_may_sen
 
         assert await fetchval(database, "SELECT withdrawn_at FROM referrals WHERE referral_id = 'REF-W'") == T0 + 2 * H
         assert await fetchval(database, "SELECT withdrawn_at FROM referrals WHERE referral_id = 'REF-K'") is None
-        assert await fetchval(database, "SELECT count(*) FROM parked_withdrawals") == 0
+        assert await fetchval(database, PARKED.format(type="ReferralWithdrawn")) == 0
         async with api(runtime, staff_headers(commissioner, "case-manager")) as client:
             detail = (await client.get("/referrals/REF-W")).json()
             summary = (await client.get("/summary", headers=ops_headers())).json()

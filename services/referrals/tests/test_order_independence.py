@@ -27,10 +27,11 @@ from homeward.contracts.events import (
     ReferralWaitBreached,
 )
 from homeward.kit.clock import FixedClock
-from homeward.kit.consumer import UnitOfWork
+from homeward.kit.uow import unit_of_work
 from homeward.notifications.domain.alerts import alert_from
-from homeward.referrals.adapters.postgres import PgReferrals
+from homeward.referrals.entrypoints.app import unit_of_work_factory
 from homeward.referrals.handlers import report_wait_breaches
+from homeward.referrals.ports import ReferralsUnitOfWork
 from homeward.referrals.settings import ReferralsSettings
 from homeward.testing import Infra, KafkaProbe, eventually, new_namespace, new_ods, scratch_database
 
@@ -153,14 +154,12 @@ async def _play(
         # The wait job, once everything is in, as of the same instant in both runs.
         pool = runtime.pool
         assert pool is not None
-        async with pool.acquire() as conn, conn.transaction():
-            referrals = PgReferrals(conn)
-            uow: UnitOfWork[Any] = UnitOfWork(conn, "referrals", FixedClock(CLOCK), topics=kafka.topics)
-
-            async def publish(payload: Any, event_id: str, /, time: dt.datetime | None = None) -> bool:
-                return await uow.publish(payload, id=event_id, time=time)
-
-            await report_wait_breaches(referrals, publish, CLOCK, ReferralsSettings().wait_thresholds_hours)
+        settings = runtime.settings
+        assert isinstance(settings, ReferralsSettings)
+        factory = unit_of_work_factory(settings)
+        async with unit_of_work(pool, factory, "referrals", FixedClock(CLOCK), topics=kafka.topics) as uow:
+            assert isinstance(uow, ReferralsUnitOfWork)
+            await report_wait_breaches(uow)
         expected = await _count(dsn, "SELECT count(*) FROM outbox")
         records = await kafka.read(
             kafka.topics.internal("referrals"), until=lambda r: len(r) >= expected, timeout=60, settle=0.5

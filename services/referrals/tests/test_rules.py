@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from homeward.contracts.vocab import BedType, OutOfAreaReason, Urgency
+from homeward.contracts.vocab import AgeBand, BedType, Cohort, OutOfAreaReason, Urgency
 from homeward.referrals.domain.model import BedCount, Placement, PlacementOutcome, Referral
 from homeward.referrals.domain.reports import OutOfAreaPlacement, time_to_placement, unmet_need
 from homeward.referrals.domain.rules import (
@@ -36,8 +36,8 @@ def referral(**extra: object) -> Referral:
         "commissioner": "QWU",
         "home_area": "QWU",
         "bed_type": PICU,
-        "cohort": "mental_health",
-        "age_band": "adult",
+        "cohort": Cohort.MENTAL_HEALTH,
+        "age_band": AgeBand.ADULT,
         "urgency": Urgency.URGENT,
         "need_arose_at": T,
         "received_at": T,

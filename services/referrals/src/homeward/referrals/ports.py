@@ -1,18 +1,34 @@
-"""Repository ports: what the use cases need from storage. Adapters implement them with
-asyncpg (``adapters/postgres.py``); the unit tests implement them in memory."""
+"""The ports handlers are written against: the repositories, the service's configuration and
+its unit of work (``ReferralsUnitOfWork``). Adapters implement them with asyncpg
+(``adapters/postgres.py``); the unit tests in memory (``tests/factories.py``)."""
 
 from __future__ import annotations
 
 import abc
 import datetime as dt
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from homeward.contracts.vocab import BedType
+from homeward.contracts.vocab import BedType, Urgency
+from homeward.kit.reference import ReferenceData
+from homeward.kit.uow import Repository, UnitOfWork
 
-from .domain.model import BedCount, Placement, Referral, Withdrawal
+from .domain.model import BedCount, Referral
 
 
-class ReferralRepository(abc.ABC):
+@dataclass(frozen=True)
+class Config:
+    """The service's rules and reference data, the same for every event."""
+
+    reference: ReferenceData
+    patient_ref_key: str
+    wait_thresholds_hours: Mapping[Urgency, Sequence[int]]
+
+
+class ReferralRepository(Repository, abc.ABC):
+    """Referrals, each tracked as it is handed out or added, so what it records is published."""
+
     @abc.abstractmethod
     async def get(self, referral_id: str) -> Referral | None: ...
 
@@ -38,35 +54,9 @@ class ReferralRepository(abc.ABC):
         """Store the withdrawal that stands for ``referral``."""
 
     @abc.abstractmethod
-    async def park_withdrawal(self, withdrawal: Withdrawal) -> Withdrawal:
-        """Keep a withdrawal whose referral is unknown; returns the one that stands (the earliest)."""
-
-    @abc.abstractmethod
-    async def take_parked_withdrawal(self, referral_id: str) -> Withdrawal | None:
-        """Remove and return the withdrawal parked for ``referral_id``, if any."""
-
-    @abc.abstractmethod
-    async def refuse_parked_withdrawal(self, withdrawal: Withdrawal, problem: str) -> None:
-        """Keep a parked withdrawal that cannot apply (another commissioner's referral), with the reason."""
-
-    @abc.abstractmethod
-    async def park(self, placement: Placement) -> bool:
-        """Keep a placement whose referral is unknown; False if it was parked already."""
-
-    @abc.abstractmethod
-    async def parked(self, referral_id: str) -> list[Placement]:
-        """Placements parked for ``referral_id`` (without a problem), earliest start first."""
-
-    @abc.abstractmethod
-    async def parked_with_referral(self, limit: int) -> list[Placement]:
-        """Parked placements whose referral has arrived since, claimed for this transaction."""
-
-    @abc.abstractmethod
-    async def unpark(self, referral_id: str, placement_id: str) -> None: ...
-
-    @abc.abstractmethod
-    async def refuse_parked(self, referral_id: str, placement_id: str, problem: str) -> None:
-        """Keep a parked placement that cannot be applied, with the reason, out of further attempts."""
+    async def arrived_while_parked(self, limit: int) -> list[str]:
+        """Referrals that events are parked for although the referral exists now (it arrived while
+        they were being parked, each transaction blind to the other), claimed for this transaction."""
 
     @abc.abstractmethod
     async def open_at(self, at: dt.datetime) -> list[Referral]:
@@ -145,7 +135,19 @@ class CapacityRepository(abc.ABC):
     async def in_area(self, area: str, bed_type: BedType) -> list[BedCount]: ...
 
 
-@dataclass(frozen=True)
-class Repositories:
+class ReferralsUnitOfWork(UnitOfWork[Any]):
+    """What a referrals handler gets: the repositories, the configuration, the outbox and the
+    parking lot, in one transaction."""
+
     referrals: ReferralRepository
     capacity: CapacityRepository
+    config: Config
+
+    async def flush(self) -> int:
+        """Publish what the referrals handed out have recorded, then what the kit tracks."""
+        added = 0
+        for referral in self.referrals.seen:
+            if isinstance(referral, Referral):
+                for e in referral.take_events():
+                    added += await self.publish(e.payload, id=e.id, time=e.time)
+        return added + await super().flush()

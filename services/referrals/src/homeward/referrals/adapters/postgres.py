@@ -1,4 +1,5 @@
-"""asyncpg implementations of the repository ports, on the handler's open transaction."""
+"""asyncpg implementations of the ports, on the open transaction, and the service's unit of
+work built on them (``PgReferralsUnitOfWork``)."""
 
 from __future__ import annotations
 
@@ -12,63 +13,18 @@ import asyncpg
 from homeward.contracts.vocab import AgeBand, BedType, Cohort, LegalStatus, OutOfAreaReason, Urgency, WithdrawalReason
 
 from ..domain.model import BedCount, Placement, Referral, Withdrawal
-from ..ports import CapacityRepository, ReferralRepository, Repositories
+from ..ports import CapacityRepository, Config, ReferralRepository, ReferralsUnitOfWork
+from ..views import BedCountView
 
 Connection: TypeAlias = asyncpg.Connection  # type: ignore[type-arg]
 
 
 def count_to_json(c: BedCount) -> dict[str, Any]:
-    return {
-        "site": c.site,
-        "provider": c.provider,
-        "area": c.area,
-        "bed_type": c.bed_type.value,
-        "available_beds": c.available_beds,
-        "total_beds": c.total_beds,
-        "as_of": c.as_of.isoformat(),
-    }
+    return BedCountView.model_validate(c).json_dict()
 
 
 def count_from_json(d: Mapping[str, Any]) -> BedCount:
-    return BedCount(
-        site=d["site"],
-        provider=d["provider"],
-        area=d["area"],
-        bed_type=BedType(d["bed_type"]),
-        available_beds=d["available_beds"],
-        total_beds=d.get("total_beds"),
-        as_of=dt.datetime.fromisoformat(d["as_of"]),
-    )
-
-
-def placement_to_json(p: Placement) -> dict[str, Any]:
-    return {
-        "placement_id": p.placement_id,
-        "referral_id": p.referral_id,
-        "commissioner": p.commissioner,
-        "provider": p.provider,
-        "site": p.site,
-        "site_area": p.site_area,
-        "bed_type": p.bed_type.value,
-        "start_date": p.start_date.isoformat(),
-        "out_of_area": p.out_of_area,
-        "out_of_area_reason": p.out_of_area_reason.value if p.out_of_area_reason else None,
-    }
-
-
-def placement_from_json(d: Mapping[str, Any]) -> Placement:
-    return Placement(
-        placement_id=d["placement_id"],
-        referral_id=d["referral_id"],
-        commissioner=d["commissioner"],
-        provider=d["provider"],
-        site=d["site"],
-        site_area=d["site_area"],
-        bed_type=BedType(d["bed_type"]),
-        start_date=dt.date.fromisoformat(d["start_date"]),
-        out_of_area=d["out_of_area"],
-        out_of_area_reason=OutOfAreaReason(d["out_of_area_reason"]) if d.get("out_of_area_reason") else None,
-    )
+    return BedCountView.model_validate(d).to_count()
 
 
 def count_from_row(r: Mapping[str, Any]) -> BedCount:
@@ -130,26 +86,16 @@ def referral_from_row(r: Mapping[str, Any]) -> Referral:
     )
 
 
-def withdrawal_from_row(r: Mapping[str, Any]) -> Withdrawal:
-    return Withdrawal(
-        referral_id=r["referral_id"],
-        commissioner=r["commissioner"],
-        withdrawn_at=r["withdrawn_at"],
-        reason=WithdrawalReason(r["reason"]),
-        event_id=r["event_id"],
-        organisation=r["organisation"],
-    )
-
-
 class PgReferrals(ReferralRepository):
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     async def get(self, referral_id: str) -> Referral | None:
         row = await self.conn.fetchrow("SELECT * FROM referrals WHERE referral_id = $1", referral_id)
-        return referral_from_row(row) if row else None
+        return self.track(referral_from_row(row)) if row else None
 
     async def add(self, referral: Referral) -> None:
+        self.track(referral)
         await self.conn.execute(
             """INSERT INTO referrals (referral_id, patient_ref, commissioner, home_area, bed_type, cohort, age_band,
                                       urgency, legal_status, need_arose_at, received_at, local_options,
@@ -196,7 +142,7 @@ class PgReferrals(ReferralRepository):
             site,
             since,
         )
-        return [referral_from_row(r) for r in rows]
+        return [self.track(referral_from_row(r)) for r in rows]
 
     async def save_withdrawal(self, referral: Referral) -> None:
         w = referral.withdrawal
@@ -210,47 +156,6 @@ class PgReferrals(ReferralRepository):
             w.reason.value,
             w.event_id,
             w.organisation,
-        )
-
-    async def park_withdrawal(self, withdrawal: Withdrawal) -> Withdrawal:
-        row = await self.conn.fetchrow(
-            "SELECT * FROM parked_withdrawals WHERE referral_id = $1 FOR UPDATE", withdrawal.referral_id
-        )
-        standing = withdrawal if row is None else withdrawal_from_row(row).earlier_of(withdrawal)
-        await self.conn.execute(
-            """INSERT INTO parked_withdrawals (referral_id, commissioner, withdrawn_at, reason, event_id, organisation)
-               VALUES ($1, $2, $3, $4, $5, $6)
-               ON CONFLICT (referral_id) DO UPDATE SET commissioner = EXCLUDED.commissioner,
-                   withdrawn_at = EXCLUDED.withdrawn_at, reason = EXCLUDED.reason, event_id = EXCLUDED.event_id,
-                   organisation = EXCLUDED.organisation""",
-            standing.referral_id,
-            standing.commissioner,
-            standing.withdrawn_at,
-            standing.reason.value,
-            standing.event_id,
-            standing.organisation,
-        )
-        return standing
-
-    async def take_parked_withdrawal(self, referral_id: str) -> Withdrawal | None:
-        row = await self.conn.fetchrow(
-            "DELETE FROM parked_withdrawals WHERE referral_id = $1 AND problem IS NULL RETURNING *", referral_id
-        )
-        return withdrawal_from_row(row) if row else None
-
-    async def refuse_parked_withdrawal(self, withdrawal: Withdrawal, problem: str) -> None:
-        await self.conn.execute(
-            """INSERT INTO parked_withdrawals (referral_id, commissioner, withdrawn_at, reason, event_id, organisation,
-                                               problem)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)
-               ON CONFLICT (referral_id) DO UPDATE SET problem = EXCLUDED.problem""",
-            withdrawal.referral_id,
-            withdrawal.commissioner,
-            withdrawal.withdrawn_at,
-            withdrawal.reason.value,
-            withdrawal.event_id,
-            withdrawal.organisation,
-            problem,
         )
 
     async def save_placement(self, referral: Referral) -> bool:
@@ -275,45 +180,17 @@ class PgReferrals(ReferralRepository):
         )
         return bool(status == "UPDATE 1")
 
-    async def park(self, placement: Placement) -> bool:
-        added = await self.conn.fetchval(
-            """INSERT INTO parked_placements (referral_id, placement_id, placement) VALUES ($1, $2, $3::jsonb)
-               ON CONFLICT DO NOTHING RETURNING 1""",
-            placement.referral_id,
-            placement.placement_id,
-            json.dumps(placement_to_json(placement)),
-        )
-        return added is not None
-
-    async def parked(self, referral_id: str) -> list[Placement]:
+    async def arrived_while_parked(self, limit: int) -> list[str]:
+        # The referral's row is the claim: another replica skips it, and a consumer's change to
+        # it waits for this short transaction (which holds no other referral).
         rows = await self.conn.fetch(
-            "SELECT placement FROM parked_placements WHERE referral_id = $1 AND problem IS NULL",
-            referral_id,
-        )
-        placements = [placement_from_json(json.loads(r["placement"])) for r in rows]
-        return sorted(placements, key=lambda p: (p.start_date, p.placement_id))
-
-    async def parked_with_referral(self, limit: int) -> list[Placement]:
-        rows = await self.conn.fetch(
-            """SELECT p.placement FROM parked_placements p JOIN referrals r USING (referral_id)
-               WHERE p.problem IS NULL ORDER BY p.referral_id, p.placement_id
-               LIMIT $1 FOR UPDATE OF p SKIP LOCKED""",
+            """SELECT referral_id FROM referrals
+               WHERE referral_id IN (SELECT substr(awaiting, 10) FROM parking_lot
+                                     WHERE status = 'parked' AND awaiting LIKE 'referral:%')
+               ORDER BY referral_id LIMIT $1 FOR UPDATE SKIP LOCKED""",
             limit,
         )
-        return [placement_from_json(json.loads(r["placement"])) for r in rows]
-
-    async def refuse_parked(self, referral_id: str, placement_id: str, problem: str) -> None:
-        await self.conn.execute(
-            "UPDATE parked_placements SET problem = $3 WHERE referral_id = $1 AND placement_id = $2",
-            referral_id,
-            placement_id,
-            problem,
-        )
-
-    async def unpark(self, referral_id: str, placement_id: str) -> None:
-        await self.conn.execute(
-            "DELETE FROM parked_placements WHERE referral_id = $1 AND placement_id = $2", referral_id, placement_id
-        )
+        return [r["referral_id"] for r in rows]
 
     async def open_at(self, at: dt.datetime) -> list[Referral]:
         rows = await self.conn.fetch(
@@ -322,7 +199,7 @@ class PgReferrals(ReferralRepository):
                ORDER BY referral_id""",
             at,
         )
-        return [referral_from_row(r) for r in rows]
+        return [self.track(referral_from_row(r)) for r in rows]
 
     async def record_breach(
         self, referral_id: str, threshold_hours: int, breached_at: dt.datetime, event_id: str
@@ -465,5 +342,11 @@ class PgCapacity(CapacityRepository):
         return [count_from_row(r) for r in rows]
 
 
-def pg_repositories(conn: Connection) -> Repositories:
-    return Repositories(referrals=PgReferrals(conn), capacity=PgCapacity(conn))
+class PgReferralsUnitOfWork(ReferralsUnitOfWork):
+    """The unit of work on PostgreSQL: the kit builds one per event (and a job per transaction)."""
+
+    def __init__(self, conn: Connection, *args: Any, config: Config, **kwargs: Any) -> None:
+        super().__init__(conn, *args, **kwargs)
+        self.config = config
+        self.referrals = PgReferrals(conn)
+        self.capacity = PgCapacity(conn)

@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any, TypeAlias
 
 import asyncpg
+from homeward.contracts.events import PlacementRegistered, ReferralWithdrawn
 from homeward.contracts.vocab import BedType, OutOfAreaReason, Urgency
 
 from ..domain.model import BedCount, Referral
@@ -141,13 +142,17 @@ class ReadModel:
             breaches = await conn.fetchval("SELECT count(*) FROM wait_breaches WHERE breached_at <= $1", at)
             sites = await conn.fetchval("SELECT count(DISTINCT site) FROM bed_reports WHERE as_of <= $1", at)
             stale = await conn.fetchval("SELECT count(*) FROM bed_reports WHERE NOT accepted")
+            # What waits in the kit's parking lot for its referral, and the placements refused
+            # when their referral came (dead-lettered, kept in the lot as rejected).
             parked = await conn.fetchrow(
-                """SELECT count(*) FILTER (WHERE problem IS NULL) AS waiting,
-                          count(*) FILTER (WHERE problem IS NOT NULL) AS refused
-                   FROM parked_placements"""
+                """SELECT count(*) FILTER (WHERE status = 'parked' AND event_type = $1) AS placements,
+                          count(*) FILTER (WHERE status = 'rejected' AND event_type = $1) AS refused,
+                          count(*) FILTER (WHERE status = 'parked' AND event_type = $2) AS withdrawals
+                   FROM parking_lot WHERE awaiting LIKE 'referral:%'""",
+                PlacementRegistered.event_type(),
+                ReferralWithdrawn.event_type(),
             )
             unsettled = await conn.fetchval("SELECT count(DISTINCT (area, bed_type)) FROM capacity_unsettled")
-            withdrawals_waiting = await conn.fetchval("SELECT count(*) FROM parked_withdrawals WHERE problem IS NULL")
             triage_unsettled = await conn.fetchval("SELECT count(DISTINCT (area, bed_type)) FROM triage_unsettled")
         return {
             "open_referrals": row["open"],
@@ -159,9 +164,9 @@ class ReadModel:
             "wait_breaches_reported": breaches,
             "sites_reporting": sites,
             "stale_capacity_updates_ignored": stale,
-            "parked_placements": parked["waiting"],
+            "parked_placements": parked["placements"],
             "parked_placements_refused": parked["refused"],
             "capacity_totals_unsettled": unsettled,
-            "parked_withdrawals": withdrawals_waiting,
+            "parked_withdrawals": parked["withdrawals"],
             "triage_unsettled": triage_unsettled,
         }

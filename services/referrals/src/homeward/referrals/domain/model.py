@@ -3,12 +3,47 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from homeward.contracts import Payload
+from homeward.contracts.events import LocalCapacityUnavailable, LocalOption, ReferralTriaged
 from homeward.contracts.vocab import AgeBand, BedType, Cohort, LegalStatus, OutOfAreaReason, Urgency, WithdrawalReason
+from homeward.kit.identity import stable_id
 
 from .days import start_of_day, whole_hours
+
+
+class Refused(Exception):
+    """A fact the service refuses (the handler table dead-letters the event with ``reason``)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason, self.message = reason, message
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """An event an aggregate recorded: the payload, its deterministic id and when it happened."""
+
+    payload: Payload
+    id: str
+    time: dt.datetime | None = None
+
+
+class Recording:
+    """What an aggregate has recorded, kept outside its dataclass fields (so equality, ``repr``
+    and ``dataclasses.replace`` ignore it), with the kit's ``Aggregate`` interface. The kit's
+    mixin lives in ``homeward.kit.uow``, which does I/O, so a pure domain cannot inherit it; the
+    unit of work publishes these (``ports.ReferralsUnitOfWork.flush``)."""
+
+    def record_event(self, payload: Payload, *, id: str, time: dt.datetime | None = None) -> None:
+        self.__dict__.setdefault("_recorded", []).append(Recorded(payload, id, time))
+
+    def take_events(self) -> list[Recorded]:
+        """The recorded events, oldest first; none are held afterwards."""
+        return self.__dict__.pop("_recorded", [])  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -69,7 +104,7 @@ class PlacementOutcome(StrEnum):
 
 
 @dataclass
-class Referral:
+class Referral(Recording):
     referral_id: str
     patient_ref: str
     commissioner: str
@@ -128,8 +163,38 @@ class Referral:
         )
         return all(getattr(self, k) == getattr(other, k) for k in keys)
 
+    def triage(self, options: Sequence[BedCount], at: dt.datetime, triage_id: str) -> bool:
+        """Take ``options`` (ranked) as the local options as of ``at``; ``triage_id`` names the
+        counts they were made from. Records a ``ReferralTriaged`` that supersedes the one before;
+        False, recording nothing, if the referral was triaged on these counts already."""
+        if triage_id == self.triage_id:
+            return False
+        before = self.triage_id
+        self.local_options, self.triaged_as_of, self.triage_id = tuple(options), at, triage_id
+        self.record_event(
+            ReferralTriaged(
+                referral_id=self.referral_id,
+                patient_ref=self.patient_ref,
+                commissioner=self.commissioner,
+                home_area=self.home_area,
+                bed_type=self.bed_type,
+                cohort=self.cohort,
+                urgency=self.urgency,
+                local_options=[
+                    LocalOption(provider=c.provider, site=c.site, available_beds=c.available_beds, as_of=c.as_of)
+                    for c in options
+                ],
+                capacity_as_of=at,
+                supersedes=before,
+            ),
+            id=triage_id,
+            time=at,
+        )
+        return True
+
     def place(self, placement: Placement) -> PlacementOutcome:
-        """Close the referral with ``placement``; the waiting time runs to the placement's start."""
+        """Close the referral with ``placement``; the waiting time runs to the placement's start.
+        An out-of-area placement records the unmet local need (``LocalCapacityUnavailable``)."""
         if placement.commissioner != self.commissioner:
             return PlacementOutcome.WRONG_COMMISSIONER
         if self.placement is not None:
@@ -138,6 +203,23 @@ class Referral:
             return PlacementOutcome.ANSWERED_BY_ANOTHER
         self.placement = placement
         self.waited_hours = whole_hours(self.need_arose_at, placement.placed_at)
+        if placement.out_of_area:
+            self.record_event(
+                LocalCapacityUnavailable(
+                    referral_id=self.referral_id,
+                    placement_id=placement.placement_id,
+                    commissioner=self.commissioner,
+                    home_area=self.home_area,
+                    bed_type=self.bed_type,
+                    cohort=self.cohort,
+                    placed_site=placement.site,
+                    placed_on=placement.start_date,
+                    out_of_area_reason=placement.out_of_area_reason,
+                    waited_hours=self.waited_hours,
+                ),
+                id=stable_id("LocalCapacityUnavailable", self.referral_id, placement.placement_id),
+                time=placement.placed_at,
+            )
         return PlacementOutcome.CLOSED
 
     @property

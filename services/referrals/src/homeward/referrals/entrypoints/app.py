@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from homeward.contracts.events import (
     LocalCapacityChanged,
     LocalCapacityUnavailable,
@@ -11,9 +13,11 @@ from homeward.contracts.events import (
 from homeward.kit.db import service_migrations
 from homeward.kit.reference import load_reference
 from homeward.kit.service import ServiceDefinition, Subscription
+from homeward.kit.uow import UnitOfWorkFactory
 
-from ..adapters.postgres import pg_repositories
-from ..handlers import Dependencies, build_handlers
+from ..adapters.postgres import PgReferralsUnitOfWork
+from ..handlers import HANDLERS
+from ..ports import Config
 from ..settings import ReferralsSettings
 from . import http
 from .jobs import SERVICE, capacity_job, wait_breach_job
@@ -23,21 +27,30 @@ MIGRATIONS = service_migrations(__file__)
 SUBSCRIPTIONS = [Subscription(services=["ingress"]), Subscription(services=["placements"])]
 
 
-def build_definition(settings: ReferralsSettings | None = None) -> ServiceDefinition:
-    settings = settings or ReferralsSettings()
-    deps = Dependencies(
-        repositories=lambda uow: pg_repositories(uow.conn),
+def build_config(settings: ReferralsSettings) -> Config:
+    return Config(
         reference=load_reference(settings.reference_data),
         # Unset, the runtime refuses to start (naming the variable) before any handler runs.
         patient_ref_key=key.get_secret_value() if (key := settings.common.patient_ref_key) else "",
+        wait_thresholds_hours=settings.wait_thresholds_hours,
     )
+
+
+def unit_of_work_factory(settings: ReferralsSettings) -> UnitOfWorkFactory:
+    return functools.partial(PgReferralsUnitOfWork, config=build_config(settings))
+
+
+def build_definition(settings: ReferralsSettings | None = None) -> ServiceDefinition:
+    settings = settings or ReferralsSettings()
+    factory = unit_of_work_factory(settings)
     return ServiceDefinition(
         name=SERVICE,
         settings=settings,
         migrations=MIGRATIONS,
-        handlers=build_handlers(deps),
+        handlers=HANDLERS,
+        unit_of_work=factory,
         subscriptions=SUBSCRIPTIONS,
-        jobs=[wait_breach_job(settings), capacity_job(settings)],
+        jobs=[wait_breach_job(settings, factory), capacity_job(settings, factory)],
         routes=lambda pool, clock: http.routes(pool, clock, settings.wait_thresholds_hours),
         publishes=[ReferralTriaged, LocalCapacityUnavailable, ReferralWaitBreached, LocalCapacityChanged],
     )
