@@ -50,6 +50,7 @@ from ..domain.keys import key_id_of
 from ..domain.ratelimit import TokenBuckets
 from ..ports import SERVICE, IngressUnitOfWork, Recorded, ReusedIds
 from ..settings import IngressSettings
+from ..views import BatchReceipt, Receipt
 from .openapi import document
 
 log = get_logger(__name__)
@@ -303,21 +304,11 @@ class FrontDoor:
 
     def _answer(self, mode: Mode, events: list[Admitted], recorded: Recorded) -> Response:
         first_copy: dict[tuple[str, str], int] = {}
-        results = []
+        receipts = []
         for a in events:
             first = first_copy.setdefault(a.ident, a.index)
             status = "accepted" if a.ident in recorded.new and first == a.index else "duplicate"
-            results.append({"id": a.event.id, "source": a.event.source, "type": a.event.type, "status": status})
+            receipts.append(Receipt(id=a.event.id, source=a.event.source, type=a.event.type, status=status))
         code = 202 if recorded.new else 200
-        if mode is not Mode.BATCH:
-            return JSONResponse(results[0], status_code=code)
-        accepted = sum(1 for r in results if r["status"] == "accepted")
-        return JSONResponse(
-            {
-                "ids": [r["id"] for r in results],
-                "accepted": accepted,
-                "duplicates": len(results) - accepted,
-                "events": results,
-            },
-            status_code=code,
-        )
+        answer = receipts[0] if mode is not Mode.BATCH else BatchReceipt.of(receipts)
+        return JSONResponse(answer.model_dump(mode="json"), status_code=code)
