@@ -18,12 +18,14 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from homeward.contracts import Event, Payload, new_event, parse_json, service_source
-from homeward.notifications.adapters.templates import build_message
+from homeward.kit.clock import Clock
+from homeward.notifications.adapters.templates import JinjaRenderer, build_message
 from homeward.notifications.domain.digest import DigestWindow
 from homeward.notifications.domain.model import Candidate, DefaultRoute, Recipient, Subscription
 from homeward.notifications.domain.recipients import RecipientSpec
 from homeward.notifications.ports import (
     AlertRepository,
+    Config,
     DigestStore,
     DigestTransaction,
     Directory,
@@ -34,8 +36,11 @@ from homeward.notifications.ports import (
     MailUnavailable,
     NotificationRecord,
     NotificationRef,
+    NotificationsUnitOfWork,
     OutgoingEmail,
     QueuedEmail,
+    RecipientRepository,
+    Renderer,
     Settlement,
     WaitingItem,
 )
@@ -242,7 +247,7 @@ class StoredNotification:
 
 
 @dataclass
-class InMemoryStore(AlertRepository, EmailQueue, DigestStore, Directory):
+class InMemoryStore(RecipientRepository, AlertRepository, EmailQueue, DigestStore, Directory):
     """Every port over plain lists; ``now`` is the store's own notion of time for leases."""
 
     recipients_: dict[int, Recipient] = field(default_factory=dict)
@@ -299,7 +304,7 @@ class InMemoryStore(AlertRepository, EmailQueue, DigestStore, Directory):
         self.subscriptions_[key] = replace(self.subscriptions_[key], opted_out_at=at)
         return True
 
-    # AlertRepository: hands back every subscription so the domain's routing does the choosing
+    # RecipientRepository: hands back every subscription so the domain's routing does the choosing
     async def candidates(self, event_type: str, organisations: Collection[str]) -> list[Candidate]:
         return [Candidate(self.recipients_[rid], s) for (rid, _), s in self.subscriptions_.items()]
 
@@ -508,3 +513,16 @@ class SmtpServer:
         with self.handler._lock:
             raw = list(self.handler.raw)
         return [email.message_from_bytes(r, policy=email.policy.default) for r in raw]  # type: ignore[misc]
+
+
+class FakeUnitOfWork(NotificationsUnitOfWork):
+    """The handlers' unit of work over the in-memory store: no database, no outbox."""
+
+    def __init__(
+        self, store: InMemoryStore, clock: Clock, *, config: Config | None = None, renderer: Renderer | None = None
+    ) -> None:
+        super().__init__(None, "notifications", clock)  # type: ignore[arg-type]
+        self.recipients = store
+        self.alerts = store
+        self.renderer = renderer or JinjaRenderer()
+        self.config = config or Config()

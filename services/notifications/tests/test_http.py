@@ -11,18 +11,17 @@ import httpx
 import pytest
 from homeward.contracts.vocab import Role
 from homeward.kit.clock import FixedClock
-from homeward.kit.consumer import UnitOfWork
 from homeward.kit.db import migrate
 from homeward.kit.http import build_app
 from homeward.kit.topics import Topics
 from homeward.notifications import management
-from homeward.notifications.adapters.postgres import PgAlertRepository, PgDirectory, PgEmailQueue
+from homeward.notifications.adapters.postgres import PgDirectory, PgEmailQueue, PgNotificationsUnitOfWork
 from homeward.notifications.adapters.templates import JinjaRenderer
-from homeward.notifications.domain.alerts import AlertPolicy
 from homeward.notifications.domain.recipients import RecipientSpec
 from homeward.notifications.entrypoints import http
 from homeward.notifications.entrypoints.app import MIGRATIONS
-from homeward.notifications.handlers import RecordAlert
+from homeward.notifications.handlers import record_alert
+from homeward.notifications.ports import Config
 from homeward.testing import ops_headers, staff_headers
 from notifications_support import sample_event
 
@@ -42,9 +41,11 @@ async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:  # type: ignore[ty
 
 
 async def _record(pool: asyncpg.Pool, event: Any, at: dt.datetime) -> None:  # type: ignore[type-arg]
-    handler = RecordAlert(PgAlertRepository, JinjaRenderer(), AlertPolicy())
     async with pool.acquire() as conn, conn.transaction():
-        await handler(event, UnitOfWork(conn, "notifications", FixedClock(at)))
+        uow = PgNotificationsUnitOfWork(
+            conn, "notifications", FixedClock(at), config=Config(), renderer=JinjaRenderer()
+        )
+        await record_alert(event, uow)
 
 
 @pytest.fixture

@@ -484,13 +484,12 @@ async def test_a_replay_emails_what_is_due_digests_what_is_late_and_suppresses_h
 
 async def _record_one_email(database: str, kafka: KafkaProbe) -> None:
     """One pending email to case@05a, recorded as the consuming transaction records it."""
-    from homeward.kit.consumer import UnitOfWork
     from homeward.kit.db import migrate
-    from homeward.notifications.adapters.postgres import PgAlertRepository
+    from homeward.notifications.adapters.postgres import PgNotificationsUnitOfWork
     from homeward.notifications.adapters.templates import JinjaRenderer
-    from homeward.notifications.domain.alerts import AlertPolicy
     from homeward.notifications.entrypoints.app import MIGRATIONS
-    from homeward.notifications.handlers import RecordAlert
+    from homeward.notifications.handlers import record_alert
+    from homeward.notifications.ports import Config
     from notifications_support import sample_event as event_of
 
     await migrate(database, "notifications", MIGRATIONS)
@@ -498,8 +497,10 @@ async def _record_one_email(database: str, kafka: KafkaProbe) -> None:
     conn = await asyncpg.connect(database)
     try:
         async with conn.transaction():
-            uow: UnitOfWork[Any] = UnitOfWork(conn, "notifications", FixedClock(NOW), topics=kafka.topics)
-            await RecordAlert(PgAlertRepository, JinjaRenderer(), AlertPolicy())(event_of("ReviewDueSoon"), uow)
+            uow = PgNotificationsUnitOfWork(
+                conn, "notifications", FixedClock(NOW), topics=kafka.topics, config=Config(), renderer=JinjaRenderer()
+            )
+            await record_alert(event_of("ReviewDueSoon"), uow)
     finally:
         await conn.close()
 

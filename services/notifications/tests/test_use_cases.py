@@ -9,14 +9,12 @@ import pytest
 from homeward.contracts.events import NotificationFailed, NotificationSent
 from homeward.contracts.vocab import Role
 from homeward.kit.clock import FixedClock
-from homeward.kit.consumer import UnitOfWork
 from homeward.notifications import management
 from homeward.notifications.adapters.templates import JinjaRenderer
-from homeward.notifications.domain.alerts import AlertPolicy
 from homeward.notifications.domain.recipients import InvalidInput, RecipientSpec
-from homeward.notifications.handlers import RecordAlert
+from homeward.notifications.handlers import HANDLERS
 from homeward.notifications.sending import DigestMaker, Sender, SendPolicy
-from notifications_support import FakeMailer, InMemoryStore, sample_event
+from notifications_support import FakeMailer, FakeUnitOfWork, InMemoryStore, sample_event
 
 NOW = dt.datetime(2026, 3, 12, 12, 0, tzinfo=dt.UTC)
 POLICY = SendPolicy(max_attempts=3, backoff_base_s=10, backoff_max_s=100, lease_s=60, batch_size=10)
@@ -28,8 +26,7 @@ async def _people(store: InMemoryStore, *specs: tuple[str, str, Role, bool]) -> 
 
 
 async def _handle(store: InMemoryStore, event: Any, clock: FixedClock | None = None) -> None:
-    record = RecordAlert(lambda _: store, JinjaRenderer(), AlertPolicy())
-    await record(event, UnitOfWork(None, "notifications", clock or FixedClock(NOW)))  # type: ignore[arg-type]
+    await HANDLERS[type(event.data)](event, FakeUnitOfWork(store, clock or FixedClock(NOW)))
 
 
 def _sent_events(store: InMemoryStore) -> list[NotificationSent]:

@@ -36,53 +36,22 @@ BudgetAllocated, InvoiceReceived   commissioner
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
-from homeward.contracts import Event, Payload
-from homeward.contracts.access import PRINCIPAL_EXTENSION, partner_principal
-from homeward.contracts.envelope import MAX_EXTENSIONS
+from homeward.contracts import Event
 from homeward.contracts.events import INBOUND
-from homeward.kit import outbox
-from homeward.kit.consumer import Handler, UnitOfWork
+from homeward.kit.uow import handler_table
 
-SERVICE = "ingress"
+from .domain.forwarding import naming, principal
+from .ports import SERVICE, IngressUnitOfWork
 
-
-def outbox_id(event: Event[Any]) -> str:
-    """The outbox's de-duplication key: CloudEvents ids are unique per source only."""
-    return f"{event.source} {event.id}"
+__all__ = ["HANDLERS", "SERVICE", "accept"]
 
 
-async def principal(event: Event[Any], uow: UnitOfWork[Any]) -> str:
-    """Who could have written the record: the partner's own Kafka user, or the API key it was
-    posted over HTTP with (the ingress wrote those onto the partner's topic)."""
-    key_id = await uow.conn.fetchval(
-        "SELECT key_id FROM http_receipts WHERE source = $1 AND event_id = $2", event.source, event.id
-    )
-    if key_id:
-        return f"apikey:{key_id}"
-    return f"User:{partner_principal(event.organisation or 'unknown', uow.topics.namespace)}"
+async def accept(event: Event[Any], uow: IngressUnitOfWork) -> None:
+    who = principal(event, await uow.receipts.key_id(event.source, event.id), uow.topics.namespace)
+    await uow.forwarded.add(naming(event, who))
 
 
-async def accept(event: Event[Any], uow: UnitOfWork[Any]) -> None:
-    who = await principal(event, uow)
-    # The partner's own extensions, less any it called "principal", and fewer by one if it used
-    # the whole allowance, so the forwarded event stays within the contracts' bound.
-    own = sorted((k, v) for k, v in event.extensions.items() if k != PRINCIPAL_EXTENSION)[: MAX_EXTENSIONS - 1]
-    named = dataclasses.replace(event, extensions={**dict(own), PRINCIPAL_EXTENSION: who})
-    key, value, headers = named.to_kafka()
-    await outbox.add_raw(
-        uow.conn,
-        uow.topics.internal(SERVICE),
-        key,
-        value,
-        headers,
-        event_id=outbox_id(event),
-        event_type=event.type,
-    )
-
-
-def build_handlers() -> dict[type[Payload], Handler]:
-    """Every inbound event type is accepted the same way; anything else was refused before."""
-    return dict.fromkeys(INBOUND, accept)
+# Every inbound event type is accepted the same way; anything else was refused before.
+HANDLERS = handler_table(dict.fromkeys(INBOUND, accept))

@@ -7,63 +7,50 @@ nothing, and (event, recipient) is unique besides. The sender job sends what was
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 from homeward.contracts import Event
-from homeward.kit.consumer import UnitOfWork
 from homeward.kit.logging import get_logger
+from homeward.kit.uow import handler_table
 
-from .domain.alerts import Alert, AlertPolicy, alert_from
+from .domain.alerts import HANDLED, Alert, alert_from
 from .domain.formatting import uk_date
 from .domain.model import Recipient, message_id, notification_id, route
-from .domain.timeliness import Judgement, Timeliness
-from .ports import AlertRepository, NotificationRecord, OutgoingEmail, RenderedEmail, Renderer
+from .domain.timeliness import Judgement
+from .ports import NotificationRecord, NotificationsUnitOfWork, OutgoingEmail, RenderedEmail
 
 log = get_logger(__name__)
 
-RepositoryFactory = Callable[[asyncpg.Connection], AlertRepository]  # type: ignore[type-arg]
 
-
-@dataclass
-class RecordAlert:
-    repository: RepositoryFactory
-    renderer: Renderer
-    policy: AlertPolicy
-    timeliness: Timeliness = field(default_factory=Timeliness)
-
-    async def __call__(self, event: Event[Any], uow: UnitOfWork[Any]) -> None:
-        alert = alert_from(event, self.policy)
-        if alert is None:
-            return
-        repo = self.repository(uow.conn)
-        recipients = route(alert, await repo.candidates(alert.name, alert.organisations))
-        if not recipients:
-            log.debug("alert has no recipients", alert=alert.name, reference=alert.reference)
-            return
-        # Judged against the service clock's today, not the event's time (see domain/timeliness).
-        judgement = self.timeliness.judge(alert.due_by, uk_date(uow.clock.now()))
-        rendered: RenderedEmail | None = None
-        recorded = 0
-        for r in recipients:
-            by_email = judgement.kind == "current" and not r.digest
-            if by_email and rendered is None:
-                rendered = self.renderer.alert(alert)
-            if await repo.record(*_notification(alert, r, rendered if by_email else None, judgement, uow)):
-                recorded += 1
-        log.debug(
-            "alert suppressed: about history" if judgement.kind == "history" else "alert recorded",
-            alert=alert.name,
-            reference=alert.reference,
-            recipients=recorded,
-            timeliness=judgement.kind,
-        )
+async def record_alert(event: Event[Any], uow: NotificationsUnitOfWork) -> None:
+    alert = alert_from(event, uow.config.policy)
+    if alert is None:
+        return
+    recipients = route(alert, await uow.recipients.candidates(alert.name, alert.organisations))
+    if not recipients:
+        log.debug("alert has no recipients", alert=alert.name, reference=alert.reference)
+        return
+    # Judged against the service clock's today, not the event's time (see domain/timeliness).
+    judgement = uow.config.timeliness.judge(alert.due_by, uk_date(uow.clock.now()))
+    rendered: RenderedEmail | None = None
+    recorded = 0
+    for r in recipients:
+        by_email = judgement.kind == "current" and not r.digest
+        if by_email and rendered is None:
+            rendered = uow.renderer.alert(alert)
+        if await uow.alerts.record(*_notification(alert, r, rendered if by_email else None, judgement, uow)):
+            recorded += 1
+    log.debug(
+        "alert suppressed: about history" if judgement.kind == "history" else "alert recorded",
+        alert=alert.name,
+        reference=alert.reference,
+        recipients=recorded,
+        timeliness=judgement.kind,
+    )
 
 
 def _notification(
-    alert: Alert, r: Recipient, rendered: RenderedEmail | None, judgement: Judgement, uow: UnitOfWork[Any]
+    alert: Alert, r: Recipient, rendered: RenderedEmail | None, judgement: Judgement, uow: NotificationsUnitOfWork
 ) -> tuple[NotificationRecord, OutgoingEmail | None]:
     now = uow.clock.now()
     nid = notification_id(alert.event_id, r.id)
@@ -106,3 +93,7 @@ def _notification(
         suppressed_reason=judgement.reason if judgement.kind == "history" else None,
     )
     return record, email
+
+
+# Every alert-worthy event is recorded the same way; domain/alerts says what each one means.
+HANDLERS = handler_table(dict.fromkeys(HANDLED, record_alert))

@@ -1,5 +1,6 @@
-"""Ports: what the use cases need from the outside world. Each has an asyncpg or SMTP
-adapter in ``adapters/`` and an in-memory fake in the tests."""
+"""Ports: what the use cases need from the outside world, and the unit of work the handlers
+are typed against. Each port has an asyncpg, SMTP or Jinja adapter in ``adapters/`` and an
+in-memory fake in the tests."""
 
 from __future__ import annotations
 
@@ -7,15 +8,18 @@ import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from homeward.contracts import Payload
 from homeward.contracts.vocab import Role
+from homeward.kit.uow import UnitOfWork
 
-from .domain.alerts import Alert
+from .domain.alerts import Alert, AlertPolicy
 from .domain.digest import DigestItem, DigestWindow
 from .domain.model import Candidate, DefaultRoute, Recipient, Subscription
 from .domain.recipients import RecipientSpec
+from .domain.timeliness import Timeliness
 
 
 @dataclass(frozen=True)
@@ -95,15 +99,38 @@ class Renderer(ABC):
     def digest(self, date: dt.date, items: Sequence[DigestItem]) -> RenderedEmail: ...
 
 
-class AlertRepository(ABC):
-    """Where the consuming transaction finds recipients and records notifications."""
+class RecipientRepository(ABC):
+    """Who might be told of an event: the consuming transaction's view of the directory."""
 
     @abstractmethod
-    async def candidates(self, event_type: str, organisations: Collection[str]) -> list[Candidate]: ...
+    async def candidates(self, event_type: str, organisations: Collection[str]) -> list[Candidate]:
+        """Active recipients in these organisations subscribed (not opted out) to the event type."""
+
+
+class AlertRepository(ABC):
+    """Where the consuming transaction records notifications (and the alert emails they send)."""
 
     @abstractmethod
     async def record(self, notification: NotificationRecord, email: OutgoingEmail | None) -> bool:
         """False if this (event, recipient) was recorded before."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The service's rules: when each alert asks for a response, and when an alert is history."""
+
+    policy: AlertPolicy = field(default_factory=AlertPolicy)
+    timeliness: Timeliness = field(default_factory=Timeliness)
+
+
+class NotificationsUnitOfWork(UnitOfWork[Any]):
+    """What a handler gets (homeward.kit.uow): the recipients it may tell, where it records the
+    alerts, the renderer of alert emails and the service's rules, in the consuming transaction."""
+
+    recipients: RecipientRepository
+    alerts: AlertRepository
+    renderer: Renderer
+    config: Config
 
 
 class Settlement(ABC):

@@ -11,31 +11,29 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import asyncpg
 from homeward.kit import outbox
 
 from ..domain.admission import Admitted
-from ..handlers import outbox_id
+from ..domain.forwarding import outbox_id
+from ..ports import Key, ReceiptRepository, Recorded, ReusedIds
 
-Key = tuple[str, str]
-
-
-@dataclass
-class Recorded:
-    """Which of a request's events were new (queued now); the others were resends."""
-
-    new: set[Key] = field(default_factory=set)
-    resent: set[Key] = field(default_factory=set)
+__all__ = ["PgReceiptRepository", "Recorded", "ReusedIds", "prune", "record"]
 
 
-class ReusedIds(Exception):
-    """Events whose (source, id) was taken before for different content."""
+class PgReceiptRepository(ReceiptRepository):
+    def __init__(self, conn: asyncpg.Connection) -> None:  # type: ignore[type-arg]
+        self.conn = conn
 
-    def __init__(self, events: list[Admitted]) -> None:
-        super().__init__(", ".join(f"{a.event.source} {a.event.id}" for a in events))
-        self.events = events
+    async def record(self, topic: str, ods: str, events: Sequence[Admitted], key_id: str | None = None) -> Recorded:
+        return await record(self.conn, topic, ods, events, key_id)
+
+    async def key_id(self, source: str, event_id: str) -> str | None:
+        found: str | None = await self.conn.fetchval(
+            "SELECT key_id FROM http_receipts WHERE source = $1 AND event_id = $2", source, event_id
+        )
+        return found
 
 
 async def record(
@@ -106,18 +104,3 @@ async def prune(pool: asyncpg.Pool, older_than: dt.timedelta, batch_size: int = 
         total += n
         if n < batch_size:
             return total
-
-
-async def http_key_ids(conn: asyncpg.Connection, idents: Sequence[Key]) -> dict[Key, str]:  # type: ignore[type-arg]
-    """The API key each of these (source, id) was posted with over HTTP; absent: not over HTTP."""
-    if not idents:
-        return {}
-    rows = await conn.fetch(
-        """SELECT h.source, h.event_id, h.key_id
-           FROM unnest($1::text[], $2::text[]) AS k(source, event_id)
-           JOIN http_receipts h ON h.source = k.source AND h.event_id = k.event_id
-           WHERE h.key_id IS NOT NULL""",
-        [s for s, _ in idents],
-        [i for _, i in idents],
-    )
-    return {(r["source"], r["event_id"]): r["key_id"] for r in rows}

@@ -13,7 +13,8 @@ from homeward.kit.service import Job, ServiceDefinition, Subscription
 from starlette.routing import BaseRoute
 
 from ..adapters import receipts
-from ..handlers import SERVICE, build_handlers
+from ..adapters.postgres import PgIngressUnitOfWork
+from ..handlers import HANDLERS, SERVICE
 from ..settings import IngressSettings
 from .http import FrontDoor
 
@@ -38,13 +39,14 @@ def build_definition(settings: IngressSettings | None = None) -> ServiceDefiniti
     resolved = settings
 
     def routes(pool: asyncpg.Pool, clock: Clock) -> Sequence[BaseRoute]:  # type: ignore[type-arg]
-        return FrontDoor(pool, resolved).routes()
+        return FrontDoor(pool, resolved, clock=clock).routes()
 
     return ServiceDefinition(
         name=SERVICE,
         settings=settings,
         migrations=MIGRATIONS,
-        handlers=build_handlers(),
+        handlers=HANDLERS,
+        unit_of_work=PgIngressUnitOfWork,
         subscriptions=SUBSCRIPTIONS,
         jobs=[receipts_retention(settings)],
         routes=routes,

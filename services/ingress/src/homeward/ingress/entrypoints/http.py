@@ -30,22 +30,27 @@ from typing import Any
 
 import asyncpg
 from homeward.contracts import FieldProblem
+from homeward.kit.clock import Clock, SystemClock
 from homeward.kit.http import PublicRoute
 from homeward.kit.kafka import make_admin
 from homeward.kit.logging import get_logger
 from homeward.kit.settings import KafkaSettings
 from homeward.kit.topics import Topics
+from homeward.kit.uow import unit_of_work
 from prometheus_client import Counter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
-from ..adapters import keys, receipts
+from ..adapters import keys
+from ..adapters.postgres import PgIngressUnitOfWork
 from ..domain.admission import Admitted, admit
 from ..domain.binding import PROBLEM_TYPE, Mode, Problem, mode_of, parse_request
 from ..domain.keys import key_id_of
 from ..domain.ratelimit import TokenBuckets
+from ..ports import SERVICE, IngressUnitOfWork, Recorded, ReusedIds
 from ..settings import IngressSettings
+from ..views import BatchReceipt, Receipt
 from .openapi import document
 
 log = get_logger(__name__)
@@ -163,8 +168,10 @@ class FrontDoor:
         *,
         partner_topics: PartnerTopics | None = None,
         buckets: TokenBuckets | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.pool = pool
+        self.clock = clock or SystemClock()
         self.settings = settings
         self.topics = Topics(settings.kafka.topic_namespace)
         self.partner_topics = partner_topics or PartnerTopics(
@@ -247,9 +254,10 @@ class FrontDoor:
                 "Homeward's operators create it (the init step, or the KafkaTopic resources)"
             )
         try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                recorded = await receipts.record(conn, topic, ods, events, key_id_of(presented_key(request) or ""))
-        except receipts.ReusedIds as exc:
+            async with unit_of_work(self.pool, PgIngressUnitOfWork, SERVICE, self.clock, self.topics) as uow:
+                assert isinstance(uow, IngressUnitOfWork)
+                recorded = await uow.receipts.record(topic, ods, events, key_id_of(presented_key(request) or ""))
+        except ReusedIds as exc:
             raise Problem(
                 409,
                 "conflicting-duplicate",
@@ -294,23 +302,13 @@ class FrontDoor:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _answer(self, mode: Mode, events: list[Admitted], recorded: receipts.Recorded) -> Response:
+    def _answer(self, mode: Mode, events: list[Admitted], recorded: Recorded) -> Response:
         first_copy: dict[tuple[str, str], int] = {}
-        results = []
+        receipts = []
         for a in events:
             first = first_copy.setdefault(a.ident, a.index)
             status = "accepted" if a.ident in recorded.new and first == a.index else "duplicate"
-            results.append({"id": a.event.id, "source": a.event.source, "type": a.event.type, "status": status})
+            receipts.append(Receipt(id=a.event.id, source=a.event.source, type=a.event.type, status=status))
         code = 202 if recorded.new else 200
-        if mode is not Mode.BATCH:
-            return JSONResponse(results[0], status_code=code)
-        accepted = sum(1 for r in results if r["status"] == "accepted")
-        return JSONResponse(
-            {
-                "ids": [r["id"] for r in results],
-                "accepted": accepted,
-                "duplicates": len(results) - accepted,
-                "events": results,
-            },
-            status_code=code,
-        )
+        answer = receipts[0] if mode is not Mode.BATCH else BatchReceipt.of(receipts)
+        return JSONResponse(answer.model_dump(mode="json"), status_code=code)

@@ -1,5 +1,5 @@
-"""asyncpg adapters for the ports: the alert repository (inside the consuming transaction),
-the email queue, the digest store and the recipient directory."""
+"""asyncpg adapters for the ports: the unit of work and its repositories (the consuming
+transaction's), the email queue, the digest store and the recipient directory."""
 
 from __future__ import annotations
 
@@ -20,14 +20,18 @@ from ..domain.model import Candidate, DefaultRoute, Recipient, Subscription
 from ..domain.recipients import RecipientSpec
 from ..ports import (
     AlertRepository,
+    Config,
     DigestStore,
     DigestTransaction,
     Directory,
     EmailQueue,
     NotificationRecord,
     NotificationRef,
+    NotificationsUnitOfWork,
     OutgoingEmail,
     QueuedEmail,
+    RecipientRepository,
+    Renderer,
     Settlement,
     WaitingItem,
 )
@@ -90,7 +94,7 @@ async def _insert_email(conn: Conn, e: OutgoingEmail) -> bool:
     return inserted is not None
 
 
-class PgAlertRepository(AlertRepository):
+class PgRecipientRepository(RecipientRepository):
     def __init__(self, conn: Conn) -> None:
         self.conn = conn
 
@@ -106,6 +110,11 @@ class PgAlertRepository(AlertRepository):
             sorted(organisations),
         )
         return [Candidate(recipient_from_row(r), _subscription(r)) for r in rows]
+
+
+class PgAlertRepository(AlertRepository):
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
 
     async def record(self, n: NotificationRecord, email: OutgoingEmail | None) -> bool:
         if email is not None:
@@ -141,6 +150,17 @@ class PgAlertRepository(AlertRepository):
             n.suppressed_reason,
         )
         return inserted is not None
+
+
+class PgNotificationsUnitOfWork(NotificationsUnitOfWork):
+    """The unit of work over one PostgreSQL transaction; the kit builds one for each event."""
+
+    def __init__(self, conn: Conn, *args: Any, config: Config, renderer: Renderer, **kwargs: Any) -> None:
+        super().__init__(conn, *args, **kwargs)
+        self.recipients = PgRecipientRepository(conn)
+        self.alerts = PgAlertRepository(conn)
+        self.renderer = renderer
+        self.config = config
 
 
 def _ref(row: asyncpg.Record) -> NotificationRef:

@@ -12,6 +12,8 @@ from typing import Any, TypeAlias
 
 import asyncpg
 
+from ..views import NotificationView, RecipientView
+
 Conn: TypeAlias = asyncpg.Connection  # type: ignore[type-arg]
 
 _LOCAL_DAY = "(({col}) AT TIME ZONE 'Europe/London')::date"
@@ -34,13 +36,7 @@ class LogFilter:
     offset: int = 0
 
 
-def _iso(value: Any) -> Any:
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    return value
-
-
-async def notification_log(conn: Conn, f: LogFilter) -> list[dict[str, Any]]:
+async def notification_log(conn: Conn, f: LogFilter) -> list[NotificationView]:
     recorded = _LOCAL_DAY.format(col="n.recorded_at")
     rows = await conn.fetch(
         f"""SELECT * FROM (
@@ -69,10 +65,10 @@ async def notification_log(conn: Conn, f: LogFilter) -> list[dict[str, Any]]:
     )
     out = []
     for r in rows:
-        item = {k: _iso(v) for k, v in dict(r).items()}
+        item = dict(r)
         if f.as_of is not None and item["status"] == "pending":
             item["sent_at"] = item["failed_at"] = None
-        out.append(item)
+        out.append(NotificationView.model_validate(item))
     return out
 
 
@@ -83,7 +79,7 @@ async def subscriptions(
     role: str | None,
     event_type: str | None,
     as_of: dt.date | None,
-) -> list[dict[str, Any]]:
+) -> list[RecipientView]:
     created = _LOCAL_DAY.format(col="{t}.created_at")
     rows = await conn.fetch(
         f"""SELECT r.id, r.email, r.display_name, r.organisation, r.role, r.digest, r.active,
@@ -104,29 +100,10 @@ async def subscriptions(
     )
     people: dict[int, dict[str, Any]] = {}
     for r in rows:
-        person = people.setdefault(
-            r["id"],
-            {
-                "email": r["email"],
-                "name": r["display_name"],
-                "organisation": r["organisation"],
-                "role": r["role"],
-                "digest": r["digest"],
-                "active": r["active"],
-                "subscriptions": [],
-            },
-        )
+        person = people.setdefault(r["id"], {**dict(r), "name": r["display_name"], "subscriptions": []})
         if r["event_type"] is not None:
-            person["subscriptions"].append(
-                {
-                    "event_type": r["event_type"],
-                    "min_escalation_level": r["min_escalation_level"],
-                    "max_escalation_level": r["max_escalation_level"],
-                    "opted_out": r["opted_out_at"] is not None,
-                    "opted_out_at": _iso(r["opted_out_at"]),
-                }
-            )
-    return list(people.values())
+            person["subscriptions"].append({**dict(r), "opted_out": r["opted_out_at"] is not None})
+    return [RecipientView.model_validate(p) for p in people.values()]
 
 
 _EMAIL_STATUS_AS_OF = """CASE

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+
 from homeward.contracts.events import NotificationFailed, NotificationSent
 from homeward.kit.db import service_migrations
 from homeward.kit.service import ServiceDefinition, Subscription
 
-from ..adapters.postgres import PgAlertRepository
+from ..adapters.postgres import PgNotificationsUnitOfWork
 from ..adapters.templates import JinjaRenderer
-from ..domain.alerts import DEFAULT_RESPOND_WITHIN_DAYS, HANDLED, AlertPolicy
+from ..domain.alerts import DEFAULT_RESPOND_WITHIN_DAYS, AlertPolicy
 from ..domain.timeliness import Timeliness
-from ..handlers import RecordAlert
-from ..ports import Mailer
+from ..handlers import HANDLERS
+from ..ports import Config, Mailer
 from ..settings import NotificationsSettings
 from . import http
 from .jobs import digest_job, sender_job
@@ -23,18 +25,24 @@ MIGRATIONS = service_migrations(__file__)
 SUBSCRIPTIONS = [Subscription(services=["placements", "referrals", "budget"])]
 
 
+def build_config(settings: NotificationsSettings) -> Config:
+    return Config(
+        policy=AlertPolicy(respond_within_days={**DEFAULT_RESPOND_WITHIN_DAYS, **settings.respond_within_days}),
+        timeliness=Timeliness(settings.history_after_days),
+    )
+
+
 def build_definition(
     settings: NotificationsSettings | None = None, *, mailer: Mailer | None = None
 ) -> ServiceDefinition:
     settings = settings or NotificationsSettings()
     renderer = JinjaRenderer()
-    policy = AlertPolicy(respond_within_days={**DEFAULT_RESPOND_WITHIN_DAYS, **settings.respond_within_days})
-    record = RecordAlert(PgAlertRepository, renderer, policy, Timeliness(settings.history_after_days))
     return ServiceDefinition(
         name=SERVICE,
         settings=settings,
         migrations=MIGRATIONS,
-        handlers={payload: record for payload in HANDLED},
+        handlers=HANDLERS,
+        unit_of_work=functools.partial(PgNotificationsUnitOfWork, config=build_config(settings), renderer=renderer),
         subscriptions=SUBSCRIPTIONS,
         jobs=[sender_job(settings, mailer), digest_job(settings, renderer)],
         routes=http.routes,

@@ -14,6 +14,7 @@ from homeward.kit import audit
 from homeward.kit.auth import OPS, PATIENT_LEVEL, own_organisation, require
 from homeward.kit.clock import Clock
 from homeward.kit.http import BadRequest, answers_bad_requests, caller_of, query_date, query_int
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -58,6 +59,53 @@ def _own(request: Request) -> str:
 
 
 Endpoint = Callable[[Request, asyncpg.Connection], Awaitable[Any]]  # type: ignore[type-arg]
+Endpoints = Callable[[Endpoint], Callable[[Request], Awaitable[Response]]]
+
+
+def _dump(views: Sequence[BaseModel]) -> list[dict[str, Any]]:
+    return [v.model_dump(mode="json") for v in views]
+
+
+def _log_routes(endpoint: Endpoints) -> list[BaseRoute]:
+    """The sent-mail log, and its failed and suppressed views."""
+
+    def log(status: str | None = None) -> Endpoint:
+        async def read(request: Request, conn: asyncpg.Connection) -> Any:  # type: ignore[type-arg]
+            f = _log_filter(request, status)
+            rows = _dump(await queries.notification_log(conn, f))
+            await audit.record(conn, "notifications", caller_of(request), request, audit.references(rows, "reference"))
+            return {"notifications": rows, "limit": f.limit, "offset": f.offset}
+
+        return read
+
+    return [
+        Route("/notifications", endpoint(log())),
+        Route("/notifications/failed", endpoint(log("failed"))),
+        Route("/notifications/suppressed", endpoint(log("suppressed"))),
+    ]
+
+
+def _subscription_routes(endpoint: Endpoints) -> list[BaseRoute]:
+    async def subscriptions(request: Request, conn: asyncpg.Connection) -> Any:  # type: ignore[type-arg]
+        recipients = await queries.subscriptions(
+            conn,
+            organisation=_own(request),
+            role=request.query_params.get("role"),
+            event_type=_event_type(request),
+            as_of=query_date(request, "as_of"),
+        )
+        await audit.record(conn, "notifications", caller_of(request), request)
+        return {"recipients": _dump(recipients)}
+
+    return [Route("/subscriptions", endpoint(subscriptions))]
+
+
+def _summary_routes(endpoint: Endpoints) -> list[BaseRoute]:
+    async def summary(request: Request, conn: asyncpg.Connection) -> Any:  # type: ignore[type-arg]
+        require(caller_of(request), OPS)  # every organisation's counts: the status page
+        return await queries.summary(conn, query_date(request, "as_of"))
+
+    return [Route("/summary", endpoint(summary))]
 
 
 def routes(pool: asyncpg.Pool, clock: Clock) -> Sequence[BaseRoute]:  # type: ignore[type-arg]
@@ -69,44 +117,4 @@ def routes(pool: asyncpg.Pool, clock: Clock) -> Sequence[BaseRoute]:  # type: ig
 
         return handle
 
-    async def log(request: Request, conn: asyncpg.Connection) -> Any:  # type: ignore[type-arg]
-        f = _log_filter(request)
-        rows = await queries.notification_log(conn, f)
-        await audit.record(conn, "notifications", caller_of(request), request, audit.references(rows, "reference"))
-        return {"notifications": rows, "limit": f.limit, "offset": f.offset}
-
-    async def failed(request: Request, conn: asyncpg.Connection) -> Any:  # type: ignore[type-arg]
-        f = _log_filter(request, status="failed")
-        rows = await queries.notification_log(conn, f)
-        await audit.record(conn, "notifications", caller_of(request), request, audit.references(rows, "reference"))
-        return {"notifications": rows, "limit": f.limit, "offset": f.offset}
-
-    async def suppressed(request: Request, conn: asyncpg.Connection) -> Any:  # type: ignore[type-arg]
-        f = _log_filter(request, status="suppressed")
-        rows = await queries.notification_log(conn, f)
-        await audit.record(conn, "notifications", caller_of(request), request, audit.references(rows, "reference"))
-        return {"notifications": rows, "limit": f.limit, "offset": f.offset}
-
-    async def subscriptions(request: Request, conn: asyncpg.Connection) -> Any:  # type: ignore[type-arg]
-        role = request.query_params.get("role")
-        recipients = await queries.subscriptions(
-            conn,
-            organisation=_own(request),
-            role=role,
-            event_type=_event_type(request),
-            as_of=query_date(request, "as_of"),
-        )
-        await audit.record(conn, "notifications", caller_of(request), request)
-        return {"recipients": recipients}
-
-    async def summary(request: Request, conn: asyncpg.Connection) -> Any:  # type: ignore[type-arg]
-        require(caller_of(request), OPS)  # every organisation's counts: the status page
-        return await queries.summary(conn, query_date(request, "as_of"))
-
-    return [
-        Route("/notifications", endpoint(log)),
-        Route("/notifications/failed", endpoint(failed)),
-        Route("/notifications/suppressed", endpoint(suppressed)),
-        Route("/subscriptions", endpoint(subscriptions)),
-        Route("/summary", endpoint(summary)),
-    ]
+    return [*_log_routes(endpoint), *_subscription_routes(endpoint), *_summary_routes(endpoint)]
