@@ -199,7 +199,9 @@ class FakeRepository(Repository):
     async def add(self, placement: Placement, nhs_number: str) -> None:
         assert placement.placement_id not in self.s.placements
         self.s.nhs_numbers.setdefault(placement.patient_ref, nhs_number)
-        self.s.placements[placement.placement_id] = copy.deepcopy(self.track(placement))
+        stored = copy.deepcopy(self.track(placement))
+        stored.take_events()  # a database keeps the placement, not what it has yet to publish
+        self.s.placements[placement.placement_id] = stored
 
     async def add_rate(self, placement_id: str, entry: RateEntry) -> None:
         self.s.placements[placement_id].rates.append(entry)

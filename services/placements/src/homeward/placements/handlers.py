@@ -20,7 +20,6 @@ from homeward.contracts.events import (
     BedAvailabilityUpdated,
     LocalCapacityChanged,
     PlacementAgreed,
-    PlacementAwaitingAgreement,
     PlacementClosed,
     PlacementEnded,
     PlacementMade,
@@ -154,25 +153,10 @@ async def placement_made(event: Event[PlacementMade], uow: PlacementsUnitOfWork)
     )
     if bounds is not None:
         await _hold_rate(placement, placement.rates[0], bounds, uow)
-    if not agreed:
-        await uow.publish(
-            PlacementAwaitingAgreement(
-                placement_id=pid,
-                commissioner=placement.commissioner,
-                provider=placement.provider,
-                provider_site=placement.provider_site,
-                reported_by=event.organisation or placement.provider,
-                bed_type=placement.bed_type,
-                start_date=placement.start_date,
-                daily_rate_pence=placement.initial_daily_rate_pence,
-                out_of_area=placement.out_of_area,
-                funding=list(placement.funding) if len(placement.funding) > 1 else [],
-            ),
-            id=stable_id("PlacementAwaitingAgreement", pid),
-            time=event.time,
-        )
     await _release(placement, uow, event)
-    # What arrived before the placement, applied now, oldest fact first (the kit's parking lot).
+    # What the placement recorded (awaiting agreement) goes out before what the events that
+    # waited for it cause: those, applied now, oldest fact first (the kit's parking lot).
+    await uow.flush()
     if await uow.retry_parked(placement_key(pid)):
         placement = await uow.placements.get(pid) or placement
     await _match_arrival(placement, uow)
