@@ -302,7 +302,7 @@ def _read_api_answers(system: System) -> dict[str, str]:
         ("placements", "/reviews/upcoming", as_of),
         ("placements", "/repatriations", {}),
         ("placements", "/repatriation-candidates", as_of),
-        ("placements", "/parked", {}),
+        ("placements", "/admin/parked", {"status": "all"}),
         ("placements", "/summary", as_of),
         ("referrals", "/referrals/open", {}),
         ("referrals", "/capacity", {}),

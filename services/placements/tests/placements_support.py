@@ -1,15 +1,15 @@
-"""Builders, an in-memory repository and a unit of work for the placements tests."""
+"""Builders, an in-memory repository and parking lot, and a fake unit of work for the placements tests."""
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import datetime as dt
+import functools
 import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 from homeward.contracts import Event, new_event, partner_source
 from homeward.contracts.events import (
     BedAvailabilityUpdated,
@@ -20,9 +20,13 @@ from homeward.contracts.events import (
     ReviewCompleted,
 )
 from homeward.contracts.vocab import BedType
+from homeward.kit.authority import Rejected, refusal
 from homeward.kit.clock import FixedClock
 from homeward.kit.reference import Commissioner, ReferenceData, Site
-from homeward.placements.adapters.repository import ParkedEvent, PlacementRepository
+from homeward.kit.topics import Topics
+from homeward.kit.uow import Handler, Repository, unit_of_work
+from homeward.placements.adapters.patients import PatientKeys
+from homeward.placements.adapters.repository import PgPlacementsUnitOfWork
 from homeward.placements.domain import (
     Ending,
     Placement,
@@ -33,7 +37,8 @@ from homeward.placements.domain import (
     ReviewSchedule,
     SiteFact,
 )
-from homeward.placements.handlers import Context, PlacementHandlers
+from homeward.placements.handlers import HANDLERS
+from homeward.placements.ports import Config, PlacementsUnitOfWork
 from homeward.placements.settings import DEFAULT_REVIEW_POLICY
 
 # Valid NHS numbers from the test range 999 000 0000 - 999 999 9999.
@@ -138,14 +143,27 @@ def reference(**sites: str) -> ReferenceData:
 
 # ----------------------------------------------------------------------------- fakes
 
+# The handler table as the kit runs it: by event type (what ``uow.retry_parked`` looks up).
+HANDLERS_BY_TYPE: dict[str, Handler] = {cls.event_type(): h for cls, h in HANDLERS.items()}
+
+
+@dataclass
+class FakeParked:
+    """An entry of the in-memory parking lot: what the kit keeps, the event itself among it."""
+
+    event: Event[Any]
+    awaiting: str
+    reason: str
+    parked_at: dt.datetime
+
 
 @dataclass
 class FakeStore:
     placements: dict[str, Placement] = field(default_factory=dict)
     nhs_numbers: dict[str, str] = field(default_factory=dict)
     sites: dict[str, SiteFact] = field(default_factory=dict)
-    parked: dict[str, ParkedEvent] = field(default_factory=dict)
-    resolutions: dict[str, tuple[str, str]] = field(default_factory=dict)
+    parked: dict[str, FakeParked] = field(default_factory=dict)  # event id -> entry
+    resolutions: dict[str, tuple[str, str]] = field(default_factory=dict)  # event id -> (status, why)
     dead_letters: list[tuple[str, str, str]] = field(default_factory=list)
     repatriations: dict[str, Repatriation] = field(default_factory=dict)
     repatriation_ids: dict[str, tuple[str, bool]] = field(default_factory=dict)  # from -> (event id, published)
@@ -164,8 +182,9 @@ class FakeStore:
         return [p for _, p in self.published if isinstance(p, cls)]
 
 
-class FakeRepository(PlacementRepository):
-    """Keeps copies, as a database would: a change reaches the store only through a method."""
+class FakeRepository(Repository):
+    """The register in memory (``placements.ports.PlacementRepository``). Keeps copies, as a
+    database would: a change reaches the store only through a method."""
 
     def __init__(self, store: FakeStore) -> None:
         self.s = store
@@ -173,26 +192,16 @@ class FakeRepository(PlacementRepository):
     async def lock(self, key: str) -> None:
         self.s.locks.append(key)
 
-    @contextlib.asynccontextmanager
-    async def _savepoint(self) -> AsyncIterator[None]:
-        before = self.s.snapshot()
-        try:
-            yield
-        except BaseException:
-            self.s.restore(before)
-            raise
-
-    def savepoint(self) -> contextlib.AbstractAsyncContextManager[None]:
-        return self._savepoint()
-
     async def get(self, placement_id: str) -> Placement | None:
         found = self.s.placements.get(placement_id)
-        return copy.deepcopy(found) if found else None
+        return self.track(copy.deepcopy(found)) if found else None
 
     async def add(self, placement: Placement, nhs_number: str) -> None:
         assert placement.placement_id not in self.s.placements
         self.s.nhs_numbers.setdefault(placement.patient_ref, nhs_number)
-        self.s.placements[placement.placement_id] = copy.deepcopy(placement)
+        stored = copy.deepcopy(self.track(placement))
+        stored.take_events()  # a database keeps the placement, not what it has yet to publish
+        self.s.placements[placement.placement_id] = stored
 
     async def add_rate(self, placement_id: str, entry: RateEntry) -> None:
         self.s.placements[placement_id].rates.append(entry)
@@ -214,23 +223,6 @@ class FakeRepository(PlacementRepository):
         current = self.s.sites.get(fact.site)
         if current is None or (current.stated_at, current.event_id) < (fact.stated_at, fact.event_id):
             self.s.sites[fact.site] = fact
-
-    async def park(self, parked: ParkedEvent) -> None:
-        self.s.parked.setdefault(parked.event_id, parked)
-
-    async def parked_for(self, placement_id: str) -> list[ParkedEvent]:
-        waiting = [
-            p
-            for p in self.s.parked.values()
-            if p.placement_id == placement_id and self.s.resolutions.get(p.event_id) is None
-        ]
-        return sorted(waiting, key=lambda p: p.event_time)
-
-    async def resolve_parked(self, event_id: str, status: str, resolution: str, at: dt.datetime) -> None:
-        self.s.resolutions[event_id] = (status, resolution)
-
-    async def dead_letter(self, parked: ParkedEvent, reason: str, message: str, at: dt.datetime) -> None:
-        self.s.dead_letters.append((parked.event_id, reason, message))
 
     def _unmatched_from(self, p: Placement) -> bool:
         return p.placement_id not in self.s.repatriations
@@ -310,17 +302,66 @@ class FakeRepository(PlacementRepository):
         self.s.capacity.append((area, bed_type, available_beds, as_of))
 
 
-class FakeUoW:
-    def __init__(self, store: FakeStore, clock: FixedClock) -> None:
-        self.store = store
-        self.clock = clock
+class FakeUoW(PlacementsUnitOfWork):
+    """The service's unit of work over the in-memory store: the outbox and the parking lot are
+    lists in the store, and ``retry_parked`` behaves as the kit's (oldest fact first, each in a
+    savepoint; a refusal is dead-lettered, an event parked again stays parked)."""
 
-    async def publish(self, data: Payload, *, id: str | None = None, time: dt.datetime | None = None) -> bool:
+    def __init__(self, store: FakeStore, clock: FixedClock, config: Config, cause: Event[Any] | None = None) -> None:
+        super().__init__(None, "placements", clock, cause, handlers=HANDLERS_BY_TYPE)  # type: ignore[arg-type]
+        self.store = store
+        self.config = config
+        self.placements = FakeRepository(store)
+        self.parked_now: set[str] = set()
+
+    async def publish(
+        self,
+        data: Payload,
+        *,
+        id: str | None = None,
+        topic: str | None = None,
+        time: dt.datetime | None = None,
+    ) -> bool:
         if id is not None and any(i == id for i, _ in self.store.published):
             return False
         self.store.published.append((id or "", data))
-        self.store.times[id or ""] = time
+        self.store.times[id or ""] = time or (self.cause.time if self.cause is not None else self.clock.now())
         return True
+
+    async def park(self, event: Event[Any], *, awaiting: str, reason: str) -> bool:
+        self.parked_now.add(event.id)
+        if event.id in self.store.parked:
+            return False
+        self.store.parked[event.id] = FakeParked(event, awaiting, reason, self.clock.now())
+        return True
+
+    async def retry_parked(self, awaiting: str) -> int:
+        waiting = [
+            p for i, p in self.store.parked.items() if p.awaiting == awaiting and i not in self.store.resolutions
+        ]
+        applied = 0
+        cause = self.cause
+        try:
+            for parked in sorted(waiting, key=lambda p: p.event.time):
+                event = parked.event
+                self.cause = event
+                before, self.parked_now = self.store.snapshot(), set()
+                try:
+                    await self.handlers[event.type](event, self)
+                    await self.flush()
+                except Rejected as exc:
+                    self.store.restore(before)
+                    reason, message = refusal(exc)
+                    self.store.dead_letters.append((event.id, reason, message))
+                    self.store.resolutions[event.id] = ("rejected", f"{reason}: {message}")
+                    continue
+                if event.id in self.parked_now:
+                    continue
+                self.store.resolutions[event.id] = ("applied", f"applied when {awaiting} appeared")
+                applied += 1
+        finally:
+            self.cause = cause
+        return applied
 
 
 class Register:
@@ -337,16 +378,35 @@ class Register:
     ) -> None:
         self.store = FakeStore()
         self.clock = FixedClock(dt.date.fromisoformat(today))
-        self.ctx = Context(ref or reference(), policy or default_policy(), KEY, window, delegations=delegations or {})
-        self.handlers = PlacementHandlers(self.ctx, lambda uow: FakeRepository(uow.store)).mapping()
+        self.config = Config(ref or reference(), policy or default_policy(), KEY, window, delegations=delegations or {})
 
     async def send(self, e: Event[Any]) -> None:
         before = self.store.snapshot()
         try:
-            await self.handlers[type(e.data)](e, FakeUoW(self.store, self.clock))
+            uow = FakeUoW(self.store, self.clock, self.config, cause=e)
+            await HANDLERS[type(e.data)](e, uow)
+            await uow.flush()
         except BaseException:
             self.store.restore(before)
             raise
 
     def placement(self, pid: str) -> Placement:
         return self.store.placements[pid]
+
+
+async def handle_in_postgres(
+    pool: asyncpg.Pool,  # type: ignore[type-arg]
+    config: Config,
+    keys: PatientKeys,
+    e: Event[Any],
+    clock: FixedClock,
+    *,
+    topics: Topics | None = None,
+    parking_expiry: dt.timedelta | None = None,
+) -> None:
+    """Handle ``e`` in a transaction of its own, as the kit's consumer does."""
+    factory = functools.partial(PgPlacementsUnitOfWork, config=config, keys=keys)
+    async with unit_of_work(
+        pool, factory, "placements", clock, topics, cause=e, handlers=HANDLERS_BY_TYPE, parking_expiry=parking_expiry
+    ) as uow:
+        await HANDLERS[type(e.data)](e, uow)

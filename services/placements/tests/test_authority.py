@@ -83,6 +83,16 @@ def test_the_aggregate_is_chargeable_only_when_agreed_at_a_rate_in_force() -> No
     assert held.chargeable and held.confirm_rate(D("2026-01-05"), 5_450_000, HOME) is None
 
 
+def test_a_reported_placement_records_that_it_awaits_its_commissioners_agreement() -> None:
+    reported = _registered(agreed=False)
+    [awaiting] = reported.take_events()
+    assert isinstance(awaiting.payload, PlacementAwaitingAgreement)
+    assert (awaiting.payload.placement_id, awaiting.payload.commissioner) == (reported.placement_id, HOME)
+    assert awaiting.time == reported.registered_at
+    assert reported.take_events() == []  # taken once
+    assert _registered(agreed=True).take_events() == []
+
+
 def test_a_held_rate_is_history_not_in_force() -> None:
     p = _registered(agreed=True)
     change = p.change_rate(5_450_000, D("2026-02-01"), "other", "evt-high", at("2026-02-02"), held=True)
@@ -162,6 +172,9 @@ async def test_an_agreement_before_the_report_waits_for_it() -> None:
     assert reg.store.of_type(PlacementRegistered) == []
     await reg.send(event(placement_made("PLC-1"), org=FAR_PROVIDER))
     assert len(reg.store.of_type(PlacementRegistered)) == 1
+    # What the report says goes out first, then what the agreement that waited for it makes so.
+    said = [type(p) for _, p in reg.store.published]
+    assert said == [PlacementAwaitingAgreement, PlacementRegistered]
 
 
 async def test_a_delegated_lead_commissioner_may_agree() -> None:

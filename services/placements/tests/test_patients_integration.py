@@ -16,19 +16,17 @@ from typing import Any
 
 import asyncpg
 from homeward.kit.clock import FixedClock
-from homeward.kit.consumer import UnitOfWork
 from homeward.kit.crypto import NhsNumberCipher
 from homeward.kit.db import create_pool, migrate
 from homeward.kit.pseudonym import Pseudonymiser, patient_ref
 from homeward.kit.service import ServiceRuntime
 from homeward.kit.settings import CommonSettings
 from homeward.placements.adapters.patients import PatientKeys, protect_patients
-from homeward.placements.adapters.repository import PgPlacementRepository
 from homeward.placements.entrypoints.app import MIGRATIONS, build_definition
-from homeward.placements.handlers import PlacementHandlers
+from homeward.placements.ports import Config
 from homeward.placements.settings import PlacementsSettings
 from homeward.testing import KafkaProbe, eventually, service_tuning
-from placements_support import HOME, NHS_A, NHS_B, NHS_C, Register, event, placement_made
+from placements_support import HOME, NHS_A, NHS_B, NHS_C, Register, event, handle_in_postgres, placement_made
 from pydantic import SecretStr
 
 REF_A, REF_B = "ref-key-a-" + "a" * 32, "ref-key-b-" + "b" * 32
@@ -183,15 +181,11 @@ async def test_a_person_added_under_the_old_key_during_a_rolling_restart_is_merg
     old = PatientKeys(Pseudonymiser(REF_A), NhsNumberCipher(NHS_KEY_A))
     new = PatientKeys(Pseudonymiser(REF_B, previous=REF_A), NhsNumberCipher(NHS_KEY_A))
 
-    def replica(keys: PatientKeys) -> PlacementHandlers:
-        ctx = dataclasses.replace(wiring.ctx, patient_ref_key=keys.pseudonymiser.key)
-        return PlacementHandlers(
-            ctx, lambda uow: PgPlacementRepository(uow.conn, dlq_topic="d", origin_topic="o", keys=keys)
-        )
+    def replica(keys: PatientKeys) -> tuple[Config, PatientKeys]:
+        return dataclasses.replace(wiring.config, patient_ref_key=keys.pseudonymiser.key), keys
 
-    async def handle(handlers: PlacementHandlers, e: Any) -> None:
-        async with pool.acquire() as conn, conn.transaction():
-            await handlers.mapping()[type(e.data)](e, UnitOfWork(conn, "placements", clock, cause=e))
+    async def handle(config_keys: tuple[Config, PatientKeys], e: Any) -> None:
+        await handle_in_postgres(pool, *config_keys, e, clock)
 
     try:
         await handle(replica(old), event(placement_made("PLC-1", nhs=NHS_A)))

@@ -8,21 +8,19 @@ import asyncpg
 import pytest
 from homeward.kit.consumer import INFRA_ERRORS
 from homeward.kit.db import migrate
-from homeward.kit.topics import Topics
 from homeward.placements.adapters.repository import LockContention, PgPlacementRepository
 from homeward.placements.entrypoints.app import MIGRATIONS
 
 
 async def test_a_deadlock_between_two_batches_makes_the_kit_rewind_a_whole_batch(database: str) -> None:
     await migrate(database, "placements", MIGRATIONS)
-    topics = Topics()
     one, two = await asyncpg.connect(database), await asyncpg.connect(database)
     try:
         t1, t2 = one.transaction(), two.transaction()
         await t1.start()
         await t2.start()
-        r1 = PgPlacementRepository(one, dlq_topic=topics.dlq("placements"), origin_topic=topics.internal("ingress"))
-        r2 = PgPlacementRepository(two, dlq_topic=topics.dlq("placements"), origin_topic=topics.internal("ingress"))
+        r1 = PgPlacementRepository(one)
+        r2 = PgPlacementRepository(two)
         await r1.lock("placement:A")
         await r2.lock("placement:B")
         results = await asyncio.gather(r1.lock("placement:B"), r2.lock("placement:A"), return_exceptions=True)
@@ -40,11 +38,10 @@ async def test_a_deadlock_between_two_batches_makes_the_kit_rewind_a_whole_batch
 @pytest.mark.parametrize("key", ["placement:PLC-1", "patient:pt_0123"])
 async def test_a_lock_is_held_until_the_transaction_ends(database: str, key: str) -> None:
     await migrate(database, "placements", MIGRATIONS)
-    topics = Topics()
     one, two = await asyncpg.connect(database), await asyncpg.connect(database)
     try:
         async with one.transaction():
-            await PgPlacementRepository(one, dlq_topic="d", origin_topic=topics.internal("ingress")).lock(key)
+            await PgPlacementRepository(one).lock(key)
             taken = await two.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key)
             assert taken is False
         assert await two.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", key) is True

@@ -12,18 +12,17 @@ import asyncpg
 import pytest
 from homeward.contracts.events import PlacementMade
 from homeward.contracts.identifiers import nhs_numbers_in_test_range
+from homeward.kit import parking
 from homeward.kit.clock import FixedClock
-from homeward.kit.consumer import UnitOfWork
 from homeward.kit.crypto import NhsNumberCipher
 from homeward.kit.db import create_pool, migrate
 from homeward.kit.pseudonym import Pseudonymiser
 from homeward.kit.topics import Topics
 from homeward.placements.adapters.patients import PatientKeys
-from homeward.placements.adapters.repository import PgPlacementRepository
 from homeward.placements.entrypoints.app import MIGRATIONS
-from homeward.placements.entrypoints.jobs import ParkedExpiry, ReviewScheduler
-from homeward.placements.handlers import PlacementHandlers
-from placements_support import KEY, Register, ended, event, placement_made, review
+from homeward.placements.entrypoints.jobs import ReviewScheduler
+from homeward.placements.ports import Config
+from placements_support import KEY, Register, ended, event, handle_in_postgres, placement_made, review
 
 TOPICS = Topics("sched.")
 KEYS = PatientKeys(Pseudonymiser(KEY), NhsNumberCipher("test-nhs-number-key-" + "x" * 32))
@@ -41,10 +40,8 @@ async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
     await p.close()
 
 
-async def handle(pool: asyncpg.Pool, handlers: PlacementHandlers, e: Any, clock: FixedClock) -> None:
-    async with pool.acquire() as conn, conn.transaction():
-        uow: UnitOfWork[Any] = UnitOfWork(conn, "placements", clock, cause=e, topics=TOPICS)
-        await handlers.mapping()[type(e.data)](e, uow)
+async def handle(pool: asyncpg.Pool, config: Config, e: Any, clock: FixedClock) -> None:
+    await handle_in_postgres(pool, config, KEYS, e, clock, topics=TOPICS, parking_expiry=dt.timedelta(days=30))
 
 
 async def outbox_counts(pool: asyncpg.Pool) -> dict[str, int]:
@@ -62,20 +59,14 @@ async def test_two_replicas_running_the_scheduler_at_once_emit_each_alert_once(
     pool: asyncpg.Pool, database: str
 ) -> None:
     clock = FixedClock(dt.date(2026, 1, 1))
-    wiring = Register()
-    handlers = PlacementHandlers(
-        wiring.ctx,
-        lambda uow: PgPlacementRepository(
-            uow.conn, dlq_topic=TOPICS.dlq("placements"), origin_topic=TOPICS.internal("ingress"), keys=KEYS
-        ),
-    )
+    config = Register().config
     # Twenty adults placed out of area on 1-20 January 2026: oversight visits due 56 days later,
     # 26 February to 17 March.
     for day in range(1, 21):
         made: PlacementMade = placement_made(f"PLC-{day:02d}", nhs=nhs(day), start=f"2026-01-{day:02d}")
-        await handle(pool, handlers, event(made), clock)
+        await handle(pool, config, event(made), clock)
     # One visit held on time: its next visit is due 56 days after the review, not within the window.
-    await handle(pool, handlers, event(review("PLC-01", "oversight_visit", "2026-02-20")), clock)
+    await handle(pool, config, event(review("PLC-01", "oversight_visit", "2026-02-20")), clock)
 
     # As of 10 March: due 26 Feb - 9 Mar is overdue (2-12 Jan, 11 placements, PLC-01 was visited);
     # due 10-17 Mar is due soon (13-20 Jan, 8 placements).
@@ -114,16 +105,10 @@ async def test_nobody_is_chased_about_a_person_discharged_before_the_scheduler_r
     discharged on 1 October, and a replay ran the scheduler as of 22 November. It used to say
     "level 3"; now only the placement still open is chased."""
     clock = FixedClock(dt.date(2026, 6, 6))
-    wiring = Register()
-    handlers = PlacementHandlers(
-        wiring.ctx,
-        lambda uow: PgPlacementRepository(
-            uow.conn, dlq_topic=TOPICS.dlq("placements"), origin_topic=TOPICS.internal("ingress"), keys=KEYS
-        ),
-    )
+    config = Register().config
     for pid, i in (("PLC-GONE", 1), ("PLC-STAYS", 2)):
-        await handle(pool, handlers, event(placement_made(pid, nhs=nhs(40 + i), start="2026-06-06")), clock)
-    await handle(pool, handlers, event(ended("PLC-GONE", "2026-10-01", "discharged_home")), clock)
+        await handle(pool, config, event(placement_made(pid, nhs=nhs(40 + i), start="2026-06-06")), clock)
+    await handle(pool, config, event(ended("PLC-GONE", "2026-10-01", "discharged_home")), clock)
 
     clock.set(dt.date(2026, 11, 22))
     assert await ReviewScheduler(TOPICS).run(pool, clock) == 1
@@ -133,27 +118,29 @@ async def test_nobody_is_chased_about_a_person_discharged_before_the_scheduler_r
     assert (await outbox_counts(pool)).get("ReviewOverdue") == 1
 
 
-async def test_events_parked_too_long_are_marked_expired_and_nothing_is_published(pool: asyncpg.Pool) -> None:
+async def test_events_parked_too_long_are_dead_lettered_by_the_kits_expiry_and_not_applied_later(
+    pool: asyncpg.Pool,
+) -> None:
     clock = FixedClock(dt.date(2026, 1, 1))
-    wiring = Register()
-    handlers = PlacementHandlers(
-        wiring.ctx,
-        lambda uow: PgPlacementRepository(
-            uow.conn, dlq_topic=TOPICS.dlq("placements"), origin_topic=TOPICS.internal("ingress"), keys=KEYS
-        ),
-    )
-    await handle(pool, handlers, event(review("PLC-GHOST", "oversight_visit", "2025-12-20")), clock)
+    config = Register().config
+    await handle(pool, config, event(review("PLC-GHOST", "oversight_visit", "2025-12-20")), clock)
+
+    async def expire() -> int:
+        return await parking.expire(pool, service="placements", clock=clock, topics=TOPICS, dead_letter_key=None)
+
+    async with pool.acquire() as conn:
+        [entry] = await conn.fetch("SELECT awaiting, reason, status FROM parking_lot")
+        assert tuple(entry) == ("placement:PLC-GHOST", "placement-unknown", "parked")
+    clock.set(dt.date(2026, 1, 30))
+    assert await expire() == 0
     clock.set(dt.date(2026, 1, 31))
-    assert await ParkedExpiry(30).run(pool, clock) == 0
+    assert await expire() == 1
     async with pool.acquire() as conn:
-        assert await conn.fetchval("SELECT status FROM parked_events") == "parked"
-    clock.set(dt.date(2026, 2, 1))
-    await ParkedExpiry(30).run(pool, clock)
+        assert await conn.fetchval("SELECT status FROM parking_lot") == "expired"
+        assert await conn.fetch("SELECT topic FROM outbox") == [(TOPICS.dlq("placements"),)]
+    # The placement arriving after all does not apply it: it waits on the dead-letter topic,
+    # where ops replay it (homeward dlq).
+    await handle(pool, config, event(placement_made("PLC-GHOST", start="2025-12-01")), clock)
     async with pool.acquire() as conn:
-        assert await conn.fetchval("SELECT status FROM parked_events") == "expired"
-        assert await conn.fetchval("SELECT count(*) FROM outbox") == 0
-    # If the placement does arrive after all, the expired event is still applied.
-    await handle(pool, handlers, event(placement_made("PLC-GHOST", start="2025-12-01")), clock)
-    async with pool.acquire() as conn:
-        assert await conn.fetchval("SELECT status FROM parked_events") == "applied"
-        assert await conn.fetchval("SELECT count(*) FROM reviews WHERE placement_id = 'PLC-GHOST'") == 1
+        assert await conn.fetchval("SELECT status FROM parking_lot") == "expired"
+        assert await conn.fetchval("SELECT count(*) FROM reviews WHERE placement_id = 'PLC-GHOST'") == 0

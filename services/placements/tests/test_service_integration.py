@@ -101,7 +101,7 @@ async def test_a_partner_sequence_gives_the_right_register_events_dead_letters_a
     await kafka.send(far, from_(FAR, review("PLC-1", "oversight_visit", "2026-02-20"), at("2026-02-20")))
     # The local provider, no party to PLC-2, tries to end it before it is known: parked too, for now.
     await kafka.send(local, from_(LOCAL, ended("PLC-2", "2026-02-01", "discharged_home"), at("2026-02-01")))
-    assert await eventually(lambda: count_is(2, database, "SELECT count(*) FROM parked_events WHERE status='parked'"))
+    assert await eventually(lambda: count_is(2, database, "SELECT count(*) FROM parking_lot WHERE status='parked'"))
 
     # 2. The commissioner's own sequence, with duplicates, a conflict and bad input among it.
     made_2 = from_(
@@ -178,8 +178,8 @@ async def test_a_partner_sequence_gives_the_right_register_events_dead_letters_a
         for r in await fetch(database, "SELECT * FROM review_schedules WHERE review_type='oversight_visit'")
     }
     assert due == {"PLC-1": dt.date(2026, 4, 17), "PLC-2": dt.date(2026, 3, 7), "PLC-3": dt.date(2026, 3, 7)}
-    assert [r["placement_id"] for r in await fetch(database, "SELECT * FROM parked_events WHERE status='parked'")] == [
-        "PLC-NEVER"
+    assert [r["awaiting"] for r in await fetch(database, "SELECT * FROM parking_lot WHERE status='parked'")] == [
+        "placement:PLC-NEVER"
     ]
 
     # 4. The scheduler, as of several dates; each run twice says nothing twice.
@@ -281,10 +281,16 @@ async def test_a_partner_sequence_gives_the_right_register_events_dead_letters_a
         ]
         assert (await get("/repatriation-candidates", as_of="2026-02-28"))["candidates"] == []
 
-        assert (await get("/parked", ops))["parked"] == []
-        expired = await get("/parked", ops, expired="true")
-        assert [p["placement_id"] for p in expired["parked"]] == ["PLC-NEVER"]
-        assert "data" not in expired["parked"][0]  # ops see why, not what it said
+        # The kit's parking lot: the event that waited for PLC-NEVER expired (and was dead-lettered).
+        assert (await get("/admin/parked", ops))["entries"] == []
+        expired = await get("/admin/parked", ops, status="expired")
+        assert [p["awaiting"] for p in expired["entries"]] == ["placement:PLC-NEVER"]
+        assert "event" not in expired["entries"][0]  # ops see why, not what it said
+        assert expired["counts"] == {"parked": 0, "applied": 1, "rejected": 1, "expired": 1}
+        waited = await get("/placements/PLC-1", as_of="2026-03-20")
+        assert [(p["event_type"], p["status"]) for p in waited["parked_events"]] == [
+            ("homeward.ReviewCompleted.v1", "applied")
+        ]
 
         before = await get("/summary", ops, as_of="2026-03-20")
         assert {k: before[k] for k in ("active_out_of_area", "active_in_area", "overdue_reviews", "repatriations")} == {
@@ -329,7 +335,7 @@ async def test_a_partner_sequence_gives_the_right_register_events_dead_letters_a
             for path in ("/placements", "/placements/PLC-2", "/reviews/overdue", "/repatriations"):
                 assert (await http.get(path, headers=staff_headers(COMM, role))).status_code == 403, (role, path)
         for role in ("case-manager", "provider", "finance"):
-            assert (await http.get("/parked", headers=staff_headers(COMM, role))).status_code == 403
+            assert (await http.get("/admin/parked", headers=staff_headers(COMM, role))).status_code == 403
             assert (await http.post("/admin/run-jobs", headers=staff_headers(COMM, role))).status_code == 403
         # Provider staff see the placements at their own sites, whoever commissions them.
         far, near = staff_headers(FAR, "provider"), staff_headers(LOCAL, "provider")

@@ -25,9 +25,6 @@ class PlacementsSettings(ServiceSettings):
     repatriation_window_days: int = Field(
         default=14, ge=0, description="How far apart an out-of-area end and an in-area start may be to match"
     )
-    park_expiry_days: int = Field(
-        default=30, ge=1, description="After how many days a parked event whose placement never came is marked expired"
-    )
 
     delegations: dict[str, str] = Field(
         default_factory=dict,

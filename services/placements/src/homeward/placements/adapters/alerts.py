@@ -90,13 +90,3 @@ async def claim_alert(conn: Conn, item: ScheduledReview, alert: Alert, event_id:
         at,
     )
     return inserted is not None
-
-
-async def expire_parked(conn: Conn, parked_before: dt.datetime, at: dt.datetime) -> int:
-    result: str = await conn.execute(
-        """UPDATE parked_events SET status = 'expired', expired_at = $2
-           WHERE status = 'parked' AND parked_at < $1""",
-        parked_before,
-        at,
-    )
-    return int(result.split()[-1])

@@ -9,9 +9,12 @@ from typing import Any, TypeAlias
 
 import asyncpg
 from homeward.contracts.vocab import BedType, Cohort
+from homeward.kit import parking
+from homeward.kit.parking import STATUSES, Parked
 
 from ..domain import Placement
-from .repository import ParkedEvent, load_placements, parked_from_row
+from ..ports import placement_key
+from .repository import load_placements
 
 Pool: TypeAlias = asyncpg.Pool  # type: ignore[type-arg]
 
@@ -125,17 +128,17 @@ class ReadModel:
             for r in rows
         }
 
-    async def parked(self, *, expired: bool = False, placement_id: str | None = None) -> list[ParkedEvent]:
-        where, arg = ("status = $1", "expired" if expired else "parked")
-        if placement_id is not None:
-            where, arg = ("placement_id = $1", placement_id)
+    async def parked(self, placement_id: str) -> list[Parked]:
+        """What waited (or waits) in the kit's parking lot for this placement, oldest fact first."""
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(f"SELECT * FROM parked_events WHERE {where} ORDER BY event_time, id", arg)
-        return [parked_from_row(r) for r in rows]
+            found, _ = await parking.listing(conn, statuses=STATUSES, awaiting=placement_key(placement_id))
+        return sorted(found, key=lambda p: (p.event_time, p.id))
 
     async def parked_count(self) -> int:
+        """How many events wait for a placement not yet known."""
         async with self.pool.acquire() as conn:
-            return int(await conn.fetchval("SELECT count(*) FROM parked_events WHERE status IN ('parked', 'expired')"))
+            _, counts = await parking.listing(conn, limit=0)
+        return counts["parked"]
 
     async def alerts(self, placement_id: str) -> list[dict[str, Any]]:
         async with self.pool.acquire() as conn:

@@ -1,21 +1,15 @@
-"""The register's repository: an abstract port and its asyncpg adapter.
-
-Handlers see only ``PlacementRepository``; unit tests give them an in-memory fake. The
-asyncpg adapter works inside the consumer's open transaction (``uow.conn``).
+"""The register's PostgreSQL adapter: the repository port (``placements.ports``) over asyncpg,
+and the service's unit of work, which builds it on the transaction's connection.
 """
 
 from __future__ import annotations
 
-import abc
 import datetime as dt
 import json
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import asyncpg
-from homeward.contracts.envelope import STRUCTURED_CONTENT_TYPE
 from homeward.contracts.events import FundingShare
 from homeward.contracts.vocab import (
     AgeBand,
@@ -28,28 +22,13 @@ from homeward.contracts.vocab import (
     ReviewOutcome,
     ReviewType,
 )
-from homeward.kit import outbox
-from homeward.kit.consumer import dlq_headers, signed_dlq_headers
+from homeward.kit.uow import Repository
 
 from ..domain import Ending, Placement, RateEntry, Repatriation, Review, ReviewRule, ReviewSchedule, SiteFact
+from ..ports import Config, PlacementsUnitOfWork
 from .patients import PatientKeys, add_patient
 
 Conn: TypeAlias = asyncpg.Connection  # type: ignore[type-arg]
-
-
-@dataclass(frozen=True)
-class ParkedEvent:
-    """An event about a placement not yet known, kept (with its whole envelope) until it is."""
-
-    event_id: str
-    placement_id: str
-    event_type: str
-    event_time: dt.datetime
-    organisation: str | None
-    event: dict[str, Any]
-    reason: str
-    parked_at: dt.datetime
-    status: str = "parked"
 
 
 class LockContention(ConnectionError):
@@ -62,121 +41,13 @@ class LockContention(ConnectionError):
     """
 
 
-class PlacementRepository(abc.ABC):
-    @abc.abstractmethod
-    async def lock(self, key: str) -> None:
-        """Serialise work on one placement or one person across replicas until the transaction ends."""
-
-    @abc.abstractmethod
-    def savepoint(self) -> AbstractAsyncContextManager[Any]:
-        """Changes inside are undone together if the block raises."""
-
-    @abc.abstractmethod
-    async def get(self, placement_id: str) -> Placement | None: ...
-
-    @abc.abstractmethod
-    async def add(self, placement: Placement, nhs_number: str) -> None:
-        """Store a new placement with its first rate and its review schedule."""
-
-    @abc.abstractmethod
-    async def add_rate(self, placement_id: str, entry: RateEntry) -> None: ...
-
-    @abc.abstractmethod
-    async def add_review(self, placement_id: str, review: Review, schedule: ReviewSchedule | None) -> None: ...
-
-    @abc.abstractmethod
-    async def save_ending(self, placement_id: str, ending: Ending) -> None: ...
-
-    @abc.abstractmethod
-    async def learned_site(self, site: str) -> SiteFact | None: ...
-
-    @abc.abstractmethod
-    async def learn_site(self, fact: SiteFact) -> None:
-        """Keep ``fact`` unless a newer statement about the site is already known."""
-
-    @abc.abstractmethod
-    async def park(self, parked: ParkedEvent) -> None: ...
-
-    @abc.abstractmethod
-    async def parked_for(self, placement_id: str) -> list[ParkedEvent]:
-        """Parked (and expired) events for a placement, in event-time order."""
-
-    @abc.abstractmethod
-    async def resolve_parked(self, event_id: str, status: str, resolution: str, at: dt.datetime) -> None: ...
-
-    @abc.abstractmethod
-    async def dead_letter(self, parked: ParkedEvent, reason: str, message: str, at: dt.datetime) -> None:
-        """Send a parked event that turned out to be unacceptable to the dead-letter topic."""
-
-    @abc.abstractmethod
-    async def stated_repatriations_to(self, target_id: str) -> list[Placement]:
-        """Placements ended as *repatriated* naming ``target_id``, not yet counted."""
-
-    @abc.abstractmethod
-    async def transfer_sources(self, patient_ref: str) -> list[Placement]:
-        """This person's placements that ended with a transfer and are not yet counted as a repatriation."""
-
-    @abc.abstractmethod
-    async def arrival_candidates(self, patient_ref: str) -> list[Placement]:
-        """This person's placements that are not yet the destination of a repatriation."""
-
-    @abc.abstractmethod
-    async def add_repatriation(self, repatriation: Repatriation, event_id: str, at: dt.datetime) -> bool:
-        """Record a repatriation; False if either placement already has one."""
-
-    @abc.abstractmethod
-    async def save_agreement(self, placement: Placement) -> None:
-        """Record who agreed the placement (``agreed_by``, ``agreed_event_id``)."""
-
-    @abc.abstractmethod
-    async def mark_released(self, placement_id: str) -> None:
-        """PlacementRegistered has been published: the placement is chargeable."""
-
-    @abc.abstractmethod
-    async def confirm_rate(self, placement_id: str, entry: RateEntry) -> None:
-        """A held rate statement is confirmed (``entry`` is the confirmed one, same event id)."""
-
-    @abc.abstractmethod
-    async def unpublished_repatriations(self, placement_id: str) -> list[tuple[Repatriation, str]]:
-        """Repatriations from or to this placement not yet published, with their event ids."""
-
-    @abc.abstractmethod
-    async def mark_repatriation_published(self, from_placement_id: str) -> None: ...
-
-    @abc.abstractmethod
-    async def repatriations_of(self, placement_id: str) -> list[tuple[Repatriation, str, bool]]:
-        """Repatriations from or to this placement: the move, its event id, and whether it was published."""
-
-    @abc.abstractmethod
-    async def correct_repatriation(self, move: Repatriation) -> None:
-        """Store the rates now in force at a recorded move (a later rate change took effect on or before it)."""
-
-    @abc.abstractmethod
-    async def record_capacity(
-        self, area: str, bed_type: BedType, available_beds: int, as_of: dt.datetime, event_id: str
-    ) -> None: ...
-
-
 # ------------------------------------------------------------------------------ asyncpg
 
 
-class PgPlacementRepository(PlacementRepository):
-    def __init__(
-        self,
-        conn: Conn,
-        *,
-        dlq_topic: str,
-        origin_topic: str,
-        service: str = "placements",
-        keys: PatientKeys | None = None,
-        dead_letter_key: bytes | None = None,
-    ) -> None:
+class PgPlacementRepository(Repository):
+    def __init__(self, conn: Conn, *, keys: PatientKeys | None = None) -> None:
         self.conn = conn
-        self.dlq_topic = dlq_topic
-        self.origin_topic = origin_topic  # where parked events came from, and where a replay puts them
-        self.service = service
         self.keys = keys  # seal NHS numbers and re-key people (adapters.patients); needed by add()
-        self.dead_letter_key = dead_letter_key  # signs dead letters' metadata (homeward.kit.crypto)
 
     async def lock(self, key: str) -> None:
         try:
@@ -184,15 +55,12 @@ class PgPlacementRepository(PlacementRepository):
         except asyncpg.exceptions.DeadlockDetectedError as exc:
             raise LockContention(f"deadlock waiting for {key}; the batch will be retried") from exc
 
-    def savepoint(self) -> AbstractAsyncContextManager[Any]:
-        return self.conn.transaction()
-
     async def get(self, placement_id: str) -> Placement | None:
         found = await load_placements(self.conn, "p.placement_id = $1", [placement_id])
-        return found[0] if found else None
+        return self.track(found[0]) if found else None
 
     async def add(self, placement: Placement, nhs_number: str) -> None:
-        p = placement
+        p = self.track(placement)
         # The only copy of the NHS number, encrypted: kept so patient references can be made
         # again if the pseudonymisation key is rotated. Nothing reads it into an event, a log or the API.
         if self.keys is None:
@@ -374,61 +242,6 @@ class PgPlacementRepository(PlacementRepository):
             fact.event_id,
         )
 
-    async def park(self, parked: ParkedEvent) -> None:
-        await self.conn.execute(
-            """INSERT INTO parked_events (event_id, placement_id, event_type, event_time, organisation, event,
-                   reason, parked_at, status)
-               VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, 'parked') ON CONFLICT (event_id) DO NOTHING""",
-            parked.event_id,
-            parked.placement_id,
-            parked.event_type,
-            parked.event_time,
-            parked.organisation,
-            json.dumps(parked.event),
-            parked.reason,
-            parked.parked_at,
-        )
-
-    async def parked_for(self, placement_id: str) -> list[ParkedEvent]:
-        rows = await self.conn.fetch(
-            """SELECT * FROM parked_events WHERE placement_id = $1 AND status IN ('parked', 'expired')
-               ORDER BY event_time, id""",
-            placement_id,
-        )
-        return [parked_from_row(r) for r in rows]
-
-    async def resolve_parked(self, event_id: str, status: str, resolution: str, at: dt.datetime) -> None:
-        await self.conn.execute(
-            "UPDATE parked_events SET status = $2, resolution = $3, resolved_at = $4 WHERE event_id = $1",
-            event_id,
-            status,
-            resolution,
-            at,
-        )
-
-    async def dead_letter(self, parked: ParkedEvent, reason: str, message: str, at: dt.datetime) -> None:
-        own = [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
-        metadata = dlq_headers(
-            reason,
-            message,
-            service=self.service,
-            topic=self.origin_topic,
-            at=at,
-            parked_at=parked.parked_at.isoformat(),
-        )
-        key = parked.placement_id.encode()
-        value = json.dumps(parked.event, separators=(",", ":"), sort_keys=True).encode()
-        headers = own + signed_dlq_headers(self.dead_letter_key, metadata, record_key=key, value=value, headers=own)
-        await outbox.add_raw(
-            self.conn,
-            self.dlq_topic,
-            key,
-            value,
-            headers,
-            event_id=f"dlq:parked:{parked.event_id}",
-            event_type="dead-letter",
-        )
-
     async def stated_repatriations_to(self, target_id: str) -> list[Placement]:
         return await load_placements(
             self.conn,
@@ -506,21 +319,6 @@ def _repatriation(r: asyncpg.Record) -> Repatriation:
         repatriated_on=r["repatriated_on"],
         explicit=r["explicit"],
         funding=_funding(r["funding"]),
-    )
-
-
-def parked_from_row(r: asyncpg.Record) -> ParkedEvent:
-    event = r["event"]
-    return ParkedEvent(
-        event_id=r["event_id"],
-        placement_id=r["placement_id"],
-        event_type=r["event_type"],
-        event_time=r["event_time"],
-        organisation=r["organisation"],
-        event=json.loads(event) if isinstance(event, str) else event,
-        reason=r["reason"],
-        parked_at=r["parked_at"],
-        status=r["status"],
     )
 
 
@@ -621,3 +419,19 @@ def _placement(
         agreed_event_id=r["agreed_event_id"],
         released=r["released"],
     )
+
+
+class PgPlacementsUnitOfWork(PlacementsUnitOfWork):
+    """The unit of work the kit builds for each event: the register on its connection."""
+
+    def __init__(
+        self,
+        conn: Conn,
+        *args: Any,
+        config: Config,
+        keys: PatientKeys | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(conn, *args, **kwargs)
+        self.config = config
+        self.placements = PgPlacementRepository(conn, keys=keys)

@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from homeward.contracts.events import FundingShare, PlacementMade, PlacementRegistered
+from homeward.contracts.events import FundingShare, PlacementAwaitingAgreement, PlacementMade, PlacementRegistered
 from homeward.contracts.vocab import (
     AgeBand,
     BedType,
@@ -24,6 +24,8 @@ from homeward.contracts.vocab import (
     Setting,
     setting_of,
 )
+from homeward.kit.aggregate import Aggregate
+from homeward.kit.identity import stable_id
 
 from .areas import is_out_of_area
 from .reviews import Alert, Review, ReviewPolicy, ReviewSchedule, alert_for, next_due
@@ -94,7 +96,7 @@ class Ending:
 
 
 @dataclass
-class Placement:
+class Placement(Aggregate):
     placement_id: str
     referral_id: str | None
     patient_ref: str
@@ -407,7 +409,8 @@ def register(
 ) -> Placement:
     """A new placement from a PlacementMade whose site area is known, with its review schedule.
 
-    ``agreed``: the sender may act for the commissioner, so the report is also its agreement.
+    ``agreed``: the sender may act for the commissioner, so the report is also its agreement;
+    if not, the placement records that it awaits the commissioner's (PlacementAwaitingAgreement).
     ``rate_held``: the starting rate is outside the bed type's plausibility bounds."""
     funding = tuple(made.funding) or (FundingShare(commissioner=made.commissioner, share_bp=FULL_SHARE_BP),)
     placement = Placement(
@@ -451,4 +454,21 @@ def register(
     )
     rules = policy.rules_for(placement.cohort, placement.age_band, placement.setting, placement.out_of_area)
     placement.schedules = {rule.review_type: next_due(placement.start_date, rule, ()) for rule in rules}
+    if not agreed:
+        placement.record_event(
+            PlacementAwaitingAgreement(
+                placement_id=placement.placement_id,
+                commissioner=placement.commissioner,
+                provider=placement.provider,
+                provider_site=placement.provider_site,
+                reported_by=reported_by or placement.provider,
+                bed_type=placement.bed_type,
+                start_date=placement.start_date,
+                daily_rate_pence=placement.initial_daily_rate_pence,
+                out_of_area=placement.out_of_area,
+                funding=list(placement.funding) if len(placement.funding) > 1 else [],
+            ),
+            id=stable_id("PlacementAwaitingAgreement", placement.placement_id),
+            time=event_time,
+        )
     return placement

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
 
 from homeward.contracts.events import (
     AmountHeld,
@@ -25,8 +25,9 @@ from pydantic import SecretStr
 
 from ..adapters.patients import PatientKeys, protect_job
 from ..adapters.policy_file import load_policy
-from ..adapters.repository import PgPlacementRepository, PlacementRepository
-from ..handlers import Context, PlacementHandlers
+from ..adapters.repository import PgPlacementsUnitOfWork
+from ..handlers import HANDLERS
+from ..ports import Config
 from ..settings import PlacementsSettings
 from .http import build_routes
 from .jobs import SERVICE, jobs
@@ -54,8 +55,8 @@ def _secret(value: SecretStr | None) -> str:
     return value.get_secret_value() if value is not None else ""
 
 
-def build_context(settings: PlacementsSettings) -> Context:
-    return Context(
+def build_config(settings: PlacementsSettings) -> Config:
+    return Config(
         reference=load_reference(settings.reference_data),
         policy=load_policy(settings.review_policy_path()),
         patient_ref_key=_secret(settings.common.patient_ref_key),
@@ -70,25 +71,14 @@ def build_definition(settings: PlacementsSettings | None = None) -> ServiceDefin
     topics = Topics(settings.kafka.topic_namespace)
 
     keys = patient_keys(settings)
-    dead_letter_key = _dead_letter_key(settings)
-
-    def repository_for(uow: Any) -> PlacementRepository:
-        return PgPlacementRepository(
-            uow.conn,
-            dlq_topic=topics.dlq(SERVICE),
-            origin_topic=topics.internal("ingress"),
-            keys=keys,
-            dead_letter_key=dead_letter_key,
-        )
-
-    handlers = PlacementHandlers(build_context(settings), repository_for)
     return ServiceDefinition(
         name=SERVICE,
         settings=settings,
         migrations=MIGRATIONS,
-        handlers=handlers.mapping(),
+        handlers=HANDLERS,
+        unit_of_work=functools.partial(PgPlacementsUnitOfWork, config=build_config(settings), keys=keys),
         subscriptions=SUBSCRIPTIONS,
-        jobs=[*jobs(topics, settings.park_expiry_days), *patient_jobs(keys)],
+        jobs=[*jobs(topics), *patient_jobs(keys)],
         routes=build_routes,
         publishes=PUBLISHES,
         stores_nhs_numbers=True,
@@ -104,13 +94,6 @@ def patient_keys(settings: PlacementsSettings) -> PatientKeys | None:
     try:
         return PatientKeys(common.pseudonymiser(), common.nhs_number_cipher())
     except KeyProblem:
-        return None
-
-
-def _dead_letter_key(settings: PlacementsSettings) -> bytes | None:
-    try:
-        return settings.common.dead_letter_keys()[0]
-    except KeyProblem:  # the runtime refuses to start, naming the variable
         return None
 
 

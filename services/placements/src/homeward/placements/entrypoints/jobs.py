@@ -5,13 +5,11 @@ is near; ``ReviewOverdue`` once per missed due date, and once more at each escal
 Each alert has a deterministic id and a row in ``review_alerts`` written in the same
 transaction as its outbox row, so a restart or a second replica says nothing twice.
 
-``parked-expiry``: marks events parked longer than ``park_expiry_days`` as expired. It
-publishes nothing; they stay visible at ``/parked?expired=true``.
+Events parked for a placement that never came are the kit's (``parking-expiry``).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import asyncpg
@@ -22,7 +20,7 @@ from homeward.kit.logging import get_logger
 from homeward.kit.service import Job
 from homeward.kit.topics import Topics
 
-from ..adapters.alerts import ScheduledReview, claim_alert, expire_parked, reviews_to_consider
+from ..adapters.alerts import ScheduledReview, claim_alert, reviews_to_consider
 from ..domain import Alert, alert_for
 
 SERVICE = "placements"
@@ -83,21 +81,5 @@ class ReviewScheduler:
         return emitted
 
 
-class ParkedExpiry:
-    def __init__(self, park_expiry_days: int) -> None:
-        self.days = park_expiry_days
-
-    async def run(self, pool: asyncpg.Pool, clock: Clock) -> int:  # type: ignore[type-arg]
-        now = clock.now()
-        async with pool.acquire() as conn:
-            expired = await expire_parked(conn, now - dt.timedelta(days=self.days), now)
-        if expired:
-            log.warning("parked events expired: their placements never arrived", expired=expired)
-        return 0
-
-
-def jobs(topics: Topics, park_expiry_days: int) -> list[Job]:
-    return [
-        Job("reviews", ReviewScheduler(topics).run),
-        Job("parked-expiry", ParkedExpiry(park_expiry_days).run),
-    ]
+def jobs(topics: Topics) -> list[Job]:
+    return [Job("reviews", ReviewScheduler(topics).run)]
