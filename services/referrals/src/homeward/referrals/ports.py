@@ -142,12 +142,3 @@ class ReferralsUnitOfWork(UnitOfWork[Any]):
     referrals: ReferralRepository
     capacity: CapacityRepository
     config: Config
-
-    async def flush(self) -> int:
-        """Publish what the referrals handed out have recorded, then what the kit tracks."""
-        added = 0
-        for referral in self.referrals.seen:
-            if isinstance(referral, Referral):
-                for e in referral.take_events():
-                    added += await self.publish(e.payload, id=e.id, time=e.time)
-        return added + await super().flush()

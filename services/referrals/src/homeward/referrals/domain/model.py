@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from homeward.contracts import Payload
 from homeward.contracts.events import LocalCapacityUnavailable, LocalOption, ReferralTriaged
 from homeward.contracts.vocab import AgeBand, BedType, Cohort, LegalStatus, OutOfAreaReason, Urgency, WithdrawalReason
+from homeward.kit.aggregate import Aggregate
 from homeward.kit.identity import stable_id
 
 from .days import start_of_day, whole_hours
@@ -21,29 +21,6 @@ class Refused(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason, self.message = reason, message
-
-
-@dataclass(frozen=True)
-class Recorded:
-    """An event an aggregate recorded: the payload, its deterministic id and when it happened."""
-
-    payload: Payload
-    id: str
-    time: dt.datetime | None = None
-
-
-class Recording:
-    """What an aggregate has recorded, kept outside its dataclass fields (so equality, ``repr``
-    and ``dataclasses.replace`` ignore it), with the kit's ``Aggregate`` interface. The kit's
-    mixin lives in ``homeward.kit.uow``, which does I/O, so a pure domain cannot inherit it; the
-    unit of work publishes these (``ports.ReferralsUnitOfWork.flush``)."""
-
-    def record_event(self, payload: Payload, *, id: str, time: dt.datetime | None = None) -> None:
-        self.__dict__.setdefault("_recorded", []).append(Recorded(payload, id, time))
-
-    def take_events(self) -> list[Recorded]:
-        """The recorded events, oldest first; none are held afterwards."""
-        return self.__dict__.pop("_recorded", [])  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -104,7 +81,7 @@ class PlacementOutcome(StrEnum):
 
 
 @dataclass
-class Referral(Recording):
+class Referral(Aggregate):
     referral_id: str
     patient_ref: str
     commissioner: str
