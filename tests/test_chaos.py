@@ -34,6 +34,8 @@ def test_nothing_lost_nothing_doubled_every_bad_record_dead_lettered_once() -> N
     assert sum(report.lost.values()) == 0, report.table()
     assert sum(report.doubled.values()) == 0, report.table()
     assert report.bad_sent > 40 and report.bad_generated > 0
+    # Emails were compared per (event, recipient) with the published alerts and with the oracle.
+    assert report.emails_sent > 0 and report.emails_owed["email"] > 0 and report.emails_oracle > 0, report.table()
     assert (report.dead_lettered_once, report.bad_missing, report.bad_twice) == (report.bad_sent, [], []), (
         report.table()
     )
