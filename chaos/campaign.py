@@ -572,7 +572,12 @@ class Campaign:
         self._check_crashes()
         runner.wait_ready(self.paths, timeout=300, ports=self.ports)
         self.say("chaos: faults done; waiting for the services to finish the work")
-        self.report.settled = runner.settle(admin, self.ports, rounds=2)
+        # At national size the services are far behind when the faults end (half an hour of
+        # work): the jobs must not run "as of" the last day before the history is in, and
+        # settle's own wait (10 minutes) is for the little work the jobs cause.
+        drained = runner.wait_settled(admin, timeout=self.o.settle_timeout_s)
+        self.say("chaos: the history is in; running the jobs")
+        self.report.settled = runner.settle(admin, self.ports, rounds=2) and drained
         self.report.settled = asyncio.run(self._wait_drained(info)) and self.report.settled
         self._check_crashes()
         self.say("chaos: comparing with the oracle")
