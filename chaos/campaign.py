@@ -771,9 +771,6 @@ class Campaign:
         """Emails per (event, recipient), by Message-ID: against the alerts the services
         published (every kind), and against the oracle (the kinds it predicts from the partner
         events alone; docs/chaos.md says which it cannot predict under faults, and why)."""
-        from homeward.notifications.domain.alerts import alert_from
-
-        r = self.report
         conn = await asyncpg.connect(info.database_url("notifications"))
         try:
             emails = await conn.fetch("SELECT message_id, status, kind, to_address FROM emails")
@@ -789,95 +786,10 @@ class Campaign:
         finally:
             await conn.close()
 
-        # What the services' own records say: every email sent, and the catcher holds each, once.
-        status = Counter(row["status"] for row in emails)
-        sent = {row["message_id"].strip("<>") for row in emails if row["status"] == "sent"}
-        r.emails_sent = len(sent)
-        r.lost["emails failed or pending"] = status.get("failed", 0) + status.get("pending", 0)
         staff = runner.recipients_for(scenario)
         by_address, elsewhere = await self._mail_by_recipient([s["email"] for s in staff])
-        # (Message-ID, address) -> the text delivered; a message without a Message-ID is a delivery
-        # cut short by the SMTP outage (MailDev stopped mid-transfer): the sender tries it again.
-        delivered: Counter[tuple[str, str]] = Counter()
-        texts: dict[str, str] = {}  # digests' text, by Message-ID
-        catcher_subjects: dict[str, tuple[str, str]] = {}  # Message-ID -> (address, subject)
-        for address, messages in by_address.items():
-            for m in messages:
-                if not m.get("messageId"):
-                    r.emails_incomplete += 1
-                    continue
-                mid = str(m["messageId"]).strip("<>")
-                delivered[(mid, address)] += 1
-                subject = str(m.get("subject") or "")
-                catcher_subjects[mid] = (address, subject)
-                if "in your Homeward digest for" in subject:
-                    texts[mid] = str(m.get("text") or "")
-                if mid not in sent:
-                    r.details.append(f"email not sent by notifications: {mid!r} to {address}: {m.get('subject')!r}")
-        delivered_ids = {mid for mid, _ in delivered}
-        r.lost["emails not delivered"] = len(sent - delivered_ids)
-        r.doubled["emails unknown to notifications"] = len(delivered_ids - sent) + elsewhere
-        if elsewhere:
-            r.details.append(f"{elsewhere} messages in the catcher to no member of staff")
-        r.emails_resent = sum(n - 1 for n in delivered.values() if n > 1)
-        digests = Counter(
-            row["to_address"] for row in emails if row["kind"] == "digest" and row["message_id"].strip("<>") in sent
-        )
-        r.doubled["digests (more than one a recipient)"] = sum(n - 1 for n in digests.values())
-
-        # Per (event, recipient): each alert-worthy event the services published reaches each of
-        # its recipients once, by email, in the digest or recorded as suppressed (history).
-        expected: dict[tuple[str, str], tuple[str, str]] = {}  # (event id, address) -> (alert, how)
-        staff_of: dict[str, list[dict[str, Any]]] = {}
-        for person in staff:
-            staff_of.setdefault(person["org"], []).append(person)
-        for events in published.values():
-            for event in events:
-                alert = alert_from(event)
-                if alert is None:
-                    continue
-                how = HOW[oracle.timeliness(alert.due_by, AS_OF)]
-                if ORACLE_ALERTS.get(alert.name, "\0") not in alert.subject:
-                    r.alerts_not_predicted[alert.name] += 1
-                for person in (p for org in alert.organisations for p in staff_of.get(org, [])):
-                    bounds = routes.get((alert.name, person["role"]))
-                    if bounds is None:
-                        continue
-                    low, high = bounds
-                    if low <= alert.escalation_level and (high is None or alert.escalation_level <= high):
-                        expected[(event.id, person["email"])] = (alert.name, how)
-        got: dict[tuple[str, str], tuple[str, str]] = {}  # delivered (or suppressed) as it should be
-        recorded: set[tuple[str, str]] = set()
-        reached: Counter[tuple[str, str, str, str]] = Counter()  # (address, keyword, reference, how)
-        for row in rows:
-            key = (row["cause_event_id"], row["email_address"])
-            recorded.add(key)
-            how = "suppressed" if row["status"] == "suppressed" else "digest" if row["digest"] else "email"
-            mid = (row["message_id"] or "").strip("<>")
-            if how == "suppressed":
-                ok = not mid
-            else:
-                ok = row["status"] == "sent" and (mid, row["email_address"]) in delivered
-                if how == "digest":
-                    ok = ok and row["email_kind"] == "digest" and row["reference"] in texts.get(mid, "")
-            if ok:
-                got[key] = (row["event_name"], how)
-                keyword = ORACLE_ALERTS.get(row["event_name"])
-                if keyword and keyword in row["subject"]:
-                    reached[(row["email_address"], keyword, row["reference"], how)] += 1
-        r.emails_owed = Counter(how for _, how in expected.values())
-        lost = [k for k in expected if got.get(k) != expected[k]]
-        extra = [k for k in recorded if k not in expected]
-        r.lost["emails (event, recipient)"] = len(lost)
-        r.doubled["emails (event, recipient)"] = len(extra)
-        for k in lost[:5]:
-            r.details.append(
-                f"email owed but not delivered as {expected[k][1]}: {expected[k][0]} {k}: got {got.get(k)}"
-            )
-        for k in extra[:5]:
-            r.details.append(f"email recorded but not owed: {got.get(k, 'not delivered')} {k}")
-
-        # Against the oracle, from the partner events alone.
+        # What the oracle owes, from the partner events alone; the day each provider's report was
+        # judged (awaiting agreement) and each invoice held comes from the events published.
         awaiting = {
             e.data.placement_id: _uk_day(e.time)
             for e in published["placements"]
@@ -890,38 +802,18 @@ class Campaign:
         }
         owed = oracle.alerts(world, AS_OF, awaiting, held)
 
-        def mailbox(a: Any) -> str:
-            return f"{a.role.replace('_', '.')}@{a.org.lower()}.nhs.invalid"
-
-        want = Counter(
-            (mailbox(a), a.keyword, a.logged_as or a.reference, HOW[oracle.timeliness(a.due_by, AS_OF)]) for a in owed
+        email_findings(
+            self.report,
+            staff=staff,
+            routes=routes,
+            published=published,
+            emails=emails,
+            rows=rows,
+            by_address=by_address,
+            elsewhere=elsewhere,
+            owed=owed,
+            timeliness=oracle.timeliness,
         )
-        r.emails_oracle = len(owed)
-        r.lost["emails vs oracle"] = sum((want - reached).values())
-        r.doubled["emails vs oracle"] = sum((reached - want).values())
-        for diff in sorted((want - reached) + (reached - want))[:5]:
-            r.details.append(
-                f"email differs from the oracle: {diff}: delivered {reached.get(diff, 0)}, owed {want.get(diff, 0)}"
-            )
-        # And the catcher alone, not notifications' log: the alerts emailed on their own, by the
-        # words and placement in each subject, against the oracle's current alerts.
-        want_own = Counter(
-            (mailbox(a), a.keyword, a.reference) for a in owed if oracle.timeliness(a.due_by, AS_OF) == "current"
-        )
-        seen_own: Counter[tuple[str, str, str]] = Counter()
-        for to, subject in catcher_subjects.values():
-            if "in your Homeward digest for" in subject:
-                continue
-            placement = re.search(r"placement (\S+)", subject)
-            for keyword in ORACLE_ALERTS.values():
-                if keyword in subject:
-                    seen_own[(to, keyword, placement.group(1) if placement else "?")] += 1
-        r.lost["emails in the catcher vs oracle"] = sum((want_own - seen_own).values())
-        r.doubled["emails in the catcher vs oracle"] = sum((seen_own - want_own).values())
-        for own in sorted((want_own - seen_own) + (seen_own - want_own))[:5]:
-            r.details.append(
-                f"the catcher differs from the oracle: {own}: {seen_own.get(own, 0)}, owed {want_own.get(own, 0)}"
-            )
 
     async def _stuck(self, info: StackInfo) -> None:
         r = self.report
@@ -945,6 +837,141 @@ class Campaign:
             r.stuck[f"{svc} stalled"] = sum(
                 1 for line in metrics.splitlines() if line.startswith("homeward_stalled{") and not line.endswith(" 0.0")
             )
+
+
+def email_findings(
+    r: Report,
+    *,
+    staff: list[dict[str, Any]],
+    routes: dict[tuple[str, str], tuple[int, int | None]],
+    published: dict[str, list[Event[Any]]],
+    emails: list[Any],
+    rows: list[Any],
+    by_address: dict[str, list[dict[str, Any]]],
+    elsewhere: int,
+    owed: list[Any],
+    timeliness: Callable[[dt.date, dt.date], str],
+) -> None:
+    """Emails per (event, recipient), by Message-ID, into the report (docs/chaos.md): what
+    notifications recorded (``emails``; ``rows``, its notifications joined to their emails), what
+    the catcher holds (``by_address``, and ``elsewhere`` messages to nobody on the staff),
+    against the alerts the services published (``published``, routed to ``staff`` by
+    ``routes``) and the alerts the oracle owes (``owed``, ``oracle.Alert``)."""
+    from homeward.notifications.domain.alerts import alert_from
+
+    # What the services' own records say: every email sent, and the catcher holds each, once.
+    status = Counter(row["status"] for row in emails)
+    sent = {row["message_id"].strip("<>") for row in emails if row["status"] == "sent"}
+    r.emails_sent = len(sent)
+    r.lost["emails failed or pending"] = status.get("failed", 0) + status.get("pending", 0)
+    # (Message-ID, address) -> the text delivered; a message without a Message-ID is a delivery
+    # cut short by the SMTP outage (MailDev stopped mid-transfer): the sender tries it again.
+    delivered: Counter[tuple[str, str]] = Counter()
+    texts: dict[str, str] = {}  # digests' text, by Message-ID
+    catcher_subjects: dict[str, tuple[str, str]] = {}  # Message-ID -> (address, subject)
+    for address, messages in by_address.items():
+        for m in messages:
+            if not m.get("messageId"):
+                r.emails_incomplete += 1
+                continue
+            mid = str(m["messageId"]).strip("<>")
+            delivered[(mid, address)] += 1
+            subject = str(m.get("subject") or "")
+            catcher_subjects[mid] = (address, subject)
+            if "in your Homeward digest for" in subject:
+                texts[mid] = str(m.get("text") or "")
+            if mid not in sent:
+                r.details.append(f"email not sent by notifications: {mid!r} to {address}: {m.get('subject')!r}")
+    delivered_ids = {mid for mid, _ in delivered}
+    r.lost["emails not delivered"] = len(sent - delivered_ids)
+    r.doubled["emails unknown to notifications"] = len(delivered_ids - sent) + elsewhere
+    if elsewhere:
+        r.details.append(f"{elsewhere} messages in the catcher to no member of staff")
+    r.emails_resent = sum(n - 1 for n in delivered.values() if n > 1)
+    digests = Counter(
+        row["to_address"] for row in emails if row["kind"] == "digest" and row["message_id"].strip("<>") in sent
+    )
+    r.doubled["digests (more than one a recipient)"] = sum(n - 1 for n in digests.values())
+
+    # Per (event, recipient): each alert-worthy event the services published reaches each of
+    # its recipients once, by email, in the digest or recorded as suppressed (history).
+    expected: dict[tuple[str, str], tuple[str, str]] = {}  # (event id, address) -> (alert, how)
+    staff_of: dict[str, list[dict[str, Any]]] = {}
+    for person in staff:
+        staff_of.setdefault(person["org"], []).append(person)
+    for events in published.values():
+        for event in events:
+            alert = alert_from(event)
+            if alert is None:
+                continue
+            how = HOW[timeliness(alert.due_by, AS_OF)]
+            if ORACLE_ALERTS.get(alert.name, "\0") not in alert.subject:
+                r.alerts_not_predicted[alert.name] += 1
+            for person in (p for org in alert.organisations for p in staff_of.get(org, [])):
+                bounds = routes.get((alert.name, person["role"]))
+                if bounds is None:
+                    continue
+                low, high = bounds
+                if low <= alert.escalation_level and (high is None or alert.escalation_level <= high):
+                    expected[(event.id, person["email"])] = (alert.name, how)
+    got: dict[tuple[str, str], tuple[str, str]] = {}  # delivered (or suppressed) as it should be
+    recorded: set[tuple[str, str]] = set()
+    reached: Counter[tuple[str, str, str, str]] = Counter()  # (address, keyword, reference, how)
+    for row in rows:
+        key = (row["cause_event_id"], row["email_address"])
+        recorded.add(key)
+        how = "suppressed" if row["status"] == "suppressed" else "digest" if row["digest"] else "email"
+        mid = (row["message_id"] or "").strip("<>")
+        if how == "suppressed":
+            ok = not mid
+        else:
+            ok = row["status"] == "sent" and (mid, row["email_address"]) in delivered
+            if how == "digest":
+                ok = ok and row["email_kind"] == "digest" and row["reference"] in texts.get(mid, "")
+        if ok:
+            got[key] = (row["event_name"], how)
+            keyword = ORACLE_ALERTS.get(row["event_name"])
+            if keyword and keyword in row["subject"]:
+                reached[(row["email_address"], keyword, row["reference"], how)] += 1
+    r.emails_owed = Counter(how for _, how in expected.values())
+    lost = [k for k in expected if got.get(k) != expected[k]]
+    extra = [k for k in recorded if k not in expected]
+    r.lost["emails (event, recipient)"] = len(lost)
+    r.doubled["emails (event, recipient)"] = len(extra)
+    for k in lost[:5]:
+        r.details.append(f"email owed but not delivered as {expected[k][1]}: {expected[k][0]} {k}: got {got.get(k)}")
+    for k in extra[:5]:
+        r.details.append(f"email recorded but not owed: {got.get(k, 'not delivered')} {k}")
+
+    # Against the oracle: the kinds it predicts, delivered as it says (email, digest, suppressed).
+    def mailbox(a: Any) -> str:
+        return f"{a.role.replace('_', '.')}@{a.org.lower()}.nhs.invalid"
+
+    want = Counter((mailbox(a), a.keyword, a.logged_as or a.reference, HOW[timeliness(a.due_by, AS_OF)]) for a in owed)
+    r.emails_oracle = len(owed)
+    r.lost["emails vs oracle"] = sum((want - reached).values())
+    r.doubled["emails vs oracle"] = sum((reached - want).values())
+    for diff in sorted((want - reached) + (reached - want))[:5]:
+        r.details.append(
+            f"email differs from the oracle: {diff}: delivered {reached.get(diff, 0)}, owed {want.get(diff, 0)}"
+        )
+    # And the catcher alone, not notifications' log: the alerts emailed on their own, by the
+    # words and placement in each subject, against the oracle's current alerts.
+    want_own = Counter((mailbox(a), a.keyword, a.reference) for a in owed if timeliness(a.due_by, AS_OF) == "current")
+    seen_own: Counter[tuple[str, str, str]] = Counter()
+    for to, subject in catcher_subjects.values():
+        if "in your Homeward digest for" in subject:
+            continue
+        placement = re.search(r"placement (\S+)", subject)
+        for keyword in ORACLE_ALERTS.values():
+            if keyword in subject:
+                seen_own[(to, keyword, placement.group(1) if placement else "?")] += 1
+    r.lost["emails in the catcher vs oracle"] = sum((want_own - seen_own).values())
+    r.doubled["emails in the catcher vs oracle"] = sum((seen_own - want_own).values())
+    for own in sorted((want_own - seen_own) + (seen_own - want_own))[:5]:
+        r.details.append(
+            f"the catcher differs from the oracle: {own}: {seen_own.get(own, 0)}, owed {want_own.get(own, 0)}"
+        )
 
 
 def run(options: Options) -> Report:
