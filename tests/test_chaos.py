@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,6 +35,8 @@ def test_nothing_lost_nothing_doubled_every_bad_record_dead_lettered_once() -> N
     assert sum(report.lost.values()) == 0, report.table()
     assert sum(report.doubled.values()) == 0, report.table()
     assert report.bad_sent > 40 and report.bad_generated > 0
+    # Emails were compared per (event, recipient) with the published alerts and with the oracle.
+    assert report.emails_sent > 0 and report.emails_owed["email"] > 0 and report.emails_oracle > 0, report.table()
     assert (report.dead_lettered_once, report.bad_missing, report.bad_twice) == (report.bad_sent, [], []), (
         report.table()
     )
@@ -77,3 +80,95 @@ def test_the_report_fails_on_each_kind_of_finding() -> None:
         finding(report)
         assert not report.passed
         assert "FAIL" in report.table()
+
+
+def test_the_email_comparison_counts_each_email_lost_or_doubled_per_event_and_recipient() -> None:
+    """The email comparison alone, on what a run would have read: one overdue review owed by the
+    oracle and published by placements, recorded by notifications and held by the catcher. A
+    clean set counts nothing; an email the catcher lacks, a second notification for an event
+    nobody published, or an alert the oracle owes but nobody raised each count."""
+    import datetime as dt
+    from collections import Counter
+
+    from homeward.contracts import new_event
+    from homeward.contracts.events import ReviewOverdue
+    from homeward.contracts.vocab import BedType, Cohort, ReviewType
+
+    from chaos.campaign import AS_OF, Report, email_findings
+    from tests.e2e import oracle
+
+    due = AS_OF - dt.timedelta(days=10)
+    overdue = ReviewOverdue(
+        placement_id="PLC-05A-000123",
+        patient_ref="pt_3f2a9c1e5b7d4a6f8e0c2b4d6f8a0c1e",
+        commissioner="05A",
+        provider="8HA03",
+        provider_site="8HA0301",
+        bed_type=BedType.PICU,
+        cohort=Cohort.MENTAL_HEALTH,
+        out_of_area=True,
+        review_type=ReviewType.OVERSIGHT_VISIT,
+        due_date=due,
+        days_overdue=10,
+        escalation_level=1,
+        last_review_date=None,
+    )
+    event = new_event(overdue, source="homeward/placements", id="evt-overdue-1")
+    address = "case.manager@05a.nhs.invalid"
+    subject = (
+        f"Action needed by 27 Nov 2026: Oversight visit overdue 10 days — placement {overdue.placement_id} at 8HA0301"
+    )
+    owed = [oracle.Alert("case_manager", "05A", "overdue", overdue.placement_id, AS_OF + dt.timedelta(days=7))]
+
+    def findings(rows: list[dict[str, Any]], mail: list[dict[str, Any]], owe: list[oracle.Alert] = owed) -> Report:
+        r = Report(seed=1)
+        email_findings(
+            r,
+            staff=[{"email": address, "org": "05A", "role": "case_manager"}],
+            routes={("ReviewOverdue", "case_manager"): (1, None), ("ReviewOverdue", "clinical_lead"): (2, None)},
+            published={"referrals": [], "placements": [event], "budget": []},
+            emails=[
+                {"message_id": row["message_id"], "status": "sent", "kind": "alert", "to_address": address}
+                for row in rows
+            ],
+            rows=rows,
+            by_address={address: mail},
+            elsewhere=0,
+            owed=owe,
+            timeliness=oracle.timeliness,
+        )
+        return r
+
+    row: dict[str, Any] = {
+        "cause_event_id": event.id,
+        "event_name": "ReviewOverdue",
+        "email_address": address,
+        "reference": overdue.placement_id,
+        "subject": subject,
+        "digest": False,
+        "status": "sent",
+        "message_id": "<n1@homeward>",
+        "email_kind": "alert",
+    }
+    message: dict[str, Any] = {"messageId": "<n1@homeward>", "subject": subject, "to": [{"address": address}]}
+
+    clean = findings([row], [message])
+    assert (sum(clean.lost.values()), sum(clean.doubled.values())) == (0, 0), clean.table()
+    assert (clean.emails_sent, clean.emails_owed, clean.emails_oracle) == (1, Counter({"email": 1}), 1)
+
+    not_delivered = findings([row], [])
+    assert not_delivered.lost["emails not delivered"] == 1
+    assert not_delivered.lost["emails (event, recipient)"] == 1
+    assert not_delivered.lost["emails vs oracle"] == not_delivered.lost["emails in the catcher vs oracle"] == 1
+
+    stray = {**row, "cause_event_id": "evt-nobody-published", "message_id": "<n2@homeward>"}
+    doubled = findings([row, stray], [message, {**message, "messageId": "<n2@homeward>"}])
+    assert doubled.doubled["emails (event, recipient)"] == 1
+    assert doubled.doubled["emails vs oracle"] == doubled.doubled["emails in the catcher vs oracle"] == 1
+
+    resent = findings([row], [message, message])  # the same Message-ID twice: counted, not a double
+    assert (resent.emails_resent, sum(resent.doubled.values())) == (1, 0)
+
+    twice_owed = findings([row], [message], owe=owed * 2)
+    assert twice_owed.lost["emails vs oracle"] == twice_owed.lost["emails in the catcher vs oracle"] == 1
+    assert not twice_owed.passed

@@ -24,7 +24,7 @@ import pytest
 from homeward.budget.entrypoints.app import build_definition as budget_definition
 from homeward.budget.entrypoints.http import build_routes
 from homeward.budget.settings import BudgetSettings
-from homeward.contracts import Event, new_event, partner_source
+from homeward.contracts import Event, new_event, parse_kafka, partner_source
 from homeward.contracts.events import BudgetAllocated, PlacementMade
 from homeward.contracts.vocab import FundingSource, Programme
 from homeward.kit.clock import FixedClock
@@ -191,3 +191,86 @@ async def test_a_position_as_of_a_past_day_is_the_same_whether_the_history_came_
     # Every entry of the placement is dated by its fact: none on the day the backfill arrived but
     # the accrual of the nights up to it.
     assert {row[3] for row in late_ledger} == {START, *(D(2026, m, 1) for m in range(6, 12)), SENT_LATE}
+
+
+# ---- review alerts: dated when the review fell due, not when the scheduler ran --------------
+
+OVERSIGHT_DUE = START + dt.timedelta(days=56)  # an adult placed out of area: every 8 weeks
+
+
+def _midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), dt.UTC)
+
+
+async def _review_alerts(infra: Infra, dsn: str, *, backfill: bool, job_days: list[dt.date]) -> dict[str, Any]:
+    """The placement of ``_history`` through a placements service whose review scheduler runs
+    on ``job_days``: event id -> (type, time, payload) of each review alert it published."""
+    kafka = KafkaProbe(infra, new_namespace())
+    commissioner, provider, far_area = "05A", new_ods("8"), new_ods("Q")
+    await kafka.create()
+    await kafka.grant_services()
+    sent, made = _history(commissioner, provider, far_area, backfill=backfill)[1]
+    clock = FixedClock(_at(sent, 12))
+    placements = ServiceRuntime(
+        placements_definition(PlacementsSettings(database_url=dsn, **service_tuning(kafka, "placements"))),
+        clock=clock,
+    )
+    await placements.start()
+    try:
+        await kafka.send(kafka.topics.internal("ingress"), made)
+        assert await eventually(lambda: _counts(dsn, "SELECT count(*) FROM review_schedules", 1), timeout=60)
+        for day in job_days:
+            clock.set(_at(day, 12))
+            await placements.run_jobs_once()
+        conn = await asyncpg.connect(dsn)
+        try:
+            queued = int(await conn.fetchval("SELECT count(*) FROM outbox"))
+        finally:
+            await conn.close()
+        records = await kafka.read(kafka.topics.internal("placements"), until=lambda r: len(r) >= queued, timeout=60)
+    finally:
+        await placements.stop()
+        await kafka.close()
+        await kafka.revoke_services()
+        await kafka.delete_topics()
+    alerts = [parse_kafka(r.value, r.headers) for r in records]
+    return {
+        e.id: (e.type, e.time, e.data.model_dump(mode="json"))
+        for e in alerts
+        if e.type in ("homeward.ReviewDueSoon.v1", "homeward.ReviewOverdue.v1")
+    }
+
+
+async def _counts(dsn: str, sql: str, expected: int) -> bool:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval(sql)) == expected
+    finally:
+        await conn.close()
+
+
+async def test_review_alerts_are_dated_when_the_review_fell_due_whether_the_scheduler_ran_then_or_after_a_backfill(
+    infra: Infra, databases: list[str]
+) -> None:
+    """The oversight visit due on 26 June 2026 is due soon from 12 June (14 days before), overdue
+    from 27 June, at level 2 from 11 July and at level 3 from 25 July (every 14 days more). A
+    scheduler that ran on each of those days and one that first saw the placement in the
+    November backfill publish the level-3 alert with the same id and the same time: 25 July."""
+    days = [OVERSIGHT_DUE - dt.timedelta(days=14), *(OVERSIGHT_DUE + dt.timedelta(days=n) for n in (1, 15, 29))]
+    live = await _review_alerts(infra, databases[0], backfill=False, job_days=[*days, SENT_LATE])
+    late = await _review_alerts(infra, databases[1], backfill=True, job_days=[SENT_LATE])
+
+    # Each alert is dated by the day its fact began, at 00:00 UTC as every business time is.
+    assert sorted((kind.split(".")[1], data.get("escalation_level"), time) for kind, time, data in live.values()) == [
+        ("ReviewDueSoon", None, _midnight(D(2026, 6, 12))),
+        ("ReviewOverdue", 1, _midnight(D(2026, 6, 27))),
+        ("ReviewOverdue", 2, _midnight(D(2026, 7, 11))),
+        ("ReviewOverdue", 3, _midnight(D(2026, 7, 25))),
+    ]
+    # The backfill's scheduler says only the level reached by November: the same event, time
+    # included, but for how many days overdue it was when said.
+    assert len(late) == 1
+    (event_id, (kind, time, data)), *_ = late.items()
+    assert event_id in live
+    assert (kind, time) == live[event_id][:2] == ("homeward.ReviewOverdue.v1", _midnight(D(2026, 7, 25)))
+    assert data["due_date"] == OVERSIGHT_DUE.isoformat() and data["days_overdue"] == (SENT_LATE - OVERSIGHT_DUE).days

@@ -3,7 +3,8 @@
 ``reviews``: ``ReviewDueSoon`` once per (placement, review type, due date) when the due date
 is near; ``ReviewOverdue`` once per missed due date, and once more at each escalation level.
 Each alert has a deterministic id and a row in ``review_alerts`` written in the same
-transaction as its outbox row, so a restart or a second replica says nothing twice.
+transaction as its outbox row, so a restart or a second replica says nothing twice. Its time is
+the business time of the fact (``alert_time``), not the moment the scheduler ran.
 
 Events parked for a placement that never came are the kit's (``parking-expiry``).
 """
@@ -32,6 +33,22 @@ def alert_event_id(item: ScheduledReview, alert: Alert) -> str:
     if alert.kind == "due_soon":
         return stable_id("ReviewDueSoon", item.placement_id, alert.review_type.value, alert.due_date)
     return stable_id("ReviewOverdue", item.placement_id, alert.review_type.value, alert.due_date, alert.level)
+
+
+def alert_time(item: ScheduledReview, alert: Alert) -> dt.datetime:
+    """When the fact an alert states happened, for its CloudEvents ``time`` (issue 14): the
+    start (00:00 UTC, as ``fact_time``) of the day the review came within its due-soon window
+    (the due date less ``due_soon_days``), or of the day it reached the alert's overdue level
+    (level 1 the day after the due date, each further level ``escalate_after_days`` later: the
+    inverse of ``overdue_level``). Never the day the scheduler ran, so a scheduler that was
+    down for a while, or a history backfilled late, dates an alert as one running every day
+    would; the id, from the same facts, is the same either way."""
+    rule = item.schedule.rule
+    if alert.kind == "due_soon":
+        day = alert.due_date - dt.timedelta(days=rule.due_soon_days)
+    else:
+        day = alert.due_date + dt.timedelta(days=1 + (alert.level - 1) * rule.escalate_after_days)
+    return dt.datetime.combine(day, dt.time(), dt.UTC)
 
 
 def alert_payload(item: ScheduledReview, alert: Alert) -> Payload:
@@ -73,7 +90,7 @@ class ReviewScheduler:
                 if not await claim_alert(conn, item, alert, event_id, clock.now()):
                     continue
                 await UnitOfWork(conn, SERVICE, clock, topics=self.topics).publish(
-                    alert_payload(item, alert), id=event_id
+                    alert_payload(item, alert), id=event_id, time=alert_time(item, alert)
                 )
                 emitted += 1
         if emitted:
