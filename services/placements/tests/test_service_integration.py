@@ -286,7 +286,12 @@ async def test_a_partner_sequence_gives_the_right_register_events_dead_letters_a
         expired = await get("/admin/parked", ops, status="expired")
         assert [p["awaiting"] for p in expired["entries"]] == ["placement:PLC-NEVER"]
         assert "event" not in expired["entries"][0]  # ops see why, not what it said
-        assert expired["counts"] == {"parked": 0, "applied": 1, "rejected": 1, "expired": 1}
+        counts = expired["counts"]
+        # PLC-1's early review was applied; so, if it raced ahead of its placement on the
+        # ingress's topic (a rate change is keyed by placement, a placement by commissioner),
+        # was PLC-2's rate change: one or two applied, none left waiting.
+        assert (counts["parked"], counts["rejected"], counts["expired"]) == (0, 1, 1)
+        assert counts["applied"] in (1, 2)
         waited = await get("/placements/PLC-1", as_of="2026-03-20")
         assert [(p["event_type"], p["status"]) for p in waited["parked_events"]] == [
             ("homeward.ReviewCompleted.v1", "applied")

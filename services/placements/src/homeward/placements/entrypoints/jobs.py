@@ -11,6 +11,7 @@ Events parked for a placement that never came are the kit's (``parking-expiry``)
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import asyncpg
