@@ -24,7 +24,6 @@ import contextlib
 import datetime as dt
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import asyncpg
@@ -32,6 +31,7 @@ from homeward.contracts import ContractError, Event, Payload, caused_by, new_eve
 from homeward.contracts.topics import publish_key
 
 from . import outbox
+from .aggregate import Aggregate, DomainEvent
 from .authority import Rejected, refusal
 from .clock import Clock
 from .topics import Topics
@@ -39,35 +39,19 @@ from .topics import Topics
 if TYPE_CHECKING:
     from .parking import ParkingLot
 
+__all__ = [
+    "Aggregate",
+    "DomainEvent",
+    "Handler",
+    "Repository",
+    "UnitOfWork",
+    "UnitOfWorkFactory",
+    "handler_table",
+    "unit_of_work",
+]
+
 P = TypeVar("P", bound=Payload)
 A = TypeVar("A")
-
-
-@dataclass(frozen=True)
-class DomainEvent:
-    """What an aggregate recorded: the payload, its deterministic id, when the fact happened
-    (None: when its cause happened) and, rarely, another service's topic."""
-
-    payload: Payload
-    id: str
-    time: dt.datetime | None = None
-    topic: str | None = None
-
-
-class Aggregate:
-    """Mixin for an aggregate (a dataclass, frozen or not) that records domain events.
-
-    The events live outside the dataclass's fields, so they take no part in equality, ``repr``
-    or ``dataclasses.replace``: a replaced aggregate starts with none."""
-
-    def record_event(
-        self, payload: Payload, *, id: str, time: dt.datetime | None = None, topic: str | None = None
-    ) -> None:
-        self.__dict__.setdefault("_homeward_events", []).append(DomainEvent(payload, id, time, topic))
-
-    def take_events(self) -> list[DomainEvent]:
-        """The recorded events, oldest first; the aggregate holds none afterwards."""
-        return self.__dict__.pop("_homeward_events", [])  # type: ignore[no-any-return]
 
 
 class Repository:

@@ -1,12 +1,12 @@
-"""The ledger on PostgreSQL (asyncpg): the repository the use cases write through, and the
-read queries behind the HTTP API and the CLI."""
+"""The ledger on PostgreSQL (asyncpg): the repository the use cases write through, the unit of
+work that carries it (``PgBudgetUnitOfWork``), and the read queries behind the HTTP API and the CLI."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,7 @@ from ..domain.records import Allocation, Invoice, InvoiceStatus
 from ..domain.schedule import RateSchedule
 from ..domain.streams import OpenCommitment, Stream, StreamBook, StreamKind, normal_direction
 from ..domain.thresholds import ThresholdState
-from ..ports import BudgetRepository, CommissionerYearLabel
+from ..ports import BudgetUnitOfWork, CommissionerYearLabel, Config, LedgerRepository
 
 Connection = Any  # an asyncpg connection (its stubs are not generic-friendly)
 
@@ -135,7 +135,7 @@ def _invoice(row: Any) -> Invoice:
     )
 
 
-class PgBudgetRepository(BudgetRepository):
+class PgBudgetRepository(LedgerRepository):
     def __init__(
         self,
         conn: Connection,
@@ -479,31 +479,13 @@ class PgBudgetRepository(BudgetRepository):
             i.reason,
             i.confirmed_by,
         )
+        self.track(i)
 
     async def invoices_for_placement(self, placement_id: str) -> list[Invoice]:
         rows = await self.conn.fetch(
             "SELECT * FROM invoices WHERE placement_id = $1 ORDER BY received_at, invoice_id", placement_id
         )
         return [_invoice(r) for r in rows]
-
-    # ------------------------------------------------------------------------- parked
-
-    async def park(self, placement_id: str, event_id: str, event_type: str, event_json: str, reason: str) -> None:
-        await self.conn.execute(
-            """INSERT INTO parked_events (placement_id, event_id, event_type, event, reason)
-               VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING""",
-            placement_id,
-            event_id,
-            event_type,
-            event_json,
-            reason,
-        )
-
-    async def take_parked(self, placement_id: str) -> list[str]:
-        rows = await self.conn.fetch(
-            "DELETE FROM parked_events WHERE placement_id = $1 RETURNING id, event", placement_id
-        )
-        return [r["event"] for r in sorted(rows, key=lambda r: r["id"])]
 
     # --------------------------------------------------------------------- thresholds
 
@@ -576,6 +558,23 @@ class PgBudgetRepository(BudgetRepository):
             state.arm,
             state.last_alert_on,
         )
+
+
+class PgBudgetUnitOfWork(BudgetUnitOfWork):
+    """The budget's unit of work on PostgreSQL: the ledger on the transaction's connection.
+    ``ledger_options`` are ``PgBudgetRepository``'s locking options (the benchmark's baselines)."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        *args: Any,
+        config: Config,
+        ledger_options: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(conn, *args, **kwargs)
+        self.config = config
+        self.ledger = PgBudgetRepository(conn, **(ledger_options or {}))
 
 
 # ================================================================================ queries
@@ -667,9 +666,11 @@ def _stream_json(s: Stream) -> dict[str, Any]:
 
 async def placement_history(conn: Connection, placement_id: str, as_of: dt.date | None) -> dict[str, Any] | None:
     streams = [_stream(r) for r in await conn.fetch("SELECT * FROM streams WHERE placement_id = $1", placement_id)]
+    # What still waits for the placement in the kit's parking lot (handlers.awaiting_placement).
     parked = await conn.fetch(
-        "SELECT event_id, event_type, reason, parked_at FROM parked_events WHERE placement_id = $1 ORDER BY id",
-        placement_id,
+        """SELECT event_id, event_type, reason, parked_at FROM parking_lot
+           WHERE awaiting = $1 AND status = 'parked' ORDER BY id""",
+        f"placement:{placement_id}",
     )
     invoices = await conn.fetch("SELECT * FROM invoices WHERE placement_id = $1 ORDER BY received_at", placement_id)
     if not streams and not parked and not invoices:
