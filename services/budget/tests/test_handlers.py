@@ -23,7 +23,13 @@ from homeward.budget.handlers import (
 )
 from homeward.budget.ports import Config
 from homeward.contracts import new_event, partner_source
-from homeward.contracts.events import AmountHeld, InvoiceConfirmed, InvoiceVarianceFound, RepatriationCorrected
+from homeward.contracts.events import (
+    AmountHeld,
+    BudgetThresholdBreached,
+    InvoiceConfirmed,
+    InvoiceVarianceFound,
+    RepatriationCorrected,
+)
 from homeward.contracts.plausibility import load_bounds
 from homeward.kit.consumer import Rejected
 
@@ -95,6 +101,34 @@ async def test_rate_change_and_closure_before_registration_are_parked_then_appli
     assert h.parked == []
     # 10 nights at £10 and 10 at £20, committed until the accrual job posts them.
     assert position(h.repo.book.accounts, "05A", "2026-27").total.committed == 10 * 1000 + 10 * 2000
+
+
+async def test_events_parked_for_a_placement_move_its_thresholds_once_after_all_of_them() -> None:
+    """A rate change that alone would breach the budget, and the closure that ends the stay ten
+    days later, both parked: the registration applies them (oldest fact first) and checks the
+    thresholds once, on where they leave the forecast, so nobody is alerted about a moment that
+    never was. The same two events in order, with the placement known, do alert."""
+    allocation = from_partner(allocated("05A", 100_000), "05A", D(2026, 4, 1))
+    placement = registered("P1", start=D(2026, 4, 1), rate=100)
+    change = rate_changed("P1", D(2026, 4, 11), 1_000)
+    closure = closed("P1", D(2026, 4, 21), D(2026, 4, 1))
+
+    late = Harness(D(2026, 5, 1), Config(thresholds_percent=(90, 100), rate_bounds={}))
+    await late.handle(allocate, allocation)
+    await late.handle(change_rate, from_placements(change, D(2026, 4, 12), id="change"))
+    await late.handle(close_placement, from_placements(closure, D(2026, 4, 22), id="closure"))
+    await late.handle(register_placement, from_placements(placement, D(2026, 4, 25), id="registered"))
+    assert late.parked == []
+    assert position(late.repo.book.accounts, "05A", "2026-27").total.forecast_outturn == 10 * 100 + 10 * 1_000
+    assert late.outbox.of(BudgetThresholdBreached) == []
+
+    known = Harness(D(2026, 5, 1), Config(thresholds_percent=(90, 100), rate_bounds={}))
+    await known.handle(allocate, allocation)
+    await known.handle(register_placement, from_placements(placement, D(2026, 4, 1), id="registered"))
+    await known.handle(change_rate, from_placements(change, D(2026, 4, 12), id="change"))
+    await known.handle(close_placement, from_placements(closure, D(2026, 4, 22), id="closure"))
+    assert position(known.repo.book.accounts, "05A", "2026-27").total.forecast_outturn == 10 * 100 + 10 * 1_000
+    assert {a.threshold_percent for a in known.outbox.of(BudgetThresholdBreached)} == {90, 100}
 
 
 async def test_a_partners_own_rate_change_is_left_to_placements_to_republish() -> None:

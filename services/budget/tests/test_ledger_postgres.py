@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -278,3 +280,48 @@ async def test_cli_check_and_position_read_the_service_database(
         await asyncio.to_thread(main, ["check", "--no-streams"])
     assert broken.value.code == 1
     assert "the ledger does NOT balance" in capsys.readouterr().out
+
+
+async def test_events_parked_before_the_kits_parking_lot_are_carried_into_it_and_applied(
+    database: str, tmp_path: Path
+) -> None:
+    """Migration 0006: a rate change parked in the old table (the whole event, as text) is moved
+    into the kit's parking lot, waiting for its placement, and applied when the placement is
+    registered; the old table is gone."""
+    for path in sorted(MIGRATIONS.glob("*.sql")):
+        if int(path.name[:4]) < 6:
+            shutil.copy(path, tmp_path / path.name)
+    await migrate(database, "budget", tmp_path)
+    change = from_placements(rate_changed("P1", D(2026, 4, 11), 2000), D(2026, 4, 12), id="old-change")
+    conn = await asyncpg.connect(database)
+    try:
+        await conn.execute(
+            """INSERT INTO parked_events (placement_id, event_id, event_type, event, reason, parked_at)
+               VALUES ('P1', $1, $2, $3, 'placement not registered yet', $4)""",
+            change.id,
+            change.type,
+            change.to_json().decode(),
+            change.time,
+        )
+        await migrate(database, "budget", MIGRATIONS)
+        [row] = await conn.fetch("SELECT * FROM parking_lot")
+        assert (row["event_id"], row["source"], row["awaiting"], row["event_time"], row["status"]) == (
+            "old-change",
+            change.source,
+            "placement:P1",
+            change.time,
+            "parked",
+        )
+        assert row["expires_at"] == change.time + dt.timedelta(days=30)
+        assert await conn.fetchval("SELECT to_regclass('parked_events')") is None
+
+        pool = await create_pool(database, 1, 2)
+        try:
+            placement = registered("P1", start=D(2026, 4, 1), rate=1000)
+            await _handle(pool, D(2026, 5, 1), register_placement, from_placements(placement, D(2026, 5, 1)))
+        finally:
+            await pool.close()
+        assert await conn.fetchval("SELECT status FROM parking_lot WHERE event_id = 'old-change'") == "applied"
+        assert "2000" in await conn.fetchval("SELECT rates FROM streams WHERE id = 'placement:P1'")
+    finally:
+        await conn.close()

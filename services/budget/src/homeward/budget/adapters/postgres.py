@@ -22,6 +22,7 @@ from ..domain.schedule import RateSchedule
 from ..domain.streams import OpenCommitment, Stream, StreamBook, StreamKind, normal_direction
 from ..domain.thresholds import ThresholdState
 from ..ports import BudgetUnitOfWork, CommissionerYearLabel, Config, LedgerRepository
+from ..views import InvoiceView, TransferView
 
 Connection = Any  # an asyncpg connection (its stubs are not generic-friendly)
 
@@ -622,27 +623,8 @@ async def commissioners(conn: Connection, financial_year: str | None = None) -> 
 
 
 def _transfer_json(r: Any) -> dict[str, Any]:
-    return {
-        "id": r["id"],
-        "seq": r["seq"],
-        "kind": r["kind"],
-        "purpose": r["purpose"],
-        "amount_pence": int(r["amount"]),
-        "debit": _key(r, "d_").label(),
-        "credit": _key(r, "c_").label(),
-        "funder": r["funder"],
-        "financial_year": r["financial_year"],
-        "nights_from": r["range_start"].isoformat() if r["range_start"] else None,
-        "nights_to": r["range_end"].isoformat() if r["range_end"] else None,
-        "pending_id": r["pending_id"],
-        "effective_on": r["effective_on"].isoformat(),
-        "event_at": r["event_at"].isoformat(),
-        "created_at": r["created_at"].isoformat(),
-        "cause": r["cause"],
-        "asserted_by": r["asserted_by"],
-        "principal": r["principal"],
-        "stream": r["stream_id"],
-    }
+    accounts = {"debit": _key(r, "d_").label(), "credit": _key(r, "c_").label()}
+    return TransferView.model_validate({**dict(r), **accounts}).to_json()
 
 
 def _stream_json(s: Stream) -> dict[str, Any]:
@@ -715,7 +697,7 @@ async def placement_history(conn: Connection, placement_id: str, as_of: dt.date 
             for s in streams
         ],
         "transfers": [_transfer_json(r) for r in rows],
-        "invoices": [invoice_json(_invoice(r)) for r in invoices],
+        "invoices": [InvoiceView.of(_invoice(r)).to_json() for r in invoices],
         "parked_events": [
             {
                 "event_id": r["event_id"],
@@ -728,25 +710,6 @@ async def placement_history(conn: Connection, placement_id: str, as_of: dt.date 
     }
 
 
-def invoice_json(i: Invoice) -> dict[str, Any]:
-    return {
-        "provider": i.provider,
-        "invoice_id": i.invoice_id,
-        "commissioner": i.commissioner,
-        "placement_id": i.placement_id,
-        "period_start": i.period_start.isoformat(),
-        "period_end": i.period_end.isoformat(),
-        "invoiced_pence": i.amount,
-        "status": i.status.value,
-        "accrued_pence": i.accrued,
-        "variance_pence": i.variance,
-        "tolerance_pence": i.tolerance,
-        "flagged": i.flagged,
-        "reason": i.reason,
-        "confirmed_by": i.confirmed_by,
-    }
-
-
 async def invoices(conn: Connection, commissioner: str, flagged: bool | None) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         """SELECT * FROM invoices WHERE commissioner = $1 AND ($2::boolean IS NULL OR flagged = $2)
@@ -754,7 +717,7 @@ async def invoices(conn: Connection, commissioner: str, flagged: bool | None) ->
         commissioner,
         flagged,
     )
-    return [invoice_json(_invoice(r)) for r in rows]
+    return [InvoiceView.of(_invoice(r)).to_json() for r in rows]
 
 
 # ========================================================================== invariant check
