@@ -8,9 +8,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
 
 from .domain.records import Invoice, InvoiceStatus
+from .domain.schedule import RateSchedule
+from .domain.streams import Stream, StreamKind
 
 # As the API has always written times: Python's ISO format ("+00:00", not pydantic's "Z").
 Instant = Annotated[dt.datetime, PlainSerializer(lambda v: v.isoformat(), return_type=str)]
@@ -68,3 +70,49 @@ class TransferView(View):
     asserted_by: str | None
     principal: str | None
     stream: str | None = Field(validation_alias="stream_id")
+
+
+class RateView(View):
+    effective_date: dt.date
+    daily_rate_pence: int
+
+
+class FundingView(View):
+    commissioner: str = Field(validation_alias="funder")
+    share_bp: int = Field(validation_alias="basis_points")
+
+
+class StreamView(View):
+    """A placement's stream (what it costs) or its repatriation saving: terms, rate history,
+    funding, and how far it has been accrued and committed."""
+
+    stream: str = Field(validation_alias="id")
+    kind: StreamKind
+    commissioner: str
+    programme: str
+    provider: str | None
+    out_of_area: bool
+    start_date: dt.date = Field(validation_alias="start")
+    planned_end_date: dt.date | None = Field(validation_alias="planned_end")
+    end_date: dt.date | None = Field(validation_alias="end")
+    rates: list[RateView] = Field(validation_alias="schedule")
+    funding: list[FundingView] = Field(validation_alias="shares")
+    accrued_through: dt.date
+    committed_through: dt.date
+    details: dict[str, Any]
+
+    @field_validator("provider", mode="before")
+    @classmethod
+    def _no_provider(cls, v: Any) -> Any:
+        return v or None  # a saving has none ("")
+
+    @field_validator("rates", mode="before")
+    @classmethod
+    def _rates(cls, v: Any) -> Any:
+        if isinstance(v, RateSchedule):
+            return [RateView(effective_date=day, daily_rate_pence=rate) for day, rate in v.rates]
+        return v
+
+    @classmethod
+    def of(cls, stream: Stream) -> StreamView:
+        return cls.model_validate(stream)

@@ -22,7 +22,7 @@ from ..domain.schedule import RateSchedule
 from ..domain.streams import OpenCommitment, Stream, StreamBook, StreamKind, normal_direction
 from ..domain.thresholds import ThresholdState
 from ..ports import BudgetUnitOfWork, CommissionerYearLabel, Config, LedgerRepository
-from ..views import InvoiceView, TransferView
+from ..views import InvoiceView, StreamView, TransferView
 
 Connection = Any  # an asyncpg connection (its stubs are not generic-friendly)
 
@@ -627,25 +627,6 @@ def _transfer_json(r: Any) -> dict[str, Any]:
     return TransferView.model_validate({**dict(r), **accounts}).to_json()
 
 
-def _stream_json(s: Stream) -> dict[str, Any]:
-    return {
-        "stream": s.id,
-        "kind": s.kind.value,
-        "commissioner": s.commissioner,
-        "programme": s.programme,
-        "provider": s.provider or None,
-        "out_of_area": s.out_of_area,
-        "start_date": s.start.isoformat(),
-        "planned_end_date": s.planned_end.isoformat() if s.planned_end else None,
-        "end_date": s.end.isoformat() if s.end else None,
-        "rates": [{"effective_date": d.isoformat(), "daily_rate_pence": r} for d, r in s.schedule.rates],
-        "funding": [{"commissioner": x.funder, "share_bp": x.basis_points} for x in s.shares],
-        "accrued_through": s.accrued_through.isoformat(),
-        "committed_through": s.committed_through.isoformat(),
-        "details": dict(s.details),
-    }
-
-
 async def placement_history(conn: Connection, placement_id: str, as_of: dt.date | None) -> dict[str, Any] | None:
     streams = [_stream(r) for r in await conn.fetch("SELECT * FROM streams WHERE placement_id = $1", placement_id)]
     # What still waits for the placement in the kit's parking lot (handlers.awaiting_placement).
@@ -686,7 +667,7 @@ async def placement_history(conn: Connection, placement_id: str, as_of: dt.date 
         "as_of": as_of.isoformat() if as_of else None,
         "streams": [
             {
-                **_stream_json(s),
+                **StreamView.of(s).to_json(),
                 "spent_pence" if s.kind is StreamKind.PLACEMENT else "saving_realised_pence": totals.get(s.id, {}).get(
                     "posted_pence", 0
                 ),
