@@ -245,25 +245,25 @@ class Run:
         return self.events / self.seconds
 
 
-def _handlers(single_lock: bool) -> Any:
-    from homeward.budget.adapters.postgres import PgBudgetRepository
-    from homeward.budget.handlers import Handlers, Rules
+def _unit_of_work(single_lock: bool) -> Any:
+    import functools
+
+    from homeward.budget.adapters.postgres import PgBudgetUnitOfWork
+    from homeward.budget.ports import Config
 
     patience = os.environ.get("BUDGET_STAGE_PATIENCE_MS")  # an experiment: "none" waits like any lock
-
-    def repository(uow: Any) -> PgBudgetRepository:
-        if single_lock:
-            return PgBudgetRepository(uow.conn, single_lock=True)  # type: ignore[call-arg]
-        if patience is not None:
-            return PgBudgetRepository(uow.conn, patience_ms=None if patience == "none" else int(patience))  # type: ignore[call-arg]
-        return PgBudgetRepository(uow.conn)
-
-    return Handlers(repository, Rules()).mapping()
+    options: dict[str, Any] = {}
+    if single_lock:
+        options = {"single_lock": True}
+    elif patience is not None:
+        options = {"patience_ms": None if patience == "none" else int(patience)}
+    return functools.partial(PgBudgetUnitOfWork, config=Config(), ledger_options=options)
 
 
 async def _consume(
     dsn: str, records: Sequence[Record], batch: int, single_lock: bool, today: dt.date, ready: Any
 ) -> dict[str, Any]:
+    from homeward.budget.handlers import HANDLERS
     from homeward.kit.clock import FixedClock
     from homeward.kit.logging import configure_logging
 
@@ -274,7 +274,9 @@ async def _consume(
     try:
         async with pool.acquire() as conn:
             backend = int(await conn.fetchval("SELECT pg_backend_pid()"))
-        consumer = EventConsumer("budget", pool, _handlers(single_lock), clock=FixedClock(today))
+        consumer = EventConsumer(
+            "budget", pool, HANDLERS, clock=FixedClock(today), unit_of_work=_unit_of_work(single_lock)
+        )
         if ready is not None:
             ready.wait()
         started, cpu, db_cpu = time.monotonic(), time.process_time(), _cpu_of(backend)

@@ -132,7 +132,9 @@ async def test_a_providers_placement_reaches_the_ledger_only_once_the_commission
 
     # Placements has the report, and has passed the rate change on; the budget keeps both aside.
     async def waiting() -> bool:
-        parked = await _rows(budget_db, "SELECT event_type FROM parked_events WHERE placement_id = 'P-8Z-1'")
+        parked = await _rows(
+            budget_db, "SELECT event_type FROM parking_lot WHERE awaiting = 'placement:P-8Z-1' AND status = 'parked'"
+        )
         invoice = await _rows(budget_db, "SELECT status FROM invoices WHERE invoice_id = 'INV-8Z-2026-04'")
         allocated = await _rows(budget_db, "SELECT count(*) FROM transfers WHERE purpose = 'allocation'")
         return len(parked) == 1 and invoice == [("parked",)] and allocated == [(1,)]
@@ -160,7 +162,7 @@ async def test_a_providers_placement_reaches_the_ledger_only_once_the_commission
         return pending - void == FORECAST and invoice == [("matched",)]
 
     assert await eventually(charged, timeout=60)
-    assert await _rows(budget_db, "SELECT count(*) FROM parked_events") == [(0,)]
+    assert await _rows(budget_db, "SELECT status, count(*) FROM parking_lot GROUP BY 1") == [("applied", 1)]
     who = await _rows(
         budget_db,
         "SELECT DISTINCT cause_type, asserted_by, principal FROM ("

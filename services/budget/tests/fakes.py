@@ -1,11 +1,12 @@
-"""In-memory fakes of the budget's ports, and event builders, for unit and property tests."""
+"""In-memory fakes of the budget's ports (the ledger and the unit of work, with its outbox and
+parking lot), and event builders, for unit and property tests."""
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
 import itertools
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
 from homeward.budget.domain.ledger import AccountKey, Balance, Book, Transfer
@@ -14,8 +15,8 @@ from homeward.budget.domain.position import Figures, TotalsKey, transfer_figures
 from homeward.budget.domain.records import Allocation, Invoice
 from homeward.budget.domain.streams import Stream, StreamBook
 from homeward.budget.domain.thresholds import ThresholdState
-from homeward.budget.handlers import Context, Rules, assertion_of
-from homeward.budget.ports import BudgetRepository
+from homeward.budget.handlers import HANDLERS, accrue_stream
+from homeward.budget.ports import BudgetUnitOfWork, Config, LedgerRepository
 from homeward.contracts import Event, Payload, new_event, partner_source, service_source
 from homeward.contracts.events import (
     BudgetAllocated,
@@ -25,17 +26,18 @@ from homeward.contracts.events import (
     PlacementRateChanged,
     PlacementRegistered,
 )
+from homeward.kit.clock import FixedClock
+from homeward.kit.consumer import Rejected
 
 PATIENT = "pt_" + "ab" * 16
 
 
-class FakeRepository(BudgetRepository):
+class FakeRepository(LedgerRepository):
     def __init__(self) -> None:
         self.book = Book()
         self.streams: dict[str, Stream] = {}
         self.allocations: dict[tuple[str, str], Allocation] = {}
         self.invoices: dict[tuple[str, str], Invoice] = {}
-        self.parked: list[tuple[str, str, str]] = []
         self.thresholds: dict[tuple[str, str, str, int], ThresholdState] = {}
         self.running: dict[TotalsKey, Figures] = {}
         self.locked: list[frozenset[LockKey]] = []  # each lock() call's keys, in order
@@ -98,18 +100,10 @@ class FakeRepository(BudgetRepository):
 
     async def save_invoice(self, invoice: Invoice) -> None:
         self.invoices[(invoice.provider, invoice.invoice_id)] = invoice
+        self.track(invoice)
 
     async def invoices_for_placement(self, placement_id: str) -> list[Invoice]:
         return [i for i in self.invoices.values() if i.placement_id == placement_id]
-
-    async def park(self, placement_id: str, event_id: str, event_type: str, event_json: str, reason: str) -> None:
-        if all(e != event_id for _, e, _ in self.parked):
-            self.parked.append((placement_id, event_id, event_json))
-
-    async def take_parked(self, placement_id: str) -> list[str]:
-        taken = [j for p, _, j in self.parked if p == placement_id]
-        self.parked = [x for x in self.parked if x[0] != placement_id]
-        return taken
 
     async def threshold_state(
         self, commissioner: str, financial_year: str, programme: str, percent: int
@@ -136,31 +130,92 @@ class FakeOutbox:
 
     def __init__(self) -> None:
         self.events: dict[str, Payload] = {}
+        self.times: dict[str, dt.datetime] = {}  # when each fact happened, as its event says
 
-    async def __call__(self, payload: Payload, *, id: str) -> bool:
+    def add(self, payload: Payload, id: str, time: dt.datetime) -> bool:
         if id in self.events:
             return False
-        self.events[id] = payload
+        self.events[id], self.times[id] = payload, time
         return True
 
     def of(self, cls: type[Payload]) -> list[Any]:
         return [p for p in self.events.values() if isinstance(p, cls)]
 
 
-class Harness:
-    """A fake repository and outbox with a movable date, for driving the use cases."""
+class FakeUnitOfWork(BudgetUnitOfWork):
+    """The budget's unit of work in memory: the fake ledger, the fake outbox, and a parking lot
+    that, like the kit's, retries what waits for an aggregate oldest fact first."""
 
-    def __init__(self, today: dt.date, rules: Rules | None = None) -> None:
+    def __init__(self, h: Harness, cause: Event[Any] | None) -> None:
+        clock = FixedClock(dt.datetime.combine(h.today, dt.time(12), tzinfo=dt.UTC))
+        super().__init__(None, "budget", clock, cause)  # type: ignore[arg-type]
+        self.ledger = h.repo
+        self.config = h.config
+        self.h = h
+
+    async def publish(
+        self, data: Payload, *, id: str | None = None, topic: str | None = None, time: dt.datetime | None = None
+    ) -> bool:
+        assert id is not None, "the budget publishes every event under a deterministic id"
+        when = time or (self.cause.time if self.cause is not None else self.clock.now())
+        return self.h.outbox.add(data, id, when)
+
+    async def park(self, event: Event[Any], *, awaiting: str, reason: str) -> bool:
+        if any(e.id == event.id for _, e in self.h.parked):
+            return False
+        self.h.parked.append((awaiting, event))
+        return True
+
+    async def retry_parked(self, awaiting: str) -> int:
+        waiting = sorted(
+            ((i, e) for i, (key, e) in enumerate(self.h.parked) if key == awaiting), key=lambda x: (x[1].time, x[0])
+        )
+        applied, cause = 0, self.cause
+        try:
+            for _, event in waiting:
+                self.h.parked.remove((awaiting, event))
+                self.cause = event
+                handler = HANDLERS[type(event.data)]
+                try:
+                    await handler(event, self)
+                except Rejected:
+                    self.h.rejected.append(event)
+                    continue
+                await self.flush()
+                applied += 1
+        finally:
+            self.cause = cause
+        return applied
+
+
+class Harness:
+    """A fake ledger, outbox and parking lot with a movable date, for driving the use cases."""
+
+    def __init__(self, today: dt.date, config: Config | None = None) -> None:
         self.repo = FakeRepository()
         self.outbox = FakeOutbox()
+        self.parked: list[tuple[str, Event[Any]]] = []  # (what it awaits, the event), as parked
+        self.rejected: list[Event[Any]] = []  # parked events refused when retried
         self.today = today
         # Most use-case tests use toy rates (£10 a night); the plausibility tests pass bounds.
-        self.rules = rules or Rules(rate_bounds={})
+        self.config = config or Config(rate_bounds={})
 
-    def ctx(self, event: Event[Any] | None = None) -> Context:
-        """A context for handling ``event`` (who asserted it is taken from it), or for the job."""
-        now = dt.datetime.combine(self.today, dt.time(12), tzinfo=dt.UTC)
-        return Context(self.repo, self.outbox, self.today, now, self.rules, assertion_of(event) if event else None)
+    def uow(self, event: Event[Any] | None = None) -> FakeUnitOfWork:
+        """A unit of work handling ``event`` (None: the accrual job's)."""
+        return FakeUnitOfWork(self, event)
+
+    async def handle(self, handler: Callable[[Any, Any], Awaitable[None]], event: Event[Any]) -> None:
+        """Handle ``event`` as the kit does: the handler, then what its aggregates recorded."""
+        uow = self.uow(event)
+        await handler(event, uow)
+        await uow.flush()
+
+    async def accrue(self, stream_id: str) -> tuple[int, int]:
+        """The accrual job's step for one stream: (transfers posted, alerts raised)."""
+        uow = self.uow()
+        result = await accrue_stream(uow, stream_id)
+        await uow.flush()
+        return result
 
 
 _ids = itertools.count(1)

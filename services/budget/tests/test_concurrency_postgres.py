@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
@@ -19,13 +20,14 @@ from typing import Any
 import asyncpg
 import pytest
 from homeward.budget.adapters import postgres as q
-from homeward.budget.adapters.postgres import LEDGER_LOCK, PgBudgetRepository, lock_id
+from homeward.budget.adapters.postgres import LEDGER_LOCK, PgBudgetRepository, PgBudgetUnitOfWork, lock_id
 from homeward.budget.domain.calendar import fy_label
 from homeward.budget.domain.locks import LockKey, LockScope
 from homeward.budget.domain.position import by_programme, position
 from homeward.budget.entrypoints.app import MIGRATIONS
 from homeward.budget.entrypoints.jobs import run_accrual
-from homeward.budget.handlers import Handlers, Rules
+from homeward.budget.handlers import HANDLERS
+from homeward.budget.ports import Config
 from homeward.contracts import Event
 from homeward.kit.clock import FixedClock
 from homeward.kit.consumer import EventConsumer, Record, stable_id
@@ -39,6 +41,7 @@ D = dt.date
 TODAY = D(2026, 5, 1)
 PAUSE_S = 0.3
 PLACEMENTS = "homeward.placements.v1"
+CONFIG = Config(thresholds_percent=(90, 100))
 
 Handler = Callable[[Event[Any], Any], Awaitable[None]]
 
@@ -62,12 +65,18 @@ def _handlers(pause_s: float) -> dict[Any, Handler]:
 
         return handle
 
-    mapping = Handlers(lambda uow: PgBudgetRepository(uow.conn), Rules(thresholds_percent=(90, 100))).mapping()
-    return {payload: slowed(h) for payload, h in mapping.items()}
+    return {payload: slowed(h) for payload, h in HANDLERS.items()}
 
 
 def _consumer(pool: asyncpg.Pool, pause_s: float = PAUSE_S) -> EventConsumer:  # type: ignore[type-arg]
-    return EventConsumer("budget", pool, _handlers(pause_s), clock=FixedClock(TODAY), retry_backoff_s=0.05)
+    return EventConsumer(
+        "budget",
+        pool,
+        _handlers(pause_s),
+        clock=FixedClock(TODAY),
+        retry_backoff_s=0.05,
+        unit_of_work=functools.partial(PgBudgetUnitOfWork, config=CONFIG),
+    )
 
 
 def _records(topic: str, events: Sequence[Event[Any]]) -> list[Record]:
@@ -128,13 +137,15 @@ async def test_two_consumers_post_at_once_for_other_and_shared_commissioners(
     async with one.acquire() as conn:
         report = await q.check(conn)
         assert report.ok, report.problems  # a placement committed twice breaks "spend + commitment = schedule"
-        assert await conn.fetchval("SELECT count(*) FROM parked_events") == 0, "a parked rate change was stranded"
+        assert await conn.fetchval("SELECT count(*) FROM parking_lot WHERE status = 'parked'") == 0, (
+            "a parked rate change was stranded"
+        )
 
     # 3. Closure, rate change and the accrual job at once, all touching 05H.
     await asyncio.gather(
         _batch(a, _placements(from_placements(closed("P1", D(2026, 4, 21), day), TODAY))),
         _batch(b, _placements(from_placements(rate_changed("P2", D(2026, 4, 15), 32_000), TODAY))),
-        run_accrual(jobs, FixedClock(TODAY), topics=Topics(), rules=Rules(thresholds_percent=(90, 100))),
+        run_accrual(jobs, FixedClock(TODAY), topics=Topics(), config=CONFIG),
     )
 
     async with one.acquire() as conn:
@@ -142,7 +153,7 @@ async def test_two_consumers_post_at_once_for_other_and_shared_commissioners(
         assert report.ok, report.problems
         assert report.totals["budget"]["debits_posted"] == report.totals["budget"]["credits_posted"] > 0
         assert report.totals["budget"]["debits_pending"] == report.totals["budget"]["credits_pending"] > 0
-        assert await conn.fetchval("SELECT count(*) FROM parked_events") == 0
+        assert await conn.fetchval("SELECT count(*) FROM parking_lot WHERE status = 'parked'") == 0
         p7_rates = await conn.fetchval("SELECT rates FROM streams WHERE id = 'placement:P7'")
         assert "25000" in p7_rates, "the rate change parked while P7 was registered was lost"
         # P9 registered twice: committed once (one pending transfer for its one funder and year).

@@ -6,30 +6,34 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
+import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
 from homeward.budget.adapters import postgres as q
-from homeward.budget.adapters.postgres import PgBudgetRepository
+from homeward.budget.adapters.postgres import PgBudgetRepository, PgBudgetUnitOfWork
 from homeward.budget.domain.calendar import fy_label
 from homeward.budget.domain.position import by_programme, position
 from homeward.budget.entrypoints.app import MIGRATIONS
 from homeward.budget.entrypoints.jobs import run_accrual
 from homeward.budget.handlers import (
-    Context,
-    Rules,
+    HANDLERS,
     allocate,
     change_rate,
     close_placement,
     record_repatriation,
     register_placement,
 )
+from homeward.budget.ports import Config
 from homeward.kit.clock import FixedClock
 from homeward.kit.db import create_pool, migrate
 from homeward.kit.topics import Topics
+from homeward.kit.uow import unit_of_work
 
-from .fakes import FakeOutbox, allocated, closed, from_partner, from_placements, rate_changed, registered, repatriated
+from .fakes import allocated, closed, from_partner, from_placements, rate_changed, registered, repatriated
 
 pytestmark = pytest.mark.integration
 D = dt.date
@@ -43,12 +47,13 @@ async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:  # type: ignore[ty
     await p.close()
 
 
-async def _handle(pool: asyncpg.Pool, today: dt.date, use_case, event) -> FakeOutbox:  # type: ignore[no-untyped-def,type-arg]
-    outbox = FakeOutbox()
-    async with pool.acquire() as conn, conn.transaction():
-        now = dt.datetime.combine(today, dt.time(12), tzinfo=dt.UTC)
-        await use_case(Context(PgBudgetRepository(conn), outbox, today, now, Rules()), event)
-    return outbox
+async def _handle(pool: asyncpg.Pool, today: dt.date, use_case, event) -> None:  # type: ignore[no-untyped-def,type-arg]
+    """Handle ``event`` in a transaction of its own, as the kit's consumer does."""
+    clock = FixedClock(dt.datetime.combine(today, dt.time(12), tzinfo=dt.UTC))
+    factory = functools.partial(PgBudgetUnitOfWork, config=Config())
+    handlers = {payload.event_type(): h for payload, h in HANDLERS.items()}
+    async with unit_of_work(pool, factory, "budget", clock, cause=event, handlers=handlers) as uow:
+        await use_case(event, uow)
 
 
 async def _seed(pool: asyncpg.Pool) -> None:  # type: ignore[type-arg]
@@ -96,7 +101,7 @@ async def test_the_database_refuses_to_draw_more_than_a_commitment_holds(pool: a
 
 async def test_check_passes_on_a_real_ledger_and_finds_a_tampered_balance(pool: asyncpg.Pool) -> None:  # type: ignore[type-arg]
     await _seed(pool)
-    await run_accrual(pool, FixedClock(D(2026, 4, 10)), topics=Topics(), rules=Rules())
+    await run_accrual(pool, FixedClock(D(2026, 4, 10)), topics=Topics(), config=Config())
     event = from_placements(rate_changed("P2", D(2026, 2, 1), 60000), D(2026, 4, 11))
     await _handle(pool, D(2026, 4, 11), change_rate, event)
     async with pool.acquire() as conn:
@@ -115,7 +120,7 @@ async def test_check_passes_on_a_real_ledger_and_finds_a_tampered_balance(pool: 
 
 async def test_positions_from_entries_as_of_today_equal_the_cached_balances(pool: asyncpg.Pool) -> None:  # type: ignore[type-arg]
     await _seed(pool)
-    await run_accrual(pool, FixedClock(D(2026, 4, 10)), topics=Topics(), rules=Rules())
+    await run_accrual(pool, FixedClock(D(2026, 4, 10)), topics=Topics(), config=Config())
     async with pool.acquire() as conn:
         for fy in ("2025-26", "2026-27"):
             cached = position(await PgBudgetRepository(conn).balances("05A", fy), "05A", fy).total
@@ -172,7 +177,7 @@ async def test_running_totals_equal_positions_summed_from_the_balances(pool: asy
             programme=("mental_health", "secure_and_forensic", "learning_disability_and_autism")[i % 3],
         )
         await _handle(pool, start, register_placement, from_placements(placement, start))
-        await run_accrual(pool, FixedClock(start + dt.timedelta(days=20)), topics=Topics(), rules=Rules())
+        await run_accrual(pool, FixedClock(start + dt.timedelta(days=20)), topics=Topics(), config=Config())
         if i % 3 == 1:
             later = start + dt.timedelta(days=25)
             await _handle(pool, later, change_rate, from_placements(rate_changed(f"S{i}", start, 45_000), later))
@@ -183,7 +188,7 @@ async def test_running_totals_equal_positions_summed_from_the_balances(pool: asy
             if i % 4 == 0:
                 saving = repatriated(f"S{i - 2}", on=end, from_rate=60_000, to_rate=35_000, funding=pooled)
                 await _handle(pool, start, record_repatriation, from_placements(saving, start))
-    await run_accrual(pool, FixedClock(D(2027, 6, 1)), topics=Topics(), rules=Rules())
+    await run_accrual(pool, FixedClock(D(2027, 6, 1)), topics=Topics(), config=Config())
     async with pool.acquire() as conn:
         assert await _totals_match_positions(conn) >= 9
         report = await q.check(conn)
@@ -222,10 +227,10 @@ async def test_two_accrual_runs_at_once_post_each_night_once(pool: asyncpg.Pool)
     await _seed(pool)
     clock = FixedClock(D(2026, 6, 15))
     await asyncio.gather(
-        run_accrual(pool, clock, topics=Topics(), rules=Rules(), batch_size=1),
-        run_accrual(pool, clock, topics=Topics(), rules=Rules(), batch_size=2),
+        run_accrual(pool, clock, topics=Topics(), config=Config(), batch_size=1),
+        run_accrual(pool, clock, topics=Topics(), config=Config(), batch_size=2),
     )
-    await run_accrual(pool, clock, topics=Topics(), rules=Rules())
+    await run_accrual(pool, clock, topics=Topics(), config=Config())
     async with pool.acquire() as conn:
         report = await q.check(conn)
         assert report.ok, report.problems
@@ -275,3 +280,48 @@ async def test_cli_check_and_position_read_the_service_database(
         await asyncio.to_thread(main, ["check", "--no-streams"])
     assert broken.value.code == 1
     assert "the ledger does NOT balance" in capsys.readouterr().out
+
+
+async def test_events_parked_before_the_kits_parking_lot_are_carried_into_it_and_applied(
+    database: str, tmp_path: Path
+) -> None:
+    """Migration 0006: a rate change parked in the old table (the whole event, as text) is moved
+    into the kit's parking lot, waiting for its placement, and applied when the placement is
+    registered; the old table is gone."""
+    for path in sorted(MIGRATIONS.glob("*.sql")):
+        if int(path.name[:4]) < 6:
+            shutil.copy(path, tmp_path / path.name)
+    await migrate(database, "budget", tmp_path)
+    change = from_placements(rate_changed("P1", D(2026, 4, 11), 2000), D(2026, 4, 12), id="old-change")
+    conn = await asyncpg.connect(database)
+    try:
+        await conn.execute(
+            """INSERT INTO parked_events (placement_id, event_id, event_type, event, reason, parked_at)
+               VALUES ('P1', $1, $2, $3, 'placement not registered yet', $4)""",
+            change.id,
+            change.type,
+            change.to_json().decode(),
+            change.time,
+        )
+        await migrate(database, "budget", MIGRATIONS)
+        [row] = await conn.fetch("SELECT * FROM parking_lot")
+        assert (row["event_id"], row["source"], row["awaiting"], row["event_time"], row["status"]) == (
+            "old-change",
+            change.source,
+            "placement:P1",
+            change.time,
+            "parked",
+        )
+        assert row["expires_at"] == change.time + dt.timedelta(days=30)
+        assert await conn.fetchval("SELECT to_regclass('parked_events')") is None
+
+        pool = await create_pool(database, 1, 2)
+        try:
+            placement = registered("P1", start=D(2026, 4, 1), rate=1000)
+            await _handle(pool, D(2026, 5, 1), register_placement, from_placements(placement, D(2026, 5, 1)))
+        finally:
+            await pool.close()
+        assert await conn.fetchval("SELECT status FROM parking_lot WHERE event_id = 'old-change'") == "applied"
+        assert "2000" in await conn.fetchval("SELECT rates FROM streams WHERE id = 'placement:P1'")
+    finally:
+        await conn.close()

@@ -167,15 +167,18 @@ async def _problems(h: Harness, stream_id: str) -> list[str]:
 
 async def _locked_what_it_wrote(h: Harness, use_case: Any, *args: Any) -> None:
     """Run a use case and check it locked every commissioner and placement it posted to or parked for."""
-    transfers, parked = set(h.repo.book.transfers), len(h.repo.parked)
+    transfers, parked = set(h.repo.book.transfers), len(h.parked)
     h.repo.locked.clear()
-    await use_case(h.ctx(), *args)
+    if use_case is accrue_stream:
+        await h.accrue(*args)
+    else:
+        await h.handle(use_case, *args)
     held = h.repo.held()
     for t in (t for tid, t in h.repo.book.transfers.items() if tid not in transfers):
         assert commissioner_keys([t.debit.commissioner, t.credit.commissioner]) <= held, t
         assert t.placement_id is None or placement_key(t.placement_id) in held, t
-    for placement_id, _, _ in h.repo.parked[parked:]:
-        assert placement_key(placement_id) in held
+    for awaiting, _ in h.parked[parked:]:
+        assert placement_key(awaiting.removeprefix("placement:")) in held
 
 
 async def _accrue(h: Harness) -> None:
@@ -235,7 +238,7 @@ async def _run_sequence(terms: list[dict[str, Any]], ops: list[tuple[int, Op]]) 
         elif kind == "replay" and handled:
             use_case, event = handled[arg % len(handled)]
             before = snapshot(h)
-            await use_case(h.ctx(), event)
+            await h.handle(use_case, event)
             assert snapshot(h) == before, f"replaying {event.type} changed the ledger"
         await assert_consistent(h)
         await _accrue(h)
@@ -279,7 +282,7 @@ async def _run_sequence(terms: list[dict[str, Any]], ops: list[tuple[int, Op]]) 
     # A full replay of everything, in order, changes nothing.
     before = snapshot(h)
     for use_case, event in handled:
-        await use_case(h.ctx(), event)
+        await h.handle(use_case, event)
     assert snapshot(h) == before
 
     # The position reads the same ledger: all years' spend adds up to the placements' cost.

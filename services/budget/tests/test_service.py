@@ -222,6 +222,9 @@ async def test_events_in_give_hand_computed_positions_history_and_alerts(
     )
     records = await kafka.read(budget_topic, until=lambda r: len(r) >= 5, timeout=60, settle=1.0)
     assert alert_types(records) == expected
+    # Each alert is dated by the fact that caused it (the invoice, P3's registration), not by when
+    # the budget handled it (issue 14): business time.
+    assert {parse_kafka(r.value, r.headers).time for r in records} == {SENT_AT} != {service.clock.now()}
 
     dlq = await kafka.read(kafka.topics.dlq("budget"), until=lambda r: len(r) >= 1, timeout=60)
     assert [dict(r.headers)["homeward-dlq-reason"] for r in dlq] == [b"not-authorised"]

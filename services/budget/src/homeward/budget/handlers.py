@@ -6,35 +6,40 @@ lets the domain plan the transfers, posts them, and then checks the thresholds o
 commissioner and year whose forecast may have moved, from the running totals that ``post``
 keeps. When what to lock is known only from the stream (a rate change, a closure, an accrual),
 it reads the stream, locks, and reads it again. Events are published only through the outbox
-(``uow.publish``), with deterministic ids.
+(``uow.publish``) or recorded by an invoice (``Invoice.held``, ``Invoice.matched``), with
+deterministic ids; the kit's unit of work dates each by the event that caused it.
+
+Each handler is a plain function ``(event, uow)``, registered in ``HANDLERS``; ``uow`` is a
+``BudgetUnitOfWork`` (``ports.py``): ``uow.ledger``, ``uow.config``, the clock, the outbox and the
+kit's parking lot.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, cast
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any, cast
 
-from homeward.contracts import Event, Payload, parse_json, source_service
+from homeward.contracts import Event, source_service
 from homeward.contracts.access import PRINCIPAL_EXTENSION
 from homeward.contracts.events import (
-    AmountHeld,
     BudgetAllocated,
     BudgetThresholdBreached,
     InvoiceConfirmed,
     InvoiceReceived,
-    InvoiceVarianceFound,
     PatientRepatriated,
     PlacementClosed,
     PlacementRateChanged,
     PlacementRegistered,
     RepatriationCorrected,
 )
-from homeward.contracts.plausibility import RateBounds, daily_rate_outside, load_bounds, per_night
+from homeward.contracts.plausibility import RateBounds, daily_rate_outside, per_night
 from homeward.contracts.vocab import BedType, Programme
-from homeward.kit.consumer import Rejected, UnitOfWork, stable_id
+from homeward.kit.consumer import Rejected
+from homeward.kit.identity import stable_id
 from homeward.kit.logging import get_logger
+from homeward.kit.uow import handler_table
 
 from .domain.authority import SERVICE_PRINCIPAL, Assertion, may_act_for
 from .domain.calendar import fy_end, fy_label, parse_fy, twelve_months_from
@@ -47,36 +52,9 @@ from .domain.records import Allocation, Invoice, InvoiceStatus
 from .domain.schedule import RateSchedule
 from .domain.streams import Stream, StreamKind, placement_stream_id, saving_stream_id
 from .domain.thresholds import ALL_PROGRAMMES, ThresholdState, evaluate
-from .ports import BudgetRepository
+from .ports import BudgetUnitOfWork
 
 log = get_logger(__name__)
-
-
-class Publish(Protocol):
-    async def __call__(self, payload: Payload, /, *, id: str) -> bool: ...
-
-
-@dataclass(frozen=True)
-class Rules:
-    thresholds_percent: tuple[int, ...] = (90, 100)
-    threshold_rearm_margin_percent: int = 5
-    invoice_tolerance_pence: int = 100_00
-    invoice_tolerance_percent: int = 2
-    # commissioner -> the lead commissioner it delegated its budget to (docs/authority.md)
-    delegations: Mapping[str, str] = field(default_factory=dict)
-    # plausible daily rates per bed type: an invoice's amount per night outside them is held
-    rate_bounds: Mapping[BedType, RateBounds] = field(default_factory=load_bounds)
-
-
-@dataclass
-class Context:
-    repo: BudgetRepository
-    publish: Publish
-    today: dt.date
-    now: dt.datetime
-    rules: Rules
-    # Who asserted the event being handled; None for the accrual job (the service on its schedule).
-    assertion: Assertion | None = None
 
 
 CommissionerYear = tuple[str, int]
@@ -91,51 +69,49 @@ def _forecast_keys(transfers: Iterable[Transfer]) -> set[CommissionerYear]:
     }
 
 
-async def _locked_stream(ctx: Context, stream_id: str, keys: set[LockKey]) -> Stream | None:
+async def _locked_stream(uow: BudgetUnitOfWork, stream_id: str, keys: set[LockKey]) -> Stream | None:
     """Lock ``keys`` and everything the stream posts to, then read the stream for update.
 
     What the stream posts to is known only once it is read: read it, lock, and read it again.
     Under its placement's lock nobody else can change it, so the second read is final, unless
     it was registered (or is a different stream) by the time the locks were granted: then lock
     what it names too (keys already held cost nothing)."""
-    seen = await ctx.repo.get_stream(stream_id, for_update=False)
+    seen = await uow.ledger.get_stream(stream_id, for_update=False)
     wanted = set(keys) | (stream_keys(seen) if seen is not None else set())
     while True:
-        await ctx.repo.lock(wanted)
-        stream = await ctx.repo.get_stream(stream_id)
+        await uow.ledger.lock(wanted)
+        stream = await uow.ledger.get_stream(stream_id)
         if stream is None or stream_keys(stream) <= wanted:
             return stream
         wanted |= stream_keys(stream)
 
 
-def _asserting(ctx: Context, event: Event[Any]) -> Context:
-    """``ctx`` knowing who asserted ``event`` (the kit's binding already sets it)."""
-    return ctx if ctx.assertion is not None else replace(ctx, assertion=assertion_of(event))
-
-
-def _asserted(ctx: Context, transfers: Iterable[Transfer], stream: Stream | None = None) -> list[Transfer]:
-    """``transfers`` with who asserted them: the handled event's organisation and principal, or,
-    for the accrual job, the organisation that made the stream chargeable and the service."""
-    who = ctx.assertion
+def _asserted(uow: BudgetUnitOfWork, transfers: Iterable[Transfer], stream: Stream | None = None) -> list[Transfer]:
+    """``transfers`` with who asserted them: the handled event's organisation and principal (a
+    parked event's own when it is applied), or, for the accrual job, the organisation that made
+    the stream chargeable and the service."""
+    who = assertion_of(uow.cause) if uow.cause is not None else None
     if who is None:
         by = str(stream.details.get("asserted_by") or stream.commissioner) if stream is not None else "budget"
         who = Assertion(by, SERVICE_PRINCIPAL)
     return [replace(t, asserted_by=who.organisation, principal=who.principal) for t in transfers]
 
 
-async def _save_and_post(ctx: Context, stream: Stream, transfers: list[Transfer]) -> None:
-    await ctx.repo.save_stream(stream)
-    await ctx.repo.post(_asserted(ctx, transfers, stream))
+async def _save_and_post(uow: BudgetUnitOfWork, stream: Stream, transfers: list[Transfer]) -> None:
+    await uow.ledger.save_stream(stream)
+    await uow.ledger.post(_asserted(uow, transfers, stream))
 
 
-async def reconcile_stream(ctx: Context, stream: Stream, *, cause: str, at: dt.datetime) -> set[CommissionerYear]:
-    book = await ctx.repo.stream_book(stream)
-    transfers = stream.reconcile(book, today=ctx.today, cause=cause, natural=at.date(), event_at=at)
-    await _save_and_post(ctx, stream, transfers)
+async def reconcile_stream(
+    uow: BudgetUnitOfWork, stream: Stream, *, cause: str, at: dt.datetime
+) -> set[CommissionerYear]:
+    book = await uow.ledger.stream_book(stream)
+    transfers = stream.reconcile(book, today=uow.clock.today(), cause=cause, natural=at.date(), event_at=at)
+    await _save_and_post(uow, stream, transfers)
     return _forecast_keys(transfers)
 
 
-async def check_thresholds(ctx: Context, keys: Iterable[CommissionerYear]) -> int:
+async def check_thresholds(uow: BudgetUnitOfWork, keys: Iterable[CommissionerYear]) -> int:
     """Evaluate every threshold of these commissioners and years against their running totals.
 
     The caller holds these commissioners' locks, so the totals and states read here include
@@ -145,26 +121,26 @@ async def check_thresholds(ctx: Context, keys: Iterable[CommissionerYear]) -> in
         return 0
     labels = [(commissioner, fy_label(year)) for commissioner, year in wanted]
     # One read for every commissioner, year, programme and threshold.
-    totals, all_states = await ctx.repo.threshold_inputs(labels)
+    totals, all_states = await uow.ledger.threshold_inputs(labels)
     emitted = 0
     for (commissioner, year), (_, fy) in zip(wanted, labels, strict=True):
         total, programmes = by_programme(totals.get((commissioner, fy), {}))
         groups = [(ALL_PROGRAMMES, total), *sorted(programmes.items())]
         states = all_states.get((commissioner, fy), {})
         for programme, figures in groups:
-            for percent in ctx.rules.thresholds_percent:
+            for percent in uow.config.thresholds_percent:
                 state = states.get((programme, percent), ThresholdState())
                 new, fire = evaluate(
                     state,
                     figures.allocated,
                     figures.forecast_outturn,
                     percent,
-                    ctx.rules.threshold_rearm_margin_percent,
-                    ctx.today,
+                    uow.config.threshold_rearm_margin_percent,
+                    uow.clock.today(),
                 )
                 if new != state:
-                    await ctx.repo.save_threshold_state(commissioner, fy, programme, percent, new)
-                if not fire or ctx.today >= fy_end(year):
+                    await uow.ledger.save_threshold_state(commissioner, fy, programme, percent, new)
+                if not fire or uow.clock.today() >= fy_end(year):
                     continue  # a closed year's outturn is history: nobody can act on an alert about it
                 alert = BudgetThresholdBreached(
                     commissioner=commissioner,
@@ -173,10 +149,10 @@ async def check_thresholds(ctx: Context, keys: Iterable[CommissionerYear]) -> in
                     threshold_percent=percent,
                     allocated_pence=max(figures.allocated, 0),
                     forecast_outturn_pence=max(figures.forecast_outturn, 0),
-                    as_of=ctx.today,
+                    as_of=uow.clock.today(),
                 )
                 key = stable_id("BudgetThresholdBreached", commissioner, fy, programme, percent, new.arm)
-                if await ctx.publish(alert, id=key):
+                if await uow.publish(alert, id=key):
                     emitted += 1
                     log.debug(
                         "budget threshold breached",
@@ -191,10 +167,9 @@ async def check_thresholds(ctx: Context, keys: Iterable[CommissionerYear]) -> in
 # --------------------------------------------------------------------------- allocations
 
 
-async def allocate(ctx: Context, event: Event[BudgetAllocated]) -> None:
-    ctx = _asserting(ctx, event)
+async def allocate(event: Event[BudgetAllocated], uow: BudgetUnitOfWork) -> None:
     d = event.data
-    if not may_act_for(event.organisation, d.commissioner, ctx.rules.delegations):
+    if not may_act_for(event.organisation, d.commissioner, uow.config.delegations):
         raise Rejected(
             "not-authorised",
             f"organisation {event.organisation} may not allocate or change {d.commissioner}'s budget: only "
@@ -205,7 +180,7 @@ async def allocate(ctx: Context, event: Event[BudgetAllocated]) -> None:
         year = parse_fy(d.financial_year)
     except ValueError as exc:
         raise Rejected("invalid-financial-year", str(exc)) from exc
-    await ctx.repo.lock(commissioner_keys([d.commissioner]))
+    await uow.ledger.lock(commissioner_keys([d.commissioner]))
     new = Allocation(
         commissioner=d.commissioner,
         allocation_id=d.allocation_id,
@@ -216,7 +191,7 @@ async def allocate(ctx: Context, event: Event[BudgetAllocated]) -> None:
         source_organisation=d.source_organisation,
         event_ids=(event.id,),
     )
-    old = await ctx.repo.get_allocation(d.commissioner, d.allocation_id)
+    old = await uow.ledger.get_allocation(d.commissioner, d.allocation_id)
     if old is not None and event.id in old.event_ids:
         return
     if old is not None and not old.same_budget(new):
@@ -229,7 +204,7 @@ async def allocate(ctx: Context, event: Event[BudgetAllocated]) -> None:
     if old is not None:
         new = replace(new, event_ids=(*old.event_ids, event.id))
     if change == 0:
-        await ctx.repo.save_allocation(new)
+        await uow.ledger.save_allocation(new)
         return
     source = AccountKey(
         LedgerName.BUDGET,
@@ -254,9 +229,9 @@ async def allocate(ctx: Context, event: Event[BudgetAllocated]) -> None:
         financial_year=new.financial_year,
         metadata={"allocation_id": d.allocation_id, "source": d.source.value},
     )
-    await ctx.repo.post(_asserted(ctx, [transfer]))
-    await ctx.repo.save_allocation(new)
-    await check_thresholds(ctx, {(d.commissioner, year)})
+    await uow.ledger.post(_asserted(uow, [transfer]))
+    await uow.ledger.save_allocation(new)
+    await check_thresholds(uow, {(d.commissioner, year)})
 
 
 # ---------------------------------------------------------------------------- placements
@@ -293,82 +268,93 @@ def _placement_stream(d: PlacementRegistered) -> Stream:
     )
 
 
-async def register_placement(ctx: Context, event: Event[PlacementRegistered]) -> None:
-    ctx = _asserting(ctx, event)
+async def register_placement(event: Event[PlacementRegistered], uow: BudgetUnitOfWork) -> None:
     stream = _placement_stream(event.data)
     # The placement's lock is what makes a rate change or closure parked by another replica at
-    # the same moment visible to take_parked below (or this registration visible to it).
-    await ctx.repo.lock(stream_keys(stream))
-    existing = await ctx.repo.get_stream(stream.id)
+    # the same moment visible to retry_parked below (or this registration visible to it).
+    await uow.ledger.lock(stream_keys(stream))
+    existing = await uow.ledger.get_stream(stream.id)
     if existing is not None:
         if existing.facts() != stream.facts():
             raise Rejected("conflict", f"placement {stream.placement_id} was registered with other terms")
         return
-    keys = await reconcile_stream(ctx, stream, cause=event.id, at=event.time)
-    for raw in await ctx.repo.take_parked(stream.placement_id):
-        parked = parse_json(raw)
-        log.debug("applying parked event", placement_id=stream.placement_id, parked_type=parked.type)
-        # What a parked event posts is asserted by whoever asserted that event, not the registration.
-        as_parked = replace(ctx, assertion=assertion_of(parked))
-        if isinstance(parked.data, PlacementRateChanged):
-            keys |= await _change_rate(as_parked, stream, parked)  # type: ignore[arg-type]
-        elif isinstance(parked.data, PlacementClosed):
-            keys |= await _close(as_parked, stream, parked)  # type: ignore[arg-type]
-    await _match_invoices(ctx, stream)
-    await check_thresholds(ctx, keys)
+    keys = await reconcile_stream(uow, stream, cause=event.id, at=event.time)
+    # The rate changes and closures that arrived first are applied now, oldest fact first, each
+    # asserted by whoever asserted it; the thresholds are checked once, after all of them.
+    uow.deferred_thresholds = keys
+    try:
+        await uow.retry_parked(awaiting_placement(stream.placement_id))
+        stream = await uow.ledger.get_stream(stream.id) or stream
+        await _match_invoices(uow, stream)
+    finally:
+        keys, uow.deferred_thresholds = uow.deferred_thresholds, None
+    await check_thresholds(uow, keys)
 
 
-async def _park_unknown(ctx: Context, event: Event[Any], placement_id: str) -> None:
-    await ctx.repo.park(placement_id, event.id, event.type, event.to_json().decode(), "placement not registered yet")
+def awaiting_placement(placement_id: str) -> str:
+    """What an event parked for a placement the budget has not been told of waits for."""
+    return f"placement:{placement_id}"
+
+
+async def _park_unknown(uow: BudgetUnitOfWork, event: Event[Any], placement_id: str) -> None:
+    await uow.park(event, awaiting=awaiting_placement(placement_id), reason="placement-unknown")
     log.debug("event parked until its placement is registered", placement_id=placement_id)
 
 
-async def _change_rate(ctx: Context, stream: Stream, event: Event[PlacementRateChanged]) -> set[CommissionerYear]:
+async def _thresholds_moved(uow: BudgetUnitOfWork, keys: set[CommissionerYear]) -> None:
+    """Check these commissioners' and years' thresholds, or, while a registration applies the
+    events parked for its placement, leave them to be checked once after all of them."""
+    if uow.deferred_thresholds is not None:
+        uow.deferred_thresholds |= keys
+        return
+    await check_thresholds(uow, keys)
+
+
+async def _change_rate(
+    uow: BudgetUnitOfWork, stream: Stream, event: Event[PlacementRateChanged]
+) -> set[CommissionerYear]:
     if event.id in stream.applied_events:
         return set()
     d = event.data
     stream.schedule = stream.schedule.with_rate_from(d.effective_date, d.daily_rate_pence)
     stream.applied_events = (*stream.applied_events, event.id)
-    return await reconcile_stream(ctx, stream, cause=event.id, at=event.time)
+    return await reconcile_stream(uow, stream, cause=event.id, at=event.time)
 
 
-async def change_rate(ctx: Context, event: Event[PlacementRateChanged]) -> None:
-    ctx = _asserting(ctx, event)
+async def change_rate(event: Event[PlacementRateChanged], uow: BudgetUnitOfWork) -> None:
     if source_service(event.source) != "placements":
         # A partner's own rate change reaches the budget once placements has checked and re-published it.
         return
     placement_id = event.data.placement_id
-    stream = await _locked_stream(ctx, placement_stream_id(placement_id), {placement_key(placement_id)})
+    stream = await _locked_stream(uow, placement_stream_id(placement_id), {placement_key(placement_id)})
     if stream is None:
-        await _park_unknown(ctx, event, placement_id)
+        await _park_unknown(uow, event, placement_id)
         return
-    keys = await _change_rate(ctx, stream, event)
-    await _recheck_invoices(ctx, stream)
-    await check_thresholds(ctx, keys)
+    keys = await _change_rate(uow, stream, event)
+    await _recheck_invoices(uow, stream)
+    await _thresholds_moved(uow, keys)
 
 
-async def _close(ctx: Context, stream: Stream, event: Event[PlacementClosed]) -> set[CommissionerYear]:
+async def _close(uow: BudgetUnitOfWork, stream: Stream, event: Event[PlacementClosed]) -> set[CommissionerYear]:
     if event.id in stream.applied_events:
         return set()
     stream.end = event.data.end_date
     stream.applied_events = (*stream.applied_events, event.id)
-    return await reconcile_stream(ctx, stream, cause=event.id, at=event.time)
+    return await reconcile_stream(uow, stream, cause=event.id, at=event.time)
 
 
-async def close_placement(ctx: Context, event: Event[PlacementClosed]) -> None:
-    ctx = _asserting(ctx, event)
+async def close_placement(event: Event[PlacementClosed], uow: BudgetUnitOfWork) -> None:
     placement_id = event.data.placement_id
-    stream = await _locked_stream(ctx, placement_stream_id(placement_id), {placement_key(placement_id)})
+    stream = await _locked_stream(uow, placement_stream_id(placement_id), {placement_key(placement_id)})
     if stream is None:
-        await _park_unknown(ctx, event, placement_id)
+        await _park_unknown(uow, event, placement_id)
         return
-    keys = await _close(ctx, stream, event)
-    await _recheck_invoices(ctx, stream)
-    await check_thresholds(ctx, keys)
+    keys = await _close(uow, stream, event)
+    await _recheck_invoices(uow, stream)
+    await _thresholds_moved(uow, keys)
 
 
-async def record_repatriation(ctx: Context, event: Event[PatientRepatriated]) -> None:
-    ctx = _asserting(ctx, event)
+async def record_repatriation(event: Event[PatientRepatriated], uow: BudgetUnitOfWork) -> None:
     d = event.data
     try:
         shares = funding_shares([(f.commissioner, f.share_bp) for f in d.funding], d.commissioner)
@@ -395,32 +381,31 @@ async def record_repatriation(ctx: Context, event: Event[PatientRepatriated]) ->
             "explicit": d.explicit,
         },
     )
-    await ctx.repo.lock(stream_keys(stream))
-    existing = await ctx.repo.get_stream(stream.id)
+    await uow.ledger.lock(stream_keys(stream))
+    existing = await uow.ledger.get_stream(stream.id)
     if existing is not None:
         if (existing.facts(), existing.end) != (stream.facts(), stream.end):
             raise Rejected("conflict", f"the repatriation from {d.from_placement_id} was recorded with other terms")
         return
-    await reconcile_stream(ctx, stream, cause=event.id, at=event.time)
+    await reconcile_stream(uow, stream, cause=event.id, at=event.time)
 
 
-async def correct_repatriation(ctx: Context, event: Event[RepatriationCorrected]) -> None:
+async def correct_repatriation(event: Event[RepatriationCorrected], uow: BudgetUnitOfWork) -> None:
     """A move home restated with the rates now in force at it (a rate change stated after the move
     took effect on or before it): the saving's daily amount is replaced from the day home, and
     reconciling posts a correction for days already realised and re-commits the rest. The
     correcting transfers name this event as their cause."""
-    ctx = _asserting(ctx, event)
     d = event.data
-    stream = await _locked_stream(ctx, saving_stream_id(d.from_placement_id), {placement_key(d.from_placement_id)})
+    stream = await _locked_stream(uow, saving_stream_id(d.from_placement_id), {placement_key(d.from_placement_id)})
     if stream is None:
         # The move itself never reached the budget: the correction states all of it.
-        await record_repatriation(ctx, cast("Event[PatientRepatriated]", event))
+        await record_repatriation(cast("Event[PatientRepatriated]", event), uow)
         return
     if event.id in stream.applied_events:
         return
     stream.schedule = stream.schedule.with_rate_from(stream.start, d.from_daily_rate_pence - d.to_daily_rate_pence)
     stream.applied_events = (*stream.applied_events, event.id)
-    await reconcile_stream(ctx, stream, cause=event.id, at=event.time)
+    await reconcile_stream(uow, stream, cause=event.id, at=event.time)
     log.debug(
         "repatriation saving corrected",
         from_placement_id=d.from_placement_id,
@@ -432,14 +417,14 @@ async def correct_repatriation(ctx: Context, event: Event[RepatriationCorrected]
 # ------------------------------------------------------------------------------ invoices
 
 
-async def receive_invoice(ctx: Context, event: Event[InvoiceReceived]) -> None:
+async def receive_invoice(event: Event[InvoiceReceived], uow: BudgetUnitOfWork) -> None:
     d = event.data
     if event.organisation != d.provider:
         raise Rejected("not-party", f"only the invoicing provider {d.provider} may send its invoice")
     # An invoice writes no ledger entry and nothing kept per commissioner: only the invoice and its
     # alert. Its placement's lock orders it against that placement's registration (parking), the
     # invoice's own against another copy of it.
-    await ctx.repo.lock({placement_key(d.placement_id), invoice_key(d.provider, d.invoice_id)})
+    await uow.ledger.lock({placement_key(d.placement_id), invoice_key(d.provider, d.invoice_id)})
     invoice = Invoice(
         provider=d.provider,
         invoice_id=d.invoice_id,
@@ -450,23 +435,23 @@ async def receive_invoice(ctx: Context, event: Event[InvoiceReceived]) -> None:
         amount=d.amount_pence,
         event_id=event.id,
     )
-    old = await ctx.repo.get_invoice(d.provider, d.invoice_id)
+    old = await uow.ledger.get_invoice(d.provider, d.invoice_id)
     if old is not None:
         if not old.same_claim(invoice):
             raise Rejected("conflict", f"invoice {d.invoice_id} was received before with other figures")
         return
-    stream = await ctx.repo.get_stream(placement_stream_id(d.placement_id), for_update=False)
+    stream = await uow.ledger.get_stream(placement_stream_id(d.placement_id), for_update=False)
     if stream is None:
-        await ctx.repo.save_invoice(invoice)
+        await uow.ledger.save_invoice(invoice)
         log.debug("invoice parked until its placement is registered", placement_id=d.placement_id)
         return
     refusal = _not_party(invoice, stream)
     if refusal:
         raise Rejected("not-party", refusal)
-    await _assess_or_hold(ctx, invoice, stream)
+    await _assess_or_hold(uow, invoice, stream)
 
 
-def _implausible(ctx: Context, invoice: Invoice, stream: Stream) -> tuple[int, RateBounds] | None:
+def _implausible(uow: BudgetUnitOfWork, invoice: Invoice, stream: Stream) -> tuple[int, RateBounds] | None:
     """(amount per night, the bounds) when the invoice asks more per night than is plausible for
     the bed type. Only the upper bound: an invoice below the accrual costs nothing (the variance
     check flags it), and while the budget has not yet heard of a discharge it counts nights to
@@ -482,16 +467,16 @@ def _implausible(ctx: Context, invoice: Invoice, stream: Stream) -> tuple[int, R
     if stream.stay_end is not None:
         after = min(after, stream.stay_end)
     nightly = per_night(invoice.amount, (after - first).days)
-    bounds = daily_rate_outside(ctx.rules.rate_bounds, str(bed_type), nightly)
+    bounds = daily_rate_outside(uow.config.rate_bounds, str(bed_type), nightly)
     return None if bounds is None or nightly <= bounds.upper_pence else (nightly, bounds)
 
 
-async def _assess_or_hold(ctx: Context, invoice: Invoice, stream: Stream) -> None:
+async def _assess_or_hold(uow: BudgetUnitOfWork, invoice: Invoice, stream: Stream) -> None:
     """Match the invoice against the accrual, unless it is implausible and not yet confirmed:
     then hold it and alert finance (docs/authority.md)."""
-    found = _implausible(ctx, invoice, stream) if invoice.confirmed_by is None else None
+    found = _implausible(uow, invoice, stream) if invoice.confirmed_by is None else None
     if found is None:
-        await _assess(ctx, invoice, stream)
+        await _assess(uow, invoice, stream)
         return
     nightly, bounds = found
     reason = (
@@ -499,37 +484,22 @@ async def _assess_or_hold(ctx: Context, invoice: Invoice, stream: Stream) -> Non
         f"£{bounds.upper_pence / 100:,.2f} for {stream.details.get('bed_type')}: held until {invoice.commissioner} "
         "confirms it (InvoiceConfirmed)"
     )
-    await ctx.repo.save_invoice(replace(invoice, status=InvoiceStatus.HELD, reason=reason))
-    held = AmountHeld(
-        kind="invoice",
-        placement_id=invoice.placement_id,
-        commissioner=invoice.commissioner,
-        provider=invoice.provider,
-        bed_type=BedType(str(stream.details["bed_type"])),
-        asserted_by=invoice.provider,
-        daily_rate_pence=nightly,
-        lower_pence=bounds.lower_pence,
-        upper_pence=bounds.upper_pence,
-        invoice_id=invoice.invoice_id,
-        invoice_amount_pence=invoice.amount,
-        period_start=invoice.period_start,
-        period_end=invoice.period_end,
-    )
-    await ctx.publish(held, id=stable_id("AmountHeld", "invoice", invoice.provider, invoice.invoice_id))
+    bed_type = BedType(str(stream.details["bed_type"]))
+    await uow.ledger.save_invoice(invoice.held(bed_type=bed_type, nightly=nightly, bounds=bounds, reason=reason))
     log.debug("implausible invoice held for confirmation", invoice_id=invoice.invoice_id, nightly_pence=nightly)
 
 
-async def confirm_invoice(ctx: Context, event: Event[InvoiceConfirmed]) -> None:
+async def confirm_invoice(event: Event[InvoiceConfirmed], uow: BudgetUnitOfWork) -> None:
     """The commissioner confirms an invoice held as implausible: it is matched as any other."""
     d = event.data
-    if not may_act_for(event.organisation, d.commissioner, ctx.rules.delegations):
+    if not may_act_for(event.organisation, d.commissioner, uow.config.delegations):
         raise Rejected(
             "not-authorised",
             f"organisation {event.organisation} may not confirm an invoice to {d.commissioner}: only "
             f"{d.commissioner} or the lead commissioner it has delegated to may",
         )
-    await ctx.repo.lock({placement_key(d.placement_id), invoice_key(d.provider, d.invoice_id)})
-    invoice = await ctx.repo.get_invoice(d.provider, d.invoice_id)
+    await uow.ledger.lock({placement_key(d.placement_id), invoice_key(d.provider, d.invoice_id)})
+    invoice = await uow.ledger.get_invoice(d.provider, d.invoice_id)
     if invoice is None:
         raise Rejected("nothing-held", f"no invoice {d.invoice_id} from {d.provider} has been received")
     if (invoice.commissioner, invoice.placement_id, invoice.amount) != (d.commissioner, d.placement_id, d.amount_pence):
@@ -542,13 +512,13 @@ async def confirm_invoice(ctx: Context, event: Event[InvoiceConfirmed]) -> None:
         return
     confirmed = replace(invoice, confirmed_by=event.organisation)
     if invoice.status is InvoiceStatus.HELD:
-        stream = await ctx.repo.get_stream(placement_stream_id(d.placement_id), for_update=False)
+        stream = await uow.ledger.get_stream(placement_stream_id(d.placement_id), for_update=False)
         if stream is not None:
-            await _assess(ctx, confirmed, stream)
+            await _assess(uow, confirmed, stream)
             log.debug("held invoice confirmed and matched", invoice_id=d.invoice_id)
             return
     # Parked (its placement is not charged yet): the confirmation applies when it is matched.
-    await ctx.repo.save_invoice(confirmed)
+    await uow.ledger.save_invoice(confirmed)
 
 
 def _not_party(invoice: Invoice, stream: Stream) -> str | None:
@@ -559,70 +529,47 @@ def _not_party(invoice: Invoice, stream: Stream) -> str | None:
     return None
 
 
-async def _assess(ctx: Context, invoice: Invoice, stream: Stream) -> None:
+async def _assess(uow: BudgetUnitOfWork, invoice: Invoice, stream: Stream) -> None:
     accrued = accrued_for_period(stream.schedule, stream.stay_end, invoice.period_start, invoice.period_end)
-    a = assess(invoice.amount, accrued, ctx.rules.invoice_tolerance_pence, ctx.rules.invoice_tolerance_percent)
-    matched = replace(
-        invoice,
-        status=InvoiceStatus.MATCHED,
-        accrued=a.accrued,
-        variance=a.variance,
-        tolerance=a.tolerance,
-        flagged=a.beyond_tolerance,
-        reason=None,
-    )
-    await ctx.repo.save_invoice(matched)
+    a = assess(invoice.amount, accrued, uow.config.invoice_tolerance_pence, uow.config.invoice_tolerance_percent)
+    await uow.ledger.save_invoice(invoice.matched(a))
     if not a.beyond_tolerance:
         return
-    alert = InvoiceVarianceFound(
-        invoice_id=invoice.invoice_id,
-        placement_id=invoice.placement_id,
-        provider=invoice.provider,
-        commissioner=invoice.commissioner,
-        period_start=invoice.period_start,
-        period_end=invoice.period_end,
-        invoiced_pence=invoice.amount,
-        accrued_pence=max(a.accrued, 0),
-        variance_pence=a.variance,
-        tolerance_pence=a.tolerance,
-    )
-    # One alert per invoice and accrued figure: a later rate change that moves the accrual re-checks it.
-    await ctx.publish(alert, id=stable_id("InvoiceVarianceFound", invoice.provider, invoice.invoice_id, a.accrued))
     log.debug("invoice variance found", invoice_id=invoice.invoice_id, variance_pence=a.variance)
 
 
-async def _match_invoices(ctx: Context, stream: Stream) -> None:
-    for invoice in await ctx.repo.invoices_for_placement(stream.placement_id):
+async def _match_invoices(uow: BudgetUnitOfWork, stream: Stream) -> None:
+    for invoice in await uow.ledger.invoices_for_placement(stream.placement_id):
         if invoice.status is not InvoiceStatus.PARKED:
             continue
         refusal = _not_party(invoice, stream)
         if refusal:
-            await ctx.repo.save_invoice(replace(invoice, status=InvoiceStatus.REFUSED, reason=refusal))
+            await uow.ledger.save_invoice(replace(invoice, status=InvoiceStatus.REFUSED, reason=refusal))
             log.warning("parked invoice refused", invoice_id=invoice.invoice_id, reason="not-party")
             continue
-        await _assess_or_hold(ctx, invoice, stream)
+        await _assess_or_hold(uow, invoice, stream)
 
 
-async def _recheck_invoices(ctx: Context, stream: Stream) -> None:
-    for invoice in await ctx.repo.invoices_for_placement(stream.placement_id):
+async def _recheck_invoices(uow: BudgetUnitOfWork, stream: Stream) -> None:
+    for invoice in await uow.ledger.invoices_for_placement(stream.placement_id):
         if invoice.status is InvoiceStatus.MATCHED:
-            await _assess(ctx, invoice, stream)
+            await _assess(uow, invoice, stream)
 
 
 # ------------------------------------------------------------------------------- accrual
 
 
-async def accrue_stream(ctx: Context, stream_id: str) -> tuple[int, int]:
+async def accrue_stream(uow: BudgetUnitOfWork, stream_id: str) -> tuple[int, int]:
     """Accrue one stream up to today; returns (transfers posted, alerts raised)."""
-    stream = await _locked_stream(ctx, stream_id, set())
+    stream = await _locked_stream(uow, stream_id, set())
     if stream is None:
         return 0, 0
-    book = await ctx.repo.stream_book(stream)
-    transfers = stream.accrue(book, today=ctx.today, event_at=ctx.now)
+    book = await uow.ledger.stream_book(stream)
+    transfers = stream.accrue(book, today=uow.clock.today(), event_at=uow.clock.now())
     if not transfers:
         return 0, 0
-    await _save_and_post(ctx, stream, transfers)
-    return len(transfers), await check_thresholds(ctx, _forecast_keys(transfers))
+    await _save_and_post(uow, stream, transfers)
+    return len(transfers), await check_thresholds(uow, _forecast_keys(transfers))
 
 
 # ----------------------------------------------------------------------- kit handlers
@@ -642,42 +589,15 @@ def assertion_of(event: Event[Any]) -> Assertion:
     return Assertion(by or service, principal or f"service:{service}")
 
 
-RepositoryFactory = Callable[[UnitOfWork[Any]], BudgetRepository]
-UseCase = Callable[[Context, Event[Any]], Awaitable[None]]
-
-
-class Handlers:
-    """Binds the use cases to the kit's ``(event, uow)`` handler shape."""
-
-    def __init__(self, repository: RepositoryFactory, rules: Rules) -> None:
-        self.repository = repository
-        self.rules = rules
-
-    def context(self, uow: UnitOfWork[Any], event: Event[Any] | None = None) -> Context:
-        return Context(
-            self.repository(uow),
-            uow.publish,
-            uow.clock.today(),
-            uow.clock.now(),
-            self.rules,
-            assertion_of(event) if event is not None else None,
-        )
-
-    def _bind(self, use_case: UseCase) -> Callable[[Event[Any], UnitOfWork[Any]], Awaitable[None]]:
-        async def handle(event: Event[Any], uow: UnitOfWork[Any]) -> None:
-            await use_case(self.context(uow, event), event)
-
-        handle.__name__ = use_case.__name__
-        return handle
-
-    def mapping(self) -> dict[type[Payload], Callable[[Event[Any], UnitOfWork[Any]], Awaitable[None]]]:
-        return {
-            BudgetAllocated: self._bind(allocate),
-            InvoiceReceived: self._bind(receive_invoice),
-            InvoiceConfirmed: self._bind(confirm_invoice),
-            PlacementRegistered: self._bind(register_placement),
-            PlacementRateChanged: self._bind(change_rate),
-            PlacementClosed: self._bind(close_placement),
-            PatientRepatriated: self._bind(record_repatriation),
-            RepatriationCorrected: self._bind(correct_repatriation),
-        }
+HANDLERS = handler_table(
+    {
+        BudgetAllocated: allocate,
+        InvoiceReceived: receive_invoice,
+        InvoiceConfirmed: confirm_invoice,
+        PlacementRegistered: register_placement,
+        PlacementRateChanged: change_rate,
+        PlacementClosed: close_placement,
+        PatientRepatriated: record_repatriation,
+        RepatriationCorrected: correct_repatriation,
+    }
+)

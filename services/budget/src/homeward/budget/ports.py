@@ -1,11 +1,18 @@
-"""The repository port the use cases work through: an asyncpg adapter in production
-(``adapters/postgres.py``) and an in-memory fake in the tests."""
+"""What the use cases work through: the ledger's repository port (an asyncpg adapter in
+production, ``adapters/postgres.py``, and an in-memory fake in the tests), the service's rules
+(``Config``) and the unit of work that carries both (``BudgetUnitOfWork``)."""
 
 from __future__ import annotations
 
 import abc
 import datetime as dt
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from homeward.contracts.plausibility import RateBounds, load_bounds
+from homeward.contracts.vocab import BedType
+from homeward.kit.uow import Repository, UnitOfWork
 
 from .domain.ledger import AccountKey, Balance, Transfer
 from .domain.locks import LockKey
@@ -18,7 +25,24 @@ from .domain.thresholds import ThresholdState
 CommissionerYearLabel = tuple[str, str]
 
 
-class BudgetRepository(abc.ABC):
+@dataclass(frozen=True)
+class Config:
+    """The budget's rules, from its settings (``entrypoints/app.py``, ``build_config``)."""
+
+    thresholds_percent: tuple[int, ...] = (90, 100)
+    threshold_rearm_margin_percent: int = 5
+    invoice_tolerance_pence: int = 100_00
+    invoice_tolerance_percent: int = 2
+    # commissioner -> the lead commissioner it delegated its budget to (docs/authority.md)
+    delegations: Mapping[str, str] = field(default_factory=dict)
+    # plausible daily rates per bed type: an invoice's amount per night outside them is held
+    rate_bounds: Mapping[BedType, RateBounds] = field(default_factory=load_bounds)
+
+
+class LedgerRepository(Repository, abc.ABC):
+    """The ledger: streams, transfers and balances, allocations, invoices and threshold states.
+    ``save_invoice`` tracks the invoice, so what it recorded (an alert) is published."""
+
     @abc.abstractmethod
     async def lock(self, keys: Collection[LockKey]) -> None:
         """Hold these keys' locks until the transaction ends (see docs/budget.md, Concurrency).
@@ -71,13 +95,6 @@ class BudgetRepository(abc.ABC):
     async def invoices_for_placement(self, placement_id: str) -> list[Invoice]: ...
 
     @abc.abstractmethod
-    async def park(self, placement_id: str, event_id: str, event_type: str, event_json: str, reason: str) -> None: ...
-
-    @abc.abstractmethod
-    async def take_parked(self, placement_id: str) -> list[str]:
-        """Remove and return the placement's parked events (CloudEvents JSON) in arrival order."""
-
-    @abc.abstractmethod
     async def threshold_states(
         self, keys: Collection[CommissionerYearLabel]
     ) -> dict[CommissionerYearLabel, dict[tuple[str, int], ThresholdState]]:
@@ -96,3 +113,14 @@ class BudgetRepository(abc.ABC):
     async def save_threshold_state(
         self, commissioner: str, financial_year: str, programme: str, percent: int, state: ThresholdState
     ) -> None: ...
+
+
+class BudgetUnitOfWork(UnitOfWork[Any]):
+    """What a budget handler gets: the ledger (``uow.ledger``), the rules (``uow.config``), and
+    the kit's clock, outbox and parking lot, all in one transaction."""
+
+    ledger: LedgerRepository
+    config: Config
+    # While a registration applies the events parked for its placement, the commissioners and
+    # years whose forecast they moved, checked once after all of them (None: check at once).
+    deferred_thresholds: set[tuple[str, int]] | None = None

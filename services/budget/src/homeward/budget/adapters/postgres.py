@@ -1,12 +1,12 @@
-"""The ledger on PostgreSQL (asyncpg): the repository the use cases write through, and the
-read queries behind the HTTP API and the CLI."""
+"""The ledger on PostgreSQL (asyncpg): the repository the use cases write through, the unit of
+work that carries it (``PgBudgetUnitOfWork``), and the read queries behind the HTTP API and the CLI."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,8 @@ from ..domain.records import Allocation, Invoice, InvoiceStatus
 from ..domain.schedule import RateSchedule
 from ..domain.streams import OpenCommitment, Stream, StreamBook, StreamKind, normal_direction
 from ..domain.thresholds import ThresholdState
-from ..ports import BudgetRepository, CommissionerYearLabel
+from ..ports import BudgetUnitOfWork, CommissionerYearLabel, Config, LedgerRepository
+from ..views import InvoiceView, StreamView, TransferView
 
 Connection = Any  # an asyncpg connection (its stubs are not generic-friendly)
 
@@ -135,7 +136,7 @@ def _invoice(row: Any) -> Invoice:
     )
 
 
-class PgBudgetRepository(BudgetRepository):
+class PgBudgetRepository(LedgerRepository):
     def __init__(
         self,
         conn: Connection,
@@ -479,31 +480,13 @@ class PgBudgetRepository(BudgetRepository):
             i.reason,
             i.confirmed_by,
         )
+        self.track(i)
 
     async def invoices_for_placement(self, placement_id: str) -> list[Invoice]:
         rows = await self.conn.fetch(
             "SELECT * FROM invoices WHERE placement_id = $1 ORDER BY received_at, invoice_id", placement_id
         )
         return [_invoice(r) for r in rows]
-
-    # ------------------------------------------------------------------------- parked
-
-    async def park(self, placement_id: str, event_id: str, event_type: str, event_json: str, reason: str) -> None:
-        await self.conn.execute(
-            """INSERT INTO parked_events (placement_id, event_id, event_type, event, reason)
-               VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING""",
-            placement_id,
-            event_id,
-            event_type,
-            event_json,
-            reason,
-        )
-
-    async def take_parked(self, placement_id: str) -> list[str]:
-        rows = await self.conn.fetch(
-            "DELETE FROM parked_events WHERE placement_id = $1 RETURNING id, event", placement_id
-        )
-        return [r["event"] for r in sorted(rows, key=lambda r: r["id"])]
 
     # --------------------------------------------------------------------- thresholds
 
@@ -578,6 +561,23 @@ class PgBudgetRepository(BudgetRepository):
         )
 
 
+class PgBudgetUnitOfWork(BudgetUnitOfWork):
+    """The budget's unit of work on PostgreSQL: the ledger on the transaction's connection.
+    ``ledger_options`` are ``PgBudgetRepository``'s locking options (the benchmark's baselines)."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        *args: Any,
+        config: Config,
+        ledger_options: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(conn, *args, **kwargs)
+        self.config = config
+        self.ledger = PgBudgetRepository(conn, **(ledger_options or {}))
+
+
 # ================================================================================ queries
 
 _ENTRIES = """
@@ -623,53 +623,17 @@ async def commissioners(conn: Connection, financial_year: str | None = None) -> 
 
 
 def _transfer_json(r: Any) -> dict[str, Any]:
-    return {
-        "id": r["id"],
-        "seq": r["seq"],
-        "kind": r["kind"],
-        "purpose": r["purpose"],
-        "amount_pence": int(r["amount"]),
-        "debit": _key(r, "d_").label(),
-        "credit": _key(r, "c_").label(),
-        "funder": r["funder"],
-        "financial_year": r["financial_year"],
-        "nights_from": r["range_start"].isoformat() if r["range_start"] else None,
-        "nights_to": r["range_end"].isoformat() if r["range_end"] else None,
-        "pending_id": r["pending_id"],
-        "effective_on": r["effective_on"].isoformat(),
-        "event_at": r["event_at"].isoformat(),
-        "created_at": r["created_at"].isoformat(),
-        "cause": r["cause"],
-        "asserted_by": r["asserted_by"],
-        "principal": r["principal"],
-        "stream": r["stream_id"],
-    }
-
-
-def _stream_json(s: Stream) -> dict[str, Any]:
-    return {
-        "stream": s.id,
-        "kind": s.kind.value,
-        "commissioner": s.commissioner,
-        "programme": s.programme,
-        "provider": s.provider or None,
-        "out_of_area": s.out_of_area,
-        "start_date": s.start.isoformat(),
-        "planned_end_date": s.planned_end.isoformat() if s.planned_end else None,
-        "end_date": s.end.isoformat() if s.end else None,
-        "rates": [{"effective_date": d.isoformat(), "daily_rate_pence": r} for d, r in s.schedule.rates],
-        "funding": [{"commissioner": x.funder, "share_bp": x.basis_points} for x in s.shares],
-        "accrued_through": s.accrued_through.isoformat(),
-        "committed_through": s.committed_through.isoformat(),
-        "details": dict(s.details),
-    }
+    accounts = {"debit": _key(r, "d_").label(), "credit": _key(r, "c_").label()}
+    return TransferView.model_validate({**dict(r), **accounts}).to_json()
 
 
 async def placement_history(conn: Connection, placement_id: str, as_of: dt.date | None) -> dict[str, Any] | None:
     streams = [_stream(r) for r in await conn.fetch("SELECT * FROM streams WHERE placement_id = $1", placement_id)]
+    # What still waits for the placement in the kit's parking lot (handlers.awaiting_placement).
     parked = await conn.fetch(
-        "SELECT event_id, event_type, reason, parked_at FROM parked_events WHERE placement_id = $1 ORDER BY id",
-        placement_id,
+        """SELECT event_id, event_type, reason, parked_at FROM parking_lot
+           WHERE awaiting = $1 AND status = 'parked' ORDER BY id""",
+        f"placement:{placement_id}",
     )
     invoices = await conn.fetch("SELECT * FROM invoices WHERE placement_id = $1 ORDER BY received_at", placement_id)
     if not streams and not parked and not invoices:
@@ -703,7 +667,7 @@ async def placement_history(conn: Connection, placement_id: str, as_of: dt.date 
         "as_of": as_of.isoformat() if as_of else None,
         "streams": [
             {
-                **_stream_json(s),
+                **StreamView.of(s).to_json(),
                 "spent_pence" if s.kind is StreamKind.PLACEMENT else "saving_realised_pence": totals.get(s.id, {}).get(
                     "posted_pence", 0
                 ),
@@ -714,7 +678,7 @@ async def placement_history(conn: Connection, placement_id: str, as_of: dt.date 
             for s in streams
         ],
         "transfers": [_transfer_json(r) for r in rows],
-        "invoices": [invoice_json(_invoice(r)) for r in invoices],
+        "invoices": [InvoiceView.of(_invoice(r)).to_json() for r in invoices],
         "parked_events": [
             {
                 "event_id": r["event_id"],
@@ -727,25 +691,6 @@ async def placement_history(conn: Connection, placement_id: str, as_of: dt.date 
     }
 
 
-def invoice_json(i: Invoice) -> dict[str, Any]:
-    return {
-        "provider": i.provider,
-        "invoice_id": i.invoice_id,
-        "commissioner": i.commissioner,
-        "placement_id": i.placement_id,
-        "period_start": i.period_start.isoformat(),
-        "period_end": i.period_end.isoformat(),
-        "invoiced_pence": i.amount,
-        "status": i.status.value,
-        "accrued_pence": i.accrued,
-        "variance_pence": i.variance,
-        "tolerance_pence": i.tolerance,
-        "flagged": i.flagged,
-        "reason": i.reason,
-        "confirmed_by": i.confirmed_by,
-    }
-
-
 async def invoices(conn: Connection, commissioner: str, flagged: bool | None) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         """SELECT * FROM invoices WHERE commissioner = $1 AND ($2::boolean IS NULL OR flagged = $2)
@@ -753,7 +698,7 @@ async def invoices(conn: Connection, commissioner: str, flagged: bool | None) ->
         commissioner,
         flagged,
     )
-    return [invoice_json(_invoice(r)) for r in rows]
+    return [InvoiceView.of(_invoice(r)).to_json() for r in rows]
 
 
 # ========================================================================== invariant check

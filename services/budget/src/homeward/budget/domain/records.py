@@ -1,10 +1,20 @@
-"""What the budget remembers besides the ledger: allocations, invoices and parked events."""
+"""What the budget remembers besides the ledger: allocations and invoices. An invoice is an
+aggregate: holding it or matching it records the alert finance receive (AmountHeld,
+InvoiceVarianceFound), which the unit of work publishes once, under a deterministic id."""
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
+
+from homeward.contracts.events import AmountHeld, InvoiceVarianceFound
+from homeward.contracts.plausibility import RateBounds
+from homeward.contracts.vocab import BedType
+from homeward.kit.aggregate import Aggregate
+from homeward.kit.identity import stable_id
+
+from .invoices import Assessment
 
 
 @dataclass(frozen=True)
@@ -35,7 +45,7 @@ class InvoiceStatus(StrEnum):
 
 
 @dataclass(frozen=True)
-class Invoice:
+class Invoice(Aggregate):
     provider: str
     invoice_id: str
     commissioner: str
@@ -60,3 +70,58 @@ class Invoice:
             other.period_end,
             other.amount,
         )
+
+    def held(self, *, bed_type: BedType, nightly: int, bounds: RateBounds, reason: str) -> Invoice:
+        """This invoice held until its commissioner confirms it: it asks ``nightly`` a night, above
+        the plausible ``bounds`` for ``bed_type``. Records AmountHeld (once per invoice)."""
+        held = replace(self, status=InvoiceStatus.HELD, reason=reason)
+        held.record_event(
+            AmountHeld(
+                kind="invoice",
+                placement_id=self.placement_id,
+                commissioner=self.commissioner,
+                provider=self.provider,
+                bed_type=bed_type,
+                asserted_by=self.provider,
+                daily_rate_pence=nightly,
+                lower_pence=bounds.lower_pence,
+                upper_pence=bounds.upper_pence,
+                invoice_id=self.invoice_id,
+                invoice_amount_pence=self.amount,
+                period_start=self.period_start,
+                period_end=self.period_end,
+            ),
+            id=stable_id("AmountHeld", "invoice", self.provider, self.invoice_id),
+        )
+        return held
+
+    def matched(self, a: Assessment) -> Invoice:
+        """This invoice compared with the accrual. Beyond tolerance, records InvoiceVarianceFound:
+        once per invoice and accrued figure, so a later rate change that moves the accrual
+        alerts again."""
+        matched = replace(
+            self,
+            status=InvoiceStatus.MATCHED,
+            accrued=a.accrued,
+            variance=a.variance,
+            tolerance=a.tolerance,
+            flagged=a.beyond_tolerance,
+            reason=None,
+        )
+        if a.beyond_tolerance:
+            matched.record_event(
+                InvoiceVarianceFound(
+                    invoice_id=self.invoice_id,
+                    placement_id=self.placement_id,
+                    provider=self.provider,
+                    commissioner=self.commissioner,
+                    period_start=self.period_start,
+                    period_end=self.period_end,
+                    invoiced_pence=self.amount,
+                    accrued_pence=max(a.accrued, 0),
+                    variance_pence=a.variance,
+                    tolerance_pence=a.tolerance,
+                ),
+                id=stable_id("InvoiceVarianceFound", self.provider, self.invoice_id, a.accrued),
+            )
+        return matched

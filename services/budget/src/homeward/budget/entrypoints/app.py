@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
 
 from homeward.contracts.events import AmountHeld, BudgetThresholdBreached, InvoiceVarianceFound
 from homeward.contracts.plausibility import load_bounds
-from homeward.kit.consumer import UnitOfWork
 from homeward.kit.db import service_migrations
 from homeward.kit.service import ServiceDefinition, Subscription
 from homeward.kit.topics import Topics
 
-from ..adapters.postgres import PgBudgetRepository
-from ..handlers import Handlers, Rules
+from ..adapters.postgres import PgBudgetUnitOfWork
+from ..handlers import HANDLERS
+from ..ports import Config
 from ..settings import BudgetSettings
 from .http import build_routes
 from .jobs import SERVICE, accrual_job
@@ -22,8 +22,8 @@ MIGRATIONS = service_migrations(__file__)
 SUBSCRIPTIONS = [Subscription(services=["ingress"]), Subscription(services=["placements"])]
 
 
-def rules_from(settings: BudgetSettings) -> Rules:
-    return Rules(
+def build_config(settings: BudgetSettings) -> Config:
+    return Config(
         thresholds_percent=tuple(sorted(set(settings.thresholds_percent))),
         threshold_rearm_margin_percent=settings.threshold_rearm_margin_percent,
         invoice_tolerance_pence=settings.invoice_tolerance_pence,
@@ -33,21 +33,18 @@ def rules_from(settings: BudgetSettings) -> Rules:
     )
 
 
-def _repository(uow: UnitOfWork[Any]) -> PgBudgetRepository:
-    return PgBudgetRepository(uow.conn)
-
-
 def build_definition(settings: BudgetSettings | None = None) -> ServiceDefinition:
     settings = settings or BudgetSettings()
-    rules = rules_from(settings)
+    config = build_config(settings)
     topics = Topics(settings.kafka.topic_namespace)
     return ServiceDefinition(
         name=SERVICE,
         settings=settings,
         migrations=MIGRATIONS,
-        handlers=Handlers(_repository, rules).mapping(),
+        handlers=HANDLERS,
+        unit_of_work=functools.partial(PgBudgetUnitOfWork, config=config),
         subscriptions=SUBSCRIPTIONS,
-        jobs=[accrual_job(topics, rules, settings.accrual_batch_size)],
+        jobs=[accrual_job(topics, config, settings.accrual_batch_size)],
         routes=build_routes,
         publishes=[BudgetThresholdBreached, InvoiceVarianceFound, AmountHeld],
         one_batch_at_a_time=True,

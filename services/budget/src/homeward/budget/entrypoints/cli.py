@@ -29,7 +29,7 @@ from ..adapters import postgres as q
 from ..domain.calendar import fy_label, fy_of, parse_fy
 from ..domain.position import position as position_of
 from ..settings import BudgetSettings
-from .app import MIGRATIONS, build_definition, rules_from
+from .app import MIGRATIONS, build_config, build_definition
 from .jobs import SERVICE, run_accrual
 
 app = typer.Typer(help="Homeward budget service and ledger tools.", add_completion=False)
@@ -157,7 +157,7 @@ async def _accrue(settings: BudgetSettings) -> int:
             pool,
             clock_from(settings.common.clock),
             topics=Topics(settings.kafka.topic_namespace),
-            rules=rules_from(settings),
+            config=build_config(settings),
             batch_size=settings.accrual_batch_size,
         )
     finally:

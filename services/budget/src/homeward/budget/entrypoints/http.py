@@ -10,7 +10,7 @@ patient references. Provider staff have no budget views."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 from homeward.kit import audit
@@ -63,7 +63,21 @@ def _organisations(history: dict[str, Any]) -> set[str]:
     return found
 
 
-def build_routes(pool: asyncpg.Pool, clock: Clock) -> list[BaseRoute]:  # type: ignore[type-arg]
+Pool: TypeAlias = asyncpg.Pool  # type: ignore[type-arg]
+
+
+def build_routes(pool: Pool, clock: Clock) -> list[BaseRoute]:
+    """The read API, one small builder per resource."""
+    return [
+        *_position_routes(pool, clock),
+        *_spend_routes(pool, clock),
+        *_placement_routes(pool),
+        *_invoice_routes(pool),
+        *_check_routes(pool),
+    ]
+
+
+def _position_routes(pool: Pool, clock: Clock) -> list[BaseRoute]:
     async def positions(request: Request) -> Response:
         caller = require(caller_of(request), OPS, *LEDGER_READERS)
         as_of = _as_of(request, clock)
@@ -89,6 +103,13 @@ def build_routes(pool: asyncpg.Pool, clock: Clock) -> list[BaseRoute]:  # type: 
             balances = await q.balances_as_of(conn, as_of, commissioner)
         return JSONResponse({**position(balances, commissioner, fy).to_json(), "as_of": as_of.isoformat()})
 
+    return [
+        Route("/positions", answers_bad_requests(positions)),
+        Route("/positions/{commissioner}", answers_bad_requests(commissioner_position)),
+    ]
+
+
+def _spend_routes(pool: Pool, clock: Clock) -> list[BaseRoute]:
     async def provider_spend(request: Request) -> Response:
         commissioner = own_organisation(
             require(caller_of(request), *LEDGER_READERS), request.path_params["commissioner"]
@@ -106,6 +127,10 @@ def build_routes(pool: asyncpg.Pool, clock: Clock) -> list[BaseRoute]:  # type: 
             }
         )
 
+    return [Route("/providers/{commissioner}/spend", answers_bad_requests(provider_spend))]
+
+
+def _placement_routes(pool: Pool) -> list[BaseRoute]:
     async def placement_ledger(request: Request) -> Response:
         caller = require(caller_of(request), *LEDGER_READERS)
         as_of = query_date(request)
@@ -121,6 +146,10 @@ def build_routes(pool: asyncpg.Pool, clock: Clock) -> list[BaseRoute]:  # type: 
         await audit.record(pool, SERVICE, caller, request, [pid])
         return JSONResponse(body)
 
+    return [Route("/placements/{placement_id}/ledger", answers_bad_requests(placement_ledger))]
+
+
+def _invoice_routes(pool: Pool) -> list[BaseRoute]:
     async def invoices(request: Request) -> Response:
         flagged_raw = request.query_params.get("flagged")
         flagged: Any = None if flagged_raw is None else flagged_raw.lower() in ("1", "true", "yes")
@@ -131,17 +160,14 @@ def build_routes(pool: asyncpg.Pool, clock: Clock) -> list[BaseRoute]:  # type: 
         await audit.record(pool, SERVICE, caller, request, audit.references(rows, "placement_id"))
         return JSONResponse({"commissioner": commissioner, "invoices": rows})
 
+    return [Route("/invoices/{commissioner}", answers_bad_requests(invoices))]
+
+
+def _check_routes(pool: Pool) -> list[BaseRoute]:
     async def check(request: Request) -> Response:
         require(caller_of(request), OPS, FINANCE)
         async with pool.acquire() as conn:
             report = await q.check(conn)
         return JSONResponse(report.to_json(), status_code=200 if report.ok else 500)
 
-    return [
-        Route("/positions", answers_bad_requests(positions)),
-        Route("/positions/{commissioner}", answers_bad_requests(commissioner_position)),
-        Route("/providers/{commissioner}/spend", answers_bad_requests(provider_spend)),
-        Route("/placements/{placement_id}/ledger", answers_bad_requests(placement_ledger)),
-        Route("/invoices/{commissioner}", answers_bad_requests(invoices)),
-        Route("/check", answers_bad_requests(check)),
-    ]
+    return [Route("/check", answers_bad_requests(check))]

@@ -1,31 +1,45 @@
 """The accrual job: turn elapsed bed-days into spend, and realise elapsed days of savings.
 
-Each stream is accrued in its own short transaction under the ledger write lock, so the job
-never holds a consumer batch up for long. It is safe to run on several replicas at once and
-after any restart: the stream's row says how far it has been accrued, and each accrual
+Each stream is accrued in its own short unit of work (a transaction) under the ledger's locks,
+so the job never holds a consumer batch up for long. It is safe to run on several replicas at
+once and after any restart: the stream's row says how far it has been accrued, and each accrual
 transfer's id comes from the placement, funder and night range, so nothing posts twice.
 """
 
 from __future__ import annotations
 
+import functools
+
 import asyncpg
-from homeward.kit.clock import Clock
-from homeward.kit.consumer import INFRA_ERRORS, UnitOfWork
+from homeward.kit.clock import Clock, FixedClock
+from homeward.kit.consumer import INFRA_ERRORS
 from homeward.kit.logging import get_logger
 from homeward.kit.service import Job
 from homeward.kit.topics import Topics
+from homeward.kit.uow import unit_of_work
 
-from ..adapters.postgres import PgBudgetRepository
-from ..handlers import Context, Rules, accrue_stream
+from ..adapters.postgres import PgBudgetRepository, PgBudgetUnitOfWork
+from ..handlers import accrue_stream
+from ..ports import BudgetUnitOfWork, Config
 
 log = get_logger(__name__)
 
 SERVICE = "budget"
 
 
-async def run_accrual(pool: asyncpg.Pool, clock: Clock, *, topics: Topics, rules: Rules, batch_size: int = 200) -> int:  # type: ignore[type-arg]
+async def run_accrual(
+    pool: asyncpg.Pool,  # type: ignore[type-arg]
+    clock: Clock,
+    *,
+    topics: Topics,
+    config: Config,
+    batch_size: int = 200,
+) -> int:
     """Accrue every stream up to ``clock.today()``; returns how many alerts it raised."""
-    today, now = clock.today(), clock.now()
+    # One moment for the whole run: every stream is accrued to the same day.
+    run = FixedClock(clock.now())
+    today = run.today()
+    factory = functools.partial(PgBudgetUnitOfWork, config=config)
     after, posted, alerts, failed = "", 0, 0, 0
     while True:
         async with pool.acquire() as conn:
@@ -34,15 +48,9 @@ async def run_accrual(pool: asyncpg.Pool, clock: Clock, *, topics: Topics, rules
             break
         for stream_id in due:
             try:
-                async with pool.acquire() as conn, conn.transaction():
-                    ctx = Context(
-                        PgBudgetRepository(conn),
-                        UnitOfWork(conn, SERVICE, clock, topics=topics).publish,
-                        today,
-                        now,
-                        rules,
-                    )
-                    n, raised = await accrue_stream(ctx, stream_id)
+                async with unit_of_work(pool, factory, SERVICE, run, topics=topics) as uow:
+                    assert isinstance(uow, BudgetUnitOfWork)
+                    n, raised = await accrue_stream(uow, stream_id)
             except INFRA_ERRORS:
                 raise
             except Exception:
@@ -58,8 +66,8 @@ async def run_accrual(pool: asyncpg.Pool, clock: Clock, *, topics: Topics, rules
     return alerts
 
 
-def accrual_job(topics: Topics, rules: Rules, batch_size: int) -> Job:
+def accrual_job(topics: Topics, config: Config, batch_size: int) -> Job:
     async def run(pool: asyncpg.Pool, clock: Clock) -> int:  # type: ignore[type-arg]
-        return await run_accrual(pool, clock, topics=topics, rules=rules, batch_size=batch_size)
+        return await run_accrual(pool, clock, topics=topics, config=config, batch_size=batch_size)
 
     return Job("accrual", run)
