@@ -357,10 +357,22 @@ async def _drop_database(admin_dsn: str, dsn: str) -> None:
         await admin.close()
 
 
-async def _inspect(dsn: str) -> tuple[str, str, bool, list[str]]:
-    """(digest of every account's balances, number and digest of the alerts queued, invariant check ok, problems)."""
+async def _inspect(dsn: str, today: dt.date) -> tuple[str, str, bool, list[str]]:
+    """(digest of every account's balances, number and digest of the alerts queued, invariant check ok, problems),
+    after the thresholds job has judged the ledger as the consumers left it (untimed)."""
     from homeward.budget.adapters.postgres import check
+    from homeward.budget.entrypoints.jobs import run_thresholds
+    from homeward.budget.ports import Config
+    from homeward.kit.clock import FixedClock
+    from homeward.kit.logging import configure_logging
+    from homeward.kit.topics import Topics
 
+    configure_logging("budget", "WARNING", "console")
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        await run_thresholds(pool, FixedClock(today), topics=Topics(), config=Config())
+    finally:
+        await pool.close()
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch(
@@ -398,7 +410,7 @@ def run(admin_dsn: str, records: list[Record], *, layout: str, batch: int, singl
         if errors:
             raise RuntimeError(f"a consumer failed: {errors[0]}")
         seconds = max(o["ended"] for o in outcomes) - min(o["started"] for o in outcomes)
-        digest, alerts, ok, problems = asyncio.run(_inspect(dsn))
+        digest, alerts, ok, problems = asyncio.run(_inspect(dsn, today))
         return Run(
             "one ledger lock" if single_lock else "per-key locks",
             layout,

@@ -15,7 +15,7 @@ from homeward.budget.domain.position import Figures, TotalsKey, transfer_figures
 from homeward.budget.domain.records import Allocation, Invoice
 from homeward.budget.domain.streams import Stream, StreamBook
 from homeward.budget.domain.thresholds import ThresholdState
-from homeward.budget.handlers import HANDLERS, accrue_stream
+from homeward.budget.handlers import HANDLERS, accrue_stream, check_moved_thresholds
 from homeward.budget.ports import BudgetUnitOfWork, Config, LedgerRepository
 from homeward.contracts import Event, Payload, new_event, partner_source, service_source
 from homeward.contracts.events import (
@@ -39,6 +39,7 @@ class FakeRepository(LedgerRepository):
         self.allocations: dict[tuple[str, str], Allocation] = {}
         self.invoices: dict[tuple[str, str], Invoice] = {}
         self.thresholds: dict[tuple[str, str, str, int], ThresholdState] = {}
+        self.moved: dict[tuple[str, str], None] = {}  # marked (commissioner, year), in order
         self.running: dict[TotalsKey, Figures] = {}
         self.locked: list[frozenset[LockKey]] = []  # each lock() call's keys, in order
 
@@ -124,6 +125,19 @@ class FakeRepository(LedgerRepository):
     ) -> None:
         self.thresholds[(commissioner, financial_year, programme, percent)] = state
 
+    async def thresholds_moved(self, keys: Collection[tuple[str, str]]) -> None:
+        for key in sorted(keys):
+            self.moved.setdefault(key, None)
+
+    async def thresholds_marked(self, limit: int) -> list[tuple[str, str]]:
+        return list(self.moved)[:limit]
+
+    async def take_thresholds_moved(self, keys: Collection[tuple[str, str]]) -> list[tuple[str, str]]:
+        taken = sorted(k for k in keys if k in self.moved)
+        for k in taken:
+            del self.moved[k]
+        return taken
+
 
 class FakeOutbox:
     """Keeps what was published; like the real outbox, an id is queued once."""
@@ -204,11 +218,26 @@ class Harness:
         """A unit of work handling ``event`` (None: the accrual job's)."""
         return FakeUnitOfWork(self, event)
 
-    async def handle(self, handler: Callable[[Any, Any], Awaitable[None]], event: Event[Any]) -> None:
-        """Handle ``event`` as the kit does: the handler, then what its aggregates recorded."""
+    async def handle(
+        self, handler: Callable[[Any, Any], Awaitable[None]], event: Event[Any], *, thresholds: bool = True
+    ) -> None:
+        """Handle ``event`` as the kit does: the handler, then what its aggregates recorded; then,
+        unless ``thresholds`` is False, the thresholds job, as if it ran right after."""
         uow = self.uow(event)
         await handler(event, uow)
         await uow.flush()
+        if thresholds:
+            await self.check_thresholds()
+
+    async def check_thresholds(self) -> int:
+        """The thresholds job: every marked commissioner and year; the alerts it raised."""
+        alerts = 0
+        while True:
+            uow = self.uow()
+            checked, raised = await check_moved_thresholds(uow)
+            alerts += raised
+            if not checked:
+                return alerts
 
     async def accrue(self, stream_id: str) -> tuple[int, int]:
         """The accrual job's step for one stream: (transfers posted, alerts raised)."""

@@ -233,3 +233,28 @@ async def test_no_threshold_alert_for_a_closed_financial_year() -> None:
         (a.financial_year, a.threshold_percent) for a in h.outbox.of(BudgetThresholdBreached) if a.programme is None
     ]
     assert alerts == [("2026-27", 90), ("2026-27", 100)]
+
+
+async def test_threshold_alerts_judge_the_ledger_as_it_stands_not_the_order_two_topics_were_read() -> None:
+    # 05A's allocation comes in two parts on its own topic; a £250-a-night placement for the
+    # year (£91,250) comes on placements' topic. Read in either order, the ledger ends the same:
+    # £91,250 of £200,000 (45.6%), no threshold crossed.
+    first = from_partner(allocated("05A", 10_000_000), "05A", D(2026, 4, 1))
+    second = from_partner(allocated("05A", 10_000_000, allocation_id="ALLOC-2"), "05A", D(2026, 4, 1))
+    placement = from_placements(registered("T1", start=D(2026, 4, 1), rate=25000), D(2026, 4, 1))
+    orders = {
+        "placement between the allocations": [(allocate, first), (register_placement, placement), (allocate, second)],
+        "allocations first": [(allocate, first), (allocate, second), (register_placement, placement)],
+    }
+
+    async def alerts(order: str, job_after_each_event: bool) -> list[tuple[int, str]]:
+        h = Harness(D(2026, 4, 1), Config(thresholds_percent=(90, 100)))
+        for handler, event in orders[order]:
+            await h.handle(handler, event, thresholds=job_after_each_event)
+        await h.check_thresholds()
+        return sorted((a.threshold_percent, str(a.programme)) for a in h.outbox.of(BudgetThresholdBreached))
+
+    # The thresholds job judges what has been posted when it runs: the same in both orders.
+    assert await alerts("placement between the allocations", False) == await alerts("allocations first", False) == []
+    # Judged after every event instead, the 91.25% the first order passed through would alert.
+    assert await alerts("placement between the allocations", True) != await alerts("allocations first", True)

@@ -2,9 +2,10 @@
 
 Every use case first locks what it may write (the commissioners whose ledger it posts to, the
 placement, and for an invoice the invoice: ``domain/locks.py``), reads the stream it changes,
-lets the domain plan the transfers, posts them, and then checks the thresholds of every
-commissioner and year whose forecast may have moved, from the running totals that ``post``
-keeps. When what to lock is known only from the stream (a rate change, a closure, an accrual),
+lets the domain plan the transfers, posts them, and then marks every commissioner and year
+whose forecast may have moved; the thresholds job (``check_moved_thresholds``) judges their
+thresholds from the running totals that ``post`` keeps, on the ledger as it then stands.
+When what to lock is known only from the stream (a rate change, a closure, an accrual),
 it reads the stream, locks, and reads it again. Events are published only through the outbox
 (``uow.publish``) or recorded by an invoice (``Invoice.held``, ``Invoice.matched``), with
 deterministic ids; the kit's unit of work dates each by the event that caused it.
@@ -231,7 +232,7 @@ async def allocate(event: Event[BudgetAllocated], uow: BudgetUnitOfWork) -> None
     )
     await uow.ledger.post(_asserted(uow, [transfer]))
     await uow.ledger.save_allocation(new)
-    await check_thresholds(uow, {(d.commissioner, year)})
+    await thresholds_moved(uow, {(d.commissioner, year)})
 
 
 # ---------------------------------------------------------------------------- placements
@@ -280,15 +281,11 @@ async def register_placement(event: Event[PlacementRegistered], uow: BudgetUnitO
         return
     keys = await reconcile_stream(uow, stream, cause=event.id, at=event.time)
     # The rate changes and closures that arrived first are applied now, oldest fact first, each
-    # asserted by whoever asserted it; the thresholds are checked once, after all of them.
-    uow.deferred_thresholds = keys
-    try:
-        await uow.retry_parked(awaiting_placement(stream.placement_id))
-        stream = await uow.ledger.get_stream(stream.id) or stream
-        await _match_invoices(uow, stream)
-    finally:
-        keys, uow.deferred_thresholds = uow.deferred_thresholds, None
-    await check_thresholds(uow, keys)
+    # asserted by whoever asserted it.
+    await uow.retry_parked(awaiting_placement(stream.placement_id))
+    stream = await uow.ledger.get_stream(stream.id) or stream
+    await _match_invoices(uow, stream)
+    await thresholds_moved(uow, keys)
 
 
 def awaiting_placement(placement_id: str) -> str:
@@ -301,13 +298,27 @@ async def _park_unknown(uow: BudgetUnitOfWork, event: Event[Any], placement_id: 
     log.debug("event parked until its placement is registered", placement_id=placement_id)
 
 
-async def _thresholds_moved(uow: BudgetUnitOfWork, keys: set[CommissionerYear]) -> None:
-    """Check these commissioners' and years' thresholds, or, while a registration applies the
-    events parked for its placement, leave them to be checked once after all of them."""
-    if uow.deferred_thresholds is not None:
-        uow.deferred_thresholds |= keys
-        return
-    await check_thresholds(uow, keys)
+async def thresholds_moved(uow: BudgetUnitOfWork, keys: Iterable[CommissionerYear]) -> None:
+    """Leave these commissioners' and years' thresholds to the thresholds job
+    (:func:`check_moved_thresholds`), which judges them on the ledger as it then stands."""
+    await uow.ledger.thresholds_moved({(commissioner, fy_label(year)) for commissioner, year in keys})
+
+
+async def check_moved_thresholds(uow: BudgetUnitOfWork, limit: int = 100) -> tuple[int, int]:
+    """The thresholds job's step: check the thresholds of up to ``limit`` commissioners and years
+    whose forecast moved; (how many were checked, how many alerts were raised).
+
+    Alerts are judged here, on the ledger as it stands, rather than after each event: whether a
+    threshold is crossed then depends only on what has been posted, not on the order in which a
+    replica read a commissioner's two topics (an allocation raised on one, a placement on the
+    other). The commissioners are locked before their marks are taken, in the order handlers
+    take them (commissioner, then mark), so a handler posting meanwhile waits or is waited for."""
+    marked = await uow.ledger.thresholds_marked(limit)
+    if not marked:
+        return 0, 0
+    await uow.ledger.lock(commissioner_keys({commissioner for commissioner, _ in marked}))
+    taken = await uow.ledger.take_thresholds_moved(marked)
+    return len(taken), await check_thresholds(uow, {(c, parse_fy(fy)) for c, fy in taken})
 
 
 async def _change_rate(
@@ -332,7 +343,7 @@ async def change_rate(event: Event[PlacementRateChanged], uow: BudgetUnitOfWork)
         return
     keys = await _change_rate(uow, stream, event)
     await _recheck_invoices(uow, stream)
-    await _thresholds_moved(uow, keys)
+    await thresholds_moved(uow, keys)
 
 
 async def _close(uow: BudgetUnitOfWork, stream: Stream, event: Event[PlacementClosed]) -> set[CommissionerYear]:
@@ -351,7 +362,7 @@ async def close_placement(event: Event[PlacementClosed], uow: BudgetUnitOfWork) 
         return
     keys = await _close(uow, stream, event)
     await _recheck_invoices(uow, stream)
-    await _thresholds_moved(uow, keys)
+    await thresholds_moved(uow, keys)
 
 
 async def record_repatriation(event: Event[PatientRepatriated], uow: BudgetUnitOfWork) -> None:

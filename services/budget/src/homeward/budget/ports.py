@@ -114,6 +114,18 @@ class LedgerRepository(Repository, abc.ABC):
         self, commissioner: str, financial_year: str, programme: str, percent: int, state: ThresholdState
     ) -> None: ...
 
+    @abc.abstractmethod
+    async def thresholds_moved(self, keys: Collection[tuple[str, str]]) -> None:
+        """Mark these (commissioner, financial year) as having a forecast that moved."""
+
+    @abc.abstractmethod
+    async def thresholds_marked(self, limit: int) -> list[tuple[str, str]]:
+        """Up to ``limit`` marked (commissioner, financial year), oldest mark first (not locked)."""
+
+    @abc.abstractmethod
+    async def take_thresholds_moved(self, keys: Collection[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Unmark these; those that were still marked (another replica may have taken some)."""
+
 
 class BudgetUnitOfWork(UnitOfWork[Any]):
     """What a budget handler gets: the ledger (``uow.ledger``), the rules (``uow.config``), and
@@ -121,6 +133,3 @@ class BudgetUnitOfWork(UnitOfWork[Any]):
 
     ledger: LedgerRepository
     config: Config
-    # While a registration applies the events parked for its placement, the commissioners and
-    # years whose forecast they moved, checked once after all of them (None: check at once).
-    deferred_thresholds: set[tuple[str, int]] | None = None

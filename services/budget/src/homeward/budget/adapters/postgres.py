@@ -560,6 +560,37 @@ class PgBudgetRepository(LedgerRepository):
             state.last_alert_on,
         )
 
+    async def thresholds_moved(self, keys: Collection[tuple[str, str]]) -> None:
+        if not keys:
+            return
+        commissioners, years = zip(*sorted(set(keys)), strict=True)
+        await self.conn.execute(
+            """INSERT INTO thresholds_moved (commissioner, financial_year)
+               SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING""",
+            list(commissioners),
+            list(years),
+        )
+
+    async def thresholds_marked(self, limit: int) -> list[tuple[str, str]]:
+        rows = await self.conn.fetch(
+            "SELECT commissioner, financial_year FROM thresholds_moved ORDER BY moved_at, commissioner LIMIT $1",
+            limit,
+        )
+        return [(r["commissioner"], r["financial_year"]) for r in rows]
+
+    async def take_thresholds_moved(self, keys: Collection[tuple[str, str]]) -> list[tuple[str, str]]:
+        if not keys:
+            return []
+        commissioners, years = zip(*sorted(set(keys)), strict=True)
+        rows = await self.conn.fetch(
+            """DELETE FROM thresholds_moved t USING unnest($1::text[], $2::text[]) AS k(commissioner, financial_year)
+               WHERE t.commissioner = k.commissioner AND t.financial_year = k.financial_year
+               RETURNING t.commissioner, t.financial_year""",
+            list(commissioners),
+            list(years),
+        )
+        return sorted((r["commissioner"], r["financial_year"]) for r in rows)
+
 
 class PgBudgetUnitOfWork(BudgetUnitOfWork):
     """The budget's unit of work on PostgreSQL: the ledger on the transaction's connection.

@@ -15,7 +15,7 @@ from ..handlers import HANDLERS
 from ..ports import Config
 from ..settings import BudgetSettings
 from .http import build_routes
-from .jobs import SERVICE, accrual_job
+from .jobs import SERVICE, accrual_job, thresholds_job
 
 MIGRATIONS = service_migrations(__file__)
 # What the service reads; the main job uses it to know when all of it has been read.
@@ -44,7 +44,7 @@ def build_definition(settings: BudgetSettings | None = None) -> ServiceDefinitio
         handlers=HANDLERS,
         unit_of_work=functools.partial(PgBudgetUnitOfWork, config=config),
         subscriptions=SUBSCRIPTIONS,
-        jobs=[accrual_job(topics, config, settings.accrual_batch_size)],
+        jobs=[accrual_job(topics, config, settings.accrual_batch_size), thresholds_job(topics, config)],
         routes=build_routes,
         publishes=[BudgetThresholdBreached, InvoiceVarianceFound, AmountHeld],
         one_batch_at_a_time=True,
